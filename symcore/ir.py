@@ -1,0 +1,300 @@
+"""The IR: immutable, hash-consed expression nodes and their flat children-before-parents form.
+
+Building the same structure twice gives the same object, so `a is b` is structural equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from . import ops as _ops
+from .errors import ArityError, SymcoreError
+
+__all__ = ["Expr", "var", "const", "param", "call", "Flat", "flatten", "unflatten"]
+
+_INTERN: "weakref.WeakValueDictionary[tuple, Expr]" = weakref.WeakValueDictionary()
+
+
+def _fkey(v: float) -> bytes:
+    # Constants are keyed by their bit pattern: 0.0 and -0.0 differ, every NaN text is one NaN.
+    if math.isnan(v):
+        v = math.nan
+    return struct.pack("<d", v)
+
+
+class Expr:
+    """One node.  `op` is an ops-table name or a leaf kind ('var', 'const', 'param')."""
+
+    __slots__ = ("op", "args", "value", "name", "_hash", "_size", "_depth", "__weakref__")
+
+    op: str
+    args: tuple["Expr", ...]
+    value: Any          # var/param: int index; const: float; op nodes: None
+    name: str | None    # display name of a variable
+
+    def __new__(cls, op: str, args: tuple["Expr", ...] = (), value: Any = None,
+                name: str | None = None) -> "Expr":
+        key = (op, args, _fkey(value) if op == "const" else value, name)
+        node = _INTERN.get(key)
+        if node is not None:
+            return node
+        node = object.__new__(cls)
+        object.__setattr__(node, "op", op)
+        object.__setattr__(node, "args", args)
+        object.__setattr__(node, "value", value)
+        object.__setattr__(node, "name", name)
+        object.__setattr__(node, "_hash", hash(key))
+        if args:
+            object.__setattr__(node, "_size", 1 + sum(a._size for a in args))
+            object.__setattr__(node, "_depth", 1 + max(a._depth for a in args))
+        else:
+            object.__setattr__(node, "_size", 1)
+            object.__setattr__(node, "_depth", 1)
+        _INTERN[key] = node
+        return node
+
+    def __setattr__(self, k: str, v: Any) -> None:
+        raise AttributeError("Expr nodes are immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __reduce__(self) -> tuple:
+        return (unflatten, (flatten(self).rows,))
+
+    def __copy__(self) -> "Expr":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Expr":
+        return self
+
+    # -- folds ---------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of nodes of the tree (shared subtrees counted each time they occur)."""
+        return self._size
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.args
+
+    def nodes(self) -> list["Expr"]:
+        """Distinct nodes, children before parents (the DAG in topological order)."""
+        return list(flatten(self).nodes)
+
+    def variables(self) -> list[int]:
+        """Sorted column indices used."""
+        return sorted({n.value for n in self.nodes() if n.op == "var"})
+
+    def parameters(self) -> list[int]:
+        """Sorted parameter slots used."""
+        return sorted({n.value for n in self.nodes() if n.op == "param"})
+
+    @property
+    def n_params(self) -> int:
+        """Parameter vector length needed: 1 + the highest slot, or 0."""
+        p = self.parameters()
+        return p[-1] + 1 if p else 0
+
+    def constants(self) -> list[float]:
+        return [n.value for n in self.nodes() if n.op == "const"]
+
+    def digest(self, constants: bool = True) -> str:
+        """Stable structural digest (same in every process); with constants=False every constant
+        is one placeholder, so expressions that differ only in constant values share it."""
+        h = hashlib.blake2b(digest_size=16)
+        for row in flatten(self).rows:
+            op, kids, val = row
+            if op == "const":
+                val = repr(float(val)) if constants else "C"
+            h.update(f"{op}|{','.join(map(str, kids))}|{val}\n".encode())
+        return h.hexdigest()
+
+    # -- printing -------------------------------------------------------------------------
+    def __str__(self) -> str:
+        from .printers import to_text
+        return to_text(self)
+
+    def __repr__(self) -> str:
+        return f"Expr({str(self)!r})"
+
+    # -- building with Python operators (structural, no simplification) -------------------
+    def __add__(self, o: Any) -> "Expr":
+        return call("add", self, lift(o))
+
+    def __radd__(self, o: Any) -> "Expr":
+        return call("add", lift(o), self)
+
+    def __sub__(self, o: Any) -> "Expr":
+        return call("sub", self, lift(o))
+
+    def __rsub__(self, o: Any) -> "Expr":
+        return call("sub", lift(o), self)
+
+    def __mul__(self, o: Any) -> "Expr":
+        return call("mul", self, lift(o))
+
+    def __rmul__(self, o: Any) -> "Expr":
+        return call("mul", lift(o), self)
+
+    def __truediv__(self, o: Any) -> "Expr":
+        return call("div", self, lift(o))
+
+    def __rtruediv__(self, o: Any) -> "Expr":
+        return call("div", lift(o), self)
+
+    def __pow__(self, o: Any) -> "Expr":
+        return call("pow", self, lift(o))
+
+    def __rpow__(self, o: Any) -> "Expr":
+        return call("pow", lift(o), self)
+
+    def __neg__(self) -> "Expr":
+        return call("neg", self)
+
+
+def var(index: int, name: str | None = None) -> Expr:
+    """Column `index` of the data (0-based), optionally with a display name."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise SymcoreError(f"variable index must be a non-negative int, got {index!r}")
+    if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+        raise SymcoreError(f"variable name must be an identifier, got {name!r}")
+    return Expr("var", (), index, name)
+
+
+def const(v: float) -> Expr:
+    """A numeric literal (float64)."""
+    return Expr("const", (), float(v))
+
+
+def param(index: int) -> Expr:
+    """Fittable parameter slot `index`; its value lives in a separate vector."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise SymcoreError(f"parameter index must be a non-negative int, got {index!r}")
+    return Expr("param", (), index)
+
+
+def call(op: str, *args: Expr) -> Expr:
+    """Apply ops-table operator `op` to `args` (checked arity; powi needs an integer constant)."""
+    o = _ops.get(op)
+    if len(args) != o.arity:
+        raise ArityError(f"{op} takes {o.arity} operand(s), got {len(args)}")
+    for a in args:
+        if not isinstance(a, Expr):
+            raise SymcoreError(f"operand of {op} must be an Expr, got {type(a).__name__}")
+    if op == "powi":
+        k = args[1]
+        if k.op != "const" or not math.isfinite(k.value) or k.value != int(k.value):
+            raise SymcoreError("powi needs an integer constant exponent")
+    return Expr(op, tuple(args))
+
+
+def lift(x: Any) -> Expr:
+    if isinstance(x, Expr):
+        return x
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return const(float(x))
+    try:
+        import numpy as np
+        if isinstance(x, np.floating | np.integer):
+            return const(float(x))
+    except ImportError:  # pragma: no cover
+        pass
+    raise SymcoreError(f"cannot use {type(x).__name__} as an expression")
+
+
+# -------------------------------------------------------------------------------------------
+# Flat form: rows (op, child indices, value), children before parents, last row is the root.
+
+class Flat:
+    """Children-before-parents form of one expression (shared subterms appear once)."""
+
+    __slots__ = ("nodes", "rows", "index")
+
+    def __init__(self, nodes: Sequence[Expr]) -> None:
+        self.nodes: tuple[Expr, ...] = tuple(nodes)
+        self.index: dict[Expr, int] = {n: i for i, n in enumerate(self.nodes)}
+        self.rows: tuple[tuple[str, tuple[int, ...], Any], ...] = tuple(
+            (n.op, tuple(self.index[a] for a in n.args),
+             (n.value if n.name is None else (n.value, n.name)) if n.is_leaf else None)
+            for n in self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Expr]:
+        return iter(self.nodes)
+
+    @property
+    def root(self) -> Expr:
+        return self.nodes[-1]
+
+
+def topo(roots: Iterable[Expr]) -> list[Expr]:
+    """Distinct nodes reachable from `roots`, children before parents (iterative: no recursion
+    limit on deep trees)."""
+    seen: set[int] = set()
+    out: list[Expr] = []
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack: list[tuple[Expr, int]] = [(root, 0)]
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.args):
+                stack[-1] = (node, i + 1)
+                child = node.args[i]
+                if id(child) not in seen:
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                if id(node) not in seen:
+                    seen.add(id(node))
+                    out.append(node)
+    return out
+
+
+def flatten(expr: Expr) -> Flat:
+    return Flat(topo([expr]))
+
+
+def unflatten(rows: "Flat | Sequence[tuple[str, Sequence[int], Any]]") -> Expr:
+    """Rebuild the expression from flat rows (the inverse of `flatten(e).rows`)."""
+    if isinstance(rows, Flat):
+        return rows.root
+    built: list[Expr] = []
+    for op, kids, val in rows:
+        if op == "var":
+            idx, nm = val if isinstance(val, tuple) else (val, None)
+            built.append(var(idx, nm))
+        elif op == "const":
+            built.append(const(val))
+        elif op == "param":
+            built.append(param(val))
+        else:
+            built.append(call(op, *(built[k] for k in kids)))
+    if not built:
+        raise SymcoreError("empty flat form")
+    return built[-1]
+
+
+def map_leaves(expr: Expr, fn: Callable[[Expr], Expr]) -> Expr:
+    """Rebuild `expr` with every leaf replaced by fn(leaf) (iterative)."""
+    memo: dict[Expr, Expr] = {}
+    for n in topo([expr]):
+        memo[n] = fn(n) if n.is_leaf else Expr(n.op, tuple(memo[a] for a in n.args))
+    return memo[expr]
