@@ -1,0 +1,84 @@
+"""Hypothesis strategies shared by every test package (random expressions, data, populations)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+import symcore
+from symcore import OPS, Expr, call, const, param, var
+
+UNARY = tuple(n for n, o in OPS.items() if o.arity == 1)
+BINARY = tuple(n for n, o in OPS.items() if o.arity == 2 and n != "powi")
+#: operators every frontend shares (no protected variants); handy for dialect round trips
+PLAIN_UNARY = ("neg", "square", "cube", "inv", "abs", "sqrt", "exp", "log", "sin", "cos", "tan",
+               "tanh", "sinh", "cosh", "asin", "acos", "atan", "cbrt")
+PLAIN_BINARY = ("add", "sub", "mul", "div", "pow")
+
+finite_consts = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False,
+                          allow_subnormal=False, width=64)
+any_consts = st.floats(allow_subnormal=False, width=64)
+
+
+def leaves(n_vars: int = 3, n_params: int = 0, constants: st.SearchStrategy[float] = finite_consts,
+           names: tuple[str, ...] | None = None) -> st.SearchStrategy[Expr]:
+    opts = [st.integers(0, n_vars - 1).map(lambda i: var(i, names[i] if names else None)),
+            constants.map(const)]
+    if n_params:
+        opts.append(st.integers(0, n_params - 1).map(param))
+    return st.one_of(*opts)
+
+
+def exprs(n_vars: int = 3, n_params: int = 0, unary: tuple[str, ...] = UNARY,
+          binary: tuple[str, ...] = BINARY, max_leaves: int = 12, powi: bool = True,
+          constants: st.SearchStrategy[float] = finite_consts,
+          names: tuple[str, ...] | None = None) -> st.SearchStrategy[Expr]:
+    """Random expressions over the given operators (every op of the table by default)."""
+    base = leaves(n_vars, n_params, constants, names)
+
+    def extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+        opts = []
+        if unary:
+            opts.append(st.tuples(st.sampled_from(unary), children).map(lambda t: call(t[0], t[1])))
+        if binary:
+            opts.append(st.tuples(st.sampled_from(binary), children, children)
+                        .map(lambda t: call(t[0], t[1], t[2])))
+        if powi:
+            opts.append(st.tuples(children, st.integers(-4, 5))
+                        .map(lambda t: call("powi", t[0], const(float(t[1])))))
+        return st.one_of(*opts)
+
+    return st.recursive(base, extend, max_leaves=max_leaves)
+
+
+def plain_exprs(**kw: object) -> st.SearchStrategy[Expr]:
+    """Expressions over the operators every infix frontend can print."""
+    return exprs(unary=PLAIN_UNARY, binary=PLAIN_BINARY, powi=False, **kw)  # type: ignore[arg-type]
+
+
+def data(n_vars: int = 3, min_rows: int = 0, max_rows: int = 40,
+         edge: bool = True) -> st.SearchStrategy[np.ndarray]:
+    """Data matrices (rows × n_vars), including 0, negatives, NaN and ±inf when `edge`."""
+    elems = st.floats(allow_nan=edge, allow_infinity=edge, allow_subnormal=False,
+                      min_value=None if edge else -10.0, max_value=None if edge else 10.0)
+    if edge:
+        elems = st.one_of(elems, st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.001, -0.001, 1e-300,
+                                                  1e300, np.nan, np.inf, -np.inf]),
+                          st.floats(-5, 5))
+    return st.integers(min_rows, max_rows).flatmap(
+        lambda n: st.lists(st.lists(elems, min_size=n_vars, max_size=n_vars),
+                           min_size=n, max_size=n)
+        .map(lambda rows: np.array(rows, dtype=np.float64).reshape(n, n_vars)))
+
+
+def populations(n_vars: int = 3, min_size: int = 1, max_size: int = 30,
+                **kw: object) -> st.SearchStrategy[list[Expr]]:
+    """Populations with deliberate duplicates and near-duplicates."""
+    return st.lists(exprs(n_vars=n_vars, max_leaves=8, **kw), min_size=min_size,  # type: ignore[arg-type]
+                    max_size=max_size).flatmap(
+        lambda base: st.lists(st.sampled_from(base), min_size=len(base), max_size=2 * len(base))
+        .map(lambda dup: base + dup))
+
+
+__all__ = ["exprs", "plain_exprs", "leaves", "data", "populations", "UNARY", "BINARY",
+           "PLAIN_UNARY", "PLAIN_BINARY", "finite_consts", "any_consts", "symcore"]
