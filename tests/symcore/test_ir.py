@@ -1,4 +1,5 @@
 import math
+import os
 import pickle
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_digest_is_stable_and_constant_blind():
     code = ("from symcore import *; print(call('mul', const(2.0), call('sin', var(1))).digest())")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env={"PYTHONHASHSEED": seed}, check=True).stdout.strip()
+                             env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout.strip()
         assert out == e1.digest()
 
 
