@@ -62,7 +62,7 @@ def test_digest_is_stable_and_constant_blind():
     # the digest must not depend on the process (no Python hash randomisation)
     import subprocess
     import sys
-    code = ("from symcore import *; print(call('mul', const(2.0), call('sin', var(1))).digest())")
+    code = ("from symcore import call, const, var; print(call('mul', const(2.0), call('sin', var(1))).digest())")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout.strip()
