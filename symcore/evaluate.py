@@ -44,6 +44,10 @@ def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) ->
     IEEE semantics: NaN and ±inf propagate, nothing raises or warns during evaluation."""
     if not isinstance(expr, Expr):
         raise DataError(f"evaluate takes an Expr, got {type(expr).__name__}")
+    try:
+        dtype = np.dtype(dtype).type
+    except TypeError as err:
+        raise DataError(f"unknown dtype {dtype!r}: {err}") from None
     A = as_matrix(X, [expr], dtype)
     n = A.shape[0]
     order = topo([expr])
@@ -62,7 +66,7 @@ def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) ->
                                     f"{A.shape[1]} column(s)")
                 vals[nd] = A[:, nd.value]
             elif nd.op == "const":
-                vals[nd] = dtype(nd.value) if dtype is not np.float64 else np.float64(nd.value)
+                vals[nd] = dtype(nd.value)
             elif nd.op == "param":
                 vals[nd] = np.asarray(p[nd.value], dtype=dtype)
             else:
