@@ -1,0 +1,230 @@
+"""The one place that talks to llvmlite.binding: initialisation, the host target machine,
+IR parse/verify/optimise, object code, loaded libraries (ORC) and the object-code caches.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from symcore.errors import CompileError
+
+__all__ = ["host_features", "host_cpu", "target_machine", "compile_object", "Library",
+           "load_library", "ObjectCache", "object_cache", "cache_dir", "ENV_KEY"]
+
+#: bump when the generated code changes meaning, so stale disk caches are ignored
+CODEGEN_VERSION = "1"
+
+_lock = threading.RLock()
+
+
+@functools.lru_cache(maxsize=None)
+def _init() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()
+
+
+@functools.lru_cache(maxsize=None)
+def host_features() -> dict[str, bool]:
+    """Host CPU features as LLVM reports them (e.g. {"avx512f": True, …})."""
+    _init()
+    return {k: bool(v) for k, v in llvm.get_host_cpu_features().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def host_cpu() -> str:
+    _init()
+    return llvm.get_host_cpu_name()
+
+
+@functools.lru_cache(maxsize=None)
+def _feature_string() -> str:
+    _init()
+    return llvm.get_host_cpu_features().flatten()
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine(opt: int = 1) -> Any:
+    """Host target machine (host CPU and features) generating code at codegen level `opt`."""
+    _init()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=host_cpu(), features=_feature_string(), opt=opt,
+                                        reloc="pic", codemodel="default", jit=True)
+
+
+#: names the environment a piece of object code is valid in
+ENV_KEY = hashlib.blake2b(
+    f"{llvmlite.__version__}|{llvm.llvm_version_info}|{CODEGEN_VERSION}".encode(),
+    digest_size=8).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_key() -> str:
+    return hashlib.blake2b(f"{host_cpu()}|{_feature_string()}|{ENV_KEY}".encode(),
+                           digest_size=8).hexdigest()
+
+
+def optimise(mod: Any, level: int) -> None:
+    """Run LLVM's default pipeline at `level` (0..3) on a parsed module (new pass manager)."""
+    if level <= 0:
+        return
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pb = llvm.create_pass_builder(target_machine(), pto)
+    pm = pb.getModulePassManager()
+    pm.run(mod, pb)
+
+
+def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes:
+    """IR text -> verified, optimised host object code (ELF bytes)."""
+    _init()
+    with _lock:
+        try:
+            mod = llvm.parse_assembly(ir_text)
+            mod.verify()
+        except RuntimeError as err:
+            raise CompileError(f"LLVM rejected the generated IR: {err}") from None
+        mod.triple = llvm.get_process_triple()
+        mod.data_layout = str(target_machine(opt_codegen).target_data)
+        optimise(mod, opt_ir)
+        return bytes(target_machine(opt_codegen).emit_object(mod))
+
+
+# -- loaded code ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _lljit() -> Any:
+    _init()
+    from .vecmath import ensure_libraries
+    ensure_libraries()
+    return llvm.create_lljit_compiler(target_machine())
+
+
+_names = itertools.count()
+
+
+class Library:
+    """Object code loaded into the process; function addresses stay valid while it is open.
+    Closing (or garbage-collecting) it unloads the code."""
+
+    def __init__(self, objects: Iterable[bytes], symbols: Iterable[str]) -> None:
+        syms = list(dict.fromkeys(symbols))
+        with _lock:
+            jit = _lljit()
+            b = llvm.JITLibraryBuilder()
+            for obj in objects:
+                b.add_object_img(obj)
+            b.add_current_process()
+            for s in syms:
+                b.export_symbol(s)
+            try:
+                self._tracker = b.link(jit, f"symcore{next(_names)}")
+            except RuntimeError as err:
+                raise CompileError(f"cannot load generated code: {err}") from None
+        self.addresses: dict[str, int] = {s: int(self._tracker[s]) for s in syms}
+        for s, a in self.addresses.items():
+            if not a:
+                raise CompileError(f"symbol {s!r} missing from the generated code")
+
+    def close(self) -> None:
+        with _lock:
+            t, self._tracker = getattr(self, "_tracker", None), None
+            if t is not None:
+                t.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._tracker is None
+
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def load_library(objects: Iterable[bytes], symbols: Iterable[str]) -> Library:
+    return Library(objects, symbols)
+
+
+# -- caches --------------------------------------------------------------------------------------
+
+def cache_dir() -> Path | None:
+    """On-disk cache directory: `$SYMCORE_CACHE` or ~/.cache/symcore (empty string = disabled)."""
+    env = os.environ.get("SYMCORE_CACHE")
+    if env is not None and env.strip() == "":
+        return None
+    base = Path(env) if env else Path.home() / ".cache" / "symcore"
+    return base / _machine_key()
+
+
+class ObjectCache:
+    """Object code keyed by a string: an in-memory LRU in front of an on-disk directory.
+    Keys must already include everything the code depends on except the machine, which the
+    directory name carries (CPU, features, llvmlite/LLVM and codegen versions)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _path(self, key: str) -> Path | None:
+        d = cache_dir()
+        return None if d is None else d / f"{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}.o"
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            obj = self._mem.get(key)
+            if obj is not None:
+                self._mem.move_to_end(key)
+                return obj
+        p = self._path(key)
+        if p is not None:
+            try:
+                obj = p.read_bytes()
+            except OSError:
+                return None
+            self._remember(key, obj)
+            return obj
+        return None
+
+    def put(self, key: str, obj: bytes) -> None:
+        self._remember(key, obj)
+        p = self._path(key)
+        if p is None:
+            return
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(obj)
+            os.replace(tmp, p)  # atomic: concurrent processes never see half a file
+        except OSError:
+            pass  # an unwritable cache only costs recompilation
+
+    def _remember(self, key: str, obj: bytes) -> None:
+        with self._lock:
+            self._mem[key] = obj
+            self._mem.move_to_end(key)
+            while len(self._mem) > self.capacity:
+                self._mem.popitem(last=False)
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._mem.clear()
+
+
+@functools.lru_cache(maxsize=None)
+def object_cache() -> ObjectCache:
+    """The process-wide object-code cache."""
+    return ObjectCache()

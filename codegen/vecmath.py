@@ -1,0 +1,176 @@
+"""Host vector ISA detection and vector math: glibc libmvec calls chosen by the CPU's features,
+with a per-lane scalar libm fallback; declares and calls them inside an `llvmlite.ir.Module`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from symcore.errors import CompileError
+
+__all__ = ["VecISA", "host_isa", "width", "math_call", "MATH_UNARY", "MATH_BINARY",
+           "mvec_symbol", "ensure_libraries", "lane_type"]
+
+#: libm functions the lowering calls (unary), and the binary ones
+MATH_UNARY = ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
+              "cbrt")
+MATH_BINARY = ("pow",)
+
+# glibc libmvec provides every function above in four ISA variants (x86_64 vector ABI letters:
+# b = SSE4, c = AVX, d = AVX2, e = AVX-512); the number is the lane count.
+_MVEC_FUNCS = frozenset(MATH_UNARY + MATH_BINARY)
+
+
+@dataclass(frozen=True)
+class VecISA:
+    """The vector ISA kernels are generated for."""
+
+    name: str            # "avx512", "avx2", "avx", "sse", "scalar"
+    letter: str | None   # libmvec vector-ABI letter, None when libmvec is not used
+    bits: int            # vector register width in bits (64 = one double, i.e. scalar)
+
+    def lanes(self, dtype: str) -> int:
+        """SIMD lanes for "float64" or "float32"."""
+        return max(1, self.bits // (64 if dtype == "float64" else 32))
+
+
+_ISAS = {
+    "avx512": VecISA("avx512", "e", 512),
+    "avx2": VecISA("avx2", "d", 256),
+    "avx": VecISA("avx", "c", 256),
+    "sse": VecISA("sse", "b", 128),
+    "scalar": VecISA("scalar", None, 64),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _libmvec() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("mvec") or "libmvec.so.1"
+    try:
+        return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def host_isa() -> VecISA:
+    """Widest ISA the host CPU supports and libmvec implements (`$SYMCORE_ISA` may narrow it:
+    avx512, avx2, avx, sse or scalar)."""
+    from . import jit
+    feats = jit.host_features()
+    if feats.get("avx512f"):
+        best = "avx512"
+    elif feats.get("avx2"):
+        best = "avx2"
+    elif feats.get("avx"):
+        best = "avx"
+    elif feats.get("sse4.1") or feats.get("sse2"):
+        best = "sse"
+    else:
+        best = "scalar"
+    order = list(_ISAS)
+    want = os.environ.get("SYMCORE_ISA", "").strip().lower()
+    if want:
+        if want not in _ISAS:
+            raise CompileError(f"SYMCORE_ISA={want!r} is not one of {', '.join(_ISAS)}")
+        if order.index(want) > order.index(best):
+            best = want
+    if best != "scalar" and _libmvec() is None:
+        # no libmvec: vectors still pay off for arithmetic, math functions go lane by lane
+        return VecISA(_ISAS[best].name, None, _ISAS[best].bits)
+    return _ISAS[best]
+
+
+def width(dtype: str, isa: VecISA | None = None) -> int:
+    """Lanes per vector for the dtype ("float64"/"float32") on the (host) ISA."""
+    return (isa or host_isa()).lanes(dtype)
+
+
+def lane_type(dtype: str) -> ir.Type:
+    """LLVM scalar type of a dtype name."""
+    if dtype == "float64":
+        return ir.DoubleType()
+    if dtype == "float32":
+        return ir.FloatType()
+    raise CompileError(f"unsupported dtype {dtype!r} (float64 or float32)")
+
+
+def ensure_libraries() -> None:
+    """Make libmvec's symbols visible to the JIT linker (idempotent)."""
+    _load_permanently()
+
+
+@functools.lru_cache(maxsize=None)
+def _load_permanently() -> bool:
+    import llvmlite.binding as llvm
+    lib = _libmvec()
+    if lib is None:
+        return False
+    try:
+        llvm.load_library_permanently(lib._name)
+    except RuntimeError:
+        return False
+    return True
+
+
+def mvec_symbol(fn: str, dtype: str, lanes: int, isa: VecISA | None = None) -> str | None:
+    """libmvec symbol of `fn` for `lanes` lanes of dtype, e.g. `_ZGVeN8v_exp`; None when the
+    ISA has no such variant (the caller then goes lane by lane)."""
+    isa = isa or host_isa()
+    if isa.letter is None or fn not in _MVEC_FUNCS or lanes != isa.lanes(dtype) or lanes < 2:
+        return None
+    arity = 2 if fn in MATH_BINARY else 1
+    suffix = "f" if dtype == "float32" else ""
+    return f"_ZGV{isa.letter}N{lanes}{'v' * arity}_{fn}{suffix}"
+
+
+def _scalar_info(ty: ir.Type) -> tuple[ir.Type, int]:
+    if isinstance(ty, ir.VectorType):
+        return ty.element, ty.count
+    return ty, 0
+
+
+def _dtype_of(elem: ir.Type) -> str:
+    if isinstance(elem, ir.DoubleType):
+        return "float64"
+    if isinstance(elem, ir.FloatType):
+        return "float32"
+    raise CompileError(f"vector math on unsupported type {elem}")
+
+
+def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
+        fn.attributes.add("nounwind")
+    return fn
+
+
+def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value, isa: VecISA | None = None) -> ir.Value:
+    """Call libm function `fn` (exp, log, …, pow) on scalar or vector operands: one libmvec call
+    when the vector matches the ISA, otherwise libm lane by lane."""
+    if fn not in _MVEC_FUNCS:
+        raise CompileError(f"no vector math function {fn!r}")
+    ty = args[0].type
+    elem, lanes = _scalar_info(ty)
+    dtype = _dtype_of(elem)
+    module = builder.module
+    sym = mvec_symbol(fn, dtype, lanes, isa) if lanes else None
+    if sym is not None:
+        f = _declare(module, sym, ty, [ty] * len(args))
+        return builder.call(f, list(args))
+    scalar = _declare(module, fn + ("f" if dtype == "float32" else ""), elem, [elem] * len(args))
+    if not lanes:
+        return builder.call(scalar, list(args))
+    out: ir.Value = ir.Constant(ty, ir.Undefined)
+    for i in range(lanes):
+        idx = ir.Constant(ir.IntType(32), i)
+        lane = builder.call(scalar, [builder.extract_element(a, idx) for a in args])
+        out = builder.insert_element(out, lane, idx)
+    return out
