@@ -1,0 +1,479 @@
+"""Parameter Jacobians: the local-derivative templates taken from the ops table, a NumPy reference
+(the test oracle) and compiled value + Jacobian kernels (reverse mode, one pass, SIMD over rows).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from symcore.errors import CompileError, DataError, SymcoreError
+from symcore.evaluate import as_matrix, evaluate
+from symcore.ir import Expr, Flat, const, flatten, topo, var
+from symcore.ops import LEAVES, OPS
+
+from . import jit
+from .lower import LOWER, lower_expr, lower_powi, needed_rows, splat
+from .vecmath import width
+
+__all__ = ["deriv_template", "active_nodes", "jacobian_reference", "emit_normal", "emit_jacobian",
+           "GradKernels", "Data", "prepare_data", "jacobian"]
+
+
+@functools.lru_cache(maxsize=4096)
+def deriv_template(op: str, consts: tuple[float | None, ...], i: int) -> Expr:
+    """d out / d arg_i of `op` as IR over placeholders: `var(j)` stands for argument j (arguments
+    that are literals, given in `consts`, stay literals: powi's derivative needs its exponent),
+    `var(arity)` for the node's own value `out`."""
+    o = OPS[op]
+    args = [var(j) if c is None else const(c) for j, c in enumerate(consts)]
+    return o.deriv(*args, var(o.arity))[i]
+
+
+def node_consts(node: Expr) -> tuple[float | None, ...]:
+    """The literal operands of `node` (None where an operand is not a literal)."""
+    return tuple(float(a.value) if a.op == "const" else None for a in node.args)
+
+
+def active_nodes(order: list[Expr]) -> set[Expr]:
+    """Nodes whose value depends on a parameter (only these carry adjoints)."""
+    act: set[Expr] = set()
+    for n in order:
+        if n.op == "param" or any(a in act for a in n.args):
+            act.add(n)
+    return act
+
+
+def _params_vector(expr: Expr, params: Any) -> np.ndarray:
+    need = expr.n_params
+    p = np.zeros(0) if params is None else np.asarray(params, dtype=np.float64)
+    if p.ndim != 1 or p.shape[0] < need:
+        raise DataError(f"expression uses {need} parameter(s), got params of shape {p.shape}")
+    return p
+
+
+def jacobian_reference(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (N,) and Jacobian d pred / d p_j (N, n_params) with NumPy: a forward sweep
+    keeping every node's values, then a reverse sweep accumulating adjoints whose local
+    derivatives are the ops table's derivative IR evaluated by the reference evaluator."""
+    if not isinstance(expr, Expr):
+        raise SymcoreError(f"jacobian_reference takes an Expr, got {type(expr).__name__}")
+    A = as_matrix(X, [expr])
+    n = A.shape[0]
+    p = _params_vector(expr, params)
+    order = topo([expr])
+    vals: dict[Expr, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for nd in order:
+            if nd.op == "var":
+                if nd.value >= A.shape[1]:
+                    raise DataError(f"variable x{nd.value} needs column {nd.value}, data has "
+                                    f"{A.shape[1]} column(s)")
+                vals[nd] = A[:, nd.value]
+            elif nd.op == "const":
+                vals[nd] = np.full(n, nd.value)
+            elif nd.op == "param":
+                vals[nd] = np.full(n, p[nd.value])
+            else:
+                vals[nd] = np.broadcast_to(OPS[nd.op].np(*(vals[a] for a in nd.args)), (n,))
+        J = np.zeros((n, expr.n_params))
+        act = active_nodes(order)
+        adj: dict[Expr, np.ndarray] = {expr: np.ones(n)} if expr in act else {}
+        for nd in reversed(order):
+            if nd not in adj:
+                continue
+            bar = adj.pop(nd)
+            if nd.op == "param":
+                J[:, nd.value] += bar
+                continue
+            cs = node_consts(nd)
+            cols = np.empty((n, len(nd.args) + 1))
+            for j, a in enumerate(nd.args):
+                cols[:, j] = vals[a]
+            cols[:, -1] = vals[nd]
+            for i, a in enumerate(nd.args):
+                if a not in act:
+                    continue
+                d = evaluate(deriv_template(nd.op, cs, i), cols)
+                adj[a] = adj[a] + bar * d if a in adj else bar * d
+    return np.array(vals[expr], dtype=np.float64), J
+
+
+# -------------------------------------------------------------------------------------------------
+# Compiled kernels.  Rows are processed W at a time (<W x double>, W from the host ISA); the
+# caller pads the data to a multiple of W.  Per row block: a forward sweep keeps every node's
+# value as an SSA register, a reverse sweep accumulates adjoints; the local derivatives are the
+# ops table's derivative IR, lowered by `lower_expr` with its placeholders mapped to the forward
+# values.  Everything stays in registers: no temporaries, one pass.
+
+_F64 = ir.DoubleType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_PTR = _F64.as_pointer()
+_NORMAL_ARGS = [_PTR, _PTR, _PTR, _I64, _I64, _PTR, _PTR]   # X, y, w, n, ldx, params, out
+_JAC_ARGS = [_PTR, _I64, _I64, _PTR, _PTR, _PTR]           # X, n, ldx, params, pred, J
+_NORMAL_CT = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3), ctypes.c_int64, ctypes.c_int64,
+                              ctypes.c_void_p, ctypes.c_void_p)
+_JAC_CT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                           *([ctypes.c_void_p] * 3))
+
+
+def _vtype(lanes: int) -> ir.Type:
+    return _F64 if lanes == 1 else ir.VectorType(_F64, lanes)
+
+
+def _broadcast(b: ir.IRBuilder, vt: ir.Type, s: ir.Value) -> ir.Value:
+    if not isinstance(vt, ir.VectorType):
+        return s
+    v = b.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(_I32, 0))
+    mask = ir.Constant(ir.VectorType(_I32, vt.count), [0] * vt.count)
+    return b.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
+
+
+def _ptr_at(b: ir.IRBuilder, base: ir.Value, offset: ir.Value, vt: ir.Type) -> ir.Value:
+    p = b.gep(base, [offset])
+    return b.bitcast(p, vt.as_pointer()) if isinstance(vt, ir.VectorType) else p
+
+
+def _hsum(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    if not isinstance(v.type, ir.VectorType):
+        return v
+    parts = [b.extract_element(v, ir.Constant(_I32, k)) for k in range(v.type.count)]
+    while len(parts) > 1:  # pairwise: lanes hold partial sums of similar size
+        parts = [b.fadd(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k]
+                 for k in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
+            leaf: Callable[[str, Any], ir.Value]) -> tuple[ir.Value, dict[int, ir.Value]]:
+    """Forward sweep (every node's value) then reverse sweep (adjoints); returns the root value
+    and d root / d p_j for every parameter slot the expression uses."""
+    rows, nodes = flat.rows, flat.nodes
+    need = needed_rows(flat)
+    vals: list[ir.Value | None] = [None] * len(rows)
+    for i, (op, kids, val) in enumerate(rows):
+        if not need[i]:
+            continue
+        if op in LEAVES:
+            vals[i] = leaf(op, val[0] if isinstance(val, tuple) else val)
+        elif op == "powi":
+            vals[i] = lower_powi(b, vals[kids[0]], int(rows[kids[1]][2]))
+        else:
+            vals[i] = LOWER[op](b, *(vals[k] for k in kids))
+    act = active_nodes(list(nodes))
+    adj: list[ir.Value | None] = [None] * len(rows)
+    grads: dict[int, ir.Value] = {}
+    if nodes[-1] in act:
+        adj[-1] = splat(vt, 1.0)
+    for i in range(len(rows) - 1, -1, -1):
+        bar = adj[i]
+        if bar is None:
+            continue
+        op, kids, val = rows[i]
+        if op == "param":
+            grads[val] = bar
+            continue
+        cs = node_consts(nodes[i])
+        for k, kid in enumerate(kids):
+            if nodes[kid] not in act:
+                continue
+            d = deriv_template(op, cs, k)
+            if d.op == "const" and d.value == 1.0:
+                c = bar
+            elif d.op == "const" and d.value == -1.0:
+                c = b.fneg(bar)
+            else:
+                def lv(kind: str, v: Any, kids: tuple[int, ...] = kids, i: int = i) -> ir.Value:
+                    if kind == "var":  # placeholder: argument v, or the node itself
+                        return vals[kids[v]] if v < len(kids) else vals[i]  # type: ignore[return-value]
+                    if kind == "const":
+                        return splat(vt, v)
+                    raise CompileError(f"derivative of {op} refers to a parameter")
+                c = b.fmul(bar, lower_expr(b, d, lv))
+            prev = adj[kid]
+            adj[kid] = c if prev is None else b.fadd(prev, c)
+    root = vals[-1]
+    assert root is not None
+    return root, grads
+
+
+class _Loop:
+    """`for (i = 0; i < n; i += lanes)` with loop-carried accumulators (phi nodes)."""
+
+    def __init__(self, fn: ir.Function, n: ir.Value, lanes: int, n_acc: int, vt: ir.Type,
+                 prologue: Callable[[ir.IRBuilder], Any]) -> None:
+        entry = fn.append_basic_block("entry")
+        self.head = fn.append_basic_block("head")
+        self.body = fn.append_basic_block("body")
+        self.done = fn.append_basic_block("done")
+        b = ir.IRBuilder(entry)
+        self.pre = prologue(b)
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        self.i = b.phi(_I64, "i")
+        self.i.add_incoming(ir.Constant(_I64, 0), entry)
+        self.accs = []
+        for _ in range(n_acc):
+            a = b.phi(vt)
+            a.add_incoming(splat(vt, 0.0), entry)
+            self.accs.append(a)
+        b.cbranch(b.icmp_signed("<", self.i, n), self.body, self.done)
+        b.position_at_end(self.body)
+        self.b = b
+        self.lanes = lanes
+
+    def close(self, new_accs: list[ir.Value]) -> ir.IRBuilder:
+        b = self.b
+        nxt = b.add(self.i, ir.Constant(_I64, self.lanes))
+        end = b.block
+        b.branch(self.head)
+        self.i.add_incoming(nxt, end)
+        for a, v in zip(self.accs, new_accs):
+            a.add_incoming(v, end)
+        b.position_at_end(self.done)
+        return b
+
+
+def _param_splats(expr: Expr, vt: ir.Type, P: ir.Value) -> Callable[[ir.IRBuilder], dict]:
+    def pro(b: ir.IRBuilder) -> dict[int, ir.Value]:
+        return {j: _broadcast(b, vt, b.load(b.gep(P, [ir.Constant(_I64, j)])))
+                for j in expr.parameters()}
+    return pro
+
+
+def _leaf_fn(b: ir.IRBuilder, vt: ir.Type, X: ir.Value, ldx: ir.Value, i: ir.Value,
+             pvals: dict[int, ir.Value]) -> Callable[[str, Any], ir.Value]:
+    cols: dict[int, ir.Value] = {}
+
+    def leaf(kind: str, v: Any) -> ir.Value:
+        if kind == "var":
+            if v not in cols:
+                off = b.add(b.mul(ldx, ir.Constant(_I64, v)), i)
+                cols[v] = b.load(_ptr_at(b, X, off, vt), align=8)
+            return cols[v]
+        if kind == "const":
+            return splat(vt, v)
+        return pvals[v]
+    return leaf
+
+
+def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Function:
+    """`void name(X, y, w, n, ldx, params, out)`: over rows [0, n) (n a multiple of `lanes`;
+    X column-major, column c at X + c*ldx) accumulate the weighted normal equations of the
+    residual r = pred - y: out = [Σ w r², Σ w r J_j (j < P), Σ w J_j J_k (j <= k, row-major
+    upper triangle)].  Rows with w <= 0 (or NaN w) contribute nothing, even if non-finite."""
+    vt = _vtype(lanes)
+    P = expr.n_params
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), _NORMAL_ARGS), name=name)
+    X, Y, Wt, n, ldx, Pp, OUT = fn.args
+    n_acc = 1 + P + P * (P + 1) // 2
+    loop = _Loop(fn, n, lanes, n_acc, vt, _param_splats(expr, vt, Pp))
+    b, i = loop.b, loop.i
+    pred, grads = _sweeps(b, flatten(expr), vt, _leaf_fn(b, vt, X, ldx, i, loop.pre))
+    zero = splat(vt, 0.0)
+    yv = b.load(_ptr_at(b, Y, i, vt), align=8)
+    wv = b.load(_ptr_at(b, Wt, i, vt), align=8)
+    m = b.fcmp_ordered(">", wv, zero)
+    r = b.select(m, b.fsub(pred, yv), zero)
+    J = [b.select(m, grads[j], zero) if j in grads else None for j in range(P)]
+    wr = b.fmul(wv, r)
+    acc = loop.accs
+    new = [b.fadd(acc[0], b.fmul(wr, r))]
+    new += [b.fadd(acc[1 + j], b.fmul(wr, J[j])) if J[j] is not None else acc[1 + j]
+            for j in range(P)]
+    k = 1 + P
+    for j in range(P):
+        wj = b.fmul(wv, J[j]) if J[j] is not None else None
+        for l in range(j, P):
+            Jl = J[l]
+            new.append(b.fadd(acc[k], b.fmul(wj, Jl)) if wj is not None and Jl is not None
+                       else acc[k])
+            k += 1
+    b = loop.close(new)
+    for idx, a in enumerate(acc):
+        b.store(_hsum(b, a), b.gep(OUT, [ir.Constant(_I64, idx)]))
+    b.ret_void()
+    return fn
+
+
+def emit_jacobian(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Function:
+    """`void name(X, n, ldx, params, pred, J)`: predictions pred[i] and Jacobian
+    J[j*n + i] = d pred_i / d p_j for rows [0, n) (n a multiple of `lanes`)."""
+    vt = _vtype(lanes)
+    P = expr.n_params
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), _JAC_ARGS), name=name)
+    X, n, ldx, Pp, PRED, JAC = fn.args
+    loop = _Loop(fn, n, lanes, 0, vt, _param_splats(expr, vt, Pp))
+    b, i = loop.b, loop.i
+    pred, grads = _sweeps(b, flatten(expr), vt, _leaf_fn(b, vt, X, ldx, i, loop.pre))
+    b.store(pred, _ptr_at(b, PRED, i, vt), align=8)
+    for j in range(P):
+        off = b.add(b.mul(n, ir.Constant(_I64, j)), i)
+        b.store(grads.get(j, splat(vt, 0.0)), _ptr_at(b, JAC, off, vt), align=8)
+    b = loop.close([])
+    b.ret_void()
+    return fn
+
+
+# -------------------------------------------------------------------------------------------------
+# Loading and calling.
+
+#: expressions per LLVM module (one object file, one cache entry)
+CHUNK = 32
+#: LLVM optimisation: IR pipeline level and machine-code level
+OPT_IR = 2
+OPT_CODEGEN = 1
+
+
+@dataclass(frozen=True)
+class Data:
+    """Data laid out for the kernels: X column-major (columns, n_pad), y and w of n_pad rows,
+    n_pad a multiple of the vector width; padding rows copy row 0 and have weight 0."""
+
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    n: int
+    n_pad: int
+    sum_w: float
+
+
+def prepare_data(X: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | None = None,
+                 lanes: int | None = None) -> Data:
+    """Pad and transpose validated float64 arrays (X (N, C), y (N,), w (N,) or None)."""
+    lanes = lanes or width("float64")
+    n = X.shape[0]
+    n_pad = -(-n // lanes) * lanes
+    Xc = np.empty((X.shape[1], n_pad))
+    Xc[:, :n] = X.T
+    yp = np.zeros(n_pad)
+    wp = np.zeros(n_pad)
+    if n:
+        Xc[:, n:] = X[:1].T
+        if y is not None:
+            yp[:n] = y
+            yp[n:] = y[0]
+        wp[:n] = 1.0 if w is None else w
+    return Data(Xc, yp, wp, n, n_pad, float(wp.sum()))
+
+
+def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"grad|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}\n".encode())
+    for e in exprs:
+        h.update(e.digest().encode())
+    return h.hexdigest()
+
+
+class GradKernels:
+    """Compiled value + parameter-Jacobian kernels for a list of parametrised expressions:
+    `normal` (fused normal equations, what the fitter calls) and, when asked, `jacobian`
+    (predictions and the full Jacobian).  Identical structures share one function; modules of
+    `CHUNK` functions are compiled once and cached (memory and disk) by structure."""
+
+    def __init__(self, exprs: Sequence[Expr], *, jacobian: bool = False,
+                 lanes: int | None = None) -> None:
+        self.exprs = list(exprs)
+        for e in self.exprs:
+            if not isinstance(e, Expr):
+                raise SymcoreError(f"GradKernels takes Expr objects, got {type(e).__name__}")
+        self.lanes = lanes or width("float64")
+        uniq: dict[str, int] = {}
+        self._slot = [uniq.setdefault(e.digest(), len(uniq)) for e in self.exprs]
+        distinct = list({e.digest(): e for e in self.exprs}.values())
+        kinds = ("normal", "jac") if jacobian else ("normal",)
+        self._libs: list[jit.Library] = []
+        self._normal: list[Any] = []
+        self._jac: list[Any] = []
+        for start in range(0, len(distinct), CHUNK):
+            chunk = distinct[start:start + CHUNK]
+            key = _key("+".join(kinds), self.lanes, chunk)
+            names = [f"sc_{kind}_{key[:12]}_{k}" for k in range(len(chunk)) for kind in kinds]
+            cache = jit.object_cache()
+            obj = cache.get(key)
+            if obj is None:
+                module = ir.Module(name=f"grad_{key[:12]}")
+                for k, e in enumerate(chunk):
+                    emit_normal(module, f"sc_normal_{key[:12]}_{k}", e, self.lanes)
+                    if jacobian:
+                        emit_jacobian(module, f"sc_jac_{key[:12]}_{k}", e, self.lanes)
+                obj = jit.compile_object(str(module), OPT_IR, OPT_CODEGEN)
+                cache.put(key, obj)
+            lib = jit.load_library([obj], names)
+            self._libs.append(lib)
+            for k in range(len(chunk)):
+                self._normal.append(_NORMAL_CT(lib.addresses[f"sc_normal_{key[:12]}_{k}"]))
+                if jacobian:
+                    self._jac.append(_JAC_CT(lib.addresses[f"sc_jac_{key[:12]}_{k}"]))
+
+    def __len__(self) -> int:
+        return len(self.exprs)
+
+    def _check(self, k: int, data: Data, params: np.ndarray) -> None:
+        e = self.exprs[k]
+        if data.n_pad % self.lanes:
+            raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
+        cols = e.variables()
+        if cols and cols[-1] >= data.X.shape[0]:
+            raise DataError(f"expression uses column {cols[-1]}, data has {data.X.shape[0]}")
+        if params.dtype != np.float64 or params.ndim != 1 or params.shape[0] < e.n_params \
+                or not params.flags.c_contiguous:
+            raise DataError(f"params must be a contiguous float64 vector of {e.n_params} values")
+
+    def normal(self, k: int, data: Data, params: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        """(Σ w r², Jᵀ W r, Jᵀ W J) of candidate k at `params` (r = pred - y)."""
+        self._check(k, data, params)
+        P = self.exprs[k].n_params
+        out = np.empty(1 + P + P * (P + 1) // 2)
+        self._normal[self._slot[k]](data.X.ctypes.data, data.y.ctypes.data, data.w.ctypes.data,
+                                    data.n_pad, data.n_pad, params.ctypes.data, out.ctypes.data)
+        H = np.empty((P, P))
+        iu = np.triu_indices(P)
+        H[iu] = out[1 + P:]
+        H.T[iu] = out[1 + P:]
+        return float(out[0]), out[1:1 + P], H
+
+    def jacobian(self, k: int, data: Data, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions (N,) and Jacobian (N, P) of candidate k."""
+        if not self._jac:
+            raise CompileError("these kernels were compiled without jacobian=True")
+        self._check(k, data, params)
+        P = self.exprs[k].n_params
+        pred = np.empty(data.n_pad)
+        J = np.empty((P, data.n_pad))
+        self._jac[self._slot[k]](data.X.ctypes.data, data.n_pad, data.n_pad,
+                                 params.ctypes.data, pred.ctypes.data, J.ctypes.data)
+        return pred[:data.n], J[:, :data.n].T
+
+    def close(self) -> None:
+        for lib in self._libs:
+            lib.close()
+        self._libs = []
+        self._normal = []
+        self._jac = []
+
+
+def jacobian(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (N,) and parameter Jacobian (N, n_params) of `expr`, compiled (tier 1)."""
+    if not isinstance(expr, Expr):
+        raise SymcoreError(f"jacobian takes an Expr, got {type(expr).__name__}")
+    A = as_matrix(X, [expr])
+    p = np.ascontiguousarray(_params_vector(expr, params), dtype=np.float64)
+    cols = expr.variables()
+    if cols and cols[-1] >= A.shape[1]:
+        raise DataError(f"variable x{cols[-1]} needs column {cols[-1]}, data has "
+                        f"{A.shape[1]} column(s)")
+    k = GradKernels([expr], jacobian=True)
+    try:
+        pred, J = k.jacobian(0, prepare_data(A, lanes=k.lanes), p)
+        return pred.copy(), J.copy()
+    finally:
+        k.close()
