@@ -6,8 +6,8 @@ Layout (all arrays C-contiguous, little-endian):
 * slots ``0 .. n_vars-1`` are the data columns (the interpreter points them into X), slots
   ``n_vars .. n_vars+n_scratch-1`` are scratch rows of one row block each;
 * ``code`` (n_instr, 4) int32 rows ``(opcode, dst, a, b)``: ``dst[r] = op(a[r], b[r])`` for every
-  row r of the block (``b`` is 0 and unused for unary ops; for ``powi`` it is the slot holding the
-  integer exponent broadcast);
+  row r of the block (``b`` is 0 and unused for unary ops; for ``powi`` it is the integer exponent itself,
+  an immediate (a larger exponent is packed as ``pow`` with a constant slot, the same function);
 * ``fills`` (n_fill, 3) int32 rows ``(slot, kind, index)``: before its row blocks a candidate sets
   scratch ``slot`` to ``pool[index]`` (kind 0, a constant) or to its parameter ``params[c, index]``
   (kind 1); these slots are never overwritten, so constants cost nothing per block;
@@ -32,6 +32,9 @@ OPCODES: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 
 KIND_CONST = 0
 KIND_PARAM = 1
+
+#: |k| of powi's exponent the tape holds as an int32 immediate
+POWI_IMMEDIATE_MAX = 2**31 - 1
 
 CAND_FIELDS = ("code_offset", "n_instr", "fill_offset", "n_fill", "root_slot")
 
@@ -58,6 +61,10 @@ class Tape:
         return int(self.cands.shape[0])
 
 
+def _immediate_powi(n: Expr) -> bool:
+    return n.op == "powi" and abs(n.args[1].value) <= POWI_IMMEDIATE_MAX
+
+
 def _pack_one(e: Expr, n_vars: int, code: list[tuple[int, int, int, int]],
               fills: list[tuple[int, int, int]], pool: dict[bytes, int],
               pool_vals: list[float]) -> tuple[int, int, int, int, int, int]:
@@ -70,7 +77,18 @@ def _pack_one(e: Expr, n_vars: int, code: list[tuple[int, int, int, int]],
     slot: dict[Expr, int] = {}
     fill_off, code_off = len(fills), len(code)
     n_reserved = 0
+    # a constant used only as powi's exponent needs no slot: the exponent is an immediate
+    exponent_only = {n.args[1] for n in nodes if _immediate_powi(n)}
     for n in nodes:
+        if _immediate_powi(n):
+            exponent_only.discard(n.args[0])
+        elif not n.is_leaf:
+            exponent_only.difference_update(n.args)
+    if e in exponent_only:
+        exponent_only.discard(e)
+    for n in nodes:
+        if n in exponent_only:
+            continue
         if n.op == "var":
             if n.value >= n_vars:
                 raise CompileError(f"variable x{n.value} outside the tape's {n_vars} columns")
@@ -96,7 +114,15 @@ def _pack_one(e: Expr, n_vars: int, code: list[tuple[int, int, int, int]],
         if op is None:
             raise CompileError(f"operator {n.op!r} is not in the ops table")
         a = slot[n.args[0]]
-        b = slot[n.args[1]] if len(n.args) > 1 else 0
+        opname = n.op
+        if _immediate_powi(n):
+            b = int(n.args[1].value)
+        elif opname == "powi":
+            # the reference computes powi as np.power(a, float k): for an exponent beyond the
+            # immediate range that is exactly pow with the exponent in a constant slot
+            opname, b = "pow", slot[n.args[1]]
+        else:
+            b = slot[n.args[1]] if len(n.args) > 1 else 0
         # an operand dead after this node frees its slot first, so dst may reuse it: the
         # interpreter reads both operands of a row chunk before it writes that chunk
         for arg in dict.fromkeys(n.args):
@@ -108,7 +134,7 @@ def _pack_one(e: Expr, n_vars: int, code: list[tuple[int, int, int, int]],
             d = n_vars + top
             top += 1
         slot[n] = d
-        code.append((OPCODES[n.op], d, a, b))
+        code.append((OPCODES[opname], d, a, b))
     return (code_off, len(code) - code_off, fill_off, len(fills) - fill_off, slot[e], top)
 
 

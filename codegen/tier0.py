@@ -1,0 +1,539 @@
+"""Tier 0: one native tape interpreter per (dtype, CPU), generated with llvmlite, compiled once and
+cached on disk as object code; it evaluates a whole packed population (`tape.Tape`) over row
+blocks that stay in L1, SIMD across rows, with zero compilation per candidate.
+
+Interface (what `kernels.Kernel` calls; arrays must already be validated):
+
+``prog = Tier0Program(exprs, dtype)`` packs the population once (``prog.tape``, ``prog.n_vars``,
+``prog.n_params``, ``prog.n_candidates``).  Every ``*_range`` method works on candidates
+``c0 <= c < c1`` only, calls one native function through ctypes (the GIL is released, so threads
+may run disjoint ranges of the same program at once) and writes only rows ``c0 .. c1-1`` of its
+output:
+
+* ``prog.predict_range(Xcol, params, out, c0, c1)``: ``out[c, :] = prediction of candidate c``.
+* ``prog.loss_range(Xcol, y, w, out_loss, c0, c1)``: ``out_loss[c] = (sum w*err**2, sum w*|err|)``
+  in float64 (also for float32 data; ``w=None`` means unit weights).  ``sse_range`` is the same
+  call.  A non-finite prediction on any row makes both entries ``+inf`` and stops work on that
+  candidate (its remaining row blocks are skipped); other candidates are unaffected.
+
+Array contract: ``Xcol`` is ``(n_features, N)`` C-contiguous of the program's dtype with
+``n_features >= prog.n_vars`` (column-major data: one contiguous row per feature); ``y`` and ``w``
+are ``(N,)`` of the dtype; ``params`` is ``None`` or ``(P, k)`` float64 C-contiguous with
+``k >= prog.n_params`` (row c = candidate c's parameters); ``out`` is ``(P, N)`` of the dtype and
+``out_loss`` ``(P, 2)`` float64, both C-contiguous.  The tail block (N not a multiple of the
+block) is copied into a padded buffer, so nothing is read past the end of X, y or w, and padded
+rows never reach an output.  R², NMSE etc. follow from the SSE and y's mean/variance (computed
+once in Python by the caller).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import pathlib
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from symcore.errors import CompileError, DataError
+from symcore.ir import Expr
+from symcore.ops import OPS
+
+from . import jit as _jit
+from . import tape as _tape
+from . import vecmath as _vecmath
+from .lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
+
+__all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
+
+#: rows per block by dtype: scratch for one candidate is n_scratch * BLOCK * itemsize bytes
+BLOCK = {"float64": 128, "float32": 256}
+
+# Bump when the generated code changes: part of the on-disk cache key.
+_VERSION = "t0-1"
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_I8P = ir.IntType(8).as_pointer()
+_DBL = ir.DoubleType()
+
+
+def _c64(v: int) -> ir.Constant:
+    return ir.Constant(_I64, v)
+
+
+class _Emitter:
+    """Small helpers over an IRBuilder: allocas in the entry block and counted loops."""
+
+    def __init__(self, fn: ir.Function) -> None:
+        self.fn = fn
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+
+    def var(self, ty: ir.Type, init: ir.Value, name: str) -> ir.AllocaInstr:
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(ty, name=name)
+        self.b.store(init, slot)
+        return slot
+
+    def loop(self, lo: ir.Value, hi: ir.Value, body: Callable[[ir.Value], None],
+             name: str) -> None:
+        """for (i = lo; i < hi; ++i) body(i)  (i64)."""
+        b = self.b
+        i = self.var(_I64, lo, name + ".i")
+        head = self.fn.append_basic_block(name + ".head")
+        blk = self.fn.append_basic_block(name + ".body")
+        end = self.fn.append_basic_block(name + ".end")
+        b.branch(head)
+        b.position_at_end(head)
+        iv = b.load(i)
+        b.cbranch(b.icmp_signed("<", iv, hi), blk, end)
+        b.position_at_end(blk)
+        body(iv)
+        b.store(b.add(b.load(i), _c64(1)), i)
+        b.branch(head)
+        b.position_at_end(end)
+
+
+def _lowering() -> dict[str, Callable[..., ir.Value]]:
+    missing = [name for name in OPS if name not in LOWER]
+    if missing:
+        raise CompileError(f"tier 0: no lowering for op(s) {', '.join(missing)}")
+    return LOWER
+
+
+def emit_module(dtype: str, lanes: int, block: int) -> ir.Module:
+    """The interpreter's LLVM module: functions ``t0_predict``, ``t0_loss`` and ``t0_loss_w``."""
+    if block % lanes:
+        raise CompileError(f"block {block} is not a multiple of the vector width {lanes}")
+    lower = _lowering()
+    T = _DBL if dtype == "float64" else ir.FloatType()
+    V = ir.VectorType(T, lanes)
+    mod = ir.Module(name=f"symcore_tier0_{dtype}")
+    for kind in ("predict", "loss", "loss_w"):
+        _emit_function(mod, kind, T, V, lanes, block, lower)
+    return mod
+
+
+def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: int,
+                   lower: dict[str, Callable[..., ir.Value]]) -> None:
+    Tp = T.as_pointer()
+    Vp = V.as_pointer()
+    I32p = _I32.as_pointer()
+    esize = 8 if isinstance(T, ir.DoubleType) else 4
+    # (code, fills, pool, cands, params, ldp, X, ldx, n, nvar, nslot, ptrs, tail, slots, c0, c1,
+    #  then predict: out, ldo | loss: y, w, loss)
+    args = [I32p, I32p, _DBL.as_pointer(), I32p, _DBL.as_pointer(), _I64, Tp, _I64, _I64, _I64,
+            _I64, Tp.as_pointer(), Tp, Tp, _I64, _I64]
+    if kind == "predict":
+        args += [Tp, _I64]
+    else:
+        args += [Tp, Tp, _DBL.as_pointer()]
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=f"t0_{kind}")
+    fn.attributes.add("nounwind")
+    (code, fills, pool, cands, params, ldp, X, ldx, n, nvar, nslot, ptrs, tail, slots, c0,
+     c1) = fn.args[:16]
+    E = _Emitter(fn)
+    b = E.b
+    weighted = kind == "loss_w"
+    is_loss = kind != "predict"
+    if kind == "predict":
+        out, ldo = fn.args[16:18]
+    else:
+        y, w, loss = fn.args[16:19]
+
+    cB = _c64(B)
+    nfull = b.sdiv(n, cB, name="nfull")
+    rem = b.sub(n, b.mul(nfull, cB), name="rem")
+    nblk = b.add(nfull, b.zext(b.icmp_signed(">", rem, _c64(0)), _I64), name="nblk")
+    zero_t = ir.Constant(T, 0.0)
+
+    # -- padded copy of the tail rows: X columns, then y and w ------------------------------
+    def copy_tail(src: ir.Value, dst: ir.Value) -> None:
+        def row(r: ir.Value) -> None:
+            inside = b.icmp_signed("<", r, rem)
+            with b.if_else(inside) as (then, other):
+                with then:
+                    v = b.load(b.gep(src, [b.add(b.mul(nfull, cB), r)]))
+                    b.store(v, b.gep(dst, [r]))
+                with other:
+                    b.store(zero_t, b.gep(dst, [r]))
+        E.loop(_c64(0), cB, row, "tailrow")
+
+    with b.if_then(b.icmp_signed(">", rem, _c64(0))):
+        E.loop(_c64(0), nvar, lambda v: copy_tail(b.gep(X, [b.mul(v, ldx)]),
+                                                  b.gep(tail, [b.mul(v, cB)])), "tailcol")
+        if is_loss:
+            copy_tail(y, b.gep(tail, [b.mul(nvar, cB)]))
+        if weighted:
+            copy_tail(w, b.gep(tail, [b.mul(b.add(nvar, _c64(1)), cB)]))
+
+    # -- scratch slot pointers (fixed for the whole call) ------------------------------------
+    E.loop(nvar, nslot, lambda s: b.store(b.gep(slots, [b.mul(b.sub(s, nvar), cB)]),
+                                          b.gep(ptrs, [s])), "slotptr")
+
+    lanes_idx = ir.Constant(ir.VectorType(_I64, W), [i for i in range(W)])
+
+    def splat(val: ir.Value, ty: ir.VectorType) -> ir.Value:
+        u = ir.Constant(ty, ir.Undefined)
+        v = b.insert_element(u, val, ir.Constant(_I32, 0))
+        return b.shuffle_vector(v, u, ir.Constant(ir.VectorType(_I32, ty.count), [0] * ty.count))
+
+    def vload(p: ir.Value, off: int | ir.Value) -> ir.Value:
+        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
+        return b.load(b.bitcast(q, Vp), align=esize)
+
+    def vstore(v: ir.Value, p: ir.Value, off: int | ir.Value) -> None:
+        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
+        b.store(v, b.bitcast(q, Vp), align=esize)
+
+    def field(row: ir.Value, width: int, k: int) -> ir.Value:
+        return b.sext(b.load(b.gep(row, [_c64(k)])), _I64)
+
+    # -- candidate loop ------------------------------------------------------------------------
+    def candidate(c: ir.Value) -> None:
+        hdr = b.gep(cands, [b.mul(c, _c64(5))])
+        code_off = field(hdr, 5, 0)
+        n_instr = field(hdr, 5, 1)
+        fill_off = field(hdr, 5, 2)
+        n_fill = field(hdr, 5, 3)
+        root = field(hdr, 5, 4)
+
+        def fill(j: ir.Value) -> None:
+            row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
+            s = field(row, 3, 0)
+            is_param = b.icmp_signed("!=", field(row, 3, 1), _c64(0))
+            idx = field(row, 3, 2)
+            src = b.select(is_param, b.gep(params, [b.add(b.mul(c, ldp), idx)]),
+                           b.gep(pool, [idx]))
+            val = b.load(src)
+            if not isinstance(T, ir.DoubleType):
+                val = b.fptrunc(val, T)
+            vv = splat(val, V)
+            dst = b.load(b.gep(ptrs, [s]))
+            for k in range(B // W):
+                vstore(vv, dst, k * W)
+        E.loop(_c64(0), n_fill, fill, "fill")
+
+        if is_loss:
+            DV = ir.VectorType(_DBL, W)
+            zero_d = ir.Constant(DV, [0.0] * W)
+            sse = E.var(DV, zero_d, "sse")
+            sae = E.var(DV, zero_d, "sae")
+            bad = E.var(ir.IntType(1), ir.Constant(ir.IntType(1), 0), "bad")
+        blk_i = E.var(_I64, _c64(0), "blk")
+        bhead = fn.append_basic_block("blk.head")
+        bbody = fn.append_basic_block("blk.body")
+        bend = fn.append_basic_block("blk.end")
+        b.branch(bhead)
+        b.position_at_end(bhead)
+        bi = b.load(blk_i)
+        go = b.icmp_signed("<", bi, nblk)
+        if is_loss:
+            go = b.and_(go, b.not_(b.load(bad)))
+        b.cbranch(go, bbody, bend)
+        b.position_at_end(bbody)
+        r0 = b.mul(bi, cB)
+        full = b.icmp_signed("<", bi, nfull)
+        base = b.select(full, b.gep(X, [r0]), tail)
+        stride = b.select(full, ldx, cB)
+        E.loop(_c64(0), nvar, lambda v: b.store(b.gep(base, [b.mul(v, stride)]),
+                                                 b.gep(ptrs, [v])), "varptr")
+        _emit_interp(E, code, code_off, n_instr, ptrs, V, W, B, vload, vstore, lower)
+        rp = b.load(b.gep(ptrs, [root]))
+        if kind == "predict":
+            orow = b.gep(out, [b.add(b.mul(c, ldo), r0)])
+            with b.if_else(full) as (then, other):
+                with then:
+                    for k in range(B // W):
+                        vstore(vload(rp, k * W), orow, k * W)
+                with other:
+                    E.loop(_c64(0), rem, lambda r: b.store(b.load(b.gep(rp, [r])),
+                                                           b.gep(orow, [r])), "predtail")
+        else:
+            yb = b.select(full, b.gep(y, [r0]), b.gep(tail, [b.mul(nvar, cB)]))
+            if weighted:
+                wb = b.select(full, b.gep(w, [r0]),
+                              b.gep(tail, [b.mul(b.add(nvar, _c64(1)), cB)]))
+            cnt = b.select(full, cB, rem)
+            cntv = splat(cnt, ir.VectorType(_I64, W))
+            acc_s = b.load(sse)
+            acc_a = b.load(sae)
+            nonfin = ir.Constant(ir.VectorType(ir.IntType(1), W), [0] * W)
+            for k in range(B // W):
+                p = vload(rp, k * W)
+                yv = vload(yb, k * W)
+                mask = b.icmp_signed("<", b.add(lanes_idx, ir.Constant(ir.VectorType(_I64, W),
+                                                                       [k * W] * W)), cntv)
+                # p - p is NaN exactly when p is NaN or ±inf
+                nf = b.fcmp_unordered("uno", b.fsub(p, p), ir.Constant(V, [0.0] * W))
+                nonfin = b.or_(nonfin, b.and_(nf, mask))
+                pd_, yd = (p, yv) if isinstance(T, ir.DoubleType) else (b.fpext(p, DV),
+                                                                         b.fpext(yv, DV))
+                err = b.select(mask, b.fsub(pd_, yd), zero_d)
+                aerr = lower["abs"](b, err)
+                sq = b.fmul(err, err)
+                if weighted:
+                    wv = vload(wb, k * W)
+                    wd = wv if isinstance(T, ir.DoubleType) else b.fpext(wv, DV)
+                    wd = b.select(mask, wd, zero_d)
+                    sq = b.fmul(wd, sq)
+                    aerr = b.fmul(wd, aerr)
+                acc_s = b.fadd(acc_s, sq)
+                acc_a = b.fadd(acc_a, aerr)
+            b.store(acc_s, sse)
+            b.store(acc_a, sae)
+            anybad = b.icmp_unsigned("!=", b.bitcast(nonfin, ir.IntType(W)),
+                                     ir.Constant(ir.IntType(W), 0))
+            b.store(anybad, bad)
+        b.store(b.add(bi, _c64(1)), blk_i)
+        b.branch(bhead)
+        b.position_at_end(bend)
+        if is_loss:
+            inf = ir.Constant(_DBL, float("inf"))
+            isbad = b.load(bad)
+            s_tot = _hsum(b, b.load(sse), W)
+            a_tot = _hsum(b, b.load(sae), W)
+            dst = b.gep(loss, [b.mul(c, _c64(2))])
+            b.store(b.select(isbad, inf, s_tot), dst)
+            b.store(b.select(isbad, inf, a_tot), b.gep(dst, [_c64(1)]))
+
+    E.loop(c0, c1, candidate, "cand")
+    b.ret_void()
+
+
+def _hsum(b: ir.IRBuilder, v: ir.Value, W: int) -> ir.Value:
+    s = b.extract_element(v, ir.Constant(_I32, 0))
+    for i in range(1, W):
+        s = b.fadd(s, b.extract_element(v, ir.Constant(_I32, i)))
+    return s
+
+
+def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Value,
+                 ptrs: ir.Value, V: ir.VectorType, W: int, B: int,
+                 vload: Callable[..., ir.Value], vstore: Callable[..., None],
+                 lower: dict[str, Callable[..., ir.Value]]) -> None:
+    """One row block of one candidate: walk its instructions, switch on the opcode, each case a
+    vector loop over the block."""
+    b = E.b
+    fn = E.fn
+
+    def instr(i: ir.Value) -> None:
+        row = b.gep(code, [b.mul(b.add(code_off, i), _c64(4))])
+        op = b.load(row)
+        d = b.load(b.gep(ptrs, [b.sext(b.load(b.gep(row, [_c64(1)])), _I64)]))
+        pa = b.load(b.gep(ptrs, [b.sext(b.load(b.gep(row, [_c64(2)])), _I64)]))
+        bfield = b.load(b.gep(row, [_c64(3)]))
+        after = fn.append_basic_block("op.end")
+        sw = b.switch(op, after)
+
+        def block_loop(compute: Callable[[int], ir.Value]) -> None:
+            for k in range(B // W):
+                vstore(compute(k), d, k * W)
+            b.branch(after)
+
+        for name, opc in _tape.OPCODES.items():
+            arity = OPS[name].arity
+            case = fn.append_basic_block(f"op.{name}")
+            sw.add_case(ir.Constant(_I32, opc), case)
+            b.position_at_end(case)
+            fl = lower[name]
+            if name == "powi":
+                # the exponent is an immediate: one case per small k (repeated multiplication,
+                # as tier 1 lowers it), pow beyond
+                dflt = fn.append_basic_block("powi.pow")
+                sw2 = b.switch(bfield, dflt)
+                for kexp in range(-POWI_MAX_MULTIPLY, POWI_MAX_MULTIPLY + 1):
+                    kb = fn.append_basic_block(f"powi.{kexp}")
+                    sw2.add_case(ir.Constant(_I32, kexp), kb)
+                    b.position_at_end(kb)
+                    block_loop(lambda k, kexp=kexp: lower_powi(b, vload(pa, k * W), kexp))
+                b.position_at_end(dflt)
+                kv = b.sitofp(bfield, V.element)
+                u = ir.Constant(V, ir.Undefined)
+                kv = b.shuffle_vector(b.insert_element(u, kv, ir.Constant(_I32, 0)), u,
+                                      ir.Constant(ir.VectorType(_I32, W), [0] * W))
+                block_loop(lambda k: fl(b, vload(pa, k * W), kv))
+            elif arity == 2:
+                pb = b.load(b.gep(ptrs, [b.sext(bfield, _I64)]))
+                block_loop(lambda k: fl(b, vload(pa, k * W), vload(pb, k * W)))
+            else:
+                block_loop(lambda k: fl(b, vload(pa, k * W)))
+        b.position_at_end(after)
+
+    E.loop(_c64(0), n_instr, instr, "instr")
+
+
+# -- compile once per (dtype, machine), cache on disk ---------------------------------------------
+
+_SYMBOLS = ("t0_predict", "t0_loss", "t0_loss_w")
+_P = ctypes.c_void_p
+_L = ctypes.c_int64
+_COMMON = [_P, _P, _P, _P, _P, _L, _P, _L, _L, _L, _L, _P, _P, _P, _L, _L]
+_PREDICT_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _L)
+_LOSS_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P)
+
+
+def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
+    """Everything the interpreter's code depends on besides the machine (which the cache
+    directory names): this generator, the lowering, the vector math, the opcode numbering."""
+    h = hashlib.blake2b(digest_size=16)
+    here = pathlib.Path(__file__).resolve().parent
+    for f in ("tier0.py", "lower.py", "vecmath.py", "tape.py"):
+        h.update((here / f).read_bytes())
+    h.update("|".join(f"{n}:{o.arity}" for n, o in OPS.items()).encode())
+    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{h.hexdigest()}"
+
+
+class _Interpreter:
+    """The loaded native interpreter of one dtype (kept for the life of the process)."""
+
+    def __init__(self, dtype: str, block: int) -> None:
+        isa = _vecmath.host_isa()
+        lanes = _vecmath.width(dtype, isa)
+        if block % lanes:
+            block = lanes * max(1, block // lanes)
+        self.dtype, self.block, self.lanes = dtype, block, lanes
+        key = _source_key(dtype, lanes, block, isa)
+        cache = _jit.object_cache()
+        obj = cache.get(key)
+        self.compiled = obj is None
+        if obj is None:
+            mod = emit_module(dtype, lanes, block)
+            obj = _jit.compile_object(str(mod), opt_ir=2, opt_codegen=3)
+            cache.put(key, obj)
+        _vecmath.ensure_libraries()
+        self.library = _jit.load_library([obj], _SYMBOLS)
+        a = self.library.addresses
+        self.predict = _PREDICT_T(a["t0_predict"])
+        self.loss = _LOSS_T(a["t0_loss"])
+        self.loss_w = _LOSS_T(a["t0_loss_w"])
+
+
+_INTERPS: dict[tuple[str, int], _Interpreter] = {}
+_INTERP_LOCK = threading.Lock()
+
+
+def interpreter(dtype: str = "float64", block: int | None = None) -> _Interpreter:
+    """The process's interpreter for `dtype` (built or loaded from the disk cache on first use)."""
+    if dtype not in BLOCK:
+        raise CompileError(f"tier 0 supports float64 and float32, not {dtype!r}")
+    blk = BLOCK[dtype] if block is None else int(block)
+    if blk <= 0:
+        raise CompileError(f"block size must be positive, got {block!r}")
+    with _INTERP_LOCK:
+        it = _INTERPS.get((dtype, blk))
+        if it is None:
+            it = _INTERPS[(dtype, blk)] = _Interpreter(dtype, blk)
+        return it
+
+
+def _addr(a: np.ndarray | None) -> int:
+    return 0 if a is None else a.ctypes.data
+
+
+class Tier0Program:
+    """A population packed for the tier-0 interpreter (see the module docstring)."""
+
+    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64",
+                 block: int | None = None) -> None:
+        self.dtype = str(np.dtype(dtype)) if dtype in ("float32", "float64", np.float32,
+                                                       np.float64) else str(dtype)
+        self.tape = _tape.pack(exprs)
+        self.interp = interpreter(self.dtype, block)
+        self._np = np.dtype(self.dtype)
+        t = self.tape
+        # keep the tape arrays alive and non-empty (a zero-size array may have no valid address)
+        self._code = np.ascontiguousarray(t.code if t.code.size else np.zeros((1, 4), np.int32))
+        self._fills = np.ascontiguousarray(t.fills if t.fills.size else np.zeros((1, 3), np.int32))
+        self._pool = np.ascontiguousarray(t.pool if t.pool.size else np.zeros(1))
+        self._cands = np.ascontiguousarray(t.cands if t.cands.size else np.zeros((1, 5), np.int32))
+
+    @property
+    def n_vars(self) -> int:
+        return self.tape.n_vars
+
+    @property
+    def n_params(self) -> int:
+        return self.tape.n_params
+
+    @property
+    def n_candidates(self) -> int:
+        return self.tape.n_candidates
+
+    @property
+    def block(self) -> int:
+        return self.interp.block
+
+    def _work(self) -> tuple[np.ndarray, int, int, int]:
+        """A per-call buffer: slot pointers, the padded tail (X columns, y, w), the scratch."""
+        B, t = self.interp.block, self.tape
+        isz = self._np.itemsize
+        n_slots = max(t.n_slots, 1)
+        ptr_bytes = -(-n_slots * 8 // 64) * 64
+        tail_bytes = -(-(t.n_vars + 2) * B * isz // 64) * 64
+        slot_bytes = max(t.n_scratch, 1) * B * isz
+        buf = np.empty(ptr_bytes + tail_bytes + slot_bytes + 64, dtype=np.uint8)
+        base = buf.ctypes.data
+        base += (-base) % 64
+        return buf, base, base + ptr_bytes, base + ptr_bytes + tail_bytes
+
+    def _common(self, X: np.ndarray, params: np.ndarray | None, c0: int, c1: int) -> list[Any]:
+        t = self.tape
+        if not (0 <= c0 <= c1 <= t.n_candidates):
+            raise DataError(f"candidate range [{c0}, {c1}) outside 0..{t.n_candidates}")
+        if X.ndim != 2 or X.dtype != self._np or not X.flags.c_contiguous:
+            raise DataError(f"X must be a C-contiguous (features, N) {self.dtype} array")
+        if X.shape[0] < t.n_vars:
+            raise DataError(f"population reads {t.n_vars} feature(s), X has {X.shape[0]}")
+        ldp = 0
+        if t.n_params:
+            if (params is None or params.ndim != 2 or params.dtype != np.float64
+                    or not params.flags.c_contiguous or params.shape[1] < t.n_params
+                    or params.shape[0] < t.n_candidates):
+                raise DataError(f"params must be a C-contiguous float64 array of shape "
+                                f"({t.n_candidates}, >= {t.n_params})")
+            ldp = params.shape[1]
+        buf, ptrs, tail, slots = self._work()
+        return [buf, self._code.ctypes.data, self._fills.ctypes.data, self._pool.ctypes.data,
+                self._cands.ctypes.data, _addr(params) if t.n_params else 0, ldp,
+                X.ctypes.data, X.shape[1], X.shape[1], t.n_vars, t.n_slots, ptrs, tail, slots,
+                c0, c1]
+
+    def predict_range(self, X: np.ndarray, params: np.ndarray | None, out: np.ndarray,
+                      c0: int = 0, c1: int | None = None) -> None:
+        """out[c, :] = predictions of candidate c for c0 <= c < c1."""
+        c1 = self.n_candidates if c1 is None else c1
+        buf, *args = self._common(X, params, c0, c1)
+        if (out.ndim != 2 or out.dtype != self._np or not out.flags.c_contiguous
+                or out.shape[0] < self.n_candidates or out.shape[1] != X.shape[1]):
+            raise DataError(f"out must be a C-contiguous ({self.n_candidates}, {X.shape[1]}) "
+                            f"{self.dtype} array")
+        self.interp.predict(*args, out.ctypes.data, out.shape[1])
+        del buf
+
+    def loss_range(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+                   out_loss: np.ndarray, c0: int = 0, c1: int | None = None,
+                   params: np.ndarray | None = None) -> None:
+        """out_loss[c] = (sum w*err^2, sum w*|err|) in float64 for c0 <= c < c1; +inf both when
+        a prediction of candidate c is non-finite."""
+        c1 = self.n_candidates if c1 is None else c1
+        buf, *args = self._common(X, params, c0, c1)
+        n = X.shape[1]
+        for name, a in (("y", y), ("w", w)):
+            if a is None and name == "w":
+                continue
+            if a.ndim != 1 or a.dtype != self._np or not a.flags.c_contiguous or a.shape[0] != n:
+                raise DataError(f"{name} must be a C-contiguous ({n},) {self.dtype} array")
+        if (out_loss.ndim != 2 or out_loss.dtype != np.float64 or not out_loss.flags.c_contiguous
+                or out_loss.shape[0] < self.n_candidates or out_loss.shape[1] != 2):
+            raise DataError(f"out_loss must be a C-contiguous ({self.n_candidates}, 2) float64 "
+                            f"array")
+        fn = self.interp.loss if w is None else self.interp.loss_w
+        fn(*args, y.ctypes.data, _addr(w), out_loss.ctypes.data)
+        del buf
+
+    sse_range = loss_range
