@@ -1,0 +1,123 @@
+"""Public API of the e-graph stage: `simplify` one expression, `dedupe` a whole population in
+one e-graph.  Only IR travels in and out; egglog objects stay inside symcore.rules.
+
+Soundness contract of the default rules: for finite inputs, wherever the original expression is
+finite the result has the same value up to floating rounding (rounding includes an intermediate
+that over- or underflows, and the sign of a zero).  `aggressive` adds rules that are wrong on part
+of the domain (log(exp x) -> x, x*0 -> 0 for any x, ...).  `params` fuses fittable parameters:
+the result spans the same family of functions, with parameters renumbered (values must be refit).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from symcore.errors import SymcoreError
+from symcore.ir import Expr, topo
+
+from . import rulesets
+from .extract import Extractor, cost_model, finish, tree_cost
+from .language import Encoder, fold_constants, single_use_params
+from .saturate import Limits, Session, StopReason
+
+__all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
+
+MATCH_LIMIT_PER_INPUT = 10   # back-off match limit ~ 10 x population size
+MIN_MATCH_LIMIT = 1_000
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Population deduplication result: `class_of[i]` is the class of input i, class k has
+    `members[k]` (input indices) and `representatives[k]` (its cheapest extracted term)."""
+
+    class_of: list[int]
+    representatives: list[Expr]
+    members: list[list[int]]
+    stop_reason: StopReason
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.representatives)
+
+    def __len__(self) -> int:
+        return len(self.representatives)
+
+
+def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
+    if isinstance(exprs, Expr):
+        raise SymcoreError("dedupe takes a sequence of expressions, got one Expr")
+    out = list(exprs)
+    for i, e in enumerate(out):
+        if not isinstance(e, Expr):
+            raise SymcoreError(f"input {i} is not an Expr but {type(e).__name__}")
+    return out
+
+
+def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
+           cost: Any = "size", iterations: int = 8, node_limit: int | None = None,
+           time_limit: float | None = 10.0) -> Dedup:
+    """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
+    function.  Limits (iterations, e-nodes, seconds) are checked after every iteration."""
+    items = _check_exprs(exprs)
+    topics = rulesets.resolve(rules)
+    fn = cost_model(cost)
+    limits = Limits(iterations, node_limit, time_limit)
+    limits.check()
+    params_mode = "params" in topics
+    names = {n.value: n.name for n in topo(items) if n.op == "var" and n.name}
+    stats: dict[str, Any] = {"inputs": len(items)}
+
+    t0 = time.perf_counter()
+    folded = [fold_constants(e) for e in items]
+    enc = Encoder()
+    free = [single_use_params(e) for e in folded] if params_mode else None
+    text = enc.program(folded, free)
+    session = Session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items)))
+    session.insert(text)
+    inserted = session.enodes()
+    t1 = time.perf_counter()
+    stop = session.saturate(limits, inserted)
+    t2 = time.perf_counter()
+    frozen = session.freeze()
+    ex = Extractor(session.egraph, frozen)
+    _, choice = ex.best(fn)
+    root_cls = [ex.roots[i] for i in range(len(items))]
+    order: dict[int, int] = {}
+    class_of = [order.setdefault(c, len(order)) for c in root_cls]
+    classes = list(order)
+    reps = [finish(e, names, renumber=params_mode) for e in ex.build(classes, choice)]
+    members: list[list[int]] = [[] for _ in classes]
+    for i, k in enumerate(class_of):
+        members[k].append(i)
+    if not params_mode:
+        # Extraction is optimal over the e-graph, which holds every input; keep an input when
+        # the post-processing made the representative costlier (never returns a costlier term).
+        for k, mem in enumerate(members):
+            best_in = min((folded[i] for i in mem), key=lambda e: tree_cost(e, fn))
+            if tree_cost(best_in, fn) < tree_cost(reps[k], fn):
+                reps[k] = finish(best_in, names)
+    t3 = time.perf_counter()
+    stats.update({"enodes_inserted": inserted, "enodes": len(ex.node_op),
+                  "eclasses": ex.n_classes, "iterations": session.iterations,
+                  "seconds": {"insert": t1 - t0, "saturate": t2 - t1, "extract": t3 - t2,
+                              "total": t3 - t0}})
+    return Dedup(class_of, reps, members, stop, stats)
+
+
+def simplify(expr: Expr, *, rules: str | Sequence[str] = "default", cost: Any = "size",
+             iterations: int = 8, node_limit: int | None = None,
+             time_limit: float | None = 10.0) -> Expr:
+    """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`)."""
+    if not isinstance(expr, Expr):
+        raise SymcoreError(f"simplify takes an Expr, got {type(expr).__name__}")
+    d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
+               time_limit=time_limit)
+    out = d.representatives[0]
+    fn = cost_model(cost)
+    if tree_cost(out, fn) > tree_cost(expr, fn):
+        return expr
+    return out

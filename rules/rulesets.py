@@ -1,0 +1,351 @@
+"""Named rule data by topic.  Rules that grow the e-graph (commutativity, associativity,
+canonical forms, factoring) are kept apart from rules that shrink it (identities, folding).
+
+Patterns are s-expressions over ops-table names: `(mul a 1)`; lowercase words are pattern
+variables, numbers are float64 constants, `P` is an anonymous fittable parameter (params mode).
+Soundness contract of the default topics: on finite inputs, wherever the original is finite the
+rewritten term has the same value up to rounding (including rounding at an intermediate
+over/underflow); signed zeros may change sign.  Guards (`when`) name analysis relations
+(symcore.rules.analysis) that must hold for a pattern variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from symcore.errors import SymcoreError
+from symcore.ir import Expr, call, const, var
+
+from .analysis import RELATIONS
+from .language import CTOR, FREE_PARAM, const_text
+
+_MAXF = "1.7976931348623157e308"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rewrite `lhs -> rhs`, guarded by `when` = ((relation, variable), ...)."""
+
+    name: str
+    lhs: str
+    rhs: str
+    when: tuple[tuple[str, str], ...] = ()
+    grows: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RawRule:
+    """A rule written in egglog directly (constant folding calls f64 primitives)."""
+
+    name: str
+    text: str
+    grows: bool = False
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# s-expression patterns
+
+def _parse(src: str) -> Any:
+    toks = src.replace("(", " ( ").replace(")", " ) ").split()
+    pos = 0
+
+    def go() -> Any:
+        nonlocal pos
+        t = toks[pos]
+        pos += 1
+        if t == "(":
+            out = []
+            while toks[pos] != ")":
+                out.append(go())
+            pos += 1
+            return out
+        return t
+
+    tree = go()
+    if pos != len(toks):
+        raise SymcoreError(f"bad rule pattern {src!r}")
+    return tree
+
+
+def _is_num(t: str) -> bool:
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def pattern_to_egg(src: str) -> str:
+    def go(t: Any) -> str:
+        if isinstance(t, list):
+            if t[0] not in CTOR:
+                raise SymcoreError(f"unknown op {t[0]!r} in rule pattern {src!r}")
+            return f"({CTOR[t[0]]} {' '.join(go(a) for a in t[1:])})"
+        if t == "P":
+            return f"({FREE_PARAM})"
+        if _is_num(t):
+            return const_text(float(t))
+        return t
+    return go(_parse(src))
+
+
+def pattern_to_ir(src: str, env: dict[str, Expr] | None = None) -> Expr:
+    """Instantiate a pattern as IR: variables a, b, c, ... become x0, x1, x2 unless `env` says."""
+    env = dict(env or {})
+
+    def go(t: Any) -> Expr:
+        if isinstance(t, list):
+            return call(t[0], *(go(a) for a in t[1:]))
+        if t == "P":
+            from symcore.ir import param
+            return param(0)
+        if _is_num(t):
+            return const(float(t))
+        if t not in env:
+            env[t] = var(len(env))
+        return env[t]
+    return go(_parse(src))
+
+
+def _repeated_vars(src: str) -> list[str]:
+    seen: dict[str, int] = {}
+
+    def go(t: Any) -> None:
+        if isinstance(t, list):
+            for a in t[1:]:
+                go(a)
+        elif t != "P" and not _is_num(t):
+            seen[t] = seen.get(t, 0) + 1
+    go(_parse(src))
+    return [v for v, n in seen.items() if n > 1]
+
+
+def rule_to_egg(rule: Rule | RawRule, ruleset: str, params: bool = False) -> str:
+    """egglog text of one rule.  With `params`, a variable that occurs twice in the pattern must
+    bind a term without anonymous parameters: `P - P` is not 0 when each P is its own slot."""
+    if isinstance(rule, RawRule):
+        return rule.text.replace("{rs}", ruleset).replace("{MAX}", _MAXF)
+    when = list(rule.when)
+    if params:
+        when += [("pure", v) for v in _repeated_vars(rule.lhs)]
+    guards = " ".join(f"({rel} {v})" for rel, v in when)
+    for rel, _ in when:
+        if rel not in RELATIONS:
+            raise SymcoreError(f"rule {rule.name}: unknown guard relation {rel!r}")
+    when = f" :when ({guards})" if guards else ""
+    return (f"(rewrite {pattern_to_egg(rule.lhs)} {pattern_to_egg(rule.rhs)}{when} "
+            f":ruleset {ruleset})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Topics
+
+def _fold(op: str, prim: str, zero_ok: bool, extra: str = "") -> RawRule:
+    # Folds with the f64 primitive (IEEE, identical to NumPy for + - * /).  A zero result of *
+    # or / may be -0.0, which egglog's f64 cannot hold apart from 0.0: leave those unfolded.
+    # Non-finite results are never folded into Num (Num is finite by construction).
+    nz = "" if zero_ok else " (!= r 0.0)"
+    return RawRule(f"fold-{op}",
+                   f"(rule ((= e ({CTOR[op]} (Num a) (Num b))){extra} (= r ({prim} a b))"
+                   f" (< r {{MAX}}) (> r (- 0.0 {{MAX}})){nz}) ((union e (Num r))) "
+                   f":ruleset {{rs}})")
+
+
+FOLD: list[Rule | RawRule] = [
+    _fold("add", "+", True),
+    _fold("sub", "-", True),
+    _fold("mul", "*", False),
+    _fold("div", "/", False, " (!= b 0.0)"),
+    RawRule("fold-neg", f"(rule ((= e ({CTOR['neg']} (Num a))) (!= a 0.0)) "
+                        f"((union e (Num (- 0.0 a)))) :ruleset {{rs}})"),
+]
+
+IDENTITIES: list[Rule | RawRule] = [
+    Rule("add-0", "(add a 0)", "a", note="x + 0 = x (the sign of a zero x may flip)"),
+    Rule("sub-0", "(sub a 0)", "a"),
+    Rule("0-sub", "(sub 0 a)", "(neg a)"),
+    Rule("mul-1", "(mul a 1)", "a"),
+    Rule("mul-m1", "(mul a -1)", "(neg a)"),
+    Rule("div-1", "(div a 1)", "a"),
+    Rule("div-m1", "(div a -1)", "(neg a)"),
+    Rule("neg-neg", "(neg (neg a))", "a"),
+    Rule("sub-neg", "(sub a (neg b))", "(add a b)"),
+    Rule("add-neg", "(add a (neg b))", "(sub a b)"),
+    Rule("neg-mul", "(mul (neg a) b)", "(neg (mul a b))"),
+    Rule("neg-div-l", "(div (neg a) b)", "(neg (div a b))"),
+    Rule("neg-div-r", "(div a (neg b))", "(neg (div a b))"),
+    Rule("neg-sub", "(neg (sub a b))", "(sub b a)"),
+    Rule("mul-0", "(mul a 0)", "0", when=(("finite", "a"),),
+         note="inf*0 and NaN*0 are NaN: needs a finite"),
+    Rule("sub-self", "(sub a a)", "0", when=(("finite", "a"),),
+         note="inf-inf is NaN: needs a finite"),
+    Rule("div-self", "(div a a)", "1", when=(("nonzero", "a"),), note="0/0 is NaN"),
+    Rule("div-0", "(div 0 a)", "0", when=(("nonzero", "a"),)),
+    Rule("div-cancel", "(div (mul a b) b)", "a", when=(("nonzero", "b"), ("finite", "a")),
+         note="(x*y)/y = x needs y != 0"),
+    Rule("mul-inv-self", "(mul a (inv a))", "1", when=(("nonzero", "a"),)),
+]
+
+POWERS: list[Rule | RawRule] = [
+    Rule("mul-self", "(mul a a)", "(square a)"),
+    Rule("mul-square", "(mul (square a) a)", "(cube a)"),
+    Rule("powi-0", "(powi a 0)", "1", note="x**0 is 1 for every x, NaN included"),
+    Rule("powi-1", "(powi a 1)", "a"),
+    Rule("powi-2", "(powi a 2)", "(square a)"),
+    Rule("powi-3", "(powi a 3)", "(cube a)"),
+    Rule("powi-m1", "(powi a -1)", "(inv a)"),
+    Rule("pow-0", "(pow a 0)", "1"),
+    Rule("pow-1", "(pow a 1)", "a"),
+    Rule("pow-2", "(pow a 2)", "(square a)"),
+    Rule("pow-3", "(pow a 3)", "(cube a)"),
+    Rule("pow-m1", "(pow a -1)", "(inv a)"),
+    Rule("square-neg", "(square (neg a))", "(square a)"),
+    Rule("square-abs", "(square (abs a))", "(square a)"),
+    Rule("abs-square", "(abs (square a))", "(square a)"),
+    Rule("cube-neg", "(cube (neg a))", "(neg (cube a))"),
+    Rule("abs-abs", "(abs (abs a))", "(abs a)"),
+    Rule("abs-neg", "(abs (neg a))", "(abs a)"),
+    Rule("abs-nonneg", "(abs a)", "a", when=(("nonneg", "a"),)),
+    Rule("inv-inv", "(inv (inv a))", "a"),
+    Rule("inv-neg", "(inv (neg a))", "(neg (inv a))"),
+    Rule("div-1-x", "(div 1 a)", "(inv a)"),
+    Rule("mul-inv", "(mul a (inv b))", "(div a b)"),
+    Rule("sqrt-square", "(sqrt (square a))", "(abs a)", note="sound; -> a would not be"),
+    Rule("square-sqrt", "(square (sqrt a))", "a", when=(("nonneg", "a"),)),
+    Rule("exp-log", "(exp (log a))", "a", when=(("nonneg", "a"),),
+         note="exp(log x) = x needs x >= 0 (x = 0: exp(-inf) = 0)"),
+]
+
+TRIG: list[Rule | RawRule] = (
+    [Rule(f"{f}-odd", f"({f} (neg a))", f"(neg ({f} a))")
+     for f in ("sin", "tan", "tanh", "sinh", "asin", "atan", "cbrt")]
+    + [Rule(f"{f}-even", f"({f} (neg a))", f"({f} a)") for f in ("cos", "cosh")]
+)
+
+PROTECTED: list[Rule | RawRule] = (
+    # Each protected op keeps its own semantics: only rules exact for THAT definition.
+    [Rule(f"{f}-neg", f"({f} (neg a))", f"({f} a)") for f in ("sqrt_abs", "log_abs", "plog",
+                                                              "dlog")]
+    + [Rule(f"{f}-abs", f"({f} (abs a))", f"({f} a)") for f in ("sqrt_abs", "log_abs", "plog",
+                                                               "dlog")]
+    + [
+        Rule("pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
+        Rule("pow_abs-abs", "(pow_abs (abs a) b)", "(pow_abs a b)"),
+        Rule("sqrt_abs-square", "(sqrt_abs (square a))", "(abs a)"),
+        Rule("sqrt_abs-nonneg", "(sqrt_abs a)", "(sqrt a)", when=(("nonneg", "a"),)),
+        Rule("log_abs-nonneg", "(log_abs a)", "(log a)", when=(("nonneg", "a"),)),
+        Rule("pow_abs-nonneg", "(pow_abs a b)", "(pow a b)", when=(("nonneg", "a"),)),
+        Rule("pinv-neg", "(pinv (neg a))", "(neg (pinv a))",
+             note="|x| <= 0.001 gives 0 on both sides (up to the sign of zero)"),
+        Rule("pdiv-1", "(pdiv a 1)", "a", note="|1| > 0.001 so gplearn divides"),
+        Rule("pdiv-self", "(pdiv a a)", "1", when=(("finite", "a"),),
+             note="a/a = 1 where |a| > 0.001, protected branch gives 1 too; inf/inf is NaN"),
+        RawRule("pdiv-const", f"(rule ((= e ({CTOR['pdiv']} a (Num c))) (> (abs c) 0.001)) "
+                              f"((union e ({CTOR['div']} a (Num c)))) :ruleset {{rs}})",
+                note="a constant divisor above gplearn's threshold divides plainly"),
+        Rule("aq-neg", "(aq a (neg b))", "(aq a b)"),
+        Rule("aq-abs", "(aq a (abs b))", "(aq a b)"),
+        Rule("aq-0", "(aq a 0)", "a"),
+        Rule("aq-negl", "(aq (neg a) b)", "(neg (aq a b))"),
+        Rule("max-self", "(max a a)", "a"),
+        Rule("min-self", "(min a a)", "a"),
+    ])
+
+COMMUTE: list[Rule | RawRule] = [
+    Rule(f"comm-{f}", f"({f} a b)", f"({f} b a)", grows=True) for f in ("add", "mul", "max", "min")
+]
+
+ASSOC: list[Rule | RawRule] = [
+    Rule(f"assoc-{f}", f"({f} ({f} a b) c)", f"({f} a ({f} b c))", grows=True)
+    for f in ("add", "mul", "max", "min")
+]
+
+CANON: list[Rule | RawRule] = [
+    Rule("sub-canon", "(sub a b)", "(add a (neg b))", grows=True, note="exact in IEEE"),
+    Rule("div-canon", "(div a b)", "(mul a (inv b))", grows=True),
+    Rule("neg-add", "(neg (add a b))", "(add (neg a) (neg b))", grows=True),
+]
+
+FACTOR: list[Rule | RawRule] = [
+    Rule("factor", "(add (mul a b) (mul a c))", "(mul a (add b c))", grows=True),
+    Rule("factor-1", "(add (mul a b) a)", "(mul a (add b 1))", grows=True),
+    Rule("double", "(add a a)", "(mul 2 a)", grows=True, note="x + x = 2x exactly"),
+]
+
+AGGRESSIVE: list[Rule | RawRule] = [
+    # Unsound on part of the domain: opt-in only.
+    Rule("log-exp", "(log (exp a))", "a", note="wrong where exp over/underflows"),
+    Rule("x-mul-0", "(mul a 0)", "0", note="wrong for a = inf or NaN"),
+    Rule("x-sub-self", "(sub a a)", "0", note="wrong for a = inf or NaN"),
+    Rule("x-div-self", "(div a a)", "1", note="wrong at a = 0"),
+    Rule("x-div-cancel", "(div (mul a b) b)", "a", note="wrong at b = 0"),
+    Rule("x-exp-log", "(exp (log a))", "a", note="wrong for a < 0"),
+    Rule("x-square-sqrt", "(square (sqrt a))", "a", note="wrong for a < 0"),
+    Rule("x-sqrt-square", "(sqrt (square a))", "a", note="wrong for a < 0"),
+    Rule("x-log-mul", "(log (mul a b))", "(add (log a) (log b))", grows=True,
+         note="wrong unless a, b > 0"),
+]
+
+PARAMS: list[Rule | RawRule] = [
+    # A fused parameter spans the same family of functions (up to measure-zero edge values).
+    Rule("p-add", "(add P P)", "P"),
+    Rule("p-sub", "(sub P P)", "P"),
+    Rule("p-mul", "(mul P P)", "P"),
+    Rule("p-div", "(div P P)", "P"),
+    Rule("p-neg", "(neg P)", "P"),
+    Rule("p-inv", "(inv P)", "P"),
+    RawRule("p-add-c", f"(rule ((= e ({CTOR['add']} ({FREE_PARAM}) (Num c)))) "
+                       f"((union e ({FREE_PARAM}))) :ruleset {{rs}})"),
+    RawRule("p-mul-c", f"(rule ((= e ({CTOR['mul']} ({FREE_PARAM}) (Num c))) (!= c 0.0)) "
+                       f"((union e ({FREE_PARAM}))) :ruleset {{rs}})"),
+    RawRule("p-div-c", f"(rule ((= e ({CTOR['div']} ({FREE_PARAM}) (Num c))) (!= c 0.0)) "
+                       f"((union e ({FREE_PARAM}))) :ruleset {{rs}})"),
+    RawRule("p-c-div", f"(rule ((= e ({CTOR['div']} (Num c) ({FREE_PARAM}))) (!= c 0.0)) "
+                       f"((union e ({FREE_PARAM}))) :ruleset {{rs}})"),
+    Rule("p-distribute", "(mul P (add a P))", "(add (mul P a) P)", grows=True,
+         note="p1*(x + p2) spans p1*x + p3"),
+]
+
+TOPICS: dict[str, list[Rule | RawRule]] = {
+    "fold": FOLD, "identities": IDENTITIES, "powers": POWERS, "trig": TRIG,
+    "protected": PROTECTED, "commute": COMMUTE, "assoc": ASSOC, "canon": CANON,
+    "factor": FACTOR, "aggressive": AGGRESSIVE, "params": PARAMS,
+}
+
+_DEFAULT = ("fold", "identities", "powers", "trig", "protected", "commute", "assoc", "canon",
+            "factor")
+PRESETS: dict[str, tuple[str, ...]] = {
+    "default": _DEFAULT,
+    "aggressive": _DEFAULT + ("aggressive",),
+    "params": _DEFAULT + ("params",),
+}
+
+
+def resolve(rules: str | Sequence[str]) -> tuple[str, ...]:
+    """Topic names for a preset name or a sequence of topic/preset names."""
+    names = [rules] if isinstance(rules, str) else list(rules)
+    out: list[str] = []
+    for n in names:
+        if not isinstance(n, str):
+            raise SymcoreError(f"rule set names are strings, got {type(n).__name__}")
+        if n in PRESETS:
+            out.extend(PRESETS[n])
+        elif n in TOPICS:
+            out.append(n)
+        else:
+            raise SymcoreError(f"unknown rule set {n!r}; presets: {', '.join(PRESETS)}; "
+                               f"topics: {', '.join(TOPICS)}")
+    return tuple(dict.fromkeys(out))
+
+
+def program(topics: Sequence[str]) -> str:
+    """egglog text of the chosen topics' rules, in the `grow` and `shrink` rulesets."""
+    params = "params" in topics
+    lines = []
+    for t in topics:
+        for r in TOPICS[t]:
+            lines.append(rule_to_egg(r, "grow" if r.grows else "shrink", params))
+    return "\n".join(lines)

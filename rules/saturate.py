@@ -1,0 +1,117 @@
+"""Bounded equality saturation: one egglog e-graph stepped one iteration at a time from Python,
+checking e-node count and wall time between steps (egglog has no node or time limit itself)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from egglog import bindings
+
+from symcore.errors import SymcoreError
+
+from . import analysis, rulesets
+from .language import CTOR, FREE_PARAM, declarations
+
+#: constructors whose rows are e-nodes (relations and the Root table are not counted)
+ENODE_FUNCTIONS = frozenset({"Num", "Var", "Par", "Spec", FREE_PARAM, *CTOR.values()})
+SHRINK_REPEAT = 3   # shrink/analysis passes after each growing pass
+
+
+class StopReason(enum.Enum):
+    """Why saturation stopped."""
+
+    SATURATED = "saturated"
+    ITERATION_LIMIT = "iteration limit"
+    NODE_LIMIT = "node limit"
+    TIME_LIMIT = "time limit"
+
+
+@dataclass(frozen=True)
+class Limits:
+    iterations: int = 8
+    node_limit: int | None = None     # None: 100,000 or 20x the inserted e-nodes, whichever is more
+    time_limit: float | None = 10.0   # seconds of saturation
+
+    def check(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
+                or self.iterations < 0:
+            raise SymcoreError(f"iterations must be an int >= 0, got {self.iterations!r}")
+        if self.node_limit is not None and (isinstance(self.node_limit, bool) or
+                                            not isinstance(self.node_limit, int) or
+                                            self.node_limit < 1):
+            raise SymcoreError(f"node_limit must be a positive int, got {self.node_limit!r}")
+        if self.time_limit is not None and (isinstance(self.time_limit, bool) or
+                                            not isinstance(self.time_limit, (int, float)) or
+                                            not self.time_limit > 0):
+            raise SymcoreError(f"time_limit must be a positive number, got {self.time_limit!r}")
+
+
+class Session:
+    """One e-graph with the chosen topics, a back-off scheduler and a root table."""
+
+    def __init__(self, topics: Sequence[str], match_limit: int) -> None:
+        self.egraph = bindings.EGraph()
+        self.topics = tuple(topics)
+        self._run(declarations() + "(ruleset grow)\n(ruleset shrink)\n"
+                  + analysis.program("params" in self.topics) + "\n"
+                  + rulesets.program(self.topics)
+                  + f"\n(let-scheduler bo (back-off :match-limit {int(match_limit)}))")
+        self.iterations = 0
+
+    def _run(self, text: str) -> list:
+        try:
+            return self.egraph.parse_and_run_program(text)
+        except bindings.EggSmolError as err:  # pragma: no cover - our own programs
+            raise SymcoreError(f"egglog rejected the program: {err}") from None
+
+    def insert(self, program_text: str) -> None:
+        if program_text:
+            self._run(program_text)
+
+    def enodes(self) -> int:
+        out = self._run("(print-size)")
+        return sum(n for name, n in out[0].sizes if name in ENODE_FUNCTIONS)
+
+    def eclasses(self, frozen: bindings.FrozenEGraph) -> int:
+        classes = set()
+        for name, fn in frozen.functions.items():
+            if name in ENODE_FUNCTIONS:
+                classes.update(r.output for r in fn.rows)
+        return len(classes)
+
+    def _shrink(self) -> bool:
+        out = self._run(f"(run-schedule (repeat {SHRINK_REPEAT} (run shrink)))")
+        return bool(out[0].report.updated)
+
+    def step(self) -> bool:
+        """One growing pass (back-off scheduled) then the shrinking passes; True if changed."""
+        out = self._run("(run-schedule (run-with bo grow))")
+        rep = out[0].report
+        grew = bool(rep.updated) or not bool(rep.can_stop)
+        shrank = self._shrink()
+        self.iterations += 1
+        return grew or shrank
+
+    def saturate(self, limits: Limits, inserted_enodes: int) -> StopReason:
+        node_limit = limits.node_limit or max(100_000, 20 * inserted_enodes)
+        t0 = time.perf_counter()
+        self._shrink()
+        if self.enodes() > node_limit:
+            return StopReason.NODE_LIMIT
+        for _ in range(limits.iterations):
+            if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
+                return StopReason.TIME_LIMIT
+            changed = self.step()
+            if not changed:
+                return StopReason.SATURATED
+            if self.enodes() > node_limit:
+                return StopReason.NODE_LIMIT
+            if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
+                return StopReason.TIME_LIMIT
+        return StopReason.ITERATION_LIMIT
+
+    def freeze(self) -> bindings.FrozenEGraph:
+        return self.egraph.freeze()
