@@ -212,15 +212,15 @@ _register(
            lambda a, y: (_n("sinh", a),), cost=2.0),
     _unary("asin", np.arcsin, "asin", r"\arcsin{{\left({0}\right)}}", "asin",
            lambda a, y: (_n("inv", _n("sqrt", _n("sub", _k(1), _n("square", a)))),),
-           domain="|x| <= 1", cost=2.0, extra={"e2e": ("arcsin", "asin"),
+           domain="|x| <= 1", cost=2.0, extra={"sympy": ("asin", "arcsin"), "e2e": ("arcsin", "asin"),
                                                "e2e_prefix": ("arcsin", "asin")}),
     _unary("acos", np.arccos, "acos", r"\arccos{{\left({0}\right)}}", "acos",
            lambda a, y: (_n("neg", _n("inv", _n("sqrt", _n("sub", _k(1), _n("square", a))))),),
-           domain="|x| <= 1", cost=2.0, extra={"e2e": ("arccos", "acos"),
+           domain="|x| <= 1", cost=2.0, extra={"sympy": ("acos", "arccos"), "e2e": ("arccos", "acos"),
                                                "e2e_prefix": ("arccos", "acos")}),
     _unary("atan", np.arctan, "atan", r"\arctan{{\left({0}\right)}}", "atan",
            lambda a, y: (_n("inv", _n("add", _k(1), _n("square", a))),), cost=2.0,
-           extra={"e2e": ("arctan", "atan"), "e2e_prefix": ("arctan", "atan")}),
+           extra={"sympy": ("atan", "arctan"), "e2e": ("arctan", "atan"), "e2e_prefix": ("arctan", "atan")}),
     # -- Operon's analytic quotient ---------------------------------------------------------
     _op("aq", 2, _aq, "({0} / sqrt(1.0 + {1} * {1}))", r"\frac{{{0}}}{{\sqrt{{1 + {1}^{{2}}}}}}",
         lambda a, b: a / _sp().sqrt(1 + b ** 2),
@@ -285,7 +285,7 @@ _register(
 
 # C templates of the unary helpers built with an empty function name.
 _C_FIX = {"square": "({0} * {0})", "cube": "({0} * {0} * {0})", "inv": "(1.0 / {0})",
-          "sign": "(({0} > 0.0) - ({0} < 0.0) + 0.0 * {0})"}
+          "sign": "({0} != {0} ? {0} : (double)(({0} > 0.0) - ({0} < 0.0)))"}
 for _name, _tmpl in _C_FIX.items():
     OPS[_name] = OPS[_name].__class__(**{**OPS[_name].__dict__, "c": _tmpl})
 OPS["square"] = Op(**{**OPS["square"].__dict__, "sympy": lambda a: a ** 2})
