@@ -1,0 +1,622 @@
+"""Readers: the text every SR frontend prints (one dialect each) into symcore's IR.
+
+Each dialect has its own variable and constant conventions (see ../shared/FORMATS.md); operator
+spellings come from the ops table.  Parsing is iterative (explicit stacks), so depth is unbounded.
+
+Decisions on awkward input (all raise a `SymcoreError` subclass, never anything else):
+* empty text, unbalanced parentheses, trailing tokens, misplaced operators -> `ParseError`
+  with the position; an unknown function -> `UnknownOperatorError`; a call with the wrong
+  number of operands -> `ArityError`.
+* `nan` / `inf` literals are symcore's own text only (its printer writes them); every other
+  dialect rejects them.  A literal that overflows float64 (`1e999`) is a `ParseError`, never a
+  silent inf; one that underflows (`1e-999`) rounds to 0 as IEEE-754 does.
+* `-` directly before a bare number is part of the literal (`-2.5` is the constant -2.5), but it
+  keeps the dialect's precedence: `-2**2` is `neg(pow(2, 2))` as in Python and Julia.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from . import ops as _ops
+from ._lexer import END, ID, NUM, SYM, Token, parse_number, tokenize
+from ._parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
+from .errors import DataError, DialectError, ParseError, SymcoreError
+from .ir import Expr, const, map_leaves, param, topo, var
+
+__all__ = ["read", "read_many", "read_file", "detect_dialect", "Population", "READ_DIALECTS"]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Conventions of one dialect."""
+
+    kind: str                                   # "infix" | "prefix"
+    spell: str                                  # dialect name in the ops table's spellings
+    vars: tuple[tuple[str, int], ...]           # (regex with one group = index, base)
+    consts: tuple[tuple[str, float], ...] = ()  # named constants (pi, E)
+    placeholders: tuple[str, ...] = ()          # names that become fresh parameters
+    word_binops: bool = False                   # E2E: `(a add b)`
+    unary_minus: str = "any"
+    unary_plus: bool = False
+    implicit_mul: bool = False
+    small_int_pow: bool = False
+    fn_prefix: str = ""
+    special: str = ""                           # "symcore" | "eggp_numpy" | "e2e_prefix"
+    prefix_too: bool = False                    # NeSymReS: infix, or a prefix skeleton
+
+
+_PI_E = (("pi", math.pi), ("E", math.e))
+
+_SPECS: dict[str, _Spec] = {
+    "symcore": _Spec("infix", "symcore", ((r"x(\d+)", 0),), special="symcore"),
+    "gplearn": _Spec("infix", "gplearn", ((r"X(\d+)", 0),), unary_minus="literal"),
+    "operon": _Spec("infix", "operon", ((r"X(\d+)", 1),)),
+    "eggp": _Spec("infix", "eggp", ((r"x(\d+)", 0),)),
+    "eggp_numpy": _Spec("infix", "eggp_numpy", (), consts=(("np.pi", math.pi), ("np.e", math.e)),
+                        fn_prefix="np.", special="eggp_numpy", unary_plus=True),
+    "pysr": _Spec("infix", "pysr", ((r"x(\d+)", 0),), consts=(("pi", math.pi),)),
+    "sympy": _Spec("infix", "sympy", ((r"x(\d+)", 0), (r"x_(\d+)", 0), (r"X(\d+)", 1)),
+                   consts=_PI_E, placeholders=("C",), unary_plus=True),
+    "dysymnet": _Spec("infix", "dysymnet", ((r"x_(\d+)", 1),), consts=_PI_E, unary_plus=True),
+    "e2e": _Spec("infix", "e2e", ((r"x_(\d+)", 0),), word_binops=True, small_int_pow=True),
+    "e2e_prefix": _Spec("prefix", "e2e_prefix", ((r"x_(\d+)", 0),), special="e2e_prefix"),
+    "dso": _Spec("prefix", "dso", ((r"x(\d+)", 1),), placeholders=("const",)),
+    "nesymres": _Spec("infix", "nesymres", ((r"x_(\d+)", 1),), consts=_PI_E,
+                      placeholders=("c",), unary_plus=True, prefix_too=True),
+    # read-only: Bingo strings as stored in reggression's test files (implicit products)
+    "bingo": _Spec("infix", "pysr", ((r"X_(\d+)", 0),), implicit_mul=True),
+}
+
+#: every dialect `read` accepts (the ops table's dialects plus read-only "bingo")
+READ_DIALECTS: tuple[str, ...] = tuple(_SPECS)
+# detection order: the first dialect of this list wins among those that read a text identically
+_DETECT_ORDER = ("symcore", "gplearn", "operon", "eggp", "eggp_numpy", "pysr", "e2e",
+                 "e2e_prefix", "dso", "sympy", "dysymnet", "nesymres", "bingo")
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _spec(dialect: str) -> _Spec:
+    try:
+        return _SPECS[dialect]
+    except (KeyError, TypeError):
+        raise DialectError(f"unknown dialect {dialect!r}; known: {', '.join(_SPECS)}") from None
+
+
+_SYNTAX_CACHE: dict[str, tuple[dict[str, tuple[str, int, bool]], dict[str, str]]] = {}
+
+
+def _syntax(spec: _Spec) -> tuple[dict[str, tuple[str, int, bool]], dict[str, str]]:
+    """Binary infix operators and callable names of a dialect, from the ops table."""
+    key = f"{spec.spell}|{spec.word_binops}|{spec.kind}"
+    hit = _SYNTAX_CACHE.get(key)
+    if hit is not None:
+        return hit
+    binops: dict[str, tuple[str, int, bool]] = {}
+    funcs: dict[str, str] = {}
+    for s, name in _ops.spellings(spec.spell).items():
+        op = _ops.OPS[name]
+        if _IDENT.match(s):
+            if spec.kind == "infix" and spec.word_binops and op.arity == 2:
+                binops[s] = (name, op.prec, op.right_assoc)
+            else:
+                funcs[s] = name
+        elif op.arity == 2 and spec.kind == "infix":
+            binops[s] = (name, op.prec, op.right_assoc)
+    _SYNTAX_CACHE[key] = (binops, funcs)
+    return binops, funcs
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves
+
+@dataclass
+class _Leaves:
+    spec: _Spec
+    names: dict[str, int]
+    var_base: int | None
+    patterns: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.patterns = [(re.compile(rx + r"\Z"), b if self.var_base is None else self.var_base)
+                         for rx, b in self.spec.vars]
+        self.consts = dict(self.spec.consts)
+
+    def ident(self, name: str, pos: int, ctx: Ctx) -> "Expr | Lit":
+        """A variable, named constant or placeholder spelled `name`."""
+        if name in self.names:
+            return var(self.names[name], name)
+        for rx, base in self.patterns:
+            m = rx.match(name)
+            if m:
+                idx = int(m.group(1)) - base
+                if idx < 0:
+                    raise ctx.error(f"variable {name!r} is out of range ({base}-based numbering)",
+                                    pos)
+                return var(idx)
+        if name in self.consts:
+            return ctx.literal(self.consts[name], pos)
+        if name in self.spec.placeholders:
+            return ctx.placeholder(pos, name)
+        if name.lower() in ("nan", "inf", "infinity"):
+            raise ctx.error(f"{name!r}: non-finite literals are not accepted in dialect "
+                            f"{ctx.dialect}", pos)
+        raise ctx.error(f"unknown name {name!r}", pos)
+
+
+def _infix_leaf(lv: _Leaves):
+    spec = lv.spec
+
+    def leaf(toks: list[Token], i: int, ctx: Ctx) -> tuple["Expr | Lit", int]:
+        t = toks[i]
+        if spec.special == "symcore":
+            if t.text in ("inf", "nan"):
+                return Lit(math.inf if t.text == "inf" else math.nan,
+                           ctx.new_slot() if ctx.numbers == "params" else None, t.pos), i + 1
+            m = re.match(r"p(\d+)\Z", t.text)
+            if m and t.text not in lv.names:
+                k = int(m.group(1))
+                ctx.values.setdefault(k, ctx.theta_value(k))
+                return param(k), i + 1
+            m = re.match(r"x(\d+)\Z", t.text)
+            if m and t.text not in lv.names and i + 2 < len(toks) and toks[i + 1].text == ":" \
+                    and toks[i + 1].kind == SYM:
+                nm = toks[i + 2]
+                if nm.kind != ID or nm.pos != toks[i + 1].pos + 1 \
+                        or toks[i + 1].pos != t.pos + len(t.text):
+                    raise ctx.error("expected a variable name after ':'", toks[i + 1].pos)
+                return var(int(m.group(1)) - (lv.var_base or 0), nm.text), i + 3
+        elif spec.special == "eggp_numpy" and t.text in ("x", "t") and t.text not in lv.names:
+            return _numpy_index(toks, i, ctx, t.text == "x")
+        return lv.ident(t.text, t.pos, ctx), i + 1
+
+    return leaf
+
+
+def _expect(toks: list[Token], i: int, text: str, ctx: Ctx) -> int:
+    t = toks[i] if i < len(toks) else toks[-1]
+    if t.kind != SYM or t.text != text:
+        raise ctx.error(f"expected {text!r}, found {t.text or 'end'!r}", t.pos)
+    return i + 1
+
+
+def _numpy_index(toks: list[Token], i: int, ctx: Ctx, is_x: bool) -> tuple["Expr | Lit", int]:
+    """eggp's Numpy column: `x[:, j]` is column j, `t[k]` is theta k."""
+    j = _expect(toks, i + 1, "[", ctx)
+    if is_x:
+        j = _expect(toks, j, ":", ctx)
+        j = _expect(toks, j, ",", ctx)
+    t = toks[j]
+    if t.kind != NUM or not t.text.isdigit():
+        raise ctx.error("expected an integer index", t.pos)
+    k = int(t.text)
+    j = _expect(toks, j + 1, "]", ctx)
+    if is_x:
+        return var(k), j
+    if ctx.numbers == "params" or ctx.theta is None:
+        ctx.values[k] = ctx.theta_value(k)
+        return param(k), j
+    if k >= len(ctx.theta):
+        raise ctx.error(f"t[{k}] but theta has {len(ctx.theta)} value(s)", toks[i].pos)
+    return Lit(float(ctx.theta[k]), None, toks[i].pos, raw=False), j
+
+
+_PREFIX_TOKEN = re.compile(r"[^,\s]+")
+_PREFIX_NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_MANT = re.compile(r"N(\d+)\Z")
+_EXPO = re.compile(r"E([+-]?\d+)\Z")
+
+
+def _prefix_leaf(lv: _Leaves):
+    spec = lv.spec
+
+    def leaf(toks: list[tuple[str, int]], i: int, ctx: Ctx) -> tuple["Expr | Lit", int]:
+        tok, pos = toks[i]
+        if _PREFIX_NUM.match(tok):
+            return ctx.value(ctx.literal(parse_number(tok, pos, ctx.src, ctx.dialect), pos)), i + 1
+        if spec.special == "e2e_prefix":
+            if tok in ("+", "-"):           # split float: sign, N<digits>..., E<exponent>
+                j = i + 1
+                digits = ""
+                while j < len(toks) and _MANT.match(toks[j][0]):
+                    digits += toks[j][0][1:]
+                    j += 1
+                if not digits or j >= len(toks) or not _EXPO.match(toks[j][0]):
+                    raise ctx.error("malformed split float (expected N<digits>... E<exp>)", pos)
+                text = f"{tok}{digits}e{toks[j][0][1:]}"
+                return ctx.value(ctx.literal(parse_number(text, pos, ctx.src, ctx.dialect),
+                                             pos)), j + 1
+            if tok in ("INT+", "INT-"):      # integer: sign token, then base-10 digit tokens
+                j = i + 1
+                val = 0
+                while j < len(toks) and toks[j][0].isdigit() and len(toks[j][0]) == 1:
+                    val = val * 10 + int(toks[j][0])
+                    j += 1
+                if j == i + 1:
+                    raise ctx.error("INT token without digits", pos)
+                v = float(-val if tok == "INT-" else val)
+                return ctx.value(ctx.literal(v, pos)), j
+        return ctx.value(lv.ident(tok, pos, ctx)), i + 1
+
+    return leaf
+
+
+# ---------------------------------------------------------------------------------------------
+# read
+
+def _names_map(names: Any) -> dict[str, int]:
+    if names is None:
+        return {}
+    if isinstance(names, Mapping):
+        out = {}
+        for k, v in names.items():
+            if not isinstance(k, str) or not _IDENT.match(k) or isinstance(v, bool) \
+                    or not isinstance(v, (int, np.integer)) or v < 0:
+                raise DataError(f"names must map identifiers to column indices, got {k!r}: {v!r}")
+            out[k] = int(v)
+        return out
+    if isinstance(names, str):
+        raise DataError("names must be a list of identifiers or a dict, not a string")
+    out = {}
+    for i, k in enumerate(names):
+        if not isinstance(k, str) or not _IDENT.match(k):
+            raise DataError(f"names must be identifiers, got {k!r}")
+        out.setdefault(k, i)
+    return out
+
+
+def _theta(theta: Any) -> list[float] | None:
+    if theta is None:
+        return None
+    if isinstance(theta, str):
+        s = theta.strip()
+        if not s:
+            return []
+        try:
+            return [float(x) for x in s.split(";")]
+        except ValueError:
+            raise DataError(f"theta must be ';'-separated numbers, got {theta[:60]!r}") from None
+    try:
+        return [float(x) for x in np.asarray(theta, dtype=np.float64).ravel()]
+    except (TypeError, ValueError):
+        raise DataError("theta must be a sequence of numbers") from None
+
+
+def _explicit_slots(spec: _Spec, toks: list[Token], names: dict[str, int]) -> int:
+    """1 + the highest explicitly numbered parameter (symcore `p3`, eggp `t[3]`)."""
+    hi = -1
+    if spec.special == "symcore":
+        for t in toks:
+            if t.kind == ID and t.text not in names:
+                m = re.match(r"p(\d+)\Z", t.text)
+                if m:
+                    hi = max(hi, int(m.group(1)))
+    elif spec.special == "eggp_numpy":
+        for a, b, c in zip(toks, toks[1:], toks[2:]):
+            if a.kind == ID and a.text == "t" and b.text == "[" and c.kind == NUM \
+                    and c.text.isdigit():
+                hi = max(hi, int(c.text))
+    return hi + 1
+
+
+def _compact(expr: Expr, ctx: Ctx) -> tuple[Expr, dict[int, float]]:
+    """Renumber automatically allocated slots that ended up unused (e.g. the `2` of E2E's
+    `(a)**2`) so the parameter vector has no holes; explicit slots keep their numbers."""
+    used = {n.value for n in topo([expr]) if n.op == "param"}
+    auto = ctx.auto_slots
+    if all(s in used for s in auto):
+        return expr, ctx.values
+    remap: dict[int, int] = {}
+    nxt = auto[0] if auto else 0
+    for s in auto:
+        if s in used:
+            remap[s] = nxt
+            nxt += 1
+    vals = {k: v for k, v in ctx.values.items() if k not in auto}
+    for s, t in remap.items():
+        vals[t] = ctx.values.get(s, math.nan)
+    new = map_leaves(expr, lambda n: param(remap[n.value])
+                     if n.op == "param" and n.value in remap else n)
+    return new, vals
+
+
+def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numbers: str,
+              placeholders: bool, theta: Any) -> tuple[Expr, np.ndarray]:
+    spec = _spec(dialect)
+    if not isinstance(text, str):
+        raise ParseError(f"expected a string, got {type(text).__name__}", None, None, dialect)
+    if numbers not in ("const", "params"):
+        raise DataError(f"numbers must be 'const' or 'params', got {numbers!r}")
+    if var_base is not None and (isinstance(var_base, bool) or not isinstance(var_base, int)):
+        raise DataError(f"var_base must be an int, got {var_base!r}")
+    nm = _names_map(names)
+    th = _theta(theta)
+    lv = _Leaves(spec, nm, var_base)
+    ctx = Ctx(text, dialect, numbers, placeholders, th)
+    if not text.strip():
+        raise ParseError("empty expression", text, 0, dialect)
+    if spec.kind == "prefix" or (spec.prefix_too and _looks_prefix(text, spec)):
+        pspec = _Spec("prefix", spec.spell, spec.vars, spec.consts, spec.placeholders,
+                      special=spec.special)
+        _, funcs = _syntax(pspec)
+        ptoks = [(m.group(), m.start()) for m in _PREFIX_TOKEN.finditer(text)]
+        if spec.special == "e2e_prefix" and th is not None and ctx.numbers == "const":
+            pass
+        ctx.next_slot = 0
+        expr = parse_prefix(ptoks, Prefix(funcs, _prefix_leaf(lv)), ctx)
+    else:
+        binops, funcs = _syntax(spec)
+        toks = tokenize(text, dialect, dotted=bool(spec.fn_prefix))
+        base = _explicit_slots(spec, toks, nm)
+        if spec.special == "eggp_numpy" and th is not None:
+            base = max(base, len(th))
+        ctx.next_slot = base
+        syn = Infix(binops, funcs, _infix_leaf(lv), unary_minus=spec.unary_minus,
+                    unary_plus=spec.unary_plus, implicit_mul=spec.implicit_mul,
+                    small_int_pow=spec.small_int_pow, fn_prefix=spec.fn_prefix)
+        expr = ctx.value(parse_infix(toks, syn, ctx))
+    expr, vals = _compact(expr, ctx)
+    n = expr.n_params
+    values = np.full(n, math.nan)
+    for k, v in vals.items():
+        if k < n:
+            values[k] = v
+    return expr, values
+
+
+def _looks_prefix(text: str, spec: _Spec) -> bool:
+    toks = _PREFIX_TOKEN.findall(text)
+    if "(" in text or len(toks) < 2:
+        return False
+    _, funcs = _syntax(_Spec("prefix", spec.spell, spec.vars))
+    return toks[0] in funcs
+
+
+def read(text: str, dialect: str = "auto", *, var_base: int | None = None, names: Any = None,
+         numbers: str = "const", placeholders: bool = True, theta: Any = None,
+         with_params: bool = False) -> "Expr | tuple[Expr, np.ndarray]":
+    """Read one expression written in `dialect` ("auto" detects it where unambiguous).
+
+    var_base: override the dialect's 0/1-based variable numbering.  names: identifiers -> columns
+    (a list, or a dict name -> column).  numbers="params": every numeric literal becomes a
+    parameter slot.  Placeholders (`C`, `c`, `const`, `t[i]`) become parameters.  theta: values of
+    eggp's `t[i]` (a sequence or its `;`-separated CSV text; substituted as constants unless
+    numbers="params") or starting values of placeholders.  with_params=True returns
+    (expr, starting parameter values); slots without a value hold NaN."""
+    opts = dict(var_base=var_base, names=names, numbers=numbers, placeholders=placeholders,
+                theta=theta)
+    if dialect == "auto":
+        dialect, expr, values = _detect([text], opts)[0:3]
+    else:
+        expr, values = _read_one(text, dialect, **opts)
+    return (expr, values) if with_params else expr
+
+
+def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarray]:
+    """The dialect that reads every text, choosing the first in _DETECT_ORDER when several read
+    them to the same expressions; DialectError when they disagree or none reads them."""
+    results: dict[str, list[tuple[Expr, np.ndarray]]] = {}
+    first_err: SymcoreError | None = None
+    for d in _DETECT_ORDER:
+        try:
+            results[d] = [_read_one(t, d, **opts) for t in texts]
+        except SymcoreError as err:
+            first_err = first_err or err
+    if not results:
+        raise DialectError(f"no dialect reads this text: {texts[0][:60]!r}")
+    ds = list(results)
+    ref = results[ds[0]]
+    for d in ds[1:]:
+        for (e1, v1), (e2, v2) in zip(ref, results[d]):
+            if e1 is not e2 or not np.array_equal(v1, v2, equal_nan=True):
+                raise DialectError(f"ambiguous dialect: {ds[0]} and {d} read "
+                                   f"{texts[0][:60]!r} differently; pass dialect=")
+    return ds[0], ref[0][0], ref[0][1]
+
+
+def detect_dialect(text: "str | Sequence[str]") -> str:
+    """The dialect of `text` (or of a few lines): the one that reads it, or the preferred one
+    among those that read it to the same expression.  DialectError when ambiguous or unknown."""
+    texts = [text] if isinstance(text, str) else [t for t in text if t.strip()]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise DialectError("cannot detect the dialect of empty text")
+    opts = dict(var_base=None, names=None, numbers="const", placeholders=True, theta=None)
+    return _detect(list(texts), opts)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# populations
+
+@dataclass
+class Population:
+    """Expressions read from many lines, with their 1-based source lines and the errors."""
+
+    exprs: list[Expr] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    errors: list[tuple[int, SymcoreError]] = field(default_factory=list)
+    params: list[np.ndarray] = field(default_factory=list)
+    dialect: str | None = None
+
+    def __iter__(self) -> Iterator[Expr]:
+        return iter(self.exprs)
+
+    def __len__(self) -> int:
+        return len(self.exprs)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.exprs[i]
+
+
+def _lines(lines: "str | Iterable[str]") -> list[tuple[int, str]]:
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    out = []
+    for i, ln in enumerate(lines, 1):
+        if not isinstance(ln, str):
+            raise DataError(f"line {i} is not a string: {type(ln).__name__}")
+        s = ln.strip()
+        if s and not s.startswith("#"):
+            out.append((i, s))
+    return out
+
+
+def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
+               opts: dict[str, Any]) -> Population:
+    if on_error not in ("raise", "collect"):
+        raise DataError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
+    pop = Population()
+    if dialect == "auto" and rows:
+        sample: list[str] = []
+        for _, text, _ in rows[:50]:
+            sample.append(text)
+            if len(sample) == 10:
+                break
+        try:
+            dialect = _detect(sample, {**opts, "theta": None})[0]
+        except DialectError:
+            # some sample line may be bad: detect on the first line that detects alone
+            for _, text, _ in rows:
+                try:
+                    dialect = _detect([text], {**opts, "theta": None})[0]
+                    break
+                except DialectError:
+                    continue
+            else:
+                raise
+    pop.dialect = dialect
+    for ln, text, theta in rows:
+        try:
+            o = opts if theta is None else {**opts, "theta": theta}
+            e, v = _read_one(text, dialect, **o)
+        except SymcoreError as err:
+            if on_error == "raise":
+                raise type(err)(*err.args) if not isinstance(err, ParseError) else ParseError(
+                    f"line {ln}: {err.reason}", err.text, err.pos, err.dialect) from None
+            pop.errors.append((ln, err))
+            continue
+        pop.exprs.append(e)
+        pop.line_numbers.append(ln)
+        pop.params.append(v)
+    return pop
+
+
+def read_many(lines: "str | Iterable[str]", dialect: str = "auto", *, on_error: str = "raise",
+              **opts: Any) -> Population:
+    """Read one expression per line (blank lines and `#` comments skipped).  on_error="collect"
+    keeps going and lists (line, error) pairs in `Population.errors`."""
+    o = _opts(opts)
+    rows = [(i, s, None) for i, s in _lines(lines)]
+    if dialect != "auto":
+        _spec(dialect)
+    return _read_rows(rows, dialect, on_error, o)
+
+
+def _opts(opts: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"var_base", "names", "numbers", "placeholders", "theta"}
+    bad = set(opts) - allowed
+    if bad:
+        raise DataError(f"unknown option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    return {"var_base": opts.get("var_base"), "names": opts.get("names"),
+            "numbers": opts.get("numbers", "const"),
+            "placeholders": opts.get("placeholders", True), "theta": opts.get("theta")}
+
+
+_REGG_DIALECT = {".operon": "operon", ".pysr": "pysr", ".bingo": "bingo"}
+
+
+def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error: str = "collect",
+              **opts: Any) -> Population:
+    """Read a population file: one expression per line; PySR's hall_of_fame.csv (Equation);
+    eggp/symregg results CSV (Expression, or Numpy + theta with dialect="eggp_numpy");
+    reggression test files (`expression,params,fitness`; dialect from the suffix); a JSON list
+    of symcore texts (or of {"expr": text} objects)."""
+    o = _opts(opts)
+    p = os.fspath(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            content = fh.read()
+    except FileNotFoundError:
+        raise DataError(f"no such file: {p}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {p}: {err}") from None
+    if dialect != "auto":
+        _spec(dialect)
+    suffix = os.path.splitext(p)[1].lower()
+    rows: list[tuple[int, str, Any]]
+    stripped = content.lstrip()
+    if suffix == ".json" or stripped.startswith("["):
+        rows = _json_rows(content, p)
+        if dialect == "auto":
+            dialect = "symcore"
+    elif suffix in _REGG_DIALECT:
+        rows = []
+        for i, ln in enumerate(content.splitlines(), 1):
+            if not ln.strip() or ln.lstrip().startswith("#"):
+                continue
+            parts = ln.rsplit(",", 2)
+            expr = parts[0].strip()
+            theta = parts[1].strip() if len(parts) == 3 and parts[1].strip() else None
+            rows.append((i, expr, theta))
+        if dialect == "auto":
+            dialect = _REGG_DIALECT[suffix]
+    else:
+        first = content.split("\n", 1)[0]
+        header = [h.strip() for h in next(csv.reader([first]))] if first.strip() else []
+        if "Equation" in header or "Expression" in header or "Numpy" in header:
+            rows, guess = _csv_rows(content, header, dialect)
+            if dialect == "auto":
+                dialect = guess
+        else:
+            rows = [(i, s, None) for i, s in _lines(content.splitlines())]
+    return _read_rows(rows, dialect, on_error, o)
+
+
+def _json_rows(content: str, p: str) -> list[tuple[int, str, Any]]:
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{p}: invalid JSON: {err}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{p}: expected a JSON list of expressions")
+    rows = []
+    for i, item in enumerate(data, 1):
+        if isinstance(item, str):
+            rows.append((i, item, None))
+        elif isinstance(item, dict) and isinstance(item.get("expr"), str):
+            rows.append((i, item["expr"], item.get("params")))
+        else:
+            raise DataError(f"{p}: item {i} is neither a string nor an object with 'expr'")
+    return rows
+
+
+def _csv_rows(content: str, header: list[str], dialect: str) -> tuple[list[tuple[int, str, Any]],
+                                                                      str]:
+    reader = csv.reader(io.StringIO(content))
+    next(reader)
+    if dialect == "eggp_numpy" or ("Expression" not in header and "Numpy" in header):
+        col, guess, tcol = header.index("Numpy"), "eggp_numpy", (
+            header.index("theta") if "theta" in header else None)
+    elif "Expression" in header:
+        col, guess, tcol = header.index("Expression"), "eggp", None
+    else:
+        col, guess, tcol = header.index("Equation"), "pysr", None
+    rows = []
+    for rec in reader:
+        ln = reader.line_num
+        if not rec or col >= len(rec) or not rec[col].strip():
+            continue
+        theta = rec[tcol] if tcol is not None and tcol < len(rec) else None
+        rows.append((ln, rec[col].strip(), theta))
+    return rows, guess
+
+
