@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "read": "symcore.readers", "read_many": "symcore.readers", "detect_dialect": "symcore.readers",
+    "read_file": "symcore.readers",
     "write": "symcore.printers", "to_latex": "symcore.printers", "to_c": "symcore.printers",
     "to_numpy_source": "symcore.printers",
     "to_sympy": "symcore.sympy_bridge", "from_sympy": "symcore.sympy_bridge",
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from .codegen.kernels import Kernel, compile
     from .params import bind_params, lift_constants
     from .printers import to_c, to_latex, to_numpy_source, write
-    from .readers import detect_dialect, read, read_many
+    from .readers import detect_dialect, read, read_file, read_many
     from .rules.api import Dedup, StopReason, dedupe, simplify
     from .sympy_bridge import from_sympy, to_sympy
 
