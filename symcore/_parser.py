@@ -108,7 +108,7 @@ def _build(ctx: Ctx, op: str, args: list["Expr | Lit"], pos: int,
 
 def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
     """Shunting-yard over `toks` (ending in END).  Operator stack entries:
-    ("(", pos) group; ("f", op, nargs, pos) open call; ("u", op, prec, pos); ("b", op, prec, right, pos)."""
+    ("(", pos) group; ("f", op, nargs, pos) open call; ("u", op, prec, pos); ("b", op, prec, right, pos, token text)."""
     out: list[Any] = []
     stack: list[tuple] = []
     expect = True
@@ -128,7 +128,7 @@ def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
             b = out.pop()
             a = out.pop()
             op = top[1]
-            if syn.small_int_pow and op == "pow" and isinstance(b, Lit) and b.raw \
+            if syn.small_int_pow and top[5] == "**" and isinstance(b, Lit) and b.raw \
                     and b.value in (2.0, 3.0):
                 out.append(_build(ctx, "square" if b.value == 2.0 else "cube", [a], top[4]))
             else:
@@ -198,7 +198,7 @@ def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
             if key is not None and key in syn.binops:
                 op, prec, right = syn.binops[key]
                 reduce_for(prec, right)
-                stack.append(("b", op, prec, right, t.pos))
+                stack.append(("b", op, prec, right, t.pos, t.text))
                 expect = True
                 i += 1
             elif t.kind == SYM and t.text == ")":
@@ -244,7 +244,7 @@ def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
                 return out[0]
             elif syn.implicit_mul and (t.kind in (NUM, ID) or (t.kind == SYM and t.text == "(")):
                 reduce_for(20, False)
-                stack.append(("b", "mul", 20, False, t.pos))
+                stack.append(("b", "mul", 20, False, t.pos, ""))
                 expect = True
             else:
                 what = repr(t.text) if t.text else "end"
