@@ -141,16 +141,6 @@ def _ptr_at(b: ir.IRBuilder, base: ir.Value, offset: ir.Value, vt: ir.Type) -> i
     return b.bitcast(p, vt.as_pointer()) if isinstance(vt, ir.VectorType) else p
 
 
-def _hsum(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    if not isinstance(v.type, ir.VectorType):
-        return v
-    parts = [b.extract_element(v, ir.Constant(_I32, k)) for k in range(v.type.count)]
-    while len(parts) > 1:  # pairwise: lanes hold partial sums of similar size
-        parts = [b.fadd(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k]
-                 for k in range(0, len(parts), 2)]
-    return parts[0]
-
-
 def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
             leaf: Callable[[str, Any], ir.Value]) -> tuple[ir.Value, dict[int, ir.Value]]:
     """Forward sweep (every node's value) then reverse sweep (adjoints); returns the root value
@@ -267,8 +257,9 @@ def _leaf_fn(b: ir.IRBuilder, vt: ir.Type, X: ir.Value, ldx: ir.Value, i: ir.Val
 def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Function:
     """`void name(X, y, w, n, ldx, params, out)`: over rows [0, n) (n a multiple of `lanes`;
     X column-major, column c at X + c*ldx) accumulate the weighted normal equations of the
-    residual r = pred - y: out = [Σ w r², Σ w r J_j (j < P), Σ w J_j J_k (j <= k, row-major
-    upper triangle)].  Rows with w <= 0 (or NaN w) contribute nothing, even if non-finite."""
+    residual r = pred - y: [Σ w r², Σ w r J_j (j < P), Σ w J_j J_k (j <= k, row-major
+    upper triangle)], each stored as `lanes` partial sums (out holds lanes × that many doubles).
+    Rows with w <= 0 (or NaN w) contribute nothing, even if non-finite."""
     vt = _vtype(lanes)
     P = expr.n_params
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), _NORMAL_ARGS), name=name)
@@ -297,8 +288,8 @@ def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Func
                        else acc[k])
             k += 1
     b = loop.close(new)
-    for idx, a in enumerate(acc):
-        b.store(_hsum(b, a), b.gep(OUT, [ir.Constant(_I64, idx)]))
+    for idx, a in enumerate(acc):  # lane partial sums; the caller adds the lanes
+        b.store(a, _ptr_at(b, OUT, ir.Constant(_I64, idx * lanes), vt), align=8)
     b.ret_void()
     return fn
 
@@ -364,6 +355,11 @@ def prepare_data(X: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | Non
     return Data(Xc, yp, wp, n, n_pad, float(wp.sum()))
 
 
+@functools.lru_cache(maxsize=64)
+def _triu(P: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(P)
+
+
 def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"grad|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}\n".encode())
@@ -389,6 +385,8 @@ class GradKernels:
         self._slot = [uniq.setdefault(e.digest(), len(uniq)) for e in self.exprs]
         distinct = list({e.digest(): e for e in self.exprs}.values())
         kinds = ("normal", "jac") if jacobian else ("normal",)
+        self._P = [e.n_params for e in self.exprs]
+        self._cols = [max(e.variables(), default=-1) + 1 for e in self.exprs]
         self._libs: list[jit.Library] = []
         self._normal: list[Any] = []
         self._jac: list[Any] = []
@@ -417,36 +415,37 @@ class GradKernels:
         return len(self.exprs)
 
     def _check(self, k: int, data: Data, params: np.ndarray) -> None:
-        e = self.exprs[k]
         if data.n_pad % self.lanes:
             raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
-        cols = e.variables()
-        if cols and cols[-1] >= data.X.shape[0]:
-            raise DataError(f"expression uses column {cols[-1]}, data has {data.X.shape[0]}")
-        if params.dtype != np.float64 or params.ndim != 1 or params.shape[0] < e.n_params \
-                or not params.flags.c_contiguous:
-            raise DataError(f"params must be a contiguous float64 vector of {e.n_params} values")
+        if self._cols[k] > data.X.shape[0]:
+            raise DataError(f"expression uses {self._cols[k]} column(s), data has "
+                            f"{data.X.shape[0]}")
+        if not (isinstance(params, np.ndarray) and params.dtype == np.float64
+                and params.ndim == 1 and params.shape[0] >= self._P[k]
+                and params.flags.c_contiguous):
+            raise DataError(f"params must be a contiguous float64 vector of {self._P[k]} values")
 
     def normal(self, k: int, data: Data, params: np.ndarray
                ) -> tuple[float, np.ndarray, np.ndarray]:
         """(Σ w r², Jᵀ W r, Jᵀ W J) of candidate k at `params` (r = pred - y)."""
         self._check(k, data, params)
-        P = self.exprs[k].n_params
-        out = np.empty(1 + P + P * (P + 1) // 2)
+        P = self._P[k]
+        out = np.empty((1 + P + P * (P + 1) // 2, self.lanes))
         self._normal[self._slot[k]](data.X.ctypes.data, data.y.ctypes.data, data.w.ctypes.data,
                                     data.n_pad, data.n_pad, params.ctypes.data, out.ctypes.data)
+        s = out.sum(axis=1)
         H = np.empty((P, P))
-        iu = np.triu_indices(P)
-        H[iu] = out[1 + P:]
-        H.T[iu] = out[1 + P:]
-        return float(out[0]), out[1:1 + P], H
+        iu = _triu(P)
+        H[iu] = s[1 + P:]
+        H.T[iu] = s[1 + P:]
+        return float(s[0]), s[1:1 + P], H
 
     def jacobian(self, k: int, data: Data, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (N,) and Jacobian (N, P) of candidate k."""
         if not self._jac:
             raise CompileError("these kernels were compiled without jacobian=True")
         self._check(k, data, params)
-        P = self.exprs[k].n_params
+        P = self._P[k]
         pred = np.empty(data.n_pad)
         J = np.empty((P, data.n_pad))
         self._jac[self._slot[k]](data.X.ctypes.data, data.n_pad, data.n_pad,
