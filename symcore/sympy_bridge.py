@@ -1,0 +1,183 @@
+"""Conversions between symcore's IR and SymPy expressions (iterative both ways).
+
+`to_sympy` uses each op's SymPy builder from the ops table (protected ops become Piecewise /
+Abs forms with the tools' semantics).  `from_sympy` maps SymPy's n-ary Add/Mul to left-folded
+binary add/mul, `Mul(-1, x)` to neg, integer powers to square (2), cube (3), inv (-1) or
+powi (other integers), `Pow(x, 1/2)` to sqrt, other powers to pow; numbers (Integer, Rational,
+Float, pi, E) become float constants.  A node without a symcore operator raises
+UnknownOperatorError.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from . import ops as _ops
+from .errors import ParseError, UnknownOperatorError
+from .ir import Expr, call, const, param, topo, var
+
+__all__ = ["to_sympy", "from_sympy"]
+
+
+def _sp() -> Any:
+    import sympy
+    return sympy
+
+
+def _col_names(names: Any) -> dict[int, str]:
+    if names is None:
+        return {}
+    if isinstance(names, dict):
+        return {int(v): str(k) for k, v in names.items()}
+    return {i: str(k) for i, k in enumerate(names)}
+
+
+def to_sympy(expr: Expr, names: Any = None) -> Any:
+    """The SymPy expression of `expr`: variables are Symbols x0.. (or their display names, or
+    `names`), parameters p0.., constants Floats (±oo / nan for non-finite ones)."""
+    sp = _sp()
+    cols = _col_names(names)
+    memo: dict[Expr, Any] = {}
+    for n in topo([expr]):
+        if n.op == "var":
+            memo[n] = sp.Symbol(cols.get(n.value) or n.name or f"x{n.value}", real=True)
+        elif n.op == "param":
+            memo[n] = sp.Symbol(f"p{n.value}", real=True)
+        elif n.op == "const":
+            v = float(n.value)
+            memo[n] = sp.nan if math.isnan(v) else (sp.oo if v == math.inf else
+                                                   (-sp.oo if v == -math.inf else sp.Float(v)))
+        elif n.op == "powi":
+            memo[n] = memo[n.args[0]] ** sp.Integer(int(n.args[1].value))
+        else:
+            memo[n] = _ops.OPS[n.op].sympy(*(memo[a] for a in n.args))
+    return memo[expr]
+
+
+_FUNC_MAP: dict[Any, str] | None = None
+
+
+def _func_map() -> dict[Any, str]:
+    """SymPy function class -> op name, for every unary/binary op whose SymPy builder yields
+    f(args) with the operands unchanged (derived from the ops table)."""
+    global _FUNC_MAP
+    if _FUNC_MAP is None:
+        sp = _sp()
+        a, b = sp.Symbol("a"), sp.Symbol("b")
+        out: dict[Any, str] = {}
+        for name, op in _ops.OPS.items():
+            if op.protected or name in ("powi",):
+                continue
+            args = (a,) if op.arity == 1 else (a, b)
+            try:
+                r = op.sympy(*args)
+            except Exception:  # pragma: no cover - a builder that needs special operands
+                continue
+            if isinstance(r, sp.Function) and tuple(r.args) == args:
+                out.setdefault(r.func, name)
+        _FUNC_MAP = out
+    return _FUNC_MAP
+
+
+_SYM_PATTERNS = ((re.compile(r"x_?(\d+)\Z"), 0), (re.compile(r"X_?(\d+)\Z"), 1))
+
+
+def _symbol(s: Any, names: dict[str, int]) -> Expr:
+    nm = s.name
+    if nm in names:
+        return var(names[nm], nm if nm.isidentifier() else None)
+    m = re.match(r"p(\d+)\Z", nm)
+    if m:
+        return param(int(m.group(1)))
+    for rx, base in _SYM_PATTERNS:
+        m = rx.match(nm)
+        if m and int(m.group(1)) - base >= 0:
+            return var(int(m.group(1)) - base)
+    raise ParseError(f"unknown symbol {nm!r} (pass names=)", nm, None, "sympy")
+
+
+def from_sympy(sexpr: Any, names: Any = None) -> Expr:
+    """symcore IR of a SymPy expression (see the module docstring for the mapping)."""
+    sp = _sp()
+    if isinstance(names, dict):
+        nmap = {str(k): int(v) for k, v in names.items()}
+    elif names is not None:
+        nmap = {str(k): i for i, k in enumerate(names)}
+    else:
+        nmap = {}
+    try:
+        sexpr = sp.sympify(sexpr, strict=True)
+    except Exception:
+        raise UnknownOperatorError(f"not a SymPy expression: {type(sexpr).__name__}") from None
+    fmap = _func_map()
+    memo: dict[Any, Expr] = {}
+    stack: list[tuple[Any, bool]] = [(sexpr, False)]
+    while stack:
+        node, done = stack.pop()
+        if node in memo:
+            continue
+        if not done and node.args and not node.is_Number:
+            if not (isinstance(node, (sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min))
+                    or node.func in fmap):
+                raise UnknownOperatorError(f"SymPy {node.func.__name__} has no symcore operator")
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in memo)
+            continue
+        memo[node] = _convert(node, memo, nmap, fmap, sp)
+    return memo[sexpr]
+
+
+def _fold(op: str, items: list[Expr]) -> Expr:
+    acc = items[0]
+    for x in items[1:]:
+        acc = call(op, acc, x)
+    return acc
+
+
+def _convert(node: Any, memo: dict[Any, Expr], nmap: dict[str, int],
+             fmap: dict[Any, str], sp: Any) -> Expr:
+    if node.is_Symbol:
+        return _symbol(node, nmap)
+    if node is sp.nan:
+        return const(math.nan)
+    if node is sp.oo:
+        return const(math.inf)
+    if node is sp.S.NegativeInfinity:
+        return const(-math.inf)
+    if node.is_Number or node in (sp.pi, sp.E):
+        if node.is_real is False or getattr(node, "is_finite", True) is False:
+            raise UnknownOperatorError(f"unsupported SymPy number {node}")
+        return const(float(node))
+    if node.is_NumberSymbol:
+        return const(float(node))
+    kids = [memo[a] for a in node.args]
+    if isinstance(node, sp.Add):
+        return _fold("add", kids)
+    if isinstance(node, sp.Mul):
+        if node.args[0] == sp.Integer(-1) and len(node.args) >= 2:
+            return call("neg", _fold("mul", kids[1:]))
+        return _fold("mul", kids)
+    if isinstance(node, sp.Pow):
+        e = node.args[1]
+        if e.is_Integer:
+            k = int(e)
+            if k == 2:
+                return call("square", kids[0])
+            if k == 3:
+                return call("cube", kids[0])
+            if k == -1:
+                return call("inv", kids[0])
+            return call("powi", kids[0], const(float(k)))
+        if e == sp.Rational(1, 2):
+            return call("sqrt", kids[0])
+        if e == sp.Rational(1, 3):
+            return call("cbrt", kids[0])
+        return call("pow", kids[0], kids[1])
+    if isinstance(node, (sp.Max, sp.Min)):
+        return _fold("max" if isinstance(node, sp.Max) else "min", kids)
+    op = fmap.get(node.func)
+    if op is not None and _ops.OPS[op].arity == len(kids):
+        return call(op, *kids)
+    raise UnknownOperatorError(f"SymPy {node.func.__name__} has no symcore operator")
