@@ -1,0 +1,369 @@
+"""Tier-1 kernel IR, written as text (no JIT here): one fused row loop per expression, and the
+driver, compiled once per dtype, that runs a candidate range through a table of kernels and
+reduces the fitness.
+
+Kernel ABI (T = double or float, W lanes):
+    void k(T* X, i64 ldx, i64 i0, i64 i1, double* consts, double* params, T* out)
+computes the rows [i0, i1) (multiples of W, i0 < i1 <= ldx) of X, which is column-major
+(features × ldx, padded rows readable), into out[i - i0].  Constants and parameters are read
+from arrays (cast to T like the reference does), so the code depends on the structure only.
+
+Driver ABI:
+    void run(i64 c0, i64 c1, i8** kernels, T* X, i64 ldx, i64 n, double* y, double* w,
+             double* consts, i64* const_off, double* params, i64* param_off,
+             T* out, i64 ldo, double* acc)
+for every candidate c of [c0, c1): if `out` is not null, its predictions of the first
+ceil(n/W)·W rows go to out + c·ldo; otherwise it is evaluated chunk by chunk into an L1-resident
+buffer and acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
+(padded lanes masked).  Once Σ w·|p − y| is not finite the candidate stops early and both sums
+are +inf: a non-finite prediction makes the loss +inf without more work.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+from llvmlite import ir
+
+from symcore.ir import Flat
+
+from .lower import lower_expr, needed_rows, splat
+
+__all__ = ["kernel_type", "emit_kernel", "emit_driver", "const_slots", "declarations",
+           "TextBuilder", "TextValue", "CHUNK"]
+
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+F64 = ir.DoubleType()
+#: rows per chunk when scoring: predictions of one chunk stay in L1 until they are reduced
+CHUNK = 512
+
+
+def _t(dtype: str) -> ir.Type:
+    return F64 if dtype == "float64" else ir.FloatType()
+
+
+def kernel_type(dtype: str) -> ir.FunctionType:
+    """LLVM type of one tier-1 kernel."""
+    t = _t(dtype)
+    return ir.FunctionType(ir.VoidType(), [t.as_pointer(), I64, I64, I64, F64.as_pointer(),
+                                           F64.as_pointer(), t.as_pointer()])
+
+
+def const_slots(flat: Flat) -> list[int]:
+    """Rows of `flat` whose constant is read from the constants array, in array order (every
+    constant needed as a value; powi exponents are code)."""
+    need = needed_rows(flat)
+    return [i for i, (op, _, _) in enumerate(flat.rows) if op == "const" and need[i]]
+
+
+def _bits(v: float) -> bytes:
+    # constants are distinct rows by bit pattern (0.0 and -0.0 differ; one NaN)
+    return struct.pack("<d", math.nan if math.isnan(v) else v)
+
+
+# -- a fast text builder ------------------------------------------------------------------------
+# llvmlite.ir objects cost ~25 µs per instruction to build and print; a search loop compiles
+# thousands of kernels, so the hot path writes IR text.  `TextBuilder` implements the part of
+# `llvmlite.ir.IRBuilder` that the lowering (lower.py) uses, so both share one lowering per op.
+
+_TYPE_STR: dict[Any, str] = {}
+_CONST_REF: dict[int, tuple[Any, str]] = {}
+
+
+def _ts(ty: ir.Type) -> str:
+    s = _TYPE_STR.get(ty)
+    if s is None:
+        s = _TYPE_STR[ty] = str(ty)
+    return s
+
+
+class TextValue:
+    """An SSA value of a `TextBuilder` (its LLVM type and its textual reference)."""
+
+    __slots__ = ("type", "ref")
+
+    def __init__(self, type: ir.Type, ref: str) -> None:  # noqa: A002 - mirrors llvmlite
+        self.type = type
+        self.ref = ref
+
+
+def _ref(v: Any) -> str:
+    if isinstance(v, TextValue):
+        return v.ref
+    hit = _CONST_REF.get(id(v))
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    r = v.get_reference()
+    if isinstance(v, ir.Constant):
+        _CONST_REF[id(v)] = (v, r)   # keeps v alive, so the id stays unique
+    return r
+
+
+def _bool_type(ty: ir.Type) -> ir.Type:
+    return ir.VectorType(ir.IntType(1), ty.count) if isinstance(ty, ir.VectorType) else ir.IntType(1)
+
+
+_FCMP = {">": "gt", "<": "lt", "==": "eq", "!=": "ne", ">=": "ge", "<=": "le"}
+
+
+class TextBuilder:
+    """Duck-typed subset of `llvmlite.ir.IRBuilder` writing instruction text (declarations go
+    to the real `module`)."""
+
+    def __init__(self, module: ir.Module, prefix: str = "%v") -> None:
+        self.module = module
+        self.lines: list[str] = []
+        self._prefix = prefix
+        self._n = 0
+
+    def _new(self, ty: ir.Type, text: str) -> TextValue:
+        name = f"{self._prefix}{self._n}"
+        self._n += 1
+        self.lines.append(f"  {name} = {text}")
+        return TextValue(ty, name)
+
+    def _bin(self, op: str, a: Any, b: Any) -> TextValue:
+        return self._new(a.type, f"{op} {_ts(a.type)} {_ref(a)}, {_ref(b)}")
+
+    def fadd(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("fadd", a, b)
+
+    def fsub(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("fsub", a, b)
+
+    def fmul(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("fmul", a, b)
+
+    def fdiv(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("fdiv", a, b)
+
+    def fneg(self, a: Any, name: str = "") -> TextValue:
+        return self._new(a.type, f"fneg {_ts(a.type)} {_ref(a)}")
+
+    def _fcmp(self, cond: str, a: Any, b: Any) -> TextValue:
+        return self._new(_bool_type(a.type), f"fcmp {cond} {_ts(a.type)} {_ref(a)}, {_ref(b)}")
+
+    def fcmp_ordered(self, op: str, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._fcmp("o" + _FCMP[op] if op in _FCMP else op, a, b)
+
+    def fcmp_unordered(self, op: str, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._fcmp("u" + _FCMP[op] if op in _FCMP else op, a, b)
+
+    def select(self, c: Any, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._new(a.type, f"select {_ts(c.type)} {_ref(c)}, {_ts(a.type)} {_ref(a)}, "
+                                 f"{_ts(b.type)} {_ref(b)}")
+
+    def call(self, fn: ir.Function, args: list[Any], name: str = "") -> TextValue:
+        ret = fn.function_type.return_type
+        text = f"call {_ts(ret)} @{fn.name}({', '.join(f'{_ts(a.type)} {_ref(a)}' for a in args)})"
+        return self._new(ret, text)
+
+    def extract_element(self, v: Any, idx: Any, name: str = "") -> TextValue:
+        return self._new(v.type.element, f"extractelement {_ts(v.type)} {_ref(v)}, "
+                                         f"{_ts(idx.type)} {_ref(idx)}")
+
+    def insert_element(self, v: Any, x: Any, idx: Any, name: str = "") -> TextValue:
+        return self._new(v.type, f"insertelement {_ts(v.type)} {_ref(v)}, {_ts(x.type)} "
+                                 f"{_ref(x)}, {_ts(idx.type)} {_ref(idx)}")
+
+
+def declarations(module: ir.Module) -> str:
+    """`declare` lines of every function declared in `module` (what the lowering calls)."""
+    return "\n".join(str(g).strip() for g in module.globals.values()
+                     if isinstance(g, ir.Function) and g.is_declaration)
+
+
+def _fp(v: float, ty: str) -> str:
+    return ir.Constant(F64 if ty == "double" else ir.FloatType(), v).get_reference()
+
+
+def emit_kernel(module: ir.Module, name: str, flat: Flat, dtype: str, lanes: int) -> str:
+    """Text of the fused kernel of one expression (ABI in the module docstring); the functions
+    it calls are declared in `module` (write them out with `declarations`)."""
+    t = "double" if dtype == "float64" else "float"
+    vt = f"<{lanes} x {t}>"
+    e = 8 if dtype == "float64" else 4
+    zs = f"<{lanes} x i32> zeroinitializer"
+    vty = ir.VectorType(_t(dtype), lanes)
+    pre: list[str] = []
+    loads: list[str] = []
+    hoisted: dict[tuple[str, Any], TextValue] = {}
+    need = needed_rows(flat)
+    k = 0
+    for r, (op, _, val) in enumerate(flat.rows):
+        if not need[r]:
+            continue
+        if op in ("const", "param"):
+            src, idx = ("%c", k) if op == "const" else ("%p", val)
+            tag = f"%{op[0]}{k if op == 'const' else val}"
+            k += op == "const"
+            s = f"{tag}.s"
+            pre.append(f"  {tag}.a = getelementptr double, double* {src}, i64 {idx}")
+            pre.append(f"  {s} = load double, double* {tag}.a, align 8")
+            if dtype == "float32":   # rounds like the reference's float32(value)
+                pre.append(f"  {tag}.t = fptrunc double {s} to float")
+                s = f"{tag}.t"
+            pre.append(f"  {tag}.i = insertelement {vt} undef, {t} {s}, i32 0")
+            pre.append(f"  {tag} = shufflevector {vt} {tag}.i, {vt} undef, {zs}")
+            hoisted[(op, val if op == "param" else _bits(val))] = TextValue(vty, tag)
+        elif op == "var":
+            j = val[0] if isinstance(val, tuple) else val
+            if ("var", j) in hoisted:
+                continue
+            pre.append(f"  %x{j}.o = mul i64 %ldx, {j}")
+            pre.append(f"  %x{j} = getelementptr {t}, {t}* %X, i64 %x{j}.o")
+            loads.append(f"  %x{j}.a = getelementptr {t}, {t}* %x{j}, i64 %i")
+            loads.append(f"  %x{j}.b = bitcast {t}* %x{j}.a to {vt}*")
+            loads.append(f"  %x{j}.v = load {vt}, {vt}* %x{j}.b, align {e}")
+            hoisted[("var", j)] = TextValue(vty, f"%x{j}.v")
+
+    def leaf(kind: str, value: Any) -> TextValue:
+        return hoisted[(kind, _bits(value) if kind == "const" else value)]
+
+    tb = TextBuilder(module)
+    res = _ref(lower_expr(tb, flat, leaf))  # type: ignore[arg-type]
+    nl = "\n"
+    return f"""define void @{name}({t}* noalias %X, i64 %ldx, i64 %i0, i64 %i1, \
+double* noalias %c, double* noalias %p, {t}* noalias %out) nounwind {{
+entry:
+{nl.join(pre)}
+  %ni0 = sub i64 0, %i0
+  %ob = getelementptr {t}, {t}* %out, i64 %ni0
+  br label %head
+head:
+  %i = phi i64 [%i0, %entry], [%i.next, %head]
+{nl.join(loads)}
+{nl.join(tb.lines)}
+  %o.a = getelementptr {t}, {t}* %ob, i64 %i
+  %o.b = bitcast {t}* %o.a to {vt}*
+  store {vt} {res}, {vt}* %o.b, align {e}
+  %i.next = add i64 %i, {lanes}
+  %more = icmp slt i64 %i.next, %i1
+  br i1 %more, label %head, label %ret
+ret:
+  ret void
+}}
+"""
+
+
+def emit_driver(name: str, dtype: str, lanes: int, chunk: int = CHUNK) -> str:
+    """Text of a whole module holding the driver (ABI in the module docstring)."""
+    t = "double" if dtype == "float64" else "float"
+    vt = f"<{lanes} x {t}>"
+    dvt = f"<{lanes} x double>"
+    ivt = f"<{lanes} x i64>"
+    e = 8 if dtype == "float64" else 4
+    zs = f"<{lanes} x i32> zeroinitializer"
+    z = "zeroinitializer"
+    kt = f"void ({t}*, i64, i64, i64, double*, double*, {t}*)*"
+    inf = _fp(float("inf"), "double")
+    iota = ", ".join(f"i64 {q}" for q in range(lanes))
+    fabs = f"llvm.fabs.v{lanes}f64"
+    red = f"llvm.vector.reduce.fadd.v{lanes}f64"
+    pd = (f"  %pd = fpext {vt} %pv to {dvt}" if dtype == "float32"
+          else f"  %pd = fadd {dvt} %pv, {z}")
+    return f"""declare {dvt} @{fabs}({dvt})
+declare double @{red}(double, {dvt})
+
+define void @{name}(i64 %c0, i64 %c1, i8** %ks, {t}* %X, i64 %ldx, i64 %n, double* %y, \
+double* %w, double* %cs, i64* %coff, double* %ps, i64* %poff, {t}* %out, i64 %ldo, \
+double* %acc) nounwind {{
+entry:
+  %buf = alloca [{chunk} x {t}], align 64
+  %bufp = getelementptr [{chunk} x {t}], [{chunk} x {t}]* %buf, i64 0, i64 0
+  %nw = add i64 %n, {lanes - 1}
+  %npad = and i64 %nw, {-lanes}
+  %on = icmp eq {t}* %out, null
+  %nv.i = insertelement {ivt} undef, i64 %n, i32 0
+  %nv = shufflevector {ivt} %nv.i, {ivt} undef, {zs}
+  %any = icmp slt i64 %c0, %c1
+  %pos = icmp sgt i64 %n, 0
+  %go = and i1 %any, %pos
+  br i1 %go, label %cand, label %ret
+cand:
+  %c = phi i64 [%c0, %entry], [%c.next, %next]
+  %kp = getelementptr i8*, i8** %ks, i64 %c
+  %kr = load i8*, i8** %kp, align 8
+  %k = bitcast i8* %kr to {kt}
+  %co.a = getelementptr i64, i64* %coff, i64 %c
+  %co = load i64, i64* %co.a, align 8
+  %cc = getelementptr double, double* %cs, i64 %co
+  %po.a = getelementptr i64, i64* %poff, i64 %c
+  %po = load i64, i64* %po.a, align 8
+  %pc = getelementptr double, double* %ps, i64 %po
+  %a0 = mul i64 %c, 2
+  %acc0 = getelementptr double, double* %acc, i64 %a0
+  %acc1 = getelementptr double, double* %acc0, i64 1
+  br i1 %on, label %chunk, label %pred
+pred:
+  %oo = mul i64 %c, %ldo
+  %oc = getelementptr {t}, {t}* %out, i64 %oo
+  call void %k({t}* %X, i64 %ldx, i64 0, i64 %npad, double* %cc, double* %pc, {t}* %oc)
+  br label %next
+chunk:
+  %s = phi i64 [0, %cand], [%s.e, %cont]
+  %sq = phi {dvt} [{z}, %cand], [%sq.n, %cont]
+  %ab = phi {dvt} [{z}, %cand], [%ab.n, %cont]
+  %s.e0 = add i64 %s, {chunk}
+  %s.lt = icmp slt i64 %s.e0, %npad
+  %s.e = select i1 %s.lt, i64 %s.e0, i64 %npad
+  call void %k({t}* %X, i64 %ldx, i64 %s, i64 %s.e, double* %cc, double* %pc, {t}* %bufp)
+  br label %red
+red:
+  %j = phi i64 [%s, %chunk], [%j.next, %red]
+  %sq.r = phi {dvt} [%sq, %chunk], [%sq.n, %red]
+  %ab.r = phi {dvt} [%ab, %chunk], [%ab.n, %red]
+  %jb = sub i64 %j, %s
+  %pb.a = getelementptr {t}, {t}* %bufp, i64 %jb
+  %pb.b = bitcast {t}* %pb.a to {vt}*
+  %pv = load {vt}, {vt}* %pb.b, align {e}
+{pd}
+  %y.a = getelementptr double, double* %y, i64 %j
+  %y.b = bitcast double* %y.a to {dvt}*
+  %yv = load {dvt}, {dvt}* %y.b, align 8
+  %w.a = getelementptr double, double* %w, i64 %j
+  %w.b = bitcast double* %w.a to {dvt}*
+  %wv = load {dvt}, {dvt}* %w.b, align 8
+  %d = fsub {dvt} %pd, %yv
+  %ad = call {dvt} @{fabs}({dvt} %d)
+  %li.i = insertelement {ivt} undef, i64 %j, i32 0
+  %li = shufflevector {ivt} %li.i, {ivt} undef, {zs}
+  %lj = add {ivt} %li, <{iota}>
+  %live = icmp slt {ivt} %lj, %nv
+  %d2 = fmul {dvt} %d, %d
+  %wd2 = fmul {dvt} %wv, %d2
+  %sq.s = select <{lanes} x i1> %live, {dvt} %wd2, {dvt} {z}
+  %sq.n = fadd {dvt} %sq.r, %sq.s
+  %wad = fmul {dvt} %wv, %ad
+  %ab.s = select <{lanes} x i1> %live, {dvt} %wad, {dvt} {z}
+  %ab.n = fadd {dvt} %ab.r, %ab.s
+  %j.next = add i64 %j, {lanes}
+  %j.more = icmp slt i64 %j.next, %s.e
+  br i1 %j.more, label %red, label %check
+check:
+  %abt = call double @{red}(double 0.0, {dvt} %ab.n)
+  %bad = fcmp uge double %abt, {inf}
+  br i1 %bad, label %bail, label %cont
+cont:
+  %c.more = icmp slt i64 %s.e, %npad
+  br i1 %c.more, label %chunk, label %fin
+bail:
+  store double {inf}, double* %acc0, align 8
+  store double {inf}, double* %acc1, align 8
+  br label %next
+fin:
+  %sqt = call double @{red}(double 0.0, {dvt} %sq.n)
+  store double %sqt, double* %acc0, align 8
+  store double %abt, double* %acc1, align 8
+  br label %next
+next:
+  %c.next = add i64 %c, 1
+  %c.more2 = icmp slt i64 %c.next, %c1
+  br i1 %c.more2, label %cand, label %ret
+ret:
+  ret void
+}}
+"""
