@@ -273,13 +273,15 @@ _register(
         lambda a, b: _sp().Max(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b)))),
                          _n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("max",), "gplearn": ("max",), "sympy": ("Max", "max"),
+        spell={"symcore": ("max",), "gplearn": ("max",), "operon": ("max",),
+               "sympy": ("Max", "max"),
                "pysr": ("max",)}),
     _op("min", 2, np.minimum, "(({0}) != ({0}) || ({1}) != ({1}) ? ({0}) + ({1}) : fmin({0}, {1}))", r"\min\left({0}, {1}\right)",
         lambda a, b: _sp().Min(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b)))),
                          _n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("min",), "gplearn": ("min",), "sympy": ("Min", "min"),
+        spell={"symcore": ("min",), "gplearn": ("min",), "operon": ("min",),
+               "sympy": ("Min", "min"),
                "pysr": ("min",)}),
 )
 
