@@ -54,13 +54,34 @@ def _feature_string() -> str:
     return llvm.get_host_cpu_features().flatten()
 
 
-@functools.lru_cache(maxsize=None)
-def target_machine(opt: int = 1) -> Any:
-    """Host target machine (host CPU and features) generating code at codegen level `opt`."""
-    _init()
+def _make_tm(opt: int) -> Any:
     target = llvm.Target.from_default_triple()
     return target.create_target_machine(cpu=host_cpu(), features=_feature_string(), opt=opt,
                                         reloc="pic", codemodel="default", jit=True)
+
+
+_tls = threading.local()
+
+
+def target_machine(opt: int = 1) -> Any:
+    """Host target machine (host CPU and features) generating code at codegen level `opt`;
+    one per thread, so threads can compile at the same time."""
+    _init()
+    tms = getattr(_tls, "tms", None)
+    if tms is None:
+        tms = _tls.tms = {}
+    tm = tms.get(opt)
+    if tm is None:
+        tm = tms[opt] = _make_tm(opt)
+    return tm
+
+
+def _context() -> Any:
+    # one LLVM context per thread: modules of different threads never share one
+    ctx = getattr(_tls, "ctx", None)
+    if ctx is None:
+        ctx = _tls.ctx = llvm.create_context()
+    return ctx
 
 
 #: names the environment a piece of object code is valid in
@@ -75,12 +96,12 @@ def _machine_key() -> str:
                            digest_size=8).hexdigest()
 
 
-def optimise(mod: Any, level: int) -> None:
+def optimise(mod: Any, level: int, tm: Any = None) -> None:
     """Run LLVM's default pipeline at `level` (0..3) on a parsed module (new pass manager)."""
     if level <= 0:
         return
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
-    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb = llvm.create_pass_builder(tm or target_machine(), pto)
     pm = pb.getModulePassManager()
     pm.run(mod, pb)
 
@@ -88,16 +109,18 @@ def optimise(mod: Any, level: int) -> None:
 def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes:
     """IR text -> verified, optimised host object code (ELF bytes)."""
     _init()
-    with _lock:
-        try:
-            mod = llvm.parse_assembly(ir_text)
-            mod.verify()
-        except RuntimeError as err:
-            raise CompileError(f"LLVM rejected the generated IR: {err}") from None
-        mod.triple = llvm.get_process_triple()
-        mod.data_layout = str(target_machine(opt_codegen).target_data)
-        optimise(mod, opt_ir)
-        return bytes(target_machine(opt_codegen).emit_object(mod))
+    tm = target_machine(opt_codegen)
+    try:
+        mod = llvm.parse_assembly(ir_text, context=_context())
+        mod.verify()
+    except RuntimeError as err:
+        raise CompileError(f"LLVM rejected the generated IR: {err}") from None
+    mod.triple = llvm.get_process_triple()
+    mod.data_layout = str(tm.target_data)
+    optimise(mod, opt_ir, tm)
+    obj = bytes(tm.emit_object(mod))
+    mod.close()
+    return obj
 
 
 # -- loaded code ---------------------------------------------------------------------------------
@@ -107,7 +130,7 @@ def _lljit() -> Any:
     _init()
     from .vecmath import ensure_libraries
     ensure_libraries()
-    return llvm.create_lljit_compiler(target_machine())
+    return llvm.create_lljit_compiler(_make_tm(2))
 
 
 _names = itertools.count()
@@ -173,9 +196,10 @@ class ObjectCache:
     Keys must already include everything the code depends on except the machine, which the
     directory name carries (CPU, features, llvmlite/LLVM and codegen versions)."""
 
-    def __init__(self, capacity: int = 256) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity_bytes: int = 64 << 20) -> None:
+        self.capacity_bytes = capacity_bytes
         self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path | None:
@@ -214,14 +238,22 @@ class ObjectCache:
 
     def _remember(self, key: str, obj: bytes) -> None:
         with self._lock:
+            old = self._mem.pop(key, None)
+            self._bytes += len(obj) - (len(old) if old is not None else 0)
             self._mem[key] = obj
-            self._mem.move_to_end(key)
-            while len(self._mem) > self.capacity:
-                self._mem.popitem(last=False)
+            while self._bytes > self.capacity_bytes and len(self._mem) > 1:
+                _, dropped = self._mem.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of object code held in memory (bounded by `capacity_bytes`)."""
+        return self._bytes
 
     def clear_memory(self) -> None:
         with self._lock:
             self._mem.clear()
+            self._bytes = 0
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,305 @@
+"""Tier 1: fused JIT kernels, one row loop per expression structure, many per LLVM module,
+cached in memory and on disk by structure, run through a driver compiled once per dtype.
+
+Interface (what `kernels.Kernel` calls; arrays must already be validated):
+``prog = Tier1Program(exprs, dtype)`` loads or compiles the population's kernels;
+``prog.predict_range(Xpad, n, params, out, c0, c1)`` and
+``prog.loss_range(Xpad, n, y, w, params, out_loss, c0, c1)`` work on candidates c0 <= c < c1
+(one native call; the GIL is released).  ``Xpad`` is (features, ldx) C-contiguous of the dtype
+with ldx a multiple of ``prog.lanes`` and ldx >= n (padded rows readable, any value);
+``y``/``w`` are (ldx,) float64; ``params`` is None or (P, K) float64; ``out`` is (P, ldx) of the
+dtype; ``out_loss`` (P, 2) float64 gets (Σ w·err², Σ w·|err|), both +inf for a candidate with a
+non-finite prediction.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import pathlib
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from symcore.errors import CompileError, DataError
+from symcore.ir import Expr, Flat, flatten
+
+from . import emit as _emit
+from . import jit as _jit
+from . import vecmath as _vecmath
+
+__all__ = ["Tier1Program", "structure_key", "load_kernels", "CompileStats", "driver",
+           "MODULE_MAX_FUNCTIONS", "PARALLEL_COMPILE_MIN"]
+
+#: kernels per LLVM module (bounds one compile call and one cached object)
+MODULE_MAX_FUNCTIONS = 128
+#: compile on several threads once a batch has this many new structures
+PARALLEL_COMPILE_MIN = 16
+#: codegen level of kernels: measured at the same speed as O1..O3 for this straight-line
+#: vector code (the IR is written already optimised: hoisted leaves, no memory temporaries),
+#: at a fraction of the compile time
+KERNEL_OPT_IR = 0
+KERNEL_OPT_CODEGEN = 0
+
+_DRIVER_T = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+
+
+def _isa_tag(isa: _vecmath.VecISA) -> str:
+    return f"{isa.name}:{isa.letter}:{isa.bits}"
+
+
+def structure_key(expr: Expr, dtype: str, flat: Flat | None = None) -> str:
+    """What a kernel's code depends on: dtype, vector ISA and the structure (constant values
+    excluded, powi exponents included since they are code)."""
+    flat = flat or flatten(expr)
+    exps = ",".join(repr(flat.rows[k[1]][2]) for op, k, _ in flat.rows if op == "powi")
+    return (f"t1|{_source_hash()}|{dtype}|{_isa_tag(_vecmath.host_isa())}|"
+            f"{expr.digest(constants=False)}|{exps}")
+
+
+@functools.lru_cache(maxsize=None)
+def _source_hash() -> str:
+    # the generated code depends on these files: a change invalidates cached objects
+    h = hashlib.blake2b(digest_size=8)
+    here = pathlib.Path(__file__).resolve().parent
+    for f in ("emit.py", "lower.py", "vecmath.py", "tier1.py"):
+        h.update((here / f).read_bytes())
+    return h.hexdigest()
+
+
+def _symbol(key: str) -> str:
+    return "k" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+class _Code:
+    """One loaded kernel; keeps its library loaded while referenced."""
+
+    __slots__ = ("key", "address", "library", "__weakref__")
+
+    def __init__(self, key: str, address: int, library: _jit.Library) -> None:
+        self.key, self.address, self.library = key, address, library
+
+
+_LIVE: "weakref.WeakValueDictionary[str, _Code]" = weakref.WeakValueDictionary()
+_LIVE_LOCK = threading.Lock()
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="symcore-compile")
+
+
+@dataclass
+class CompileStats:
+    """What loading a population cost."""
+
+    structures: int = 0      # distinct structures
+    live: int = 0            # already loaded in this process
+    cached: int = 0          # loaded from the object cache (memory or disk)
+    compiled: int = 0        # compiled now
+    seconds: float = 0.0     # wall time spent compiling (IR + LLVM)
+    ir_seconds: float = 0.0  # of which writing IR text
+    keys: list[str] = field(default_factory=list, repr=False)
+
+
+def _module_text(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> str:
+    mod = ir.Module("symcore_t1")
+    bodies = [_emit.emit_kernel(mod, _symbol(k), f, dtype, lanes) for k, f in items]
+    return _emit.declarations(mod) + "\n" + "\n".join(bodies)
+
+
+def _compile_group(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> tuple[str, bytes, float]:
+    t0 = time.perf_counter()
+    text = _module_text(items, dtype, lanes)
+    t1 = time.perf_counter()
+    obj = _jit.compile_object(text, KERNEL_OPT_IR, KERNEL_OPT_CODEGEN)
+    oid = hashlib.blake2b("\n".join(k for k, _ in items).encode(), digest_size=16).hexdigest()
+    return oid, obj, t1 - t0
+
+
+def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
+                 lanes: int) -> tuple[dict[str, _Code], CompileStats]:
+    """Kernels for (structure key, flat) pairs: live ones reused, cached objects loaded, the
+    rest compiled (several modules on several threads when there are many) and cached."""
+    stats = CompileStats()
+    want: dict[str, Flat] = {}
+    for k, f in items:
+        want.setdefault(k, f)
+    stats.structures = len(want)
+    stats.keys = list(want)
+    out: dict[str, _Code] = {}
+    with _LIVE_LOCK:
+        for k in want:
+            c = _LIVE.get(k)
+            if c is not None:
+                out[k] = c
+    stats.live = len(out)
+    cache = _jit.object_cache()
+    groups: dict[str, list[str]] = {}
+    todo: list[tuple[str, Flat]] = []
+    for k, f in want.items():
+        if k in out:
+            continue
+        oid = cache.get("idx|" + k)
+        if oid is not None and cache.get("obj|" + oid.decode()) is not None:
+            groups.setdefault(oid.decode(), []).append(k)
+        else:
+            todo.append((k, f))
+    for oid, keys in groups.items():
+        obj = cache.get("obj|" + oid)
+        if obj is None:  # evicted between the two lookups: compile instead
+            todo.extend((k, want[k]) for k in keys)
+            continue
+        _attach(out, [obj], keys)
+        stats.cached += len(keys)
+    if todo:
+        t0 = time.perf_counter()
+        n_mod = max(1, -(-len(todo) // MODULE_MAX_FUNCTIONS))
+        if len(todo) >= PARALLEL_COMPILE_MIN:
+            n_mod = max(n_mod, 2)
+        size = -(-len(todo) // n_mod)
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        if len(chunks) > 1:
+            results = list(_POOL.map(lambda ch: _compile_group(ch, dtype, lanes), chunks))
+        else:
+            results = [_compile_group(chunks[0], dtype, lanes)]
+        for ch, (oid, obj, irs) in zip(chunks, results):
+            cache.put("obj|" + oid, obj)
+            for k, _ in ch:
+                cache.put("idx|" + k, oid.encode())
+            _attach(out, [obj], [k for k, _ in ch])
+            stats.ir_seconds += irs
+        stats.compiled = len(todo)
+        stats.seconds = time.perf_counter() - t0
+    return out, stats
+
+
+def _attach(out: dict[str, _Code], objs: list[bytes], keys: list[str]) -> None:
+    lib = _jit.load_library(objs, [_symbol(k) for k in keys])
+    with _LIVE_LOCK:
+        for k in keys:
+            c = _LIVE.get(k)
+            if c is None:
+                c = _Code(k, lib.addresses[_symbol(k)], lib)
+                _LIVE[k] = c
+            out[k] = c
+
+
+class _Driver:
+    """The loaded driver of one dtype (kept for the life of the process)."""
+
+    def __init__(self, dtype: str, lanes: int) -> None:
+        key = f"t1drv|{_source_hash()}|{_emit.CHUNK}|{dtype}|{lanes}|{_isa_tag(_vecmath.host_isa())}"
+        cache = _jit.object_cache()
+        obj = cache.get(key)
+        if obj is None:
+            obj = _jit.compile_object(_emit.emit_driver("run", dtype, lanes), 2, 2)
+            cache.put(key, obj)
+        self.library = _jit.load_library([obj], ["run"])
+        self.run = _DRIVER_T(self.library.addresses["run"])
+
+
+_DRIVERS: dict[tuple[str, int], _Driver] = {}
+_DRIVER_LOCK = threading.Lock()
+
+
+def driver(dtype: str, lanes: int) -> _Driver:
+    with _DRIVER_LOCK:
+        d = _DRIVERS.get((dtype, lanes))
+        if d is None:
+            d = _DRIVERS[(dtype, lanes)] = _Driver(dtype, lanes)
+        return d
+
+
+def _need_contig(a: Any, name: str, dtype: Any, shape: tuple[int | None, ...]) -> None:
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous \
+            or a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+        want = "×".join("?" if s is None else str(s) for s in shape)
+        got = (f"{a.dtype} {a.shape}{'' if a.flags.c_contiguous else ' non-contiguous'}"
+               if isinstance(a, np.ndarray) else type(a).__name__)
+        raise DataError(f"{name} must be a C-contiguous {np.dtype(dtype)} array of shape "
+                        f"({want}), got {got}")
+
+
+class Tier1Program:
+    """A population's fused kernels, ready to run (see the module docstring)."""
+
+    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64") -> None:
+        if dtype not in ("float64", "float32"):
+            raise CompileError(f"tier 1 supports float64 and float32, not {dtype!r}")
+        self.dtype = dtype
+        self._np = np.dtype(dtype)
+        isa = _vecmath.host_isa()
+        self.lanes = _vecmath.width(dtype, isa)
+        _vecmath.ensure_libraries()
+        flats = [flatten(e) for e in exprs]
+        keys = [structure_key(e, dtype, f) for e, f in zip(exprs, flats)]
+        codes, self.stats = load_kernels(list(zip(keys, flats)), dtype, self.lanes)
+        self._codes = [codes[k] for k in keys]  # keeps the libraries loaded
+        self._fn = np.array([c.address for c in self._codes] or [0], dtype=np.uint64)
+        consts: list[float] = []
+        offs: list[int] = []
+        for f in flats:
+            offs.append(len(consts))
+            consts.extend(float(f.rows[r][2]) for r in _emit.const_slots(f))
+        self._consts = np.array(consts or [0.0], dtype=np.float64)
+        self._coff = np.array(offs or [0], dtype=np.int64)
+        self.n_candidates = len(flats)
+        self.n_vars = max((e.variables()[-1] + 1 for e in exprs if e.variables()), default=0)
+        self.n_params = max((e.n_params for e in exprs), default=0)
+        self._zero_params = np.zeros(max(1, self.n_params), dtype=np.float64)
+        self._driver = driver(dtype, self.lanes)
+
+    def _args(self, X: np.ndarray, n: int, params: np.ndarray | None, c0: int,
+              c1: int) -> tuple[list[Any], np.ndarray]:
+        if not (0 <= c0 <= c1 <= self.n_candidates):
+            raise DataError(f"candidate range [{c0}, {c1}) outside 0..{self.n_candidates}")
+        _need_contig(X, "X", self._np, (None, None))
+        ldx = X.shape[1]
+        if ldx % self.lanes or not (0 <= n <= ldx):
+            raise DataError(f"X rows must be padded to a multiple of {self.lanes} holding n={n}")
+        if X.shape[0] < self.n_vars:
+            raise DataError(f"population reads {self.n_vars} feature(s), X has {X.shape[0]}")
+        if params is None:
+            if self.n_params:
+                raise DataError(f"the population uses {self.n_params} parameter(s); pass params")
+            pa, poff = self._zero_params, np.zeros(self.n_candidates or 1, dtype=np.int64)
+        else:
+            _need_contig(params, "params", np.float64, (self.n_candidates, None))
+            if params.shape[1] < self.n_params:
+                raise DataError(f"params need {self.n_params} column(s), got {params.shape[1]}")
+            pa = params if params.size else self._zero_params
+            poff = np.arange(self.n_candidates or 1, dtype=np.int64) * params.shape[1]
+        keep = poff
+        return [c0, c1, self._fn.ctypes.data, X.ctypes.data, ldx, n, None, None,
+                self._consts.ctypes.data, self._coff.ctypes.data, pa.ctypes.data,
+                poff.ctypes.data], keep
+
+    def predict_range(self, X: np.ndarray, n: int, params: np.ndarray | None,
+                      out: np.ndarray, c0: int = 0, c1: int | None = None) -> None:
+        """out[c, :ldx] = predictions of candidate c for c0 <= c < c1."""
+        c1 = self.n_candidates if c1 is None else c1
+        args, keep = self._args(X, n, params, c0, c1)
+        _need_contig(out, "out", self._np, (self.n_candidates, X.shape[1]))
+        self._driver.run(*args, out.ctypes.data, out.shape[1], None)
+        del keep
+
+    def loss_range(self, X: np.ndarray, n: int, y: np.ndarray, w: np.ndarray,
+                   params: np.ndarray | None, out_loss: np.ndarray, c0: int = 0,
+                   c1: int | None = None) -> None:
+        """out_loss[c] = (Σ w·err², Σ w·|err|) for c0 <= c < c1 (+inf both when non-finite)."""
+        c1 = self.n_candidates if c1 is None else c1
+        args, keep = self._args(X, n, params, c0, c1)
+        ldx = X.shape[1]
+        _need_contig(y, "y", np.float64, (ldx,))
+        _need_contig(w, "w", np.float64, (ldx,))
+        _need_contig(out_loss, "out_loss", np.float64, (self.n_candidates, 2))
+        args[6], args[7] = y.ctypes.data, w.ctypes.data
+        self._driver.run(*args, None, 0, out_loss.ctypes.data)
+        del keep
