@@ -250,6 +250,77 @@ def _write_c(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
 
 
 # ---------------------------------------------------------------------------------------------
+# LLVM module: the same two functions, lowered with codegen.lower (scalar doubles, libm calls)
+
+#: optimisation levels of exported code (IR pipeline, machine code); strict IEEE, no fast-math
+EXPORT_OPT_IR = 2
+EXPORT_OPT_CODEGEN = 2
+
+
+def _ir_text(model: Expr, name: str, runtime: bool) -> str:
+    from llvmlite import ir
+
+    from .lower import lower_expr
+
+    f64 = ir.DoubleType()
+    i64 = ir.IntType(64)
+    dptr = f64.as_pointer()
+    from llvmlite import binding
+
+    from .jit import target_machine
+    mod = ir.Module(name=f"symcore_{name}")
+    mod.triple = binding.get_process_triple()
+    mod.data_layout = str(target_machine(EXPORT_OPT_CODEGEN).target_data)
+    extra = [dptr] if runtime else []
+    one = ir.Function(mod, ir.FunctionType(f64, [dptr, *extra]), name=name)
+    one.args[0].name = "x"
+    if runtime:
+        one.args[1].name = "params"
+    b = ir.IRBuilder(one.append_basic_block("entry"))
+
+    def leaf(kind: str, value: Any) -> ir.Value:
+        if kind == "var":
+            ptr = b.gep(one.args[0], [ir.Constant(i64, int(value))], inbounds=True)
+            return b.load(ptr, name=f"x{int(value)}")
+        if kind == "param":
+            ptr = b.gep(one.args[1], [ir.Constant(i64, int(value))], inbounds=True)
+            return b.load(ptr, name=f"p{int(value)}")
+        return ir.Constant(f64, float(value))
+
+    b.ret(lower_expr(b, model, leaf))
+
+    batch = ir.Function(mod, ir.FunctionType(ir.VoidType(), [dptr, i64, i64, *extra, dptr]),
+                        name=f"{name}_batch")
+    X, n, stride = batch.args[0], batch.args[1], batch.args[2]
+    out = batch.args[-1]
+    X.name, n.name, stride.name, out.name = "X", "n_rows", "row_stride", "out"
+    entry = batch.append_basic_block("entry")
+    loop = batch.append_basic_block("loop")
+    done = batch.append_basic_block("done")
+    bb = ir.IRBuilder(entry)
+    zero = ir.Constant(i64, 0)
+    bb.cbranch(bb.icmp_unsigned(">", n, zero), loop, done)
+    bb.position_at_end(loop)
+    i = bb.phi(i64, name="i")
+    i.add_incoming(zero, entry)
+    row = bb.gep(X, [bb.mul(i, stride)], name="row")
+    v = bb.call(one, [row, *( [batch.args[3]] if runtime else [])])
+    bb.store(v, bb.gep(out, [i]))
+    nxt = bb.add(i, ir.Constant(i64, 1), name="next")
+    i.add_incoming(nxt, loop)
+    bb.cbranch(bb.icmp_unsigned("<", nxt, n), loop, done)
+    bb.position_at_end(done)
+    bb.ret_void()
+    return str(mod)
+
+
+def _object_code(model: Expr, name: str, runtime: bool) -> bytes:
+    from .jit import compile_object
+    return compile_object(_ir_text(model, name, runtime), opt_ir=EXPORT_OPT_IR,
+                          opt_codegen=EXPORT_OPT_CODEGEN)
+
+
+# ---------------------------------------------------------------------------------------------
 # Compiler discovery and the shared library
 
 def find_compiler() -> str:
@@ -268,8 +339,7 @@ def find_compiler() -> str:
 def _write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runtime: bool,
               original: Expr) -> None:
     cc = find_compiler()
-    from . import _export_llvm
-    obj = _export_llvm.object_code(model, name, runtime)
+    obj = _object_code(model, name, runtime)
     header = out.with_suffix(".h")
     with tempfile.TemporaryDirectory(prefix="symcore-export-") as tmp:
         o = Path(tmp) / f"{name}.o"
@@ -290,9 +360,8 @@ def _write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runti
 
 def _write_ll(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
               original: Expr) -> str:
-    from . import _export_llvm
     doc = "".join(f"; {ln}\n" for ln in _doc_lines(model, name, pvals, runtime, original))
-    return doc + _export_llvm.ir_text(model, name, runtime)
+    return doc + _ir_text(model, name, runtime)
 
 
 def llvm_ir(expr: Expr, name: str = "model", params: Any = None, bake_params: bool = True) -> str:
