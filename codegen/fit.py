@@ -72,57 +72,136 @@ def _finite(*xs: Any) -> bool:
     return all(bool(np.all(np.isfinite(x))) for x in xs)
 
 
-def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8
-                        ) -> tuple[np.ndarray, float, int, str]:
-    """Minimise Σ w r² with Levenberg–Marquardt on the normal equations (Marquardt's diagonal
-    scaling kept non-decreasing as in MINPACK, Nielsen's damping update).  Returns
-    (params, Σ w r², trial steps, status)."""
+_DWARF = np.finfo(np.float64).tiny
+_EPS = np.finfo(np.float64).eps
+
+
+#: eigenvalues of the scaled normal matrix below this fraction of the largest are treated as
+#: zero for the undamped (Gauss–Newton) step: the Jacobian is then rank deficient to working
+#: precision (cond(J) > 1e7) and the minimum-norm step is taken in those directions
+_RANK_RCOND = 1e-14
+
+
+def _lmpar(A: np.ndarray, g: np.ndarray, D: np.ndarray, delta: float, par: float
+           ) -> tuple[np.ndarray, float]:
+    """Moré's LM parameter: the step h = -(A + par D²)⁻¹ g with ||D h|| within 10 % of `delta`
+    (par = 0 when the Gauss–Newton step is already inside), by MINPACK's safeguarded Newton
+    iteration on par.  Works on the eigendecomposition of the scaled normal matrix
+    D⁻¹ A D⁻¹, so every trial par costs O(n) and a rank-deficient Jacobian gives the
+    minimum-norm Gauss–Newton step (MINPACK's pivoted QR gives an arbitrary huge one)."""
+    S = A / np.outer(D, D)
+    gs = g / D
+    lam, V = np.linalg.eigh(S)
+    lam = np.maximum(lam, 0.0)
+    c = V.T @ gs
+    c2 = c * c
+    keep = lam > _RANK_RCOND * lam[-1]
+
+    def at(p: float) -> tuple[np.ndarray, float, float]:
+        if p == 0.0:
+            inv = np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)
+        else:
+            inv = 1.0 / (lam + p)
+        hs = -(V @ (inv * c))
+        return hs, float(np.linalg.norm(hs)), float(c2 @ (inv * inv * inv))
+
+    hs, dxnorm, s = at(0.0)
+    fp = dxnorm - delta
+    if fp <= 0.1 * delta:
+        return hs / D, 0.0
+    parl = fp * dxnorm * dxnorm / (delta * s) if keep.all() and s > 0 else 0.0
+    gnorm = float(np.linalg.norm(gs))
+    paru = gnorm / delta
+    if paru == 0.0:
+        paru = _DWARF / min(delta, 0.1)
+    par = min(max(par, parl), paru)
+    if par == 0.0:
+        par = gnorm / dxnorm
+    for it in range(10):
+        if par == 0.0:
+            par = max(_DWARF, 0.001 * paru)
+        hs, dxnorm, s = at(par)
+        prev, fp = fp, dxnorm - delta
+        if abs(fp) <= 0.1 * delta or (parl == 0.0 and fp <= prev < 0.0) or it == 9 \
+                or not s > 0:
+            break
+        parc = fp * dxnorm * dxnorm / (delta * s)
+        if fp > 0:
+            parl = max(parl, par)
+        elif fp < 0:
+            paru = min(paru, par)
+        par = max(parl, par + parc)
+    return hs / D, par
+
+
+def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8,
+                        factor: float = 100.0) -> tuple[np.ndarray, float, int, str]:
+    """Minimise Σ w r² with Levenberg–Marquardt as MINPACK's lmder does it (Moré's trust region
+    with column scaling; the same acceptance, radius update and ftol/xtol/gtol tests), on the
+    normal equations the kernels return.  A non-finite trial point counts as a failed step (the
+    radius shrinks).  Returns (params, Σ w r², trial steps, status)."""
     p = np.array(p0, dtype=np.float64)
     f, g, A = normal(p)
     if not _finite(f, g, A):
         return p, (f if math.isfinite(f) else math.inf), 0, "non-finite"
     if f == 0.0:
         return p, f, 0, "converged"
-    diag = np.diag(A).copy()
-    if not np.any(diag > 0):
+    cn = np.sqrt(np.maximum(np.diag(A), 0.0))
+    if not np.any(cn > 0):
         return p, f, 0, "singular"
-    scale = np.maximum(diag, 1e-12 * diag.max())
-    mu, nu = 1e-3, 2.0
+    D = np.where(cn > 0, cn, 1.0)
+    xnorm = float(np.linalg.norm(D * p))
+    delta = factor * xnorm if xnorm > 0 else factor
+    par = 0.0
+    fnorm = math.sqrt(f)
     it = 0
-    while it < max_iter:
-        if _gradient_small(f, g, diag, tol):
+    first = True
+    while True:
+        if _gradient_small(f, g, np.diag(A), tol):
             return p, f, it, "converged"
-        it += 1
-        try:
-            h = np.linalg.solve(A + mu * np.diag(scale), -g)
-        except np.linalg.LinAlgError:
-            h = None
-        if h is None or not _finite(h):
-            mu, nu = mu * nu, nu * 2.0
-            if mu > 1e32:
+        D = np.maximum(D, cn)
+        while True:
+            h, par = _lmpar(A, g, D, delta, par)
+            pnorm = float(np.linalg.norm(D * h))
+            if first:
+                delta = min(delta, pnorm)
+            if it >= max_iter:
+                return p, f, it, "max_iter"
+            it += 1
+            pn = p + h
+            fn, gn, An = normal(pn)
+            ok = _finite(fn, gn, An)
+            fnorm1 = math.sqrt(fn) if ok else math.inf
+            actred = 1.0 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
+            t1 = math.sqrt(max(float(h @ A @ h), 0.0)) / fnorm
+            t2 = math.sqrt(par) * pnorm / fnorm
+            prered = t1 * t1 + t2 * t2 / 0.5
+            dirder = -(t1 * t1 + t2 * t2)
+            ratio = actred / prered if prered != 0.0 else 0.0
+            if ratio <= 0.25:
+                temp = 0.5 if actred >= 0 else 0.5 * dirder / (dirder + 0.5 * actred)
+                if 0.1 * fnorm1 >= fnorm or temp < 0.1:
+                    temp = 0.1
+                delta = temp * min(delta, pnorm / 0.1)
+                par /= temp
+            elif par == 0.0 or ratio >= 0.75:
+                delta = pnorm / 0.5
+                par *= 0.5
+            if ratio >= 1e-4:
+                p, f, g, A, fnorm = pn, fn, gn, An, fnorm1
+                cn = np.sqrt(np.maximum(np.diag(A), 0.0))
+                xnorm = float(np.linalg.norm(D * p))
+                first = False
+            if f == 0.0:
                 return p, f, it, "converged"
-            continue
-        if np.linalg.norm(h) <= tol * (np.linalg.norm(p) + tol):
-            return p, f, it, "converged"
-        pn = p + h
-        fn, gn, An = normal(pn)
-        gain = -(2.0 * (h @ g) + h @ A @ h)          # predicted decrease of the linear model
-        actual = f - fn
-        if _finite(fn, gn, An) and actual > 0.0:
-            rho = actual / gain if gain > 0.0 else 0.0
-            f_old = f
-            p, f, g, A = pn, fn, gn, An
-            diag = np.diag(A).copy()
-            scale = np.maximum(scale, diag)
-            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
-            if f == 0.0 or (actual <= tol * f_old and 0.0 <= gain <= tol * f_old):
+            if abs(actred) <= tol and prered <= tol and 0.5 * ratio <= 1.0:
                 return p, f, it, "converged"
-        else:
-            mu, nu = mu * nu, nu * 2.0
-            if mu > 1e32:  # no step of any length decreases the loss: a minimum to precision
+            if delta <= tol * xnorm or delta <= _EPS * xnorm or delta < _DWARF:
                 return p, f, it, "converged"
-    return p, f, it, "max_iter"
+            if abs(actred) <= _EPS and prered <= _EPS and 0.5 * ratio <= 1.0:
+                return p, f, it, "converged"
+            if ratio >= 1e-4:
+                break
 
 
 def _gradient_small(f: float, g: np.ndarray, diag: np.ndarray, tol: float) -> bool:
@@ -297,7 +376,7 @@ def _fit_one(model: Expr, p0: np.ndarray, normal: NormalFn, sum_w: float, method
 
 
 def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = None,
-        method: str = "lm", max_iter: int = 200, tol: float = 1e-8, weights: Any = None,
+        method: str = "lm", max_iter: int | None = None, tol: float = 1e-8, weights: Any = None,
         restarts: int = 0, seed: int | None = None, *, lift: Any = "auto",
         tier: Any = "auto", threads: int | None = None) -> FitResult | list[FitResult]:
     """Fit the parameters of one expression (-> FitResult) or of each expression of a list
@@ -306,7 +385,7 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
 
     `params0`: starting values (one vector, or one per expression for a list; see the module
     docstring); `method`: "lm" (Levenberg–Marquardt) or "bfgs"; `max_iter`: trial steps per
-    start; `tol`: relative tolerance on loss decrease, step and gradient; `restarts`: extra
+    start (default 100 × the number of parameters, MINPACK's default); `tol`: relative tolerance on loss decrease, step and gradient; `restarts`: extra
     starts jittered from the first (seeded by `seed`), the best kept; `tier`: 1 (compiled
     kernels), "numpy" (the reference Jacobian; slow) or "auto" (compiled)."""
     single = isinstance(expr_or_exprs, Expr)
@@ -315,7 +394,8 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         raise FitError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if tier not in TIERS:
         raise FitError(f"tier must be one of {TIERS}, got {tier!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int)
+                                 or max_iter < 0):
         raise FitError(f"max_iter must be a non-negative int, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise FitError(f"tol must be a finite non-negative number, got {tol!r}")
@@ -354,7 +434,8 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
 
     def run(k: int) -> FitResult:
         model, p0 = models[k]
-        return _fit_one(model, p0, normals[k], sum_w, method, max_iter, float(tol), restarts,
+        budget = max_iter if max_iter is not None else 100 * max(model.n_params, 1)
+        return _fit_one(model, p0, normals[k], sum_w, method, budget, float(tol), restarts,
                         np.random.default_rng(seeds[k]))
 
     try:
