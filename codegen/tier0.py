@@ -50,7 +50,7 @@ from .lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
 __all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
 
 #: rows per block by dtype: scratch for one candidate is n_scratch * BLOCK * itemsize bytes
-BLOCK = {"float64": 128, "float32": 256}
+BLOCK = {"float64": 64, "float32": 128}
 
 # Bump when the generated code changes: part of the on-disk cache key.
 _VERSION = "t0-1"
