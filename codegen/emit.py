@@ -98,6 +98,8 @@ def _ref(v: Any) -> str:
         return hit[1]
     r = v.get_reference()
     if isinstance(v, ir.Constant):
+        if len(_CONST_REF) > 4096:
+            _CONST_REF.clear()
         _CONST_REF[id(v)] = (v, r)   # keeps v alive, so the id stays unique
     return r
 

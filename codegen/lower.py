@@ -7,6 +7,7 @@ lowers a whole expression given how to materialise its leaves.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -37,6 +38,7 @@ def _intrinsic(builder: ir.IRBuilder, base: str, ty: ir.Type, nargs: int = 1) ->
     return fn
 
 
+@functools.lru_cache(maxsize=512)
 def splat(ty: ir.Type, v: float) -> ir.Constant:
     """The constant `v` in type `ty` (broadcast over lanes for a vector type)."""
     if isinstance(ty, ir.VectorType):
