@@ -373,25 +373,63 @@ def llvm_ir(expr: Expr, name: str = "model", params: Any = None, bake_params: bo
 # ---------------------------------------------------------------------------------------------
 # Python, SymPy, LaTeX, JSON
 
+def _np_templates(model: Expr) -> dict[str, str]:
+    # the printers' NumPy form of each op, as a template over {0}, {1}
+    from symcore.printers import to_numpy_source
+    out: dict[str, str] = {}
+    for n in topo([model]):
+        if n.is_leaf:
+            continue
+        key = f"powi:{n.args[1].value!r}" if n.op == "powi" else n.op
+        if key in out:
+            continue
+        if n.op == "powi":
+            src = to_numpy_source(Expr("powi", (symcore.var(0), n.args[1])))
+            out[key] = src.replace("X[:, 0]", "{0}")
+            continue
+        src = to_numpy_source(Expr(n.op, tuple(symcore.var(i) for i in range(len(n.args)))))
+        for i in range(len(n.args)):
+            src = src.replace(f"X[:, {i}]", f"{{{i}}}")
+        out[key] = src
+    return out
+
+
 def _write_py(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
               original: Expr) -> str:
     from symcore.printers import to_numpy_source
-    src = to_numpy_source(model)
+    tmpl = _np_templates(model)
+    body: list[str] = []
+    ref: dict[Expr, str] = {}
+    for i, n in enumerate(topo([model])):
+        if n.op == "var":
+            ref[n] = f"X[:, {n.value}]"
+        elif n.op == "param":
+            ref[n] = f"p[{n.value}]"
+        elif n.op == "const":
+            ref[n] = to_numpy_source(n)
+        else:
+            key = f"powi:{n.args[1].value!r}" if n.op == "powi" else n.op
+            body.append(f"        t{i} = " + tmpl[key].format(*(ref[a] for a in n.args)))
+            ref[n] = f"t{i}"
     doc = "\n".join(_doc_lines(model, name, pvals, runtime, original))
-    nv = _n_vars(model)
-    psig = ", params" if runtime else ""
-    if runtime and pvals is not None:
-        default = "(" + ", ".join(repr(float(v)) for v in pvals[:model.n_params]) + ",)"
-        psig = f", params={default}"
-    return (f'"""{doc}\n\n{name}(X{psig.split("=")[0]}) -> values on every row of X '
-            f'(shape (n_rows, >= {nv}))."""\n\nimport numpy as np\n\n\n'
-            f"def {name}(X{psig}):\n"
+    nv = _n_vars(original)
+    sig = "X"
+    if runtime:
+        sig += ", params"
+        if pvals is not None:
+            sig += "=(" + ", ".join(repr(float(v)) for v in pvals[:original.n_params]) + ",)"
+    return (f'"""{doc}\n\n{name}(X) returns the model on every row of X (n_rows x >= {nv} '
+            f'columns) as a 1-D float64 array; needs only NumPy."""\n\n'
+            f"import numpy as np\n\nN_VARS = {nv}\n\n\n"
+            f"def {name}({sig}):\n"
             f"    X = np.asarray(X, dtype=np.float64)\n"
             f"    if X.ndim == 1:\n        X = X.reshape(1, -1)\n"
-            f"    x = X  # noqa: F841 - the source below refers to x[:, j]\n"
-            + ("    t = np.asarray(params, dtype=np.float64)  # noqa: F841\n" if runtime else "")
-            + f"    with np.errstate(all='ignore'):\n"
-            f"        out = {src}\n"
+            f"    if X.ndim != 2 or X.shape[1] < N_VARS:\n"
+            f"        raise ValueError(f'X must have shape (n_rows, >= {nv}), got {{X.shape}}')\n"
+            + ("    p = np.asarray(params, dtype=np.float64)\n" if runtime else "")
+            + "    with np.errstate(all='ignore'):\n"
+            + "\n".join(body) + ("\n" if body else "")
+            + f"        out = {ref[model]}\n"
             f"    return np.broadcast_to(np.asarray(out, dtype=np.float64), "
             f"(X.shape[0],)).copy()\n")
 
@@ -403,7 +441,8 @@ def _write_sympy(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool
     from symcore.sympy_bridge import to_sympy
     se = to_sympy(model)
     doc = "\n".join(f"# {ln}" for ln in _doc_lines(model, name, pvals, runtime, original))
-    return (f"{doc}\nfrom sympy import *  # noqa: F401,F403\n\n"
+    return (f"{doc}\nfrom sympy import *  # noqa: F401,F403\n"
+            f"from sympy.functions.elementary.piecewise import ExprCondPair  # noqa: F401\n\n"
             f"{name} = {sympy.srepr(se)}\n")
 
 
@@ -413,14 +452,17 @@ def _write_latex(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool
     return to_latex(model) + "\n"
 
 
-def json_document(expr: Expr, params: Any = None, name: str = "model") -> dict[str, Any]:
-    """symcore's own JSON for one expression: canonical text plus flat form and metadata."""
+def json_document(expr: Expr, params: Any = None, name: str = "model") -> list[dict[str, Any]]:
+    """symcore's own JSON for one expression: a one-item list (the population-file form that
+    `symcore.read_file` reads) whose object holds the canonical text under "expr", the parameter
+    values, the flat form and metadata."""
     pvals = None if params is None else [float(v) for v in np.asarray(params, dtype=float)]
-    return {"format": JSON_FORMAT, "version": JSON_VERSION, "name": name,
-            "symcore": to_text(expr), "digest": expr.digest(),
-            "variables": {str(i): nm for i, nm in sorted(_var_names(expr).items())},
-            "n_vars": _n_vars(expr), "n_params": expr.n_params, "params": pvals,
-            "flat": [[op, list(kids), val] for op, kids, val in symcore.flatten(expr).rows]}
+    return [{"expr": to_text(expr), "params": pvals, "format": JSON_FORMAT,
+             "version": JSON_VERSION, "name": name, "digest": expr.digest(),
+             "variables": {str(i): nm for i, nm in sorted(_var_names(expr).items())},
+             "n_vars": _n_vars(expr), "n_params": expr.n_params,
+             "flat": [[op, list(kids), list(val) if isinstance(val, tuple) else val]
+                      for op, kids, val in symcore.flatten(expr).rows]}]
 
 
 def _write_json(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,

@@ -301,17 +301,73 @@ def test_missing_compiler_is_named(tmp_path, monkeypatch):
     assert not (tmp_path / "m.so").exists()
 
 
-def test_json_document_is_plain_data(tmp_path):
-    e = call("add", call("mul", param(0), var(1, "theta")), const(-0.5))
-    path = symcore.export(e, tmp_path / "m.json", params=[2.0])
+def _import_py(path: Path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@settings(max_examples=40)
+@given(e=exprs(n_vars=3, n_params=2, max_leaves=14), seed=st.integers(0, 2**16))
+def test_py_export_equals_reference_for_every_operator(tmp_path_factory, e, seed):
+    d = tmp_path_factory.mktemp("py")
+    p = np.array([0.75, -1.25])
+    X = _data(3, seed, n_random=50)
+    want = evaluate(e, X, p)
+    mod = _import_py(symcore.export(e, d / "m_baked.py", name="f", params=p))
+    assert_matches(mod.f(X), want)
+    if e.n_params:
+        live = _import_py(symcore.export(e, d / "m_live.py", name="f", params=p,
+                                         bake_params=False))
+        assert_matches(live.f(X), want)
+        assert_matches(live.f(X, p[::-1].copy()), evaluate(e, X, p[::-1].copy()))
+
+
+def test_py_export_every_operator(tmp_path):
+    X = _data(2, 2)
+    for name, e in _op_exprs():
+        mod = _import_py(symcore.export(e, tmp_path / f"py_{name}.py", name="f"))
+        assert_matches(mod.f(X), evaluate(e, X), label=name)
+
+
+@settings(max_examples=30)
+@given(e=exprs(n_vars=3, n_params=1, max_leaves=10))
+def test_json_round_trip(tmp_path_factory, e):
+    d = tmp_path_factory.mktemp("js")
+    path = symcore.export(e, d / "m.json", params=[2.0], bake_params=False)
     doc = json.loads(path.read_text())
-    assert doc["format"] == ex.JSON_FORMAT and doc["n_params"] == 0  # baked
-    assert doc["variables"] == {"1": "theta"} and doc["n_vars"] == 2
-    live = json.loads(symcore.export(e, tmp_path / "l.json", params=[2.0],
-                                     bake_params=False).read_text())
-    assert live["n_params"] == 1 and live["params"] == [2.0]
+    assert doc[0]["format"] == ex.JSON_FORMAT and doc[0]["n_params"] == e.n_params
+    assert symcore.read(doc[0]["expr"], dialect="symcore") is e
     assert symcore.unflatten([(op, tuple(k), tuple(v) if isinstance(v, list) else v)
-                              for op, k, v in live["flat"]]) is e
+                              for op, k, v in doc[0]["flat"]]) is e
+    from symcore.readers import read_file
+    pop = read_file(path, dialect="symcore", on_error="raise")
+    assert pop.exprs == [e]
+
+
+def test_json_bakes_parameters_and_names_variables(tmp_path):
+    e = call("add", call("mul", param(0), var(1, "theta")), const(-0.5))
+    doc = json.loads(symcore.export(e, tmp_path / "m.json", params=[2.0]).read_text())[0]
+    assert doc["n_params"] == 0 and doc["params"] is None  # baked
+    assert doc["variables"] == {"1": "theta"} and doc["n_vars"] == 2
+    assert symcore.read(doc["expr"], dialect="symcore") is call(
+        "add", call("mul", const(2.0), var(1, "theta")), const(-0.5))
+
+
+def test_sympy_and_latex_exports(tmp_path):
+    import sympy
+
+    from symcore.sympy_bridge import to_sympy
+    for name, e in _op_exprs():
+        src = symcore.export(e, tmp_path / f"s_{name}.py", format="sympy", name="model")
+        ns: dict = {}
+        exec(compile(src.read_text(), str(src), "exec"), ns)
+        assert sympy.srepr(ns["model"]) == sympy.srepr(to_sympy(e)), name
+        tex = symcore.export(e, tmp_path / f"l_{name}.tex", name="model").read_text()
+        assert tex.strip() == symcore.to_latex(e), name
 
 
 if __name__ == "__main__":  # pragma: no cover
