@@ -1,0 +1,215 @@
+"""Tier-1 fused kernels equal the NumPy reference on random expressions and data (NaN, inf, 0,
+negatives, N = 0, 1, 7, odd sizes), in float64 and float32; caches; bounded memory."""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import data, exprs
+
+import symcore
+from symcore import call, const, evaluate, param, var
+from symcore.codegen import jit, tier1
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def _alt(e, X, dtype, params=None):
+    """A more precise evaluation of the same function: long double for float64 data, float64
+    for float32 data (on float32-rounded data)."""
+    if dtype == "float64":
+        return evaluate(e, X, params, dtype=np.longdouble).astype(np.float64)
+    return evaluate(e, X.astype(np.float32).astype(np.float64), params)
+
+
+def assert_matches_reference(got, e, X, dtype, params=None):
+    """`got` equals the reference wherever the function is well-conditioned at the point.
+
+    Math libraries differ by a few ulp (libmvec vs NumPy's SIMD code), and a few ulp become
+    anything after catastrophic cancellation or a huge argument to sin.  The reference's own
+    error, measured against a more precise evaluation, tells how much rounding the point
+    amplifies: the kernel may differ from the reference by a small multiple of it, and must
+    equal it exactly in kind (NaN, ±inf, finite) wherever rounding cannot change the kind."""
+    ref = evaluate(e, X, params, dtype=np.dtype(dtype).type).astype(np.float64)
+    alt = _alt(e, X, dtype, params)
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == ref.shape
+    eps = np.finfo(np.dtype(dtype)).eps
+    with np.errstate(all="ignore"):
+        err_ref = np.abs(ref - alt)
+        same_kind = (np.isnan(ref) == np.isnan(alt)) & (np.isinf(ref) == np.isinf(alt)) & \
+            ((ref == alt) | ~np.isinf(ref))
+        stable = same_kind & (np.isnan(ref) | np.isinf(ref) | np.isfinite(err_ref))
+        tol = 16 * err_ref + 64 * eps * np.abs(ref) + 4 * np.finfo(np.dtype(dtype)).tiny
+        ok = np.where(np.isnan(ref), np.isnan(got),
+                      np.where(np.isinf(ref), got == ref, np.abs(got - ref) <= tol))
+    bad = stable & ~ok
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AssertionError(f"{e} ({dtype}): {int(bad.sum())} mismatch(es); row {i} "
+                             f"x={X[i]}: got {got[i]!r}, reference {ref[i]!r}, precise {alt[i]!r}")
+
+
+def _predict(es, X, dtype, params=None):
+    k = symcore.compile(es, dtype=dtype, tier=1)
+    assert k.tier == 1
+    return k.predict(X, params)
+
+
+@given(e=exprs(n_vars=3), X=data(3, max_rows=40))
+@settings(max_examples=60)
+def test_random_expression_equals_reference_f64(e, X):
+    assert_matches_reference(_predict(e, X, "float64")[0], e, X, "float64")
+
+
+@given(e=exprs(n_vars=3), X=data(3, max_rows=40))
+@settings(max_examples=40)
+def test_random_expression_equals_reference_f32(e, X):
+    assert_matches_reference(_predict(e, X, "float32")[0], e, X, "float32")
+
+
+@given(e=exprs(n_vars=2, n_params=3), X=data(2, max_rows=20),
+       p=st.lists(st.floats(-10, 10), min_size=3, max_size=3))
+@settings(max_examples=30)
+def test_parameters_equal_reference(e, X, p):
+    pv = np.array(p)
+    for dtype in ("float64", "float32"):
+        assert_matches_reference(_predict(e, X, dtype, pv)[0], e, X, dtype, pv)
+
+
+@given(pop=st.lists(exprs(n_vars=3, max_leaves=8), min_size=1, max_size=12),
+       n=st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 513, 1031]))
+@settings(max_examples=20)
+def test_population_every_size_equals_reference(pop, n):
+    rng = np.random.default_rng(n)
+    X = rng.normal(0, 3, (n, 3))
+    X[rng.random((n, 3)) < 0.05] = np.nan
+    X[rng.random((n, 3)) < 0.05] = 0.0
+    for dtype in ("float64", "float32"):
+        P = _predict(pop, X, dtype)
+        assert P.shape == (len(pop), n) and P.dtype == np.dtype(dtype)
+        assert P.flags.c_contiguous
+        for c, e in enumerate(pop):
+            assert_matches_reference(P[c], e, X, dtype)
+
+
+def test_same_structure_different_constants_shares_code():
+    x = var(0)
+    a = call("exp", call("mul", const(0.5), x))
+    b = call("exp", call("mul", const(-1.25), x))
+    k = symcore.compile([a, b], tier=1)
+    st_ = k.compile_stats
+    assert st_.structures == 1
+    X = np.linspace(-2, 2, 11).reshape(-1, 1)
+    P = k.predict(X)
+    np.testing.assert_allclose(P[0], np.exp(0.5 * X[:, 0]), rtol=1e-14)
+    np.testing.assert_allclose(P[1], np.exp(-1.25 * X[:, 0]), rtol=1e-14)
+    k2 = symcore.compile([call("exp", call("mul", const(3.0), x))], tier=1)
+    assert k2.compile_stats.compiled == 0 and k2.compile_stats.live == 1
+
+
+def test_powi_exponents_are_part_of_the_key():
+    x = var(0)
+    es = [call("powi", x, const(float(k))) for k in (2, 3, -2)]
+    k = symcore.compile(es, tier=1)
+    assert k.compile_stats.structures == 3
+    X = np.array([[1.5], [-2.0], [0.0], [np.nan]])
+    P = k.predict(X)
+    with np.errstate(all="ignore"):
+        for row, kk in zip(P, (2, 3, -2)):
+            np.testing.assert_allclose(row, np.power(X[:, 0], float(kk)), rtol=1e-15)
+
+
+def test_disk_cache_serves_a_fresh_process_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMCORE_CACHE", str(tmp_path))
+    e = call("sin", call("add", call("mul", var(0), const(1.75)), call("sqrt", var(1))))
+    k = symcore.compile([e], tier=1)
+    assert k.compile_stats.compiled == 1
+    assert any(tmp_path.rglob("*.o"))
+    del k
+    gc.collect()
+    jit.object_cache().clear_memory()   # forget everything but the disk
+    k = symcore.compile([e], tier=1)
+    st_ = k.compile_stats
+    assert st_.compiled == 0 and st_.cached == 1
+    X = np.array([[0.3, 2.0], [1.0, 0.5]])
+    np.testing.assert_allclose(k.predict(X)[0], evaluate(e, X), rtol=1e-14)
+
+
+def test_disabled_disk_cache(monkeypatch):
+    monkeypatch.setenv("SYMCORE_CACHE", "")
+    assert jit.cache_dir() is None
+    e = call("cos", call("add", var(0), const(0.123)))
+    np.testing.assert_allclose(_predict(e, np.array([[1.0]]), "float64")[0], np.cos(1.123))
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def test_compile_discard_loop_keeps_memory_bounded(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMCORE_CACHE", "")
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    rng = np.random.default_rng(1)
+
+    def batch(i):
+        # fresh structures every round: nothing can come from a cache
+        es = []
+        for j in range(24):
+            e = var(j % 2)
+            for _ in range(int(rng.integers(2, 6))):
+                e = call(["sin", "exp", "neg", "sqrt_abs"][int(rng.integers(4))], e)
+            es.append(call("powi", e, const(float(i * 100 + j + 20))))
+        return es
+
+    def round_(i):
+        k = symcore.compile(batch(i), tier=1)
+        assert k.compile_stats.compiled > 0
+        k.score(X, X[:, 0])
+        k.close()
+        del k
+        gc.collect()
+
+    for i in range(10):
+        round_(i)
+    base = _rss_mb()
+    for i in range(10, 60):
+        round_(i)
+    grown = _rss_mb() - base
+    assert grown < 25, f"RSS grew by {grown:.1f} MB over 50 compile-and-discard rounds"
+    assert jit.object_cache().memory_bytes <= jit.object_cache().capacity_bytes
+
+
+def test_native_layer_rejects_bad_arrays():
+    prog = tier1.Tier1Program([call("add", var(0), param(0))], "float64")
+    L = prog.lanes
+    X = np.ones((1, 2 * L))
+    out = np.empty((1, 2 * L))
+    p = np.ones((1, 1))
+    prog.predict_range(X, 2 * L, p, out)
+    np.testing.assert_allclose(out, 2.0)
+    bad_calls = [
+        lambda: prog.predict_range(X.astype(np.float32), 3, p, out),          # dtype
+        lambda: prog.predict_range(np.asfortranarray(np.ones((2, 2 * L)))[:, ::2], 3, p, out),
+        lambda: prog.predict_range(np.ones((1, 2 * L + 1)), 3, p, out),      # not padded
+        lambda: prog.predict_range(X, 2 * L + 1, p, out),                    # n > ldx
+        lambda: prog.predict_range(np.ones((0, 2 * L)), 3, p, out),          # too few features
+        lambda: prog.predict_range(X, 3, None, out),                         # params missing
+        lambda: prog.predict_range(X, 3, np.ones((1, 0)), out),              # params too short
+        lambda: prog.predict_range(X, 3, p, np.empty((1, L))),               # out too small
+        lambda: prog.predict_range(X, 3, p, out, 0, 2),                      # range
+        lambda: prog.loss_range(X, 3, np.ones(L), np.ones(2 * L), p, np.empty((1, 2))),
+        lambda: prog.loss_range(X, 3, np.ones(2 * L), np.ones(2 * L), p, np.empty((2, 2))),
+        lambda: prog.loss_range(X, 3, np.ones(2 * L, np.float32), np.ones(2 * L), p,
+                                np.empty((1, 2))),
+    ]
+    for f in bad_calls:
+        with pytest.raises(symcore.DataError):
+            f()
