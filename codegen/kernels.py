@@ -98,7 +98,10 @@ class Kernel:
         elif _tier0_module() is None:
             self._tier1()
         else:
-            self._tier0()
+            try:
+                self._tier0()
+            except CompileError:   # something tier 0 cannot run: tier 1 can
+                self._tier1()
 
     # -- programs ---------------------------------------------------------------------------
     def _tier0(self) -> Any:
