@@ -476,3 +476,300 @@ def jacobian(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.nda
         return pred.copy(), J.copy()
     finally:
         k.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# Tier 0: a Jacobian interpreter compiled once per machine (no compilation per candidate).
+# A candidate is packed into small integer arrays: `fills` (slot, kind, index) set constant and
+# parameter slots once per call; `fwd` (op, dst, a, b) computes every other node for one vector
+# of rows (op VAR loads column a); `rev` (op, dst, a, b, flags) runs the reverse sweep over the
+# parameter-dependent nodes (flags bit i: argument i needs its adjoint).  One slot per node
+# (reverse mode needs every forward value), plus one always-zero slot for unused parameters.
+
+#: opcode of each operator = its position in the ops table; VAR loads a data column
+OPCODE: dict[str, int] = {name: i for i, name in enumerate(OPS)}
+OP_VAR = len(OPS)
+_T0_VERSION = "g0-1"
+_T0_ARGS = ["i32p", "i64", "i32p", "i64", "i32p", "i64", "i32p", "i64", "f64p", "f64p", "f64p",
+            "i64", "f64p", "f64p", "i64", "i64", "i64", "f64p", "f64p", "f64p", "f64p"]
+
+
+def _t0_ctype() -> Any:
+    m = {"i32p": ctypes.c_void_p, "f64p": ctypes.c_void_p, "i64": ctypes.c_int64}
+    return ctypes.CFUNCTYPE(None, *(m[a] for a in _T0_ARGS))
+
+
+class _Fn:
+    """Loop and memory helpers over one function's IRBuilder (allocas in the entry block)."""
+
+    def __init__(self, fn: ir.Function, vt: ir.Type) -> None:
+        self.fn = fn
+        self.vt = vt
+        self.lanes = vt.count if isinstance(vt, ir.VectorType) else 1
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def var(self, init: ir.Value) -> ir.Value:
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(init.type)
+        self.b.store(init, slot)
+        return slot
+
+    def loop(self, lo: ir.Value, hi: ir.Value, step: int, body: Callable[[ir.Value], None]) -> None:
+        b = self.b
+        i = self.var(lo)
+        head = self.fn.append_basic_block("head")
+        blk = self.fn.append_basic_block("body")
+        end = self.fn.append_basic_block("end")
+        b.branch(head)
+        b.position_at_end(head)
+        b.cbranch(b.icmp_signed("<", b.load(i), hi), blk, end)
+        b.position_at_end(blk)
+        body(b.load(i))
+        b.store(b.add(b.load(i), ir.Constant(_I64, step)), i)
+        b.branch(head)
+        b.position_at_end(end)
+
+    def slot(self, base: ir.Value, s: ir.Value) -> ir.Value:
+        """Pointer to vector slot s of a (slots × lanes) buffer."""
+        off = self.b.mul(s, ir.Constant(_I64, self.lanes))
+        return _ptr_at(self.b, base, off, self.vt)
+
+    def ld(self, base: ir.Value, s: ir.Value) -> ir.Value:
+        return self.b.load(self.slot(base, s), align=8)
+
+    def st(self, v: ir.Value, base: ir.Value, s: ir.Value) -> None:
+        self.b.store(v, self.slot(base, s), align=8)
+
+    def field(self, rows: ir.Value, k: ir.Value, width: int, j: int) -> ir.Value:
+        b = self.b
+        p = b.gep(rows, [b.add(b.mul(k, ir.Constant(_I64, width)), ir.Constant(_I64, j))])
+        return b.sext(b.load(p), _I64)
+
+
+def _t0_local_derivative(F: _Fn, op: str, i: int, args: list[ir.Value], out: ir.Value
+                         ) -> ir.Value:
+    b = F.b
+    if op == "powi":  # exponent known only at run time here: k * x**(k-1)
+        k = args[1]
+        return b.fmul(k, LOWER["pow"](b, args[0], b.fsub(k, splat(F.vt, 1.0))))
+    d = deriv_template(op, (None,) * len(args), i)
+
+    def lv(kind: str, v: Any) -> ir.Value:
+        if kind == "var":
+            return args[v] if v < len(args) else out
+        if kind == "const":
+            return splat(F.vt, v)
+        raise CompileError(f"derivative of {op} refers to a parameter")
+    return lower_expr(b, d, lv)
+
+
+def emit_tier0(module: ir.Module, lanes: int) -> ir.Function:
+    """The interpreter `g0_normal`: like `emit_normal` for any packed candidate."""
+    vt = _vtype(lanes)
+    types = {"i32p": _I32.as_pointer(), "f64p": _PTR, "i64": _I64}
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [types[a] for a in _T0_ARGS]),
+                     name="g0_normal")
+    (fills, nfill, fwd, nfwd, rev, nrev, pslots, P, pool, params, X, ldx, Y, Wt, n, root, nslots,
+     vals, adj, jbuf, out) = fn.args
+    F = _Fn(fn, vt)
+    b = F.b
+    c = lambda v: ir.Constant(_I64, v)  # noqa: E731
+    zero = splat(vt, 0.0)
+    n_acc = b.add(b.add(c(1), P), b.sdiv(b.mul(P, b.add(P, c(1))), c(2)))
+
+    def fill(k: ir.Value) -> None:
+        s, kind, idx = (F.field(fills, k, 3, j) for j in range(3))
+        is_param = b.icmp_signed("==", kind, c(1))
+        v = b.select(is_param, b.load(b.gep(params, [idx])), b.load(b.gep(pool, [idx])))
+        F.st(_broadcast(b, vt, v), vals, s)
+    F.loop(c(0), nfill, 1, fill)
+    F.loop(c(0), n_acc, 1, lambda k: F.st(zero, out, k))
+
+    def block(i: ir.Value) -> None:
+        # forward sweep
+        def forward(k: ir.Value) -> None:
+            op, dst, a, bb = (F.field(fwd, k, 4, j) for j in range(4))
+            done = fn.append_basic_block("fwd.next")
+            sw = b.switch(op, done)
+            blk = fn.append_basic_block("fwd.var")
+            sw.add_case(ir.Constant(_I64, OP_VAR), blk)
+            b.position_at_end(blk)
+            col = _ptr_at(b, X, b.add(b.mul(a, ldx), i), vt)
+            F.st(b.load(col, align=8), vals, dst)
+            b.branch(done)
+            for name, o in OPS.items():
+                blk = fn.append_basic_block(f"fwd.{name}")
+                sw.add_case(ir.Constant(_I64, OPCODE[name]), blk)
+                b.position_at_end(blk)
+                args = [F.ld(vals, a)] + ([F.ld(vals, bb)] if o.arity == 2 else [])
+                F.st(LOWER[name](b, *args), vals, dst)
+                b.branch(done)
+            b.position_at_end(done)
+        F.loop(c(0), nfwd, 1, forward)
+        # reverse sweep
+        F.loop(c(0), b.add(nslots, c(1)), 1, lambda s: F.st(zero, adj, s))
+        F.st(splat(vt, 1.0), adj, root)
+
+        def reverse(k: ir.Value) -> None:
+            op, dst, a, bb, flags = (F.field(rev, k, 5, j) for j in range(5))
+            done = fn.append_basic_block("rev.next")
+            sw = b.switch(op, done)
+            for name, o in OPS.items():
+                blk = fn.append_basic_block(f"rev.{name}")
+                sw.add_case(ir.Constant(_I64, OPCODE[name]), blk)
+                b.position_at_end(blk)
+                g = F.ld(adj, dst)
+                outv = F.ld(vals, dst)
+                srcs = [a, bb][:o.arity]
+                args = [F.ld(vals, s) for s in srcs]
+                for j, s in enumerate(srcs):
+                    if name == "powi" and j == 1:
+                        continue
+                    on = b.icmp_signed("!=", b.and_(flags, c(1 << j)), c(0))
+                    with b.if_then(on):
+                        d = _t0_local_derivative(F, name, j, args, outv)
+                        F.st(b.fadd(F.ld(adj, s), b.fmul(g, d)), adj, s)
+                b.branch(done)
+            b.position_at_end(done)
+        F.loop(c(0), nrev, 1, reverse)
+        # normal equations of this block
+        yv = b.load(_ptr_at(b, Y, i, vt), align=8)
+        wv = b.load(_ptr_at(b, Wt, i, vt), align=8)
+        m = b.fcmp_ordered(">", wv, zero)
+        r = b.select(m, b.fsub(F.ld(vals, root), yv), zero)
+        wr = b.fmul(wv, r)
+        F.st(b.fadd(F.ld(out, c(0)), b.fmul(wr, r)), out, c(0))
+
+        def grad_j(j: ir.Value) -> None:
+            s = b.sext(b.load(b.gep(pslots, [j])), _I64)
+            Jj = b.select(m, F.ld(adj, s), zero)
+            F.st(Jj, jbuf, j)
+            acc = b.add(j, c(1))
+            F.st(b.fadd(F.ld(out, acc), b.fmul(wr, Jj)), out, acc)
+        F.loop(c(0), P, 1, grad_j)
+        idx = F.var(b.add(P, c(1)))
+
+        def row_j(j: ir.Value) -> None:
+            wj = b.fmul(wv, F.ld(jbuf, j))
+
+            def col_k(k: ir.Value) -> None:
+                at = b.load(idx)
+                F.st(b.fadd(F.ld(out, at), b.fmul(wj, F.ld(jbuf, k))), out, at)
+                b.store(b.add(at, c(1)), idx)
+            F.loop(j, P, 1, col_k)
+        F.loop(c(0), P, 1, row_j)
+    F.loop(c(0), n, lanes, block)
+    b.ret_void()
+    return fn
+
+
+@functools.lru_cache(maxsize=4)
+def _tier0_library(lanes: int) -> tuple[Any, Any]:
+    key = f"grad-tier0|{_T0_VERSION}|{lanes}|{','.join(OPS)}"
+    cache = jit.object_cache()
+    obj = cache.get(key)
+    if obj is None:
+        module = ir.Module(name="symcore_grad_tier0")
+        emit_tier0(module, lanes)
+        obj = jit.compile_object(str(module), 2, 2)
+        cache.put(key, obj)
+    lib = jit.load_library([obj], ["g0_normal"])
+    return lib, _t0_ctype()(lib.addresses["g0_normal"])
+
+
+@dataclass(frozen=True)
+class _Packed:
+    fills: np.ndarray
+    fwd: np.ndarray
+    rev: np.ndarray
+    pslots: np.ndarray
+    pool: np.ndarray
+    root: int
+    n_slots: int
+    P: int
+    n_cols: int
+
+
+def _pack(expr: Expr) -> _Packed:
+    flat = flatten(expr)
+    nodes = flat.nodes
+    act = active_nodes(list(nodes))
+    fills, fwd, rev, pool = [], [], [], []
+    pslot = {}
+    for i, (op, kids, val) in enumerate(flat.rows):
+        if op == "const":
+            fills.append((i, 0, len(pool)))
+            pool.append(float(val))
+        elif op == "param":
+            fills.append((i, 1, val))
+            pslot[val] = i
+        elif op == "var":
+            fwd.append((OP_VAR, i, val[0] if isinstance(val, tuple) else val, 0))
+        else:
+            a = kids[0]
+            b2 = kids[1] if len(kids) > 1 else 0
+            fwd.append((OPCODE[op], i, a, b2))
+    for i in range(len(nodes) - 1, -1, -1):
+        op, kids, _ = flat.rows[i]
+        if nodes[i] not in act or op in LEAVES:
+            continue
+        flags = sum(1 << j for j, k in enumerate(kids) if nodes[k] in act)
+        rev.append((OPCODE[op], i, kids[0], kids[1] if len(kids) > 1 else 0, flags))
+    n_slots = len(nodes)
+    P = expr.n_params
+    arr = lambda rows, w: np.ascontiguousarray(  # noqa: E731
+        np.array(rows, dtype=np.int32).reshape(-1, w))
+    return _Packed(arr(fills, 3), arr(fwd, 4), arr(rev, 5),
+                   np.array([pslot.get(j, n_slots) for j in range(P)], dtype=np.int32),
+                   np.array(pool + [0.0], dtype=np.float64), n_slots - 1, n_slots, P,
+                   max(expr.variables(), default=-1) + 1)
+
+
+class Tier0Grad:
+    """The same `normal` interface as `GradKernels`, served by the compiled-once interpreter:
+    packing a candidate is pure Python (microseconds), nothing is compiled per candidate."""
+
+    def __init__(self, exprs: Sequence[Expr], *, lanes: int | None = None) -> None:
+        self.exprs = list(exprs)
+        for e in self.exprs:
+            if not isinstance(e, Expr):
+                raise SymcoreError(f"Tier0Grad takes Expr objects, got {type(e).__name__}")
+        self.lanes = lanes or width("float64")
+        self._lib, self._fn = _tier0_library(self.lanes)
+        self._packed = [_pack(e) for e in self.exprs]
+        # per-candidate scratch: a candidate is never evaluated by two threads at once
+        self._scratch = [(np.empty((pk.n_slots, self.lanes)), np.empty((pk.n_slots + 1, self.lanes)),
+                          np.empty((max(pk.P, 1), self.lanes))) for pk in self._packed]
+
+    def __len__(self) -> int:
+        return len(self.exprs)
+
+    def normal(self, k: int, data: Data, params: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        """(Σ w r², Jᵀ W r, Jᵀ W J) of candidate k at `params` (r = pred - y)."""
+        pk = self._packed[k]
+        if data.n_pad % self.lanes:
+            raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
+        if pk.n_cols > data.X.shape[0]:
+            raise DataError(f"expression uses {pk.n_cols} column(s), data has {data.X.shape[0]}")
+        if not (isinstance(params, np.ndarray) and params.dtype == np.float64
+                and params.ndim == 1 and params.shape[0] >= pk.P and params.flags.c_contiguous):
+            raise DataError(f"params must be a contiguous float64 vector of {pk.P} values")
+        P = pk.P
+        out = np.empty((1 + P + P * (P + 1) // 2, self.lanes))
+        vals, adj, jbuf = self._scratch[k]
+        pp = params if P else np.zeros(1)
+        self._fn(pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data, pk.fwd.shape[0],
+                 pk.rev.ctypes.data, pk.rev.shape[0], pk.pslots.ctypes.data, P,
+                 pk.pool.ctypes.data, pp.ctypes.data, data.X.ctypes.data, data.n_pad,
+                 data.y.ctypes.data, data.w.ctypes.data, data.n_pad, pk.root, pk.n_slots,
+                 vals.ctypes.data, adj.ctypes.data, jbuf.ctypes.data, out.ctypes.data)
+        s = out.sum(axis=1)
+        H = np.empty((P, P))
+        iu = _triu(P)
+        H[iu] = s[1 + P:]
+        H.T[iu] = s[1 + P:]
+        return float(s[0]), s[1:1 + P], H
+
+    def close(self) -> None:
+        self._packed = []
