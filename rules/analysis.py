@@ -5,8 +5,9 @@ Meaning, for every input where all variables and parameters are finite:
   nonneg(e)   e is >= 0 or +inf, never NaN;
   nonzero(e)  e is finite and != 0.
 A relation holds for an e-class only when derived from a member, so (unlike `ne(x, 0)`, which
-only says "not in the class of 0") a guard proves a property of the value.  Over/underflow is why
-few facts survive: x*y of finite x, y may be inf, exp(x) may be 0 or inf.
+only says "not in the class of 0") a guard proves a property of the value.  `finite` treats
++ - * of finite values as finite (overflow counts as rounding); exp(x) may be 0 or inf, so it is
+never `nonzero`, and x/y, log, sqrt, pow are never `finite`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from .language import CTOR, FREE_PARAM
 RELATIONS = ("finite", "nonneg", "nonzero", "pure")
 _MAXF = "1.7976931348623157e308"
 
+# Arithmetic closure: + - * of finite numbers is taken as finite.  An overflow there is the
+# "rounding at an intermediate over/underflow" that the soundness contract allows; what the
+# guards exclude are genuine non-finite producers: x/0, log 0, sqrt of a negative, exp, inf-inf.
+FINITE_ARITH = ("add", "sub", "mul")
+FINITE_ARITH_UNARY = ("square", "cube")
 # Unary ops whose value is finite for every finite operand.
 FINITE_UNARY = ("neg", "abs", "sign", "sin", "cos", "tan", "tanh", "atan", "cbrt", "sqrt_abs",
                 "plog", "pinv", "dlog")
@@ -48,9 +54,9 @@ def program(params: bool = False) -> str:
         f"(rule ((= e (Num v)) (>= v 0.0) (< v {_MAXF})) ((nonneg e)) {rs})",
         f"(rule ((= e (Num v)) (!= v 0.0) (< v {_MAXF}) (> v (- 0.0 {_MAXF}))) ((nonzero e)) {rs})",
     ]
-    for f in FINITE_UNARY:
+    for f in FINITE_UNARY + FINITE_ARITH_UNARY:
         lines.append(f"(rule ((= e ({c[f]} a)) (finite a)) ((finite e)) {rs})")
-    for f in FINITE_BINARY:
+    for f in FINITE_BINARY + FINITE_ARITH:
         lines.append(f"(rule ((= e ({c[f]} a b)) (finite a) (finite b)) ((finite e)) {rs})")
     for f in NONNEG_OF_FINITE:
         lines.append(f"(rule ((= e ({c[f]} a)) (finite a)) ((nonneg e)) {rs})")

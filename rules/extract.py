@@ -13,11 +13,11 @@ from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
 
-from .language import FREE_PARAM, OP_OF, ROOT, SPECIAL, fold_constants
+from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL, fold_constants
 
 #: lexicographic weight of one parameter in the "params" cost (parameter count, then size)
 PARAM_WEIGHT = 1e6
-_FREE = -1  # marker slot of an anonymous parameter before renumbering
+_FREE = FREE  # marker slot of an anonymous parameter before renumbering
 
 CostFn = Callable[[str, tuple[float, ...]], float]
 

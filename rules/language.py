@@ -7,6 +7,7 @@ Constants stay float64 bit-exact: finite non-negative-zero values travel as `(Nu
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ OP_OF: dict[str, str] = {c: n for n, c in CTOR.items()}
 SPECIAL: dict[int, float] = {0: math.nan, 1: math.inf, 2: -math.inf}
 #: anonymous free parameter (params mode): every occurrence is its own fittable slot
 FREE_PARAM = "PFree"
-ROOT = "Root"
+ROOT = "Node"  # unextractable table of every inserted node (the roots among them)
 _MAXF = "1.7976931348623157e308"
 
 
@@ -33,7 +34,7 @@ def declarations() -> str:
     for name, op in OPS.items():
         ctors.append(f"({CTOR[name]} {' '.join([SORT] * op.arity)})")
     return (f"(datatype {SORT} {' '.join(ctors)})\n"
-            f"(constructor {ROOT} (i64) {SORT} :unextractable)\n")
+            f"(constructor {ROOT} (i64) {SORT} :unextractable)\n" + loader_declarations() + "\n")
 
 
 def fnum(v: float) -> str:
@@ -58,59 +59,125 @@ def const_text(v: float) -> str:
     return f"(Num {fnum(v)})"
 
 
-def fold_constants(expr: Expr) -> Expr:
+def fold_all(exprs: Sequence[Expr]) -> list[Expr]:
     """Fold every parameter- and variable-free subtree with the ops table's NumPy reference,
-    so a folded constant is bit-identical to what the reference evaluator computes."""
+    so a folded constant is bit-identical to what the reference evaluator computes.  One pass
+    over the population's shared DAG."""
     memo: dict[Expr, Expr] = {}
     with np.errstate(all="ignore"):
-        for n in topo([expr]):
+        for n in topo(exprs):
             if n.is_leaf:
                 memo[n] = n
                 continue
             args = tuple(memo[a] for a in n.args)
-            if all(a.op == "const" for a in args) and n.op != "powi":
+            if all(a.op == "const" for a in args) or (n.op == "powi" and args[0].op == "const"):
                 val = OPS[n.op].np(*(np.float64(a.value) for a in args))
                 memo[n] = const(float(np.asarray(val, dtype=np.float64)))
-            elif n.op == "powi" and args[0].op == "const":
-                val = OPS["powi"].np(np.float64(args[0].value), np.float64(args[1].value))
-                memo[n] = const(float(np.asarray(val, dtype=np.float64)))
             else:
-                memo[n] = n if args == n.args else call(n.op, *args)
+                memo[n] = n if args == n.args else Expr(n.op, args)
+    return [memo[e] for e in exprs]
+
+
+def fold_constants(expr: Expr) -> Expr:
+    """`fold_all` of one expression."""
+    return fold_all([expr])[0]
+
+
+FREE = -1  # slot of an anonymous parameter marker (params mode; renumbered after extraction)
+
+
+def prepare_all(exprs: Sequence[Expr], free: Sequence[frozenset[int]] | None = None) -> list[Expr]:
+    """The IR that goes into the e-graph (inputs already folded): -0.0 spelled neg(0.0)
+    (egglog's f64 does not keep the sign of zero) and, per input, the parameters in `free[i]`
+    replaced by the anonymous marker (every occurrence its own slot)."""
+    neg0 = call("neg", const(0.0))
+    memo: dict[Expr, Expr] = {}
+    for n in topo(exprs):
+        if n.op == "const" and n.value == 0.0 and math.copysign(1.0, n.value) < 0:
+            memo[n] = neg0
+        elif n.is_leaf:
+            memo[n] = n
+        else:
+            args = tuple(memo[a] for a in n.args)
+            memo[n] = n if args == n.args else Expr(n.op, args)
+    out = [memo[e] for e in exprs]
+    if free is not None:
+        out = [_mark_free(e, f) if f else e for e, f in zip(out, free)]
+    return out
+
+
+def _mark_free(expr: Expr, free: frozenset[int]) -> Expr:
+    memo: dict[Expr, Expr] = {}
+    for n in topo([expr]):
+        if n.op == "param" and n.value in free:
+            memo[n] = Expr("param", (), FREE)
+        elif n.is_leaf:
+            memo[n] = n
+        else:
+            args = tuple(memo[a] for a in n.args)
+            memo[n] = n if args == n.args else Expr(n.op, args)
     return memo[expr]
 
 
-class Encoder:
-    """Writes IR expressions as egglog terms (memoised per node: a population shares text)."""
+_OPCODE = {name: i for i, name in enumerate(OPS)}
+_ARITY_REL = {1: "L1", 2: "L2"}
 
-    def __init__(self, anonymous_params: bool = False) -> None:
-        self.anonymous_params = anonymous_params
-        self._memo: dict[Expr, str] = {}
 
-    def term(self, expr: Expr, free: frozenset[int] = frozenset()) -> str:
-        memo = self._memo if not free else {}
-        for n in topo([expr]):
-            if n in memo:
-                continue
-            if n.op == "var":
-                memo[n] = f"(Var {n.value})"
-            elif n.op == "param":
-                memo[n] = f"({FREE_PARAM})" if n.value in free else f"(Par {n.value})"
-            elif n.op == "const":
-                memo[n] = const_text(n.value)
-            elif n.op in CTOR:
-                memo[n] = f"({CTOR[n.op]} {' '.join(memo[a] for a in n.args)})"
-            else:  # pragma: no cover - call() only builds ops of the table
-                raise SymcoreError(f"operator {n.op!r} has no e-graph constructor")
-        return memo[expr]
+def loader_declarations() -> str:
+    """Fact tables for bulk loading (read with egglog's `input`) and the rules that turn every
+    row into `Node(n) = term`: one rule run builds the whole population."""
+    lines = ["(relation L_var (i64 i64))", "(relation L_par (i64 i64))",
+             "(relation L_num (i64 f64))", "(relation L_spec (i64 i64))", "(relation L_free (i64))",
+             "(relation L1 (i64 i64 i64))", "(relation L2 (i64 i64 i64 i64))", "(ruleset load)",
+             f"(rule ((L_var n i)) ((union ({ROOT} n) (Var i))) :ruleset load)",
+             f"(rule ((L_par n i)) ((union ({ROOT} n) (Par i))) :ruleset load)",
+             f"(rule ((L_num n v)) ((union ({ROOT} n) (Num v))) :ruleset load)",
+             f"(rule ((L_spec n i)) ((union ({ROOT} n) (Spec i))) :ruleset load)",
+             f"(rule ((L_free n)) ((union ({ROOT} n) ({FREE_PARAM}))) :ruleset load)"]
+    for name, op in OPS.items():
+        kids = " ".join(f"k{j}" for j in range(op.arity))
+        nodes = " ".join(f"({ROOT} k{j})" for j in range(op.arity))
+        lines.append(f"(rule (({_ARITY_REL[op.arity]} n {_OPCODE[name]} {kids})) "
+                     f"((union ({ROOT} n) ({CTOR[name]} {nodes}))) :ruleset load)")
+    return "\n".join(lines)
 
-    def program(self, exprs: Sequence[Expr], free: Sequence[frozenset[int]] | None = None,
-                offset: int = 0) -> str:
-        """One text program that unions `Root(i)` with every candidate's term."""
-        lines = []
-        for i, e in enumerate(exprs):
-            f = free[i] if free is not None else frozenset()
-            lines.append(f"(union ({ROOT} {offset + i}) {self.term(e, f)})")
-        return "\n".join(lines)
+
+def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]:
+    """Write the distinct nodes of the prepared `exprs` as fact files in `directory`; returns
+    the egglog program that loads them and the node id of every input's root."""
+    order = topo(exprs)
+    ids = {n: i for i, n in enumerate(order)}
+    rows: dict[str, list[str]] = {k: [] for k in ("L_var", "L_par", "L_num", "L_spec",
+                                                    "L_free", "L1", "L2")}
+    for i, n in enumerate(order):
+        if n.op == "var":
+            rows["L_var"].append(f"{i}\t{n.value}")
+        elif n.op == "param":
+            if n.value == FREE:
+                rows["L_free"].append(f"{i}")
+            else:
+                rows["L_par"].append(f"{i}\t{n.value}")
+        elif n.op == "const":
+            v = float(n.value)
+            if math.isfinite(v):
+                rows["L_num"].append(f"{i}\t{fnum(v)}")
+            else:
+                code = 0 if math.isnan(v) else (1 if v > 0 else 2)
+                rows["L_spec"].append(f"{i}\t{code}")
+        else:
+            kids = "\t".join(str(ids[a]) for a in n.args)
+            rows[_ARITY_REL[len(n.args)]].append(f"{i}\t{_OPCODE[n.op]}\t{kids}")
+    cmds = []
+    for rel, lines in rows.items():
+        if not lines:
+            continue
+        path = os.path.join(directory, f"{rel}.facts")
+        with open(path, "w") as fh:
+            fh.write("\n".join(lines))
+            fh.write("\n")
+        cmds.append(f'(input {rel} "{path}")')
+    cmds.append("(run-schedule (run load))")
+    return "\n".join(cmds), [ids[e] for e in exprs]
 
 
 def single_use_params(expr: Expr) -> frozenset[int]:

@@ -250,6 +250,9 @@ PROTECTED: list[Rule | RawRule] = (
         Rule("aq-abs", "(aq a (abs b))", "(aq a b)"),
         Rule("aq-0", "(aq a 0)", "a"),
         Rule("aq-negl", "(aq (neg a) b)", "(neg (aq a b))"),
+        Rule("min-max", "(min (max a b) b)", "b", when=(("finite", "a"),),
+             note="max(a, b) >= b; a NaN would propagate"),
+        Rule("max-min", "(max (min a b) b)", "b", when=(("finite", "a"),)),
         Rule("max-self", "(max a a)", "a"),
         Rule("min-self", "(min a a)", "a"),
     ])
