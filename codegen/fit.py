@@ -41,13 +41,19 @@ from symcore.evaluate import as_matrix
 from symcore.ir import Expr
 from symcore.params import bind_params, lift_constants
 
-from .grad import GradKernels, jacobian_reference, prepare_data
+from .grad import GradKernels, Tier0Grad, jacobian_reference, prepare_data
 
 __all__ = ["fit", "FitResult", "levenberg_marquardt", "bfgs", "STATUSES", "METHODS"]
 
 STATUSES = ("converged", "max_iter", "non-finite", "singular")
 METHODS = ("lm", "bfgs")
-TIERS = ("auto", 1, "numpy")
+TIERS = ("auto", 0, 1, "numpy")
+#: tier "auto" compiles fused kernels (tier 1) when rows × expected kernel calls reaches this:
+#: compiling one candidate costs ~15-30 ms, and a compiled call saves ~10 ns per row over the
+#: tier-0 interpreter, so compiling pays off from ~2e6 row-evaluations (~40k rows for one
+#: start with ~50 calls); below it the interpreter (no compilation at all) is faster end to end
+AUTO_TIER1_ROW_CALLS = 2e6
+_EXPECTED_CALLS = 50
 
 #: (params) -> (Σ w r², Jᵀ W r, Jᵀ W J): everything both algorithms need
 NormalFn = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -385,14 +391,17 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
 
     `params0`: starting values (one vector, or one per expression for a list; see the module
     docstring); `method`: "lm" (Levenberg–Marquardt) or "bfgs"; `max_iter`: trial steps per
-    start (default 100 × the number of parameters, MINPACK's default); `tol`: relative tolerance on loss decrease, step and gradient; `restarts`: extra
-    starts jittered from the first (seeded by `seed`), the best kept; `tier`: 1 (compiled
-    kernels), "numpy" (the reference Jacobian; slow) or "auto" (compiled)."""
+    start (default 100 × the number of parameters, MINPACK's default); `tol`: relative
+    tolerance on loss decrease, step and gradient; `restarts`: extra
+    starts jittered from the first (seeded by `seed`), the best kept; `tier`: 0 (the compiled-once
+    Jacobian interpreter), 1 (fused kernels compiled per structure), "numpy" (the reference
+    Jacobian; slow, for testing) or "auto" (1 when rows × expected kernel calls reaches
+    AUTO_TIER1_ROW_CALLS, else 0)."""
     single = isinstance(expr_or_exprs, Expr)
     exprs = [expr_or_exprs] if single else list(expr_or_exprs)  # type: ignore[arg-type]
     if method not in METHODS:
         raise FitError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if tier not in TIERS:
+    if isinstance(tier, bool) or tier not in TIERS:
         raise FitError(f"tier must be one of {TIERS}, got {tier!r}")
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int)
                                  or max_iter < 0):
@@ -419,12 +428,15 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
     models = [_prepare_model(e, s, lift) for e, s in zip(exprs, starts)]
     seeds = np.random.SeedSequence(seed).spawn(len(exprs))
 
-    kernels: GradKernels | None = None
+    if tier == "auto":
+        tier = 1 if A.shape[0] * _EXPECTED_CALLS * (1 + restarts) >= AUTO_TIER1_ROW_CALLS else 0
+    kernels: GradKernels | Tier0Grad | None = None
     if tier == "numpy":
         sum_w = float(Y.shape[0] if W is None else W.sum())
         normals = [_normal_numpy(m, A, Y, W) for m, _ in models]
     else:
-        kernels = GradKernels([m for m, _ in models])
+        fitted = [m for m, _ in models]
+        kernels = GradKernels(fitted) if tier == 1 else Tier0Grad(fitted)
         data = prepare_data(A, Y, W, kernels.lanes)
         sum_w = data.sum_w
 
