@@ -14,7 +14,7 @@ Driver ABI:
              T* out, i64 ldo, double* acc)
 for every candidate c of [c0, c1): if `out` is not null, its predictions of the first
 ceil(n/W)·W rows go to out + c·ldo; otherwise it is evaluated chunk by chunk into an L1-resident
-buffer and acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
+buffer (a first short chunk, then CHUNK rows at a time) and acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
 (padded lanes masked).  Once Σ w·|p − y| is not finite the candidate stops early and both sums
 are +inf: a non-finite prediction makes the loss +inf without more work.
 """
@@ -39,6 +39,9 @@ I32 = ir.IntType(32)
 F64 = ir.DoubleType()
 #: rows per chunk when scoring: predictions of one chunk stay in L1 until they are reduced
 CHUNK = 512
+#: rows of a candidate's first chunk: small, so a candidate that is non-finite from the start
+#: (common in a search) costs little
+FIRST_CHUNK = 64
 
 
 def _t(dtype: str) -> ir.Type:
@@ -253,6 +256,7 @@ ret:
 
 def emit_driver(name: str, dtype: str, lanes: int, chunk: int = CHUNK) -> str:
     """Text of a whole module holding the driver (ABI in the module docstring)."""
+    first = max(lanes, min(chunk, FIRST_CHUNK // lanes * lanes))
     t = "double" if dtype == "float64" else "float"
     vt = f"<{lanes} x {t}>"
     dvt = f"<{lanes} x double>"
@@ -309,7 +313,9 @@ chunk:
   %s = phi i64 [0, %cand], [%s.e, %cont]
   %sq = phi {dvt} [{z}, %cand], [%sq.n, %cont]
   %ab = phi {dvt} [{z}, %cand], [%ab.n, %cont]
-  %s.e0 = add i64 %s, {chunk}
+  %first = icmp eq i64 %s, 0
+  %step = select i1 %first, i64 {first}, i64 {chunk}
+  %s.e0 = add i64 %s, %step
   %s.lt = icmp slt i64 %s.e0, %npad
   %s.e = select i1 %s.lt, i64 %s.e0, i64 %npad
   call void %k({t}* %X, i64 %ldx, i64 %s, i64 %s.e, double* %cc, double* %pc, {t}* %bufp)

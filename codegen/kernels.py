@@ -23,9 +23,10 @@ import numpy as np
 
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix
-from symcore.ir import Expr
+from symcore.ir import Expr, flatten
 
 from . import pool as _pool
+from .tier1 import _extent
 
 __all__ = ["compile", "Kernel", "METRICS", "COMPILE_SECONDS", "TIER0_SPEED_RATIO"]
 
@@ -79,14 +80,10 @@ class Kernel:
         self._np = np.dtype(dtype)
         self.requested_tier = tier
         self.n_candidates = len(self.exprs)
-        vars_, params_, sizes = 0, 0, []
-        for e in self.exprs:
-            vs, ps = e.variables(), e.parameters()
-            vars_ = max(vars_, vs[-1] + 1 if vs else 0)
-            params_ = max(params_, ps[-1] + 1 if ps else 0)
-            sizes.append(e.size)
-        self.n_vars, self.n_params = vars_, params_
-        self._nodes = float(sum(sizes))
+        self._flats = [flatten(e) for e in self.exprs]
+        self.n_vars, self.n_params = _extent(self._flats)
+        self._cand_params = [_extent([f])[1] for f in self._flats]
+        self._nodes = float(sum(e.size for e in self.exprs))
         self._t0: Any = None
         self._t1: Any = None
         self._tier0_seconds = 0.0
@@ -116,7 +113,7 @@ class Kernel:
     def _tier1(self) -> Any:
         if self._t1 is None:
             from .tier1 import Tier1Program
-            self._t1 = Tier1Program(self.exprs, self.dtype)
+            self._t1 = Tier1Program(self.exprs, self.dtype, self._flats)
             st = self._t1.stats
             _record_compile(st.seconds, st.compiled)
         return self._t1
@@ -167,7 +164,7 @@ class Kernel:
             for c, r in enumerate(rows):
                 if r.ndim != 1:
                     raise DataError(f"params row {c} must be 1-D, got shape {r.shape}")
-                need = self.exprs[c].n_params
+                need = self._cand_params[c]
                 if r.shape[0] < need:
                     raise DataError(f"candidate {c} uses {need} parameter(s), got {r.shape[0]}")
             K = max([r.shape[0] for r in rows] + [self.n_params, 1])

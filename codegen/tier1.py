@@ -62,9 +62,14 @@ def structure_key(expr: Expr, dtype: str, flat: Flat | None = None) -> str:
     """What a kernel's code depends on: dtype, vector ISA and the structure (constant values
     excluded, powi exponents included since they are code)."""
     flat = flat or flatten(expr)
-    exps = ",".join(repr(flat.rows[k[1]][2]) for op, k, _ in flat.rows if op == "powi")
-    return (f"t1|{_source_hash()}|{dtype}|{_isa_tag(_vecmath.host_isa())}|"
-            f"{expr.digest(constants=False)}|{exps}")
+    h = hashlib.blake2b(digest_size=16)
+    for op, kids, val in flat.rows:
+        if op == "const":
+            val = "C"
+        elif op == "powi":
+            val = repr(flat.rows[kids[1]][2])
+        h.update(f"{op}|{','.join(map(str, kids))}|{val}\n".encode())
+    return f"t1|{_source_hash()}|{dtype}|{_isa_tag(_vecmath.host_isa())}|{h.hexdigest()}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,6 +84,18 @@ def _source_hash() -> str:
 
 def _symbol(key: str) -> str:
     return "k" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+def _extent(flats: Sequence[Flat]) -> tuple[int, int]:
+    """(1 + highest variable index, 1 + highest parameter slot) over the flats."""
+    nv = npar = 0
+    for f in flats:
+        for op, _, val in f.rows:
+            if op == "var":
+                nv = max(nv, (val[0] if isinstance(val, tuple) else val) + 1)
+            elif op == "param":
+                npar = max(npar, val + 1)
+    return nv, npar
 
 
 class _Code:
@@ -195,7 +212,7 @@ class _Driver:
     """The loaded driver of one dtype (kept for the life of the process)."""
 
     def __init__(self, dtype: str, lanes: int) -> None:
-        key = f"t1drv|{_source_hash()}|{_emit.CHUNK}|{dtype}|{lanes}|{_isa_tag(_vecmath.host_isa())}"
+        key = f"t1drv|{_source_hash()}|{_emit.CHUNK}|{_emit.FIRST_CHUNK}|{dtype}|{lanes}|{_isa_tag(_vecmath.host_isa())}"
         cache = _jit.object_cache()
         obj = cache.get(key)
         if obj is None:
@@ -230,7 +247,8 @@ def _need_contig(a: Any, name: str, dtype: Any, shape: tuple[int | None, ...]) -
 class Tier1Program:
     """A population's fused kernels, ready to run (see the module docstring)."""
 
-    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64") -> None:
+    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64",
+                 flats: Sequence[Flat] | None = None) -> None:
         if dtype not in ("float64", "float32"):
             raise CompileError(f"tier 1 supports float64 and float32, not {dtype!r}")
         self.dtype = dtype
@@ -238,7 +256,7 @@ class Tier1Program:
         isa = _vecmath.host_isa()
         self.lanes = _vecmath.width(dtype, isa)
         _vecmath.ensure_libraries()
-        flats = [flatten(e) for e in exprs]
+        flats = [flatten(e) for e in exprs] if flats is None else list(flats)
         keys = [structure_key(e, dtype, f) for e, f in zip(exprs, flats)]
         codes, self.stats = load_kernels(list(zip(keys, flats)), dtype, self.lanes)
         self._codes = [codes[k] for k in keys]  # keeps the libraries loaded
@@ -251,8 +269,7 @@ class Tier1Program:
         self._consts = np.array(consts or [0.0], dtype=np.float64)
         self._coff = np.array(offs or [0], dtype=np.int64)
         self.n_candidates = len(flats)
-        self.n_vars = max((e.variables()[-1] + 1 for e in exprs if e.variables()), default=0)
-        self.n_params = max((e.n_params for e in exprs), default=0)
+        self.n_vars, self.n_params = _extent(flats)
         self._zero_params = np.zeros(max(1, self.n_params), dtype=np.float64)
         self._driver = driver(dtype, self.lanes)
 
