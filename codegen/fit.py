@@ -74,13 +74,16 @@ class FitResult:
 # -------------------------------------------------------------------------------------------------
 # Algorithms (pure NumPy over a NormalFn)
 
-def _finite(*xs: Any) -> bool:
-    return all(bool(np.all(np.isfinite(x))) for x in xs)
+def _finite(f: float, *arrays: np.ndarray) -> bool:
+    # one reduction per array: a NaN or ±inf anywhere makes the sum non-finite
+    s = f
+    for a in arrays:
+        s += float(a.sum())
+    return math.isfinite(s)
 
 
 _DWARF = np.finfo(np.float64).tiny
 _EPS = np.finfo(np.float64).eps
-
 
 #: eigenvalues of the scaled normal matrix below this fraction of the largest are treated as
 #: zero for the undamped (Gauss–Newton) step: the Jacobian is then rank deficient to working
@@ -88,45 +91,69 @@ _EPS = np.finfo(np.float64).eps
 _RANK_RCOND = 1e-14
 
 
-def _lmpar(A: np.ndarray, g: np.ndarray, D: np.ndarray, delta: float, par: float
-           ) -> tuple[np.ndarray, float]:
-    """Moré's LM parameter: the step h = -(A + par D²)⁻¹ g with ||D h|| within 10 % of `delta`
-    (par = 0 when the Gauss–Newton step is already inside), by MINPACK's safeguarded Newton
-    iteration on par.  Works on the eigendecomposition of the scaled normal matrix
-    D⁻¹ A D⁻¹, so every trial par costs O(n) and a rank-deficient Jacobian gives the
+try:  # the LAPACK gufunc behind np.linalg.eigh, without its ~10 µs of Python checks
+    from numpy.linalg import _umath_linalg as _ul
+
+    def _eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _ul.eigh_lo(S, signature="d->dd")
+    _eigh(np.eye(2))
+except Exception:  # pragma: no cover - other NumPy layouts
+    _eigh = np.linalg.eigh  # type: ignore[assignment]
+
+
+class _Eig:
+    """Eigendecomposition of the scaled normal matrix D⁻¹ A D⁻¹ and the scaled gradient in its
+    basis: every LM trial step (any damping) then costs O(n) to size and one product to form."""
+
+    __slots__ = ("lam", "V", "c", "c2", "keep", "all_kept", "gnorm")
+
+    def __init__(self, A: np.ndarray, g: np.ndarray, D: np.ndarray) -> None:
+        lam, V = _eigh(A / (D[:, None] * D))
+        self.lam = np.maximum(lam, 0.0)
+        self.V = V
+        self.c = V.T @ (g / D)
+        self.c2 = self.c * self.c
+        self.keep = self.lam > _RANK_RCOND * self.lam[-1]
+        self.all_kept = bool(self.keep.all())
+        self.gnorm = math.sqrt(float(self.c2.sum()))
+
+    def inv(self, par: float) -> np.ndarray:
+        if par == 0.0:
+            return np.where(self.keep, 1.0 / np.where(self.keep, self.lam, 1.0), 0.0)
+        return 1.0 / (self.lam + par)
+
+    def size(self, inv: np.ndarray) -> tuple[float, float]:
+        """(||D h||, Σ c² inv³) for the step with these inverse eigenvalues."""
+        q = self.c2 * inv * inv
+        return math.sqrt(float(q.sum())), float((q * inv).sum())
+
+    def step(self, inv: np.ndarray) -> np.ndarray:
+        """The scaled step D h."""
+        return -(self.V @ (inv * self.c))
+
+
+def _lmpar(E: _Eig, delta: float, par: float) -> tuple[np.ndarray, float]:
+    """Moré's LM parameter: the scaled step D h, h = -(A + par D²)⁻¹ g, with ||D h|| within 10 %
+    of `delta` (par = 0 when the Gauss–Newton step is already inside), by MINPACK's safeguarded
+    Newton iteration on par.  On the eigendecomposition, a rank-deficient Jacobian gives the
     minimum-norm Gauss–Newton step (MINPACK's pivoted QR gives an arbitrary huge one)."""
-    S = A / np.outer(D, D)
-    gs = g / D
-    lam, V = np.linalg.eigh(S)
-    lam = np.maximum(lam, 0.0)
-    c = V.T @ gs
-    c2 = c * c
-    keep = lam > _RANK_RCOND * lam[-1]
-
-    def at(p: float) -> tuple[np.ndarray, float, float]:
-        if p == 0.0:
-            inv = np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)
-        else:
-            inv = 1.0 / (lam + p)
-        hs = -(V @ (inv * c))
-        return hs, float(np.linalg.norm(hs)), float(c2 @ (inv * inv * inv))
-
-    hs, dxnorm, s = at(0.0)
+    inv = E.inv(0.0)
+    dxnorm, s = E.size(inv)
     fp = dxnorm - delta
     if fp <= 0.1 * delta:
-        return hs / D, 0.0
-    parl = fp * dxnorm * dxnorm / (delta * s) if keep.all() and s > 0 else 0.0
-    gnorm = float(np.linalg.norm(gs))
-    paru = gnorm / delta
+        return E.step(inv), 0.0
+    parl = fp * dxnorm * dxnorm / (delta * s) if E.all_kept and s > 0 else 0.0
+    paru = E.gnorm / delta
     if paru == 0.0:
         paru = _DWARF / min(delta, 0.1)
     par = min(max(par, parl), paru)
     if par == 0.0:
-        par = gnorm / dxnorm
+        par = E.gnorm / dxnorm
     for it in range(10):
         if par == 0.0:
             par = max(_DWARF, 0.001 * paru)
-        hs, dxnorm, s = at(par)
+        inv = E.inv(par)
+        dxnorm, s = E.size(inv)
         prev, fp = fp, dxnorm - delta
         if abs(fp) <= 0.1 * delta or (parl == 0.0 and fp <= prev < 0.0) or it == 9 \
                 or not s > 0:
@@ -137,7 +164,7 @@ def _lmpar(A: np.ndarray, g: np.ndarray, D: np.ndarray, delta: float, par: float
         elif fp < 0:
             paru = min(paru, par)
         par = max(parl, par + parc)
-    return hs / D, par
+    return E.step(inv), par
 
 
 def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8,
@@ -152,62 +179,68 @@ def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, t
         return p, (f if math.isfinite(f) else math.inf), 0, "non-finite"
     if f == 0.0:
         return p, f, 0, "converged"
-    cn = np.sqrt(np.maximum(np.diag(A), 0.0))
-    if not np.any(cn > 0):
+    cn = np.sqrt(np.maximum(A.diagonal(), 0.0))
+    if not cn.any():
         return p, f, 0, "singular"
     D = np.where(cn > 0, cn, 1.0)
-    xnorm = float(np.linalg.norm(D * p))
+    Dp = D * p
+    xnorm = math.sqrt(float(Dp @ Dp))
     delta = factor * xnorm if xnorm > 0 else factor
     par = 0.0
     fnorm = math.sqrt(f)
     it = 0
     first = True
-    while True:
-        if _gradient_small(f, g, np.diag(A), tol):
-            return p, f, it, "converged"
-        D = np.maximum(D, cn)
+    with np.errstate(all="ignore"):
         while True:
-            h, par = _lmpar(A, g, D, delta, par)
-            pnorm = float(np.linalg.norm(D * h))
-            if first:
-                delta = min(delta, pnorm)
-            if it >= max_iter:
-                return p, f, it, "max_iter"
-            it += 1
-            pn = p + h
-            fn, gn, An = normal(pn)
-            ok = _finite(fn, gn, An)
-            fnorm1 = math.sqrt(fn) if ok else math.inf
-            actred = 1.0 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
-            t1 = math.sqrt(max(float(h @ A @ h), 0.0)) / fnorm
-            t2 = math.sqrt(par) * pnorm / fnorm
-            prered = t1 * t1 + t2 * t2 / 0.5
-            dirder = -(t1 * t1 + t2 * t2)
-            ratio = actred / prered if prered != 0.0 else 0.0
-            if ratio <= 0.25:
-                temp = 0.5 if actred >= 0 else 0.5 * dirder / (dirder + 0.5 * actred)
-                if 0.1 * fnorm1 >= fnorm or temp < 0.1:
-                    temp = 0.1
-                delta = temp * min(delta, pnorm / 0.1)
-                par /= temp
-            elif par == 0.0 or ratio >= 0.75:
-                delta = pnorm / 0.5
-                par *= 0.5
-            if ratio >= 1e-4:
-                p, f, g, A, fnorm = pn, fn, gn, An, fnorm1
-                cn = np.sqrt(np.maximum(np.diag(A), 0.0))
-                xnorm = float(np.linalg.norm(D * p))
-                first = False
-            if f == 0.0:
+            # gtol: the cosine between r and every (scaled) Jacobian column
+            if float((np.abs(g) / np.where(cn > 0, cn, np.inf)).max()) <= tol * fnorm:
                 return p, f, it, "converged"
-            if abs(actred) <= tol and prered <= tol and 0.5 * ratio <= 1.0:
-                return p, f, it, "converged"
-            if delta <= tol * xnorm or delta <= _EPS * xnorm or delta < _DWARF:
-                return p, f, it, "converged"
-            if abs(actred) <= _EPS and prered <= _EPS and 0.5 * ratio <= 1.0:
-                return p, f, it, "converged"
-            if ratio >= 1e-4:
-                break
+            D = np.maximum(D, cn)
+            E = _Eig(A, g, D)
+            while True:
+                hs, par = _lmpar(E, delta, par)
+                pnorm = math.sqrt(float(hs @ hs))
+                if first:
+                    delta = min(delta, pnorm)
+                if it >= max_iter:
+                    return p, f, it, "max_iter"
+                it += 1
+                h = hs / D
+                pn = p + h
+                fn, gn, An = normal(pn)
+                ok = _finite(fn, gn, An)
+                fnorm1 = math.sqrt(fn) if ok else math.inf
+                actred = 1.0 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
+                t1 = math.sqrt(max(float(h @ A @ h), 0.0)) / fnorm
+                t2 = math.sqrt(par) * pnorm / fnorm
+                prered = t1 * t1 + t2 * t2 / 0.5
+                dirder = -(t1 * t1 + t2 * t2)
+                ratio = actred / prered if prered != 0.0 else 0.0
+                if ratio <= 0.25:
+                    temp = 0.5 if actred >= 0 else 0.5 * dirder / (dirder + 0.5 * actred)
+                    if 0.1 * fnorm1 >= fnorm or temp < 0.1:
+                        temp = 0.1
+                    delta = temp * min(delta, pnorm / 0.1)
+                    par /= temp
+                elif par == 0.0 or ratio >= 0.75:
+                    delta = pnorm / 0.5
+                    par *= 0.5
+                if ratio >= 1e-4:
+                    p, f, g, A, fnorm = pn, fn, gn, An, fnorm1
+                    cn = np.sqrt(np.maximum(A.diagonal(), 0.0))
+                    Dp = D * p
+                    xnorm = math.sqrt(float(Dp @ Dp))
+                    first = False
+                if f == 0.0:
+                    return p, f, it, "converged"
+                if abs(actred) <= tol and prered <= tol and 0.5 * ratio <= 1.0:
+                    return p, f, it, "converged"
+                if delta <= tol * xnorm or delta <= _EPS * xnorm or delta < _DWARF:
+                    return p, f, it, "converged"
+                if abs(actred) <= _EPS and prered <= _EPS and 0.5 * ratio <= 1.0:
+                    return p, f, it, "converged"
+                if ratio >= 1e-4:
+                    break
 
 
 def _gradient_small(f: float, g: np.ndarray, diag: np.ndarray, tol: float) -> bool:

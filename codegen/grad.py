@@ -323,7 +323,7 @@ OPT_IR = 2
 OPT_CODEGEN = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Data:
     """Data laid out for the kernels: X column-major (columns, n_pad), y and w of n_pad rows,
     n_pad a multiple of the vector width; padding rows copy row 0 and have weight 0."""
@@ -334,6 +334,11 @@ class Data:
     n: int
     n_pad: int
     sum_w: float
+
+    @functools.cached_property
+    def pointers(self) -> tuple[int, int, int]:
+        """Addresses of X, y and w (taken once: `.ctypes` costs microseconds per access)."""
+        return self.X.ctypes.data, self.y.ctypes.data, self.w.ctypes.data
 
 
 def prepare_data(X: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | None = None,
@@ -356,8 +361,21 @@ def prepare_data(X: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | Non
 
 
 @functools.lru_cache(maxsize=64)
-def _triu(P: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(P)
+def _sym_index(P: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the upper and the lower triangle of a P×P matrix, row-major upper
+    order (how the kernels store Jᵀ W J), and which packed entry goes to each."""
+    iu = np.triu_indices(P)
+    dest = np.concatenate([iu[0] * P + iu[1], iu[1] * P + iu[0]])
+    src = np.concatenate([np.arange(len(iu[0]))] * 2)
+    return dest, src
+
+
+def _unpack_normal(out: np.ndarray, P: int) -> tuple[float, np.ndarray, np.ndarray]:
+    s = out.sum(axis=1)
+    dest, src = _sym_index(P)
+    H = np.empty(P * P)
+    H[dest] = s[1 + P:][src]
+    return float(s[0]), s[1:1 + P], H.reshape(P, P)
 
 
 def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
@@ -431,14 +449,10 @@ class GradKernels:
         self._check(k, data, params)
         P = self._P[k]
         out = np.empty((1 + P + P * (P + 1) // 2, self.lanes))
-        self._normal[self._slot[k]](data.X.ctypes.data, data.y.ctypes.data, data.w.ctypes.data,
-                                    data.n_pad, data.n_pad, params.ctypes.data, out.ctypes.data)
-        s = out.sum(axis=1)
-        H = np.empty((P, P))
-        iu = _triu(P)
-        H[iu] = s[1 + P:]
-        H.T[iu] = s[1 + P:]
-        return float(s[0]), s[1:1 + P], H
+        px, py, pw = data.pointers
+        self._normal[self._slot[k]](px, py, pw, data.n_pad, data.n_pad, params.ctypes.data,
+                                    out.ctypes.data)
+        return _unpack_normal(out, P)
 
     def jacobian(self, k: int, data: Data, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (N,) and Jacobian (N, P) of candidate k."""
@@ -500,12 +514,14 @@ def _t0_ctype() -> Any:
 
 
 class _Fn:
-    """Loop and memory helpers over one function's IRBuilder (allocas in the entry block)."""
+    """Loop and memory helpers over one function's IRBuilder (allocas in the entry block).
+    A slot holds `unroll` vectors of `lanes` rows."""
 
-    def __init__(self, fn: ir.Function, vt: ir.Type) -> None:
+    def __init__(self, fn: ir.Function, vt: ir.Type, unroll: int) -> None:
         self.fn = fn
         self.vt = vt
         self.lanes = vt.count if isinstance(vt, ir.VectorType) else 1
+        self.unroll = unroll
         self.b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def var(self, init: ir.Value) -> ir.Value:
@@ -529,16 +545,18 @@ class _Fn:
         b.branch(head)
         b.position_at_end(end)
 
-    def slot(self, base: ir.Value, s: ir.Value) -> ir.Value:
-        """Pointer to vector slot s of a (slots × lanes) buffer."""
-        off = self.b.mul(s, ir.Constant(_I64, self.lanes))
-        return _ptr_at(self.b, base, off, self.vt)
+    def slot(self, base: ir.Value, s: ir.Value, u: int) -> ir.Value:
+        """Pointer to vector u of slot s of a (slots × unroll × lanes) buffer."""
+        b = self.b
+        off = b.add(b.mul(s, ir.Constant(_I64, self.lanes * self.unroll)),
+                    ir.Constant(_I64, u * self.lanes))
+        return _ptr_at(b, base, off, self.vt)
 
-    def ld(self, base: ir.Value, s: ir.Value) -> ir.Value:
-        return self.b.load(self.slot(base, s), align=8)
+    def ld(self, base: ir.Value, s: ir.Value, u: int) -> ir.Value:
+        return self.b.load(self.slot(base, s, u), align=8)
 
-    def st(self, v: ir.Value, base: ir.Value, s: ir.Value) -> None:
-        self.b.store(v, self.slot(base, s), align=8)
+    def st(self, v: ir.Value, base: ir.Value, s: ir.Value, u: int) -> None:
+        self.b.store(v, self.slot(base, s, u), align=8)
 
     def field(self, rows: ir.Value, k: ir.Value, width: int, j: int) -> ir.Value:
         b = self.b
@@ -563,15 +581,22 @@ def _t0_local_derivative(F: _Fn, op: str, i: int, args: list[ir.Value], out: ir.
     return lower_expr(b, d, lv)
 
 
-def emit_tier0(module: ir.Module, lanes: int) -> ir.Function:
-    """The interpreter `g0_normal`: like `emit_normal` for any packed candidate."""
+#: vectors per interpreted instruction (amortises the dispatch over unroll × lanes rows)
+T0_UNROLL = 4
+
+
+def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Function:
+    """The interpreter `g0_normal`: like `emit_normal` for any packed candidate, over blocks of
+    unroll × lanes rows (n must be a multiple of that).  Scratch: vals (n_slots), adj
+    (n_slots + 1), jbuf (P) slots and out (n_acc slots) of unroll × lanes doubles each."""
     vt = _vtype(lanes)
+    U = unroll
     types = {"i32p": _I32.as_pointer(), "f64p": _PTR, "i64": _I64}
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [types[a] for a in _T0_ARGS]),
                      name="g0_normal")
     (fills, nfill, fwd, nfwd, rev, nrev, pslots, P, pool, params, X, ldx, Y, Wt, n, root, nslots,
      vals, adj, jbuf, out) = fn.args
-    F = _Fn(fn, vt)
+    F = _Fn(fn, vt, U)
     b = F.b
     c = lambda v: ir.Constant(_I64, v)  # noqa: E731
     zero = splat(vt, 0.0)
@@ -580,13 +605,18 @@ def emit_tier0(module: ir.Module, lanes: int) -> ir.Function:
     def fill(k: ir.Value) -> None:
         s, kind, idx = (F.field(fills, k, 3, j) for j in range(3))
         is_param = b.icmp_signed("==", kind, c(1))
-        v = b.select(is_param, b.load(b.gep(params, [idx])), b.load(b.gep(pool, [idx])))
-        F.st(_broadcast(b, vt, v), vals, s)
+        v = _broadcast(b, vt, b.select(is_param, b.load(b.gep(params, [idx])),
+                                       b.load(b.gep(pool, [idx]))))
+        for u in range(U):
+            F.st(v, vals, s, u)
     F.loop(c(0), nfill, 1, fill)
-    F.loop(c(0), n_acc, 1, lambda k: F.st(zero, out, k))
+
+    def zero_out(k: ir.Value) -> None:
+        for u in range(U):
+            F.st(zero, out, k, u)
+    F.loop(c(0), n_acc, 1, zero_out)
 
     def block(i: ir.Value) -> None:
-        # forward sweep
         def forward(k: ir.Value) -> None:
             op, dst, a, bb = (F.field(fwd, k, 4, j) for j in range(4))
             done = fn.append_basic_block("fwd.next")
@@ -594,21 +624,27 @@ def emit_tier0(module: ir.Module, lanes: int) -> ir.Function:
             blk = fn.append_basic_block("fwd.var")
             sw.add_case(ir.Constant(_I64, OP_VAR), blk)
             b.position_at_end(blk)
-            col = _ptr_at(b, X, b.add(b.mul(a, ldx), i), vt)
-            F.st(b.load(col, align=8), vals, dst)
+            for u in range(U):
+                off = b.add(b.add(b.mul(a, ldx), i), c(u * lanes))
+                F.st(b.load(_ptr_at(b, X, off, vt), align=8), vals, dst, u)
             b.branch(done)
             for name, o in OPS.items():
                 blk = fn.append_basic_block(f"fwd.{name}")
                 sw.add_case(ir.Constant(_I64, OPCODE[name]), blk)
                 b.position_at_end(blk)
-                args = [F.ld(vals, a)] + ([F.ld(vals, bb)] if o.arity == 2 else [])
-                F.st(LOWER[name](b, *args), vals, dst)
+                for u in range(U):
+                    args = [F.ld(vals, a, u)] + ([F.ld(vals, bb, u)] if o.arity == 2 else [])
+                    F.st(LOWER[name](b, *args), vals, dst, u)
                 b.branch(done)
             b.position_at_end(done)
         F.loop(c(0), nfwd, 1, forward)
-        # reverse sweep
-        F.loop(c(0), b.add(nslots, c(1)), 1, lambda s: F.st(zero, adj, s))
-        F.st(splat(vt, 1.0), adj, root)
+
+        def zero_adj(s: ir.Value) -> None:
+            for u in range(U):
+                F.st(zero, adj, s, u)
+        F.loop(c(0), b.add(nslots, c(1)), 1, zero_adj)
+        for u in range(U):
+            F.st(splat(vt, 1.0), adj, root, u)
 
         def reverse(k: ir.Value) -> None:
             op, dst, a, bb, flags = (F.field(rev, k, 5, j) for j in range(5))
@@ -618,54 +654,61 @@ def emit_tier0(module: ir.Module, lanes: int) -> ir.Function:
                 blk = fn.append_basic_block(f"rev.{name}")
                 sw.add_case(ir.Constant(_I64, OPCODE[name]), blk)
                 b.position_at_end(blk)
-                g = F.ld(adj, dst)
-                outv = F.ld(vals, dst)
                 srcs = [a, bb][:o.arity]
-                args = [F.ld(vals, s) for s in srcs]
                 for j, s in enumerate(srcs):
                     if name == "powi" and j == 1:
                         continue
                     on = b.icmp_signed("!=", b.and_(flags, c(1 << j)), c(0))
                     with b.if_then(on):
-                        d = _t0_local_derivative(F, name, j, args, outv)
-                        F.st(b.fadd(F.ld(adj, s), b.fmul(g, d)), adj, s)
+                        for u in range(U):
+                            args = [F.ld(vals, t, u) for t in srcs]
+                            d = _t0_local_derivative(F, name, j, args, F.ld(vals, dst, u))
+                            F.st(b.fadd(F.ld(adj, s, u), b.fmul(F.ld(adj, dst, u), d)), adj, s, u)
                 b.branch(done)
             b.position_at_end(done)
         F.loop(c(0), nrev, 1, reverse)
+
         # normal equations of this block
-        yv = b.load(_ptr_at(b, Y, i, vt), align=8)
-        wv = b.load(_ptr_at(b, Wt, i, vt), align=8)
-        m = b.fcmp_ordered(">", wv, zero)
-        r = b.select(m, b.fsub(F.ld(vals, root), yv), zero)
-        wr = b.fmul(wv, r)
-        F.st(b.fadd(F.ld(out, c(0)), b.fmul(wr, r)), out, c(0))
+        ms, wrs, wvs = [], [], []
+        for u in range(U):
+            yv = b.load(_ptr_at(b, Y, b.add(i, c(u * lanes)), vt), align=8)
+            wv = b.load(_ptr_at(b, Wt, b.add(i, c(u * lanes)), vt), align=8)
+            m = b.fcmp_ordered(">", wv, zero)
+            r = b.select(m, b.fsub(F.ld(vals, root, u), yv), zero)
+            wr = b.fmul(wv, r)
+            F.st(b.fadd(F.ld(out, c(0), u), b.fmul(wr, r)), out, c(0), u)
+            ms.append(m)
+            wrs.append(wr)
+            wvs.append(wv)
 
         def grad_j(j: ir.Value) -> None:
             s = b.sext(b.load(b.gep(pslots, [j])), _I64)
-            Jj = b.select(m, F.ld(adj, s), zero)
-            F.st(Jj, jbuf, j)
             acc = b.add(j, c(1))
-            F.st(b.fadd(F.ld(out, acc), b.fmul(wr, Jj)), out, acc)
+            for u in range(U):
+                Jj = b.select(ms[u], F.ld(adj, s, u), zero)
+                F.st(Jj, jbuf, j, u)
+                F.st(b.fadd(F.ld(out, acc, u), b.fmul(wrs[u], Jj)), out, acc, u)
         F.loop(c(0), P, 1, grad_j)
         idx = F.var(b.add(P, c(1)))
 
         def row_j(j: ir.Value) -> None:
-            wj = b.fmul(wv, F.ld(jbuf, j))
+            wjs = [b.fmul(wvs[u], F.ld(jbuf, j, u)) for u in range(U)]
 
             def col_k(k: ir.Value) -> None:
                 at = b.load(idx)
-                F.st(b.fadd(F.ld(out, at), b.fmul(wj, F.ld(jbuf, k))), out, at)
+                for u in range(U):
+                    F.st(b.fadd(F.ld(out, at, u), b.fmul(wjs[u], F.ld(jbuf, k, u))), out, at, u)
                 b.store(b.add(at, c(1)), idx)
             F.loop(j, P, 1, col_k)
         F.loop(c(0), P, 1, row_j)
-    F.loop(c(0), n, lanes, block)
+    F.loop(c(0), n, lanes * U, block)
     b.ret_void()
     return fn
 
 
 @functools.lru_cache(maxsize=4)
 def _tier0_library(lanes: int) -> tuple[Any, Any]:
-    key = f"grad-tier0|{_T0_VERSION}|{lanes}|{','.join(OPS)}"
+    key = f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|{','.join(OPS)}"
     cache = jit.object_cache()
     obj = cache.get(key)
     if obj is None:
@@ -734,12 +777,23 @@ class Tier0Grad:
         for e in self.exprs:
             if not isinstance(e, Expr):
                 raise SymcoreError(f"Tier0Grad takes Expr objects, got {type(e).__name__}")
-        self.lanes = lanes or width("float64")
-        self._lib, self._fn = _tier0_library(self.lanes)
+        self.vector = lanes or width("float64")
+        self.lanes = self.vector * T0_UNROLL   # rows per block: data is padded to a multiple
+        self._lib, self._fn = _tier0_library(self.vector)
         self._packed = [_pack(e) for e in self.exprs]
         # per-candidate scratch: a candidate is never evaluated by two threads at once
-        self._scratch = [(np.empty((pk.n_slots, self.lanes)), np.empty((pk.n_slots + 1, self.lanes)),
-                          np.empty((max(pk.P, 1), self.lanes))) for pk in self._packed]
+        L = self.lanes
+        self._scratch = []
+        for pk in self._packed:
+            vals, adj = np.empty((pk.n_slots, L)), np.empty((pk.n_slots + 1, L))
+            jbuf = np.empty((max(pk.P, 1), L))
+            out = np.empty((1 + pk.P + pk.P * (pk.P + 1) // 2, L))
+            static = (pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,
+                      pk.fwd.shape[0], pk.rev.ctypes.data, pk.rev.shape[0],
+                      pk.pslots.ctypes.data, pk.P, pk.pool.ctypes.data,
+                      (vals.ctypes.data, adj.ctypes.data, jbuf.ctypes.data), pk.pool.ctypes.data)
+            # the buffers ride along: the addresses in `static` must stay valid
+            self._scratch.append((out, static, (vals, adj, jbuf)))
 
     def __len__(self) -> int:
         return len(self.exprs)
@@ -756,20 +810,12 @@ class Tier0Grad:
                 and params.ndim == 1 and params.shape[0] >= pk.P and params.flags.c_contiguous):
             raise DataError(f"params must be a contiguous float64 vector of {pk.P} values")
         P = pk.P
-        out = np.empty((1 + P + P * (P + 1) // 2, self.lanes))
-        vals, adj, jbuf = self._scratch[k]
-        pp = params if P else np.zeros(1)
-        self._fn(pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data, pk.fwd.shape[0],
-                 pk.rev.ctypes.data, pk.rev.shape[0], pk.pslots.ctypes.data, P,
-                 pk.pool.ctypes.data, pp.ctypes.data, data.X.ctypes.data, data.n_pad,
-                 data.y.ctypes.data, data.w.ctypes.data, data.n_pad, pk.root, pk.n_slots,
-                 vals.ctypes.data, adj.ctypes.data, jbuf.ctypes.data, out.ctypes.data)
-        s = out.sum(axis=1)
-        H = np.empty((P, P))
-        iu = _triu(P)
-        H[iu] = s[1 + P:]
-        H.T[iu] = s[1 + P:]
-        return float(s[0]), s[1:1 + P], H
+        out, static, _ = self._scratch[k]
+        px, py, pw = data.pointers
+        pp = params.ctypes.data if P else static[-1]
+        self._fn(*static[:-2], pp, px, data.n_pad, py, pw, data.n_pad, pk.root, pk.n_slots,
+                 *static[-2], out.ctypes.data)
+        return _unpack_normal(out, P)
 
     def close(self) -> None:
         self._packed = []
