@@ -1,0 +1,337 @@
+"""The `symcore` command: `run` (the main job), `simplify`, `dedupe` and `export`.
+
+Exit status: 0 success; 1 an error (message on stderr, no traceback); 2 bad command line;
+3 finished, but some population lines did not read (each reported on stderr with its line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from .errors import SymcoreError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+_MAX_REPORTED_ERRORS = 20
+
+
+class _UserError(Exception):
+    """A problem with the command line's arguments found after parsing."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bar (stderr, only on a terminal)
+
+class _Bar:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.on = stream.isatty()
+        self.t0 = time.perf_counter()
+        self.last = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.on:
+            return
+        frac = done / total if total else 1.0
+        n = int(round(24 * frac))
+        text = (f"\r{stage:<8} [{'#' * n}{'.' * (24 - n)}] {done}/{total} "
+                f"{time.perf_counter() - self.t0:6.1f} s")
+        if text != self.last:
+            self.stream.write(text)
+            self.stream.flush()
+            self.last = text
+
+    def close(self) -> None:
+        if self.on and self.last:
+            self.stream.write("\r" + " " * len(self.last) + "\r")
+            self.stream.flush()
+
+
+def _warn_errors(errors: Sequence[tuple[int, Any]], stream: TextIO) -> None:
+    for ln, err in errors[:_MAX_REPORTED_ERRORS]:
+        stream.write(f"symcore: line {ln}: {err}\n")
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        stream.write(f"symcore: ... and {len(errors) - _MAX_REPORTED_ERRORS} more unreadable "
+                     f"line(s)\n")
+    if errors:
+        stream.write(f"symcore: {len(errors)} line(s) could not be read; the rest was used\n")
+
+
+def _check_output_path(path: str, what: str) -> None:
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise _UserError(f"{what} {path!r} is a directory")
+    if not parent.is_dir():
+        raise _UserError(f"cannot write {what} {path!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise _UserError(f"cannot write {what} {path!r}: permission denied")
+
+
+# ---------------------------------------------------------------------------------------------
+# symcore run
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from . import run as R
+    if a.example:
+        from .example import bundled_paths, formula
+        if a.population:
+            raise _UserError("give either POPULATION or --example, not both")
+        pop_path, data_path = bundled_paths()
+        population: str = str(pop_path)
+        data = a.data or str(data_path)
+        target = a.target or formula()["output"]
+    else:
+        if not a.population:
+            raise _UserError("give a POPULATION file (one candidate a line, or a tool's CSV), "
+                             "or --example for the bundled example")
+        if not a.data:
+            raise _UserError("--data DATA.csv is required with a POPULATION file")
+        population, data, target = a.population, a.data, a.target
+    if a.top < 0:
+        raise _UserError("--top must be >= 0 (0 shows every model)")
+    if a.export:
+        _check_output_path(a.export, "export path")
+        from .codegen.export import _format_of
+        fmt = _format_of(Path(a.export), a.export_format)
+    if a.pareto:
+        _check_output_path(a.pareto, "plot")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _UserError("--pareto needs matplotlib: pip install 'symcore[plot]'") from None
+    ds = R.load_csv(data, target)
+    bar = _Bar(sys.stderr)
+    try:
+        res = R.run(population, ds.X, ds.y, features=ds.features, target=ds.target,
+                    metric=a.metric, fit=a.fit, dialect=a.dialect, rules=a.rules,
+                    time_limit=a.time_limit, progress=bar)
+    finally:
+        bar.close()
+    if a.example:
+        res.source = "the bundled example (AI Feynman I.6.2)"
+    if a.export:
+        import symcore
+        t0 = time.perf_counter()
+        best = res.best
+        named = _with_names(best.expr, ds.features)
+        out = symcore.export(named, a.export, format=fmt, name=a.name)
+        res.timings["export"] = time.perf_counter() - t0
+        res.exported.append(str(out))
+        if fmt == "so":
+            res.exported.append(str(out.with_suffix(".h")))
+    if a.pareto:
+        R.pareto_plot(res, a.pareto)
+    _warn_errors(res.errors, sys.stderr)
+    if a.json:
+        json.dump(R.result_json(res, a.top), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(R.format_report(res, a.top) + "\n")
+    return EXIT_PARTIAL if res.errors else EXIT_OK
+
+
+def _with_names(expr: Any, features: Sequence[str]) -> Any:
+    from .ir import map_leaves, var
+    names = {j: n for j, n in enumerate(features) if n.isidentifier()}
+    return map_leaves(expr, lambda leaf: var(leaf.value, names[leaf.value])
+                      if leaf.op == "var" and leaf.value in names else leaf)
+
+
+# ---------------------------------------------------------------------------------------------
+# symcore simplify / dedupe / export
+
+def _read_one(text: str, dialect: str) -> Any:
+    import symcore
+    if not text.strip():
+        raise _UserError("empty expression")
+    return symcore.read(text, dialect=dialect)
+
+
+def _rules(a: argparse.Namespace) -> Any:
+    parts = [r.strip() for r in a.rules.split(",") if r.strip()]
+    if not parts:
+        raise _UserError("--rules needs at least one rule set name")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _cmd_simplify(a: argparse.Namespace) -> int:
+    import symcore
+    e = _read_one(a.expr, a.dialect)
+    s = symcore.simplify(e, rules=_rules(a))
+    text = str(s) if a.to == "symcore" else symcore.write(s, a.to)
+    if a.json:
+        json.dump({"input": a.expr, "expr": str(e), "simplified": text, "size_before": e.size,
+                   "size_after": s.size}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text + "\n")
+    return EXIT_OK
+
+
+def _cmd_dedupe(a: argparse.Namespace) -> int:
+    import symcore
+    from .readers import read_file
+    p = Path(a.file)
+    if not p.exists():
+        raise _UserError(f"file not found: {a.file}")
+    if p.is_dir():
+        raise _UserError(f"{a.file} is a directory")
+    pop = read_file(p, dialect=a.dialect, on_error="collect")
+    _warn_errors(pop.errors, sys.stderr)
+    if not pop.exprs:
+        raise _UserError(f"no expression in {a.file} could be read")
+    t0 = time.perf_counter()
+    d = symcore.dedupe(pop.exprs, rules=_rules(a), time_limit=a.time_limit)
+    secs = time.perf_counter() - t0
+    order = sorted(range(d.n_classes), key=lambda k: (-len(d.members[k]), d.members[k][0]))
+    if a.json:
+        doc = {"inputs": len(pop.exprs), "unreadable": [{"line": ln, "message": str(err)}
+                                                          for ln, err in pop.errors],
+               "dialect": pop.dialect, "classes": d.n_classes,
+               "stop_reason": getattr(d.stop_reason, "value", str(d.stop_reason)),
+               "seconds": round(secs, 6),
+               "class_of_line": {str(pop.line_numbers[i]): d.class_of[i]
+                                 for i in range(len(pop.exprs))},
+               "representatives": [{"class": k, "expr": str(d.representatives[k]),
+                                    "members": len(d.members[k]),
+                                    "lines": [pop.line_numbers[i] for i in d.members[k]]}
+                                   for k in order]}
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        w = sys.stdout.write
+        w(f"{len(pop.exprs)} expression(s) ({pop.dialect}) -> {d.n_classes} class(es) in "
+          f"{secs:.2f} s (stopped: {getattr(d.stop_reason, 'value', d.stop_reason)})\n")
+        for k in order:
+            ls = [pop.line_numbers[i] for i in d.members[k]]
+            shown = ", ".join(map(str, ls[:8])) + (", ..." if len(ls) > 8 else "")
+            w(f"class {k}: {len(ls)} member(s) (line {shown}): {d.representatives[k]}\n")
+    return EXIT_PARTIAL if pop.errors else EXIT_OK
+
+
+def _parse_params(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        vals = [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        raise _UserError(f"--params must be comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise _UserError("--params must be finite numbers")
+    return vals
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    import symcore
+    e = _read_one(a.expr, a.dialect)
+    out = symcore.export(e, a.output, format=a.format, name=a.name,
+                         params=_parse_params(a.params), bake_params=not a.runtime_params)
+    sys.stdout.write(f"wrote {out}\n")
+    if (a.format or "").lower() == "so" or (a.format is None and out.suffix in (".so", ".dylib")):
+        sys.stdout.write(f"wrote {out.with_suffix('.h')}\n")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser and entry point
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .run import METRICS
+    p = argparse.ArgumentParser(prog="symcore", description=(
+        "symcore: read, deduplicate, simplify, score, fit and export symbolic-regression "
+        "candidates."), epilog="exit status: 0 ok, 1 error, 2 usage, 3 some lines unreadable")
+    p.add_argument("--version", action="version", version=f"symcore {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="the main job: dedupe, simplify, score, rank (and fit, export)",
+                       description="Read a population, deduplicate and simplify it in one "
+                       "e-graph, score every class on the data, print a ranked table.")
+    r.add_argument("population", nargs="?", metavar="POPULATION",
+                   help="candidates: one a line, or a tool's CSV (PySR, eggp, ...)")
+    r.add_argument("--example", action="store_true",
+                   help="run on the bundled example (AI Feynman I.6.2, 3,000 candidates)")
+    r.add_argument("--data", metavar="DATA.csv", help="numeric CSV with a header row")
+    r.add_argument("--target", metavar="COLUMN", help="the y column (default: the last column)")
+    r.add_argument("--dialect", default="auto", help="population dialect (default: auto)")
+    r.add_argument("--metric", default="r2", choices=METRICS, help="ranking metric (default r2)")
+    r.add_argument("--fit", action="store_true", help="refit every class's constants (LM)")
+    r.add_argument("--export", metavar="PATH", help="export the best model (format from suffix: "
+                   ".so .c .ll .py .tex .json)")
+    r.add_argument("--export-format", choices=("so", "c", "ll", "py", "sympy", "latex", "json"),
+                   help="export format when the suffix does not tell")
+    r.add_argument("--name", default="model", help="function name in exported code")
+    r.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    r.add_argument("--pareto", metavar="PLOT.png", help="plot complexity vs loss (matplotlib)")
+    r.add_argument("--top", type=int, default=10, metavar="K", help="models shown (0 = all)")
+    r.add_argument("--rules", default="default", help="e-graph rule sets, comma-separated")
+    r.add_argument("--time-limit", type=float, default=30.0, metavar="S",
+                   help="e-graph saturation time limit in seconds (default 30)")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("simplify", help="simplify one expression in the e-graph")
+    s.add_argument("expr", metavar="EXPR")
+    s.add_argument("--dialect", default="auto")
+    s.add_argument("--rules", default="default",
+                   help="rule sets, comma-separated: default, aggressive, params")
+    s.add_argument("--to", default="symcore", metavar="DIALECT", help="print in this dialect")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_simplify)
+
+    d = sub.add_parser("dedupe", help="group a population file into classes of equal functions")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("--dialect", default="auto")
+    d.add_argument("--rules", default="default")
+    d.add_argument("--time-limit", type=float, default=30.0, metavar="S")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_dedupe)
+
+    e = sub.add_parser("export", help="export one expression (so, c, ll, py, sympy, latex, json)")
+    e.add_argument("expr", metavar="EXPR")
+    e.add_argument("-o", "--output", required=True, metavar="PATH")
+    e.add_argument("--format", choices=("so", "c", "ll", "py", "sympy", "latex", "json"),
+                   help="default: from the output suffix")
+    e.add_argument("--dialect", default="auto")
+    e.add_argument("--name", default="model", help="C/Python function name")
+    e.add_argument("--params", metavar="V0,V1,...", help="values of parameters p0, p1, ...")
+    e.add_argument("--runtime-params", action="store_true",
+                   help="do not bake parameters in: exported functions take a params array")
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `symcore` console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except _UserError as err:
+        sys.stderr.write(f"symcore {args.command}: error: {err}\n")
+        return EXIT_USAGE
+    except SymcoreError as err:
+        sys.stderr.write(f"symcore {args.command}: error: {err}\n")
+        return EXIT_ERROR
+    except OSError as err:
+        where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
+        sys.stderr.write(f"symcore {args.command}: error:{where} {err.strerror or err}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("symcore: interrupted\n")
+        return 130
+    except BrokenPipeError:  # pragma: no cover - e.g. `symcore run ... | head`
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,497 @@
+"""The main job behind `symcore run`: read a population, deduplicate and simplify it in one
+e-graph, score every class with the compiled kernels, optionally refit constants, rank, export.
+
+Usable from Python: `run(population, X, y, ...)` returns a `RunResult`; `load_csv` reads data.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import DataError, SymcoreError
+from .ir import Expr, map_leaves, var
+from .printers import to_text
+
+__all__ = ["run", "RunResult", "Candidate", "Dataset", "load_csv", "format_report",
+           "result_json", "pareto_plot", "METRICS"]
+
+METRICS = ("r2", "mse", "rmse", "mae", "nmse")
+_HIGHER_IS_BETTER = frozenset({"r2"})
+
+#: progress(stage, done, total): called as work advances (the CLI draws a bar on a TTY)
+Progress = Callable[[str, int, int], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features X (rows x columns), target y, and the CSV's names for both."""
+
+    X: np.ndarray
+    y: np.ndarray
+    features: list[str]
+    target: str
+
+
+def load_csv(path: str | os.PathLike[str], target: str | None = None) -> Dataset:
+    """Read a numeric CSV with a header row; `target` names the y column (default: the last).
+    Every other column is a feature, in file order (x0, x1, ...).  Non-numeric cells, NaN/inf
+    and ragged rows raise DataError naming the line and column."""
+    p = os.fspath(path)
+    try:
+        fh = open(p, encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {p}") from None
+    except OSError as err:
+        raise DataError(f"cannot read data file {p}: {err.strerror or err}") from None
+    with fh:
+        try:
+            rows = list(csv.reader(fh))
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise DataError(f"{p}: not a readable CSV file: {err}") from None
+    body = [(i, r) for i, r in enumerate(rows, 1) if r and any(c.strip() for c in r)]
+    if not body:
+        raise DataError(f"{p}: empty file (expected a header row and data rows)")
+    (_, header), data = body[0], body[1:]
+    header = [h.strip() for h in header]
+    if target is None:
+        target = header[-1]
+    if target not in header:
+        raise DataError(f"{p}: no target column {target!r}; columns are: {', '.join(header)}")
+    if len(header) < 2:
+        raise DataError(f"{p}: needs at least one feature column besides the target {target!r}")
+    if not data:
+        raise DataError(f"{p}: no data rows after the header")
+    t = header.index(target)
+    values = np.empty((len(data), len(header)))
+    for k, (ln, r) in enumerate(data):
+        if len(r) != len(header):
+            raise DataError(f"{p}, line {ln}: {len(r)} field(s), the header has {len(header)}")
+        for j, cell in enumerate(r):
+            try:
+                values[k, j] = float(cell)
+            except ValueError:
+                raise DataError(f"{p}, line {ln}, column {header[j]!r}: not a number: "
+                                f"{cell.strip()[:40]!r}") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k, j = map(int, np.argwhere(bad)[0])
+        what = "y" if j == t else "X"
+        raise DataError(f"{p}, line {data[k][0]}, column {header[j]!r}: {values[k, j]} in {what} "
+                        f"({int(bad.sum())} non-finite cell(s) in total); remove or impute them")
+    feats = [h for j, h in enumerate(header) if j != t]
+    X = np.ascontiguousarray(np.delete(values, t, axis=1))
+    return Dataset(X, np.ascontiguousarray(values[:, t]), feats, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Result
+
+@dataclass
+class Candidate:
+    """One ranked model: an e-graph class (or, after refitting, every class sharing its
+    structure)."""
+
+    expr: Expr                 # simplified representative (constants refit when fit=True)
+    score: float               # the metric's value on the data
+    complexity: int            # nodes of the expression tree
+    n_params: int              # fittable numbers (literals that would be refit)
+    inputs: int                # population entries it stands for
+    lines: list[int]           # their line numbers in the population file (1-based)
+    classes: int = 1           # e-graph classes merged into it (> 1 only after refitting)
+    fit_status: str | None = None
+    score_before_fit: float | None = None
+    rank: int = 0
+    pareto: bool = False
+
+
+@dataclass
+class RunResult:
+    """Everything `symcore run` reports."""
+
+    candidates: list[Candidate]          # ranked, best first
+    metric: str
+    n_lines: int                         # population entries (read or not)
+    n_inputs: int                        # entries that read
+    n_classes: int                       # e-graph classes
+    errors: list[tuple[int, str]]        # (line, message) of entries that did not read
+    timings: dict[str, float]
+    stop_reason: str
+    egraph: dict[str, Any]
+    dialect: str | None
+    n_rows: int
+    features: list[str]
+    target: str
+    fitted: bool
+    source: str = ""
+    n_refit: int = 0                     # models after refitting, before the second e-graph pass
+    exported: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate:
+        if not self.candidates:
+            raise SymcoreError("no candidate to choose from")
+        return self.candidates[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline
+
+def _read_population(population: Any, dialect: str, names: list[str] | None
+                     ) -> tuple[list[Expr], list[int], list[tuple[int, str]], str | None, str]:
+    from .readers import read_file, read_many
+    opts: dict[str, Any] = {}
+    if names and all(n.isidentifier() for n in names):
+        opts["names"] = names
+    if isinstance(population, (str, os.PathLike)):
+        p = Path(population)
+        if not p.exists():
+            raise DataError(f"population file not found: {p}")
+        if p.is_dir():
+            raise DataError(f"population path is a directory: {p}")
+        pop = read_file(p, dialect=dialect, on_error="collect", **opts)
+        src = str(p)
+    else:
+        items = list(population)
+        if all(isinstance(e, Expr) for e in items):
+            return items, list(range(1, len(items) + 1)), [], None, "expressions"
+        pop = read_many(items, dialect=dialect, on_error="collect", **opts)
+        src = "lines"
+    errors = [(int(ln), str(err)) for ln, err in pop.errors]
+    return list(pop.exprs), list(pop.line_numbers), errors, pop.dialect, src
+
+
+def _order_key(metric: str) -> Callable[[Candidate], tuple]:
+    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
+
+    def key(c: Candidate) -> tuple:
+        loss = sign * c.score
+        bad = not math.isfinite(loss)
+        return (bad, 0.0 if bad else loss, c.complexity, -c.inputs)
+
+    return key
+
+
+def _fittable(expr: Expr) -> tuple[Expr, np.ndarray]:
+    from .params import lift_constants
+    if expr.n_params:
+        return lift_constants(expr, params=np.ones(expr.n_params))
+    return lift_constants(expr)
+
+
+def _mark_pareto(cands: list[Candidate], metric: str) -> None:
+    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
+    best = math.inf
+    for c in sorted(cands, key=lambda c: (c.complexity, sign * c.score if
+                                          math.isfinite(c.score) else math.inf)):
+        loss = sign * c.score if math.isfinite(c.score) else math.inf
+        c.pareto = loss < best
+        if c.pareto:
+            best = loss
+
+
+def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = None,
+        target: str = "y", metric: str = "r2", fit: bool = False, dialect: str = "auto",
+        rules: str | Sequence[str] = "default", time_limit: float | None = 30.0,
+        progress: Progress | None = None) -> RunResult:
+    """Read `population` (a file path, a list of lines, or a list of Expr), deduplicate and
+    simplify it in one e-graph, score every class on (X, y) with `metric`, and rank the classes.
+
+    With `fit=True` the numeric constants of every class are refit (Levenberg-Marquardt);
+    classes whose expressions differ only in their constants then describe the same model and
+    are reported once (fitted from the best-scoring member's constants).  Classes whose
+    representative has parameter placeholders (`C`, `c`, `t[i]`) are always fitted: they have
+    no value to score otherwise."""
+    import symcore
+    if metric not in METRICS:
+        raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    A = np.ascontiguousarray(X, dtype=np.float64)
+    Y = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+    if A.ndim != 2 or A.shape[0] != Y.shape[0] or A.shape[0] == 0:
+        raise DataError(f"X must be (rows, features) with as many rows as y; got {A.shape} and "
+                        f"{Y.shape}")
+    feats = list(features) if features is not None else [f"x{j}" for j in range(A.shape[1])]
+    tell = progress or (lambda stage, done, total: None)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    tell("read", 0, 1)
+    t0 = time.perf_counter()
+    exprs, lines, errors, used_dialect, source = _read_population(population, dialect, feats)
+    timings["read"] = time.perf_counter() - t0
+    tell("read", 1, 1)
+    n_lines = len(exprs) + len(errors)
+    if not exprs:
+        raise DataError("no candidate could be read" + (f" ({len(errors)} unreadable line(s); "
+                                                        f"first: line {errors[0][0]}: "
+                                                        f"{errors[0][1]})" if errors else ""))
+    widest = max((v for e in exprs for v in e.variables()), default=-1)
+    if widest >= A.shape[1]:
+        raise DataError(f"the population uses variable x{widest} (column {widest + 1}) but the "
+                        f"data has {A.shape[1]} feature column(s): {', '.join(feats)}")
+
+    tell("e-graph", 0, 1)
+    t0 = time.perf_counter()
+    d = symcore.dedupe(exprs, rules=rules, time_limit=time_limit)
+    timings["e-graph"] = time.perf_counter() - t0
+    tell("e-graph", 1, 1)
+    reps = list(d.representatives)
+
+    tell("score", 0, 1)
+    t0 = time.perf_counter()
+    needs_values = [k for k, r in enumerate(reps) if r.n_params]
+    plain = [k for k, r in enumerate(reps) if not r.n_params]
+    scores = np.full(len(reps), np.nan)
+    if plain:
+        kern = symcore.compile([reps[k] for k in plain])
+        scores[plain] = kern.score(A, Y, metric=metric)
+    timings["score"] = time.perf_counter() - t0
+    tell("score", 1, 1)
+
+    cands = [Candidate(expr=r, score=float(scores[k]), complexity=r.size,
+                       n_params=_fittable(r)[0].n_params, inputs=len(d.members[k]),
+                       lines=[lines[i] for i in d.members[k]]) for k, r in enumerate(reps)]
+
+    n_refit = 0
+    if fit or needs_values:
+        t0 = time.perf_counter()
+        cands = _refit(cands, A, Y, metric, fit_all=fit, progress=tell)
+        n_refit = len(cands)
+        if fit:
+            # refitting made constants equal: a second e-graph pass merges equal functions
+            cands = _merge_equal(cands, A, Y, metric, rules, time_limit)
+        timings["fit"] = time.perf_counter() - t0
+
+    cands.sort(key=_order_key(metric))
+    for i, c in enumerate(cands, 1):
+        c.rank = i
+    _mark_pareto(cands, metric)
+    timings["total"] = time.perf_counter() - t_all
+    stats = dict(d.stats)
+    return RunResult(candidates=cands, metric=metric, n_lines=n_lines, n_inputs=len(exprs),
+                     n_classes=d.n_classes, errors=errors, timings=timings,
+                     stop_reason=getattr(d.stop_reason, "value", str(d.stop_reason)),
+                     egraph=stats, dialect=used_dialect, n_rows=A.shape[0], features=feats,
+                     target=target, fitted=bool(fit), source=source, n_refit=n_refit)
+
+
+def _merge_equal(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str,
+                 rules: Any, time_limit: float | None) -> list[Candidate]:
+    import symcore
+    if len(cands) < 2:
+        return cands
+    d = symcore.dedupe([c.expr for c in cands], rules=rules, time_limit=time_limit)
+    if d.n_classes == len(cands):
+        return cands
+    reps = list(d.representatives)
+    scores = symcore.compile(reps).score(A, Y, metric=metric) if not any(
+        r.n_params for r in reps) else [math.nan] * len(reps)
+    lossf = _order_key(metric)
+    out = []
+    for k, members in enumerate(d.members):
+        group = sorted((cands[i] for i in members), key=lossf)
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        best = group[0]
+        sc = float(scores[k])
+        use_rep = math.isfinite(sc) and reps[k].size <= best.expr.size
+        out.append(Candidate(
+            expr=reps[k] if use_rep else best.expr, score=sc if use_rep else best.score,
+            complexity=reps[k].size if use_rep else best.complexity,
+            n_params=_fittable(reps[k] if use_rep else best.expr)[0].n_params,
+            inputs=sum(c.inputs for c in group), lines=sorted(ln for c in group for ln in c.lines),
+            classes=sum(c.classes for c in group), fit_status=best.fit_status,
+            score_before_fit=best.score_before_fit))
+    return out
+
+
+_FIT_CHUNK = 64
+
+
+def _refit(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str, *,
+           fit_all: bool, progress: Progress) -> list[Candidate]:
+    """Refit constants; candidates with the same structure (constants aside) become one."""
+    import symcore
+    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
+    lossf = _order_key(metric)
+    groups: dict[str, list[int]] = {}
+    for k, c in enumerate(cands):
+        if fit_all or c.expr.n_params:
+            groups.setdefault(_fittable(c.expr)[0].digest(), []).append(k)
+    models: dict[str, tuple[Expr, np.ndarray]] = {}
+    for key, members in groups.items():
+        members.sort(key=lambda i: lossf(cands[i]))   # best-scoring member first
+        models[key] = _fittable(cands[members[0]].expr)
+    keys = list(groups)
+    fitted: list[Any] = []
+    total = len(keys)
+    progress("fit", 0, total)
+    for s in range(0, total, _FIT_CHUNK):
+        chunk = keys[s:s + _FIT_CHUNK]
+        ms = [models[key][0] for key in chunk]
+        p0s = [models[key][1] for key in chunk]
+        fitted.extend(symcore.fit(ms, A, Y, params0=p0s, lift=False) if ms else [])
+        progress("fit", min(total, s + _FIT_CHUNK), total)
+    new_exprs = [f.expr for f in fitted]
+    new_scores = symcore.compile(new_exprs).score(A, Y, metric=metric) if new_exprs else []
+    out: list[Candidate] = []
+    used: set[int] = set()
+    for key, f, sc in zip(keys, fitted, new_scores):
+        members = groups[key]
+        used.update(members)
+        before = cands[members[0]]
+        sc = float(sc)
+        improved = math.isfinite(sc) and (not math.isfinite(before.score)
+                                          or sign * sc <= sign * before.score)
+        expr = f.expr if improved or before.expr.n_params else before.expr
+        out.append(Candidate(expr=expr, score=sc if improved or before.expr.n_params
+                             else before.score,
+                             complexity=expr.size, n_params=models[key][0].n_params,
+                             inputs=sum(cands[i].inputs for i in members),
+                             lines=sorted(ln for i in members for ln in cands[i].lines),
+                             classes=len(members), fit_status=f.status,
+                             score_before_fit=before.score))
+    out.extend(c for k, c in enumerate(cands) if k not in used)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+def display(expr: Expr, features: Sequence[str] | None) -> str:
+    """symcore text with the data's column names for the variables."""
+    if features:
+        names = {j: n for j, n in enumerate(features) if n.isidentifier()}
+
+        def rename(leaf: Expr) -> Expr:
+            if leaf.op == "var" and leaf.value in names:
+                return var(leaf.value, names[leaf.value])
+            return leaf
+        expr = map_leaves(expr, rename)
+    text = to_text(expr)
+    import re
+    return re.sub(r"\bx\d+:([A-Za-z_]\w*)", r"\1", text)
+
+
+def _fmt_score(metric: str, v: float) -> str:
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if metric == "r2":
+        return f"{v:.12f}" if v > -10 else f"{v:.4e}"
+    return f"{v:.4e}"
+
+
+def format_report(res: RunResult, top: int = 10, width: int = 140) -> str:
+    """The ranked table and the summary, as printed by `symcore run`."""
+    shown = res.candidates if top <= 0 else res.candidates[:top]
+    head = (f"{'rank':>4}  {res.metric:>15}  {'size':>4}  {'params':>6}  {'inputs':>6}  "
+            f"expression")
+    lines = [f"{len(res.candidates)} model(s) ranked by {res.metric} on {res.n_rows} rows "
+             f"(target {res.target}); * marks the complexity/{res.metric} Pareto front", "",
+             head, "-" * min(width, max(len(head), 60))]
+    room = max(30, width - 51)
+    for c in shown:
+        text = display(c.expr, res.features)
+        if len(text) > room:
+            text = text[:room - 3] + "..."
+        lines.append(f"{c.rank:>4}{'*' if c.pareto else ' '} {_fmt_score(res.metric, c.score):>15}"
+                     f"  {c.complexity:>4}  {c.n_params:>6}  {c.inputs:>6}  {text}")
+    if len(shown) < len(res.candidates):
+        lines.append(f"  ... {len(res.candidates) - len(shown)} more (--top 0 shows all)")
+    lines.append("")
+    lines.extend(_summary(res))
+    return "\n".join(lines)
+
+
+def _summary(res: RunResult) -> list[str]:
+    eg = res.egraph
+    out = [f"inputs:  {res.n_lines} candidate(s) from {res.source}"
+           + (f" (dialect {res.dialect})" if res.dialect else "")
+           + (f", {len(res.errors)} unreadable" if res.errors else ""),
+           f"e-graph: {res.n_inputs} -> {res.n_classes} classes "
+           f"({res.n_inputs / max(res.n_classes, 1):.1f} inputs per class; "
+           f"{eg.get('enodes', '?')} e-nodes, {eg.get('iterations', '?')} iterations, "
+           f"stopped: {res.stop_reason})"]
+    if res.fitted:
+        out.append(f"fit:     constants refit; {res.n_classes} classes -> {res.n_refit} models "
+                   f"(same structure, same fit) -> {len(res.candidates)} after a second e-graph "
+                   f"pass")
+    if res.candidates:
+        best = res.best
+        out.append(f"best:    {display(best.expr, res.features)}")
+    order = ["read", "e-graph", "score", "fit", "export", "total"]
+    out.append("time:    " + ", ".join(f"{k} {res.timings[k]:.2f} s" for k in order
+                                       if k in res.timings))
+    for path in res.exported:
+        out.append(f"export:  {path}")
+    return out
+
+
+def result_json(res: RunResult, top: int = 0) -> dict[str, Any]:
+    """Plain-data form of the result (what `symcore run --json` prints)."""
+    shown = res.candidates if top <= 0 else res.candidates[:top]
+
+    def num(v: float | None) -> float | str | None:
+        if v is None:
+            return None
+        return v if math.isfinite(v) else repr(v)
+
+    return {
+        "metric": res.metric,
+        "summary": {"lines": res.n_lines, "inputs": res.n_inputs, "unreadable": len(res.errors),
+                    "classes": res.n_classes, "models": len(res.candidates),
+                    "rows": res.n_rows, "features": res.features, "target": res.target,
+                    "dialect": res.dialect, "source": res.source, "fitted": res.fitted,
+                    "stop_reason": res.stop_reason,
+                    "egraph": {k: v for k, v in res.egraph.items() if k != "seconds"},
+                    "seconds": {k: round(v, 6) for k, v in res.timings.items()},
+                    "exported": res.exported},
+        "errors": [{"line": ln, "message": msg} for ln, msg in res.errors],
+        "models": [{"rank": c.rank, "score": num(c.score), "expr": to_text(c.expr),
+                    "display": display(c.expr, res.features), "complexity": c.complexity,
+                    "params": c.n_params, "inputs": c.inputs, "classes": c.classes,
+                    "lines": c.lines[:50], "pareto": c.pareto, "fit_status": c.fit_status,
+                    "score_before_fit": num(c.score_before_fit), "digest": c.expr.digest()}
+                   for c in shown],
+    }
+
+
+def pareto_plot(res: RunResult, path: str | os.PathLike[str]) -> None:
+    """Complexity vs loss scatter with the Pareto front (needs matplotlib: extra `plot`)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SymcoreError("--pareto needs matplotlib: pip install 'symcore[plot]'") from None
+    pts = [(c.complexity, (1.0 - c.score) if res.metric == "r2" else c.score, c.pareto)
+           for c in res.candidates if math.isfinite(c.score)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([p[0] for p in pts if not p[2]], [max(p[1], 1e-300) for p in pts if not p[2]],
+               s=10, alpha=0.4, label="classes")
+    front = sorted((p for p in pts if p[2]), key=lambda p: p[0])
+    ax.plot([p[0] for p in front], [max(p[1], 1e-300) for p in front], "o-", color="C3",
+            label="Pareto front")
+    ax.set_yscale("log")
+    ax.set_xlabel("complexity (nodes)")
+    ax.set_ylabel("1 - R²" if res.metric == "r2" else res.metric)
+    ax.set_title(f"{len(res.candidates)} models from {res.n_lines} candidates")
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(os.fspath(path), dpi=120)
+    except OSError as err:
+        raise SymcoreError(f"cannot write {os.fspath(path)!r}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
