@@ -39,13 +39,13 @@ import numpy as np
 from llvmlite import ir
 
 from symcore.errors import CompileError, DataError
-from symcore.ir import Expr
+from symcore.ir import Expr, const, var
 from symcore.ops import OPS
 
 from . import jit as _jit
 from . import tape as _tape
 from . import vecmath as _vecmath
-from .lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
+from .lower import LOWER, POWI_MAX_MULTIPLY, lower_expr, lower_powi
 
 __all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
 
@@ -105,15 +105,17 @@ def _lowering() -> dict[str, Callable[..., ir.Value]]:
     return LOWER
 
 
-def emit_module(dtype: str, lanes: int, block: int) -> ir.Module:
-    """The interpreter's LLVM module: functions ``t0_predict``, ``t0_loss`` and ``t0_loss_w``."""
+def emit_module(dtype: str, lanes: int, block: int,
+                kinds: Sequence[str] = ("predict", "loss", "loss_w")) -> ir.Module:
+    """The interpreter's LLVM module with functions ``t0_<kind>`` (kinds: predict, loss, loss_w,
+    and jac, the Jacobian sweep, built in its own module on first use)."""
     if block % lanes:
         raise CompileError(f"block {block} is not a multiple of the vector width {lanes}")
     lower = _lowering()
     T = _DBL if dtype == "float64" else ir.FloatType()
     V = ir.VectorType(T, lanes)
     mod = ir.Module(name=f"symcore_tier0_{dtype}")
-    for kind in ("predict", "loss", "loss_w"):
+    for kind in kinds:
         _emit_function(mod, kind, T, V, lanes, block, lower)
     return mod
 
@@ -125,11 +127,13 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
     I32p = _I32.as_pointer()
     esize = 8 if isinstance(T, ir.DoubleType) else 4
     # (code, fills, pool, cands, params, ldp, X, ldx, n, nvar, nslot, ptrs, tail, slots, c0, c1,
-    #  then predict: out, ldo | loss: y, w, loss)
+    #  then predict: out, ldo | loss: y, w, loss | jac: out, ldo, rcode, rcands, adj, J, ldk)
     args = [I32p, I32p, _DBL.as_pointer(), I32p, _DBL.as_pointer(), _I64, Tp, _I64, _I64, _I64,
             _I64, Tp.as_pointer(), Tp, Tp, _I64, _I64]
     if kind == "predict":
         args += [Tp, _I64]
+    elif kind == "jac":
+        args += [Tp, _I64, I32p, I32p, Tp, _DBL.as_pointer(), _I64]
     else:
         args += [Tp, Tp, _DBL.as_pointer()]
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=f"t0_{kind}")
@@ -139,10 +143,12 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
     E = _Emitter(fn)
     b = E.b
     weighted = kind == "loss_w"
-    is_loss = kind != "predict"
-    if kind == "predict":
+    is_loss = kind not in ("predict", "jac")
+    if kind in ("predict", "jac"):
         out, ldo = fn.args[16:18]
-    else:
+    if kind == "jac":
+        rcode, rcands, adj, J, ldk = fn.args[18:23]
+    elif is_loss:
         y, w, loss = fn.args[16:19]
 
     cB = _c64(B)
@@ -244,16 +250,45 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
                                                  b.gep(ptrs, [v])), "varptr")
         _emit_interp(E, code, code_off, n_instr, ptrs, V, W, B, vload, vstore, lower)
         rp = b.load(b.gep(ptrs, [root]))
-        if kind == "predict":
-            orow = b.gep(out, [b.add(b.mul(c, ldo), r0)])
+
+        def write_rows(src: ir.Value, dst: ir.Value, conv: Callable[[ir.Value], ir.Value],
+                       DVp: ir.Type) -> None:
+            # a full block as vectors; the tail's valid rows one by one (nothing past N)
             with b.if_else(full) as (then, other):
                 with then:
                     for k in range(B // W):
-                        vstore(vload(rp, k * W), orow, k * W)
+                        v = conv(vload(src, k * W))
+                        q = b.bitcast(b.gep(dst, [_c64(k * W)]), DVp)
+                        b.store(v, q, align=8 if DVp.pointee.element == _DBL else 4)
                 with other:
-                    E.loop(_c64(0), rem, lambda r: b.store(b.load(b.gep(rp, [r])),
-                                                           b.gep(orow, [r])), "predtail")
-        else:
+                    E.loop(_c64(0), rem, lambda r: b.store(
+                        conv(b.load(b.gep(src, [r]))), b.gep(dst, [r])), "rowtail")
+
+        if kind in ("predict", "jac"):
+            orow = b.gep(out, [b.add(b.mul(c, ldo), r0)])
+            write_rows(rp, orow, lambda v: v, Vp)
+        if kind == "jac":
+            rc = b.gep(rcands, [b.mul(c, _c64(3))])
+            r_off, n_rev, root_active = field(rc, 3, 0), field(rc, 3, 1), field(rc, 3, 2)
+            adj_of = lambda s_: b.gep(adj, [b.mul(b.sub(s_, nvar), cB)])  # noqa: E731
+            with b.if_then(b.icmp_signed("!=", root_active, _c64(0))):
+                ones = ir.Constant(V, [1.0] * W)
+                ar = adj_of(root)
+                for k in range(B // W):
+                    vstore(ones, ar, k * W)
+            _emit_reverse(E, rcode, r_off, n_rev, ptrs, adj_of, V, W, B, vload, vstore, lower)
+            DV = ir.VectorType(_DBL, W)
+            conv = (lambda v: v) if isinstance(T, ir.DoubleType) else (lambda v: b.fpext(
+                v, DV if isinstance(v.type, ir.VectorType) else _DBL))
+
+            def jrow(j: ir.Value) -> None:
+                row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
+                with b.if_then(b.icmp_signed("!=", field(row, 3, 1), _c64(0))):
+                    s_, idx = field(row, 3, 0), field(row, 3, 2)
+                    dst = b.gep(J, [b.add(b.mul(b.add(b.mul(c, ldk), idx), n), r0)])
+                    write_rows(adj_of(s_), dst, conv, DV.as_pointer())
+            E.loop(_c64(0), n_fill, jrow, "jrow")
+        elif is_loss:
             yb = b.select(full, b.gep(y, [r0]), b.gep(tail, [b.mul(nvar, cB)]))
             if weighted:
                 wb = b.select(full, b.gep(w, [r0]),
@@ -369,12 +404,12 @@ def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Va
 
 # -- compile once per (dtype, machine), cache on disk ---------------------------------------------
 
-_SYMBOLS = ("t0_predict", "t0_loss", "t0_loss_w")
 _P = ctypes.c_void_p
 _L = ctypes.c_int64
 _COMMON = [_P, _P, _P, _P, _P, _L, _P, _L, _L, _L, _L, _P, _P, _P, _L, _L]
 _PREDICT_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _L)
 _LOSS_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P)
+_JAC_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _L, _P, _P, _P, _P, _L)
 
 
 def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
@@ -389,28 +424,43 @@ def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
 
 
 class _Interpreter:
-    """The loaded native interpreter of one dtype (kept for the life of the process)."""
+    """The loaded native interpreter of one dtype (kept for the life of the process); the
+    Jacobian sweep is a second object, built or loaded on first use."""
 
     def __init__(self, dtype: str, block: int) -> None:
-        isa = _vecmath.host_isa()
-        lanes = _vecmath.width(dtype, isa)
+        self.isa = _vecmath.host_isa()
+        lanes = _vecmath.width(dtype, self.isa)
         if block % lanes:
             block = lanes * max(1, block // lanes)
         self.dtype, self.block, self.lanes = dtype, block, lanes
-        key = _source_key(dtype, lanes, block, isa)
-        cache = _jit.object_cache()
-        obj = cache.get(key)
-        self.compiled = obj is None
-        if obj is None:
-            mod = emit_module(dtype, lanes, block)
-            obj = _jit.compile_object(str(mod), opt_ir=2, opt_codegen=3)
-            cache.put(key, obj)
-        _vecmath.ensure_libraries()
-        self.library = _jit.load_library([obj], _SYMBOLS)
+        self.compiled = False
+        self._lock = threading.Lock()
+        self._jac: Any = None
+        self.library = self._load(("predict", "loss", "loss_w"))
         a = self.library.addresses
         self.predict = _PREDICT_T(a["t0_predict"])
         self.loss = _LOSS_T(a["t0_loss"])
         self.loss_w = _LOSS_T(a["t0_loss_w"])
+
+    def _load(self, kinds: tuple[str, ...]) -> Any:
+        key = _source_key(self.dtype, self.lanes, self.block, self.isa) + "|" + ",".join(kinds)
+        cache = _jit.object_cache()
+        obj = cache.get(key)
+        if obj is None:
+            mod = emit_module(self.dtype, self.lanes, self.block, kinds)
+            obj = _jit.compile_object(str(mod), opt_ir=2, opt_codegen=3)
+            cache.put(key, obj)
+            self.compiled = True
+        _vecmath.ensure_libraries()
+        return _jit.load_library([obj], [f"t0_{k}" for k in kinds])
+
+    @property
+    def jac(self) -> Any:
+        with self._lock:
+            if self._jac is None:
+                self.jac_library = self._load(("jac",))
+                self._jac = _JAC_T(self.jac_library.addresses["t0_jac"])
+            return self._jac
 
 
 _INTERPS: dict[tuple[str, int], _Interpreter] = {}
@@ -435,6 +485,20 @@ def _addr(a: np.ndarray | None) -> int:
     return 0 if a is None else a.ctypes.data
 
 
+class _Packed:
+    """A tape's arrays kept alive, non-empty (a zero-size array may have no valid address)."""
+
+    def __init__(self, t: _tape.Tape) -> None:
+        self.tape = t
+        self.code = np.ascontiguousarray(t.code if t.code.size else np.zeros((1, 4), np.int32))
+        self.fills = np.ascontiguousarray(t.fills if t.fills.size else np.zeros((1, 3), np.int32))
+        self.pool = np.ascontiguousarray(t.pool if t.pool.size else np.zeros(1))
+        self.cands = np.ascontiguousarray(t.cands if t.cands.size else np.zeros((1, 5), np.int32))
+        self.rcode = np.ascontiguousarray(t.rcode if t.rcode.size else np.zeros((1, 5), np.int32))
+        self.rcands = np.ascontiguousarray(t.rcands if t.rcands.size
+                                           else np.zeros((1, 3), np.int32))
+
+
 class Tier0Program:
     """A population packed for the tier-0 interpreter (see the module docstring)."""
 
@@ -442,15 +506,13 @@ class Tier0Program:
                  block: int | None = None) -> None:
         self.dtype = str(np.dtype(dtype)) if dtype in ("float32", "float64", np.float32,
                                                        np.float64) else str(dtype)
-        self.tape = _tape.pack(exprs)
+        self.exprs = tuple(exprs)
+        self.tape = _tape.pack(self.exprs)
         self.interp = interpreter(self.dtype, block)
         self._np = np.dtype(self.dtype)
-        t = self.tape
-        # keep the tape arrays alive and non-empty (a zero-size array may have no valid address)
-        self._code = np.ascontiguousarray(t.code if t.code.size else np.zeros((1, 4), np.int32))
-        self._fills = np.ascontiguousarray(t.fills if t.fills.size else np.zeros((1, 3), np.int32))
-        self._pool = np.ascontiguousarray(t.pool if t.pool.size else np.zeros(1))
-        self._cands = np.ascontiguousarray(t.cands if t.cands.size else np.zeros((1, 5), np.int32))
+        self._fw = _Packed(self.tape)
+        self._jw: _Packed | None = None
+        self._jlock = threading.Lock()
 
     @property
     def n_vars(self) -> int:
@@ -468,50 +530,60 @@ class Tier0Program:
     def block(self) -> int:
         return self.interp.block
 
-    def _work(self) -> tuple[np.ndarray, int, int, int]:
-        """A per-call buffer: slot pointers, the padded tail (X columns, y, w), the scratch."""
-        B, t = self.interp.block, self.tape
+    def _work(self, t: _tape.Tape, adjoints: bool = False) -> tuple[np.ndarray, list[int]]:
+        """A per-call buffer: slot pointers, the padded tail (X columns, y, w), the scratch
+        slots and (for the Jacobian) their adjoints; 64-byte aligned parts."""
+        B = self.interp.block
         isz = self._np.itemsize
-        n_slots = max(t.n_slots, 1)
-        ptr_bytes = -(-n_slots * 8 // 64) * 64
-        tail_bytes = -(-(t.n_vars + 2) * B * isz // 64) * 64
-        slot_bytes = max(t.n_scratch, 1) * B * isz
-        buf = np.empty(ptr_bytes + tail_bytes + slot_bytes + 64, dtype=np.uint8)
+        sizes = [max(t.n_slots, 1) * 8, (t.n_vars + 2) * B * isz, max(t.n_scratch, 1) * B * isz]
+        if adjoints:
+            sizes.append(sizes[-1])
+        sizes = [-(-z // 64) * 64 for z in sizes]
+        buf = np.empty(sum(sizes) + 64, dtype=np.uint8)
         base = buf.ctypes.data
         base += (-base) % 64
-        return buf, base, base + ptr_bytes, base + ptr_bytes + tail_bytes
+        parts = []
+        for z in sizes:
+            parts.append(base)
+            base += z
+        return buf, parts
 
-    def _common(self, X: np.ndarray, params: np.ndarray | None, c0: int, c1: int) -> list[Any]:
-        t = self.tape
+    def _common(self, pk: _Packed, X: np.ndarray, params: np.ndarray | None, c0: int, c1: int,
+                adjoints: bool = False) -> tuple[np.ndarray, list[Any], list[int]]:
+        t = pk.tape
         if not (0 <= c0 <= c1 <= t.n_candidates):
             raise DataError(f"candidate range [{c0}, {c1}) outside 0..{t.n_candidates}")
-        if X.ndim != 2 or X.dtype != self._np or not X.flags.c_contiguous:
+        if (not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype != self._np
+                or not X.flags.c_contiguous):
             raise DataError(f"X must be a C-contiguous (features, N) {self.dtype} array")
         if X.shape[0] < t.n_vars:
             raise DataError(f"population reads {t.n_vars} feature(s), X has {X.shape[0]}")
         ldp = 0
         if t.n_params:
-            if (params is None or params.ndim != 2 or params.dtype != np.float64
-                    or not params.flags.c_contiguous or params.shape[1] < t.n_params
-                    or params.shape[0] < t.n_candidates):
+            if (not isinstance(params, np.ndarray) or params.ndim != 2
+                    or params.dtype != np.float64 or not params.flags.c_contiguous
+                    or params.shape[1] < t.n_params or params.shape[0] < t.n_candidates):
                 raise DataError(f"params must be a C-contiguous float64 array of shape "
                                 f"({t.n_candidates}, >= {t.n_params})")
             ldp = params.shape[1]
-        buf, ptrs, tail, slots = self._work()
-        return [buf, self._code.ctypes.data, self._fills.ctypes.data, self._pool.ctypes.data,
-                self._cands.ctypes.data, _addr(params) if t.n_params else 0, ldp,
-                X.ctypes.data, X.shape[1], X.shape[1], t.n_vars, t.n_slots, ptrs, tail, slots,
-                c0, c1]
+        buf, parts = self._work(t, adjoints)
+        args = [pk.code.ctypes.data, pk.fills.ctypes.data, pk.pool.ctypes.data,
+                pk.cands.ctypes.data, _addr(params) if t.n_params else 0, ldp,
+                X.ctypes.data, X.shape[1], X.shape[1], t.n_vars, t.n_slots, *parts[:3], c0, c1]
+        return buf, args, parts
+
+    def _check_out(self, out: np.ndarray, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+        if (not isinstance(out, np.ndarray) or out.dtype != dtype or not out.flags.c_contiguous
+                or out.ndim != len(shape) or out.shape[0] < shape[0]
+                or out.shape[1:] != shape[1:]):
+            raise DataError(f"{name} must be a C-contiguous {shape} {np.dtype(dtype)} array")
 
     def predict_range(self, X: np.ndarray, params: np.ndarray | None, out: np.ndarray,
                       c0: int = 0, c1: int | None = None) -> None:
         """out[c, :] = predictions of candidate c for c0 <= c < c1."""
         c1 = self.n_candidates if c1 is None else c1
-        buf, *args = self._common(X, params, c0, c1)
-        if (out.ndim != 2 or out.dtype != self._np or not out.flags.c_contiguous
-                or out.shape[0] < self.n_candidates or out.shape[1] != X.shape[1]):
-            raise DataError(f"out must be a C-contiguous ({self.n_candidates}, {X.shape[1]}) "
-                            f"{self.dtype} array")
+        buf, args, _ = self._common(self._fw, X, params, c0, c1)
+        self._check_out(out, "out", (self.n_candidates, X.shape[1]), self._np)
         self.interp.predict(*args, out.ctypes.data, out.shape[1])
         del buf
 
@@ -521,19 +593,143 @@ class Tier0Program:
         """out_loss[c] = (sum w*err^2, sum w*|err|) in float64 for c0 <= c < c1; +inf both when
         a prediction of candidate c is non-finite."""
         c1 = self.n_candidates if c1 is None else c1
-        buf, *args = self._common(X, params, c0, c1)
+        buf, args, _ = self._common(self._fw, X, params, c0, c1)
         n = X.shape[1]
         for name, a in (("y", y), ("w", w)):
             if a is None and name == "w":
                 continue
-            if a.ndim != 1 or a.dtype != self._np or not a.flags.c_contiguous or a.shape[0] != n:
-                raise DataError(f"{name} must be a C-contiguous ({n},) {self.dtype} array")
-        if (out_loss.ndim != 2 or out_loss.dtype != np.float64 or not out_loss.flags.c_contiguous
-                or out_loss.shape[0] < self.n_candidates or out_loss.shape[1] != 2):
-            raise DataError(f"out_loss must be a C-contiguous ({self.n_candidates}, 2) float64 "
-                            f"array")
+            self._check_out(a, name, (n,), self._np)
+        self._check_out(out_loss, "out_loss", (self.n_candidates, 2), np.float64)
         fn = self.interp.loss if w is None else self.interp.loss_w
         fn(*args, y.ctypes.data, _addr(w), out_loss.ctypes.data)
         del buf
 
     sse_range = loss_range
+
+    def jacobian_range(self, X: np.ndarray, params: np.ndarray | None, out: np.ndarray,
+                       jac: np.ndarray, c0: int = 0, c1: int | None = None) -> None:
+        """Predictions ``out[c, :]`` (dtype) and parameter Jacobians ``jac[c, k, :] = d pred /
+        d p_k`` (float64, shape (P, K, N) with K = params.shape[1]; rows of parameters a
+        candidate does not use are 0) for c0 <= c < c1, by one reverse sweep per row block."""
+        c1 = self.n_candidates if c1 is None else c1
+        with self._jlock:
+            if self._jw is None:
+                self._jw = _Packed(_tape.pack(self.exprs, jacobian=True))
+        pk = self._jw
+        buf, args, parts = self._common(pk, X, params, c0, c1, adjoints=True)
+        n = X.shape[1]
+        K = params.shape[1] if isinstance(params, np.ndarray) and params.ndim == 2 else 0
+        self._check_out(out, "out", (self.n_candidates, n), self._np)
+        self._check_out(jac, "jac", (self.n_candidates, K, n), np.float64)
+        jac[c0:c1] = 0.0
+        self.interp.jac(*args, out.ctypes.data, n, pk.rcode.ctypes.data, pk.rcands.ctypes.data,
+                        parts[3], jac.ctypes.data if jac.size else 0, K)
+        del buf
+
+
+def _deriv(op: str, i: int, k: int | None = None) -> Expr:
+    """d op / d operand i from the ops table, over placeholders: var(j) is operand j, var(arity)
+    the node's value (powi's exponent is the literal k)."""
+    o = OPS[op]
+    args = [var(j) for j in range(o.arity)]
+    if k is not None:
+        args[1] = const(float(k))
+    return o.deriv(*args, var(o.arity))[i]
+
+
+def _emit_reverse(E: _Emitter, rcode: ir.Value, r_off: ir.Value, n_rev: ir.Value,
+                  ptrs: ir.Value, adj_of: Callable[[ir.Value], ir.Value], V: ir.VectorType,
+                  W: int, B: int, vload: Callable[..., ir.Value], vstore: Callable[..., None],
+                  lower: dict[str, Callable[..., ir.Value]]) -> None:
+    """The reverse sweep of one row block: adj[operand] (+)= adj[node] * d node / d operand,
+    with the local derivatives of the ops table lowered by `lower_expr`."""
+    b = E.b
+    fn = E.fn
+    def splat_c(v: float) -> ir.Value:
+        return ir.Constant(V, [float(v)] * W)
+
+    def rinstr(i: ir.Value) -> None:
+        row = b.gep(rcode, [b.mul(b.add(r_off, i), _c64(5))])
+        op = b.load(row)
+        dslot = b.sext(b.load(b.gep(row, [_c64(1)])), _I64)
+        aslot = b.sext(b.load(b.gep(row, [_c64(2)])), _I64)
+        bfield = b.load(b.gep(row, [_c64(3)]))
+        flags = b.load(b.gep(row, [_c64(4)]))
+        first_a = b.icmp_signed("!=", b.and_(flags, ir.Constant(_I32, 4)), ir.Constant(_I32, 0))
+        first_b = b.icmp_signed("!=", b.and_(flags, ir.Constant(_I32, 8)), ir.Constant(_I32, 0))
+        pd = b.load(b.gep(ptrs, [dslot]))
+        pa = b.load(b.gep(ptrs, [aslot]))
+        adj_d = adj_of(dslot)
+        adj_a = adj_of(aslot)
+        after = fn.append_basic_block("rop.end")
+        sw = b.switch(op, after)
+
+        def accumulate(target: ir.Value, first: ir.Value, off: ir.Value,
+                       contrib: ir.Value) -> None:
+            old = vload(target, off)
+            vstore(b.select(first, contrib, b.fadd(old, contrib)), target, off)
+
+        def sweep(derivs: list[tuple[Expr, ir.Value, ir.Value]],
+                  operands: Callable[[ir.Value], list[ir.Value]]) -> None:
+            # a loop over the block's vectors (not unrolled: the reverse sweep is compiled lazily
+            # and its code stays small)
+            def chunk(kk: ir.Value) -> None:
+                off = b.mul(kk, _c64(W))
+                vals = operands(off)
+                bar = vload(adj_d, off)
+                for tmpl, target, first in derivs:
+                    def leaf(kind: str, v: Any, vals: list[ir.Value] = vals) -> ir.Value:
+                        return vals[v] if kind == "var" else splat_c(v)
+                    d = lower_expr(b, tmpl, leaf)
+                    accumulate(target, first, off, b.fmul(bar, d))
+            E.loop(_c64(0), _c64(B // W), chunk, "rchunk")
+            b.branch(after)
+
+        for name, opc in _tape.OPCODES.items():
+            arity = OPS[name].arity
+            case = fn.append_basic_block(f"rop.{name}")
+            sw.add_case(ir.Constant(_I32, opc), case)
+            b.position_at_end(case)
+            if name == "powi":
+                dflt = fn.append_basic_block("rpowi.pow")
+                sw2 = b.switch(bfield, dflt)
+                for kexp in range(-POWI_MAX_MULTIPLY, POWI_MAX_MULTIPLY + 1):
+                    kb = fn.append_basic_block(f"rpowi.{kexp}")
+                    sw2.add_case(ir.Constant(_I32, kexp), kb)
+                    b.position_at_end(kb)
+                    # placeholders: var(0) = a, var(2) = the node's value
+                    sweep([(_deriv("powi", 0, kexp), adj_a, first_a)],
+                          lambda o: [vload(pa, o), None, vload(pd, o)])
+                b.position_at_end(dflt)
+                kv = b.sitofp(bfield, V.element)
+                u = ir.Constant(V, ir.Undefined)
+                kv = b.shuffle_vector(b.insert_element(u, kv, ir.Constant(_I32, 0)), u,
+                                      ir.Constant(ir.VectorType(_I32, W), [0] * W))
+                # beyond the immediate range powi is pow with a constant exponent: same derivative
+                sweep([(_deriv("pow", 0), adj_a, first_a)],
+                      lambda o: [vload(pa, o), kv, vload(pd, o)])
+            elif arity == 1:
+                sweep([(_deriv(name, 0), adj_a, first_a)],
+                      lambda o: [vload(pa, o), vload(pd, o)])
+            else:
+                bslot = b.sext(bfield, _I64)
+                pb = b.load(b.gep(ptrs, [bslot]))
+                adj_b = adj_of(bslot)
+                which = b.and_(flags, ir.Constant(_I32, 3))
+                only_b = fn.append_basic_block(f"rop.{name}.b")
+                both = fn.append_basic_block(f"rop.{name}.ab")
+                only_a = fn.append_basic_block(f"rop.{name}.a")
+                sw3 = b.switch(which, only_a)
+                sw3.add_case(ir.Constant(_I32, 2), only_b)
+                sw3.add_case(ir.Constant(_I32, 3), both)
+
+                def operands(o: ir.Value) -> list[ir.Value]:
+                    return [vload(pa, o), vload(pb, o), vload(pd, o)]
+                da = (_deriv(name, 0), adj_a, first_a)
+                db = (_deriv(name, 1), adj_b, first_b)
+                for blk, ds in ((only_a, [da]), (only_b, [db]), (both, [da, db])):
+                    b.position_at_end(blk)
+                    sweep(ds, operands)
+        b.position_at_end(after)
+
+    E.loop(_c64(0), n_rev, rinstr, "rinstr")

@@ -324,3 +324,90 @@ def test_bad_arrays_raise() -> None:
         prog.loss_range(X, np.zeros(10), None, np.zeros((1, 2), np.float32), params=P)
     with pytest.raises(CompileError):
         tier0.Tier0Program([var(0)], "float16")
+
+
+# -- parameter Jacobians (reverse sweep) --------------------------------------------------------
+
+def _jacobian(es: list[Expr], X: np.ndarray, params: np.ndarray, dtype: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+    prog = tier0.Tier0Program(es, dtype)
+    with np.errstate(over="ignore"):
+        Xc = np.ascontiguousarray(X.T, dtype=dtype)
+    out = np.zeros((len(es), X.shape[0]), dtype)
+    J = np.full((len(es), params.shape[1], X.shape[0]), 99.0)
+    prog.jacobian_range(Xc, params, out, J)
+    return out, J
+
+
+def _jac_ref(e: Expr, X: np.ndarray, p: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    from symcore.codegen.grad import jacobian_reference
+    v, Jr = jacobian_reference(e, X, p)
+    full = np.zeros((X.shape[0], K))
+    full[:, :Jr.shape[1]] = Jr
+    return v, full.T
+
+
+def test_jacobian_every_op() -> None:
+    X = _edge_data(1)
+    x, p0, p1 = var(0), param(0), param(1)
+    es = []
+    for name, op in OPS.items():
+        if name == "powi":
+            es += [call("powi", x * p0, const(float(k))) for k in (-3, 0, 1, 2, 5, 17, 40)]
+        elif op.arity == 1:
+            es.append(call(name, x * p0 + p1))
+        else:
+            es += [call(name, x * p0, p1), call(name, p1, x + p0), call(name, p0, p0)]
+    params = np.tile([0.7, -0.3], (len(es), 1))
+    out, J = _jacobian(es, X, params, "float64")
+    for i, e in enumerate(es):
+        v, Jr = _jac_ref(e, X, params[i], 2)
+        exact = e.op in EXACT
+        _close(out[i], v, "float64", exact, f"value of {e}")
+        for k in range(2):
+            _close(J[i, k], Jr[k], "float64", False, f"d/dp{k} of {e}", rtol=1e-12)
+
+
+@settings(max_examples=60)
+@given(es=st.lists(exprs(n_vars=2, n_params=3, unary=EXACT_UNARY, binary=EXACT_BINARY,
+                         powi=True, max_leaves=9), min_size=1, max_size=6),
+       X=data(2, max_rows=80, edge=False),
+       p=st.lists(st.floats(-3, 3), min_size=3, max_size=3))
+def test_jacobian_random_populations(es: list[Expr], X: np.ndarray, p: list[float]) -> None:
+    params = np.tile(np.array(p), (len(es), 1))
+    out, J = _jacobian(es, X, params, "float64")
+    for i, e in enumerate(es):
+        v, Jr = _jac_ref(e, X, params[i], 3)
+        _close(out[i], v, "float64", False, f"value of {e}", rtol=1e-12)
+        for k in range(3):
+            _close(J[i, k], Jr[k], "float64", False, f"d/dp{k} of {e}", rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", (0, 1, 63, 64, 65, 129, 300))
+def test_jacobian_float32_and_blocks(n: int) -> None:
+    rng = np.random.default_rng(n)
+    X = rng.uniform(0.5, 2.0, size=(n, 2))
+    x, y, p0, p1 = var(0), var(1), param(0), param(1)
+    es = [p0 * call("exp", x * p1) + y, call("log", x * p0) * call("sin", y + p1), p1, x,
+          call("powi", p0 * x + y, const(3.0)) / p1]
+    params = np.tile([0.4, 1.3], (len(es), 1))
+    for dtype, rtol in (("float64", 1e-12), ("float32", 2e-4)):
+        Xd = X.astype(dtype).astype(np.float64)
+        out, J = _jacobian(es, X, params, dtype)
+        for i, e in enumerate(es):
+            v, Jr = _jac_ref(e, Xd, params[i].astype(dtype).astype(np.float64), 2)
+            np.testing.assert_allclose(out[i], v, rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(J[i], Jr, rtol=rtol, atol=rtol)
+
+
+def test_jacobian_bad_arrays() -> None:
+    prog = tier0.Tier0Program([var(0) * param(0)], "float64")
+    X = np.zeros((1, 5))
+    P = np.zeros((1, 2))
+    prog.jacobian_range(X, P, np.zeros((1, 5)), np.zeros((1, 2, 5)))
+    with pytest.raises(DataError):
+        prog.jacobian_range(X, P, np.zeros((1, 5)), np.zeros((1, 1, 5)))
+    with pytest.raises(DataError):
+        prog.jacobian_range(X, P, np.zeros((1, 5)), np.zeros((1, 2, 5), np.float32))
+    with pytest.raises(DataError):
+        prog.jacobian_range(X, None, np.zeros((1, 5)), np.zeros((1, 2, 5)))
