@@ -1,0 +1,209 @@
+"""Parameter Jacobians: the NumPy reference equals finite differences and SymPy's derivatives for
+every operator; the compiled kernels (tier 1) and the Jacobian interpreter (tier 0) equal it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
+
+from symcore import DataError, OPS, call, const, evaluate, param, var
+from symcore.codegen import grad
+from symcore.codegen.grad import (GradKernels, Tier0Grad, deriv_template, jacobian,
+                                  jacobian_reference, prepare_data)
+from symcore.params import lift_constants
+
+x0, x1 = var(0), var(1)
+p = [param(i) for i in range(4)]
+RNG = np.random.default_rng(7)
+# arguments stay in [0.2, 0.7]: inside every operator's domain and away from the protected
+# variants' 0.001 switch and from the kinks of abs/sign/max/min
+X_SAFE = RNG.uniform(0.3, 0.8, (37, 2))
+P_SAFE = np.array([0.7, 0.05, 0.6, 0.1])
+
+
+def op_expr(name: str):
+    a = p[0] * x0 + p[1]
+    if OPS[name].arity == 1:
+        return call(name, a)
+    if name == "powi":
+        return call("powi", a, const(3.0))
+    b = p[2] * x1 + p[3] + (0.3 if name in ("max", "min") else 0.0)  # no ties for max/min
+    return call(name, a, b)
+
+
+def fd_jacobian(e, X, params, h=1e-6):
+    params = np.asarray(params, dtype=float)[:e.n_params]
+    cols = []
+    for j in range(len(params)):
+        d = np.zeros(len(params))
+        d[j] = h * max(1.0, abs(params[j]))
+        cols.append((evaluate(e, X, params + d) - evaluate(e, X, params - d)) / (2 * d[j]))
+    return np.column_stack(cols)
+
+
+def normal_from(pred, J, y, w=None):
+    w = np.ones_like(y) if w is None else w
+    r = pred - y
+    return (w * r) @ r, J.T @ (w * r), J.T @ (w[:, None] * J)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_operator_reference_equals_finite_differences(name):
+    e = op_expr(name)
+    pred, J = jacobian_reference(e, X_SAFE, P_SAFE)
+    np.testing.assert_allclose(pred, evaluate(e, X_SAFE, P_SAFE), rtol=1e-14)
+    if name == "sign":
+        assert np.all(J == 0)
+        return
+    np.testing.assert_allclose(J, fd_jacobian(e, X_SAFE, P_SAFE), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_operator_compiled_tiers_equal_reference(name):
+    e = op_expr(name)
+    pred, J = jacobian_reference(e, X_SAFE, P_SAFE)
+    pred1, J1 = jacobian(e, X_SAFE, P_SAFE)
+    np.testing.assert_allclose(pred1, pred, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(J1, J, rtol=1e-12, atol=1e-14)
+    y = RNG.normal(size=len(X_SAFE))
+    f, g, H = normal_from(pred, J, y)
+    k0 = Tier0Grad([e])
+    f0, g0, H0 = k0.normal(0, prepare_data(X_SAFE, y, None, k0.lanes), P_SAFE)
+    k1 = GradKernels([e])
+    f1, g1, H1 = k1.normal(0, prepare_data(X_SAFE, y, None, k1.lanes), P_SAFE)
+    for ff, gg, HH in ((f0, g0, H0), (f1, g1, H1)):
+        np.testing.assert_allclose(ff, f, rtol=1e-11)
+        np.testing.assert_allclose(gg, g, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(HH, H, rtol=1e-9, atol=1e-12)
+    k1.close()
+
+
+def test_every_operator_has_an_opcode_and_a_derivative():
+    for name, op in OPS.items():
+        assert name in grad.OPCODE
+        consts = (None, 2.0) if name == "powi" else (None,) * op.arity
+        for i in range(op.arity):
+            assert deriv_template(name, consts, i) is not None
+
+
+@settings(max_examples=25)
+@given(exprs(n_vars=2, n_params=3, unary=PLAIN_UNARY, binary=PLAIN_BINARY, max_leaves=8))
+def test_reference_equals_sympy_derivatives(e):
+    import sympy
+    from symcore.sympy_bridge import to_sympy
+    P = e.n_params
+    if P == 0:
+        return
+    X = RNG.uniform(0.5, 1.5, (6, 2))
+    params = RNG.uniform(0.5, 1.5, P)
+    _, J = jacobian_reference(e, X, params)
+    s = to_sympy(e)
+    real = {q: sympy.Symbol(q.name, real=True) for q in s.free_symbols}
+    s = s.subs(real)
+    syms = sorted(s.free_symbols, key=lambda q: q.name)
+    for j in range(P):
+        pj = next((q for q in syms if q.name == f"p{j}"), None)
+        if pj is None:
+            assert np.all(J[:, j] == 0)
+            continue
+        f = sympy.lambdify(syms, sympy.diff(s, pj), "numpy")
+        env = {f"x{i}": X[:, i] for i in range(2)} | {f"p{i}": params[i] for i in range(P)}
+        with np.errstate(all="ignore"):
+            want = np.broadcast_to(np.asarray(f(*[env[q.name] for q in syms]), dtype=float), (6,))
+        ok = np.isfinite(want) & np.isfinite(J[:, j]) & (np.abs(want) < 1e8)
+        np.testing.assert_allclose(J[ok, j], want[ok], rtol=1e-7, atol=1e-9)
+
+
+@settings(max_examples=40)
+@given(exprs(n_vars=2, n_params=3, max_leaves=10),
+       st.integers(0, 2 ** 31 - 1))
+def test_tiers_agree_on_random_expressions(e, seed):
+    """Every operator, NaN-producing inputs included: tier 0 == tier 1 == reference wherever
+    the reference is finite, and non-finite where it is not."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (19, 2))
+    params = rng.uniform(-2, 2, 3)
+    y = rng.normal(size=19)
+    P = e.n_params
+    pred, J = jacobian_reference(e, X, params)
+    with np.errstate(all="ignore"):
+        f, g, H = normal_from(pred, J, y)
+    k0, k1 = Tier0Grad([e]), GradKernels([e])
+    got = [k.normal(0, prepare_data(X, y, None, k.lanes), params[:max(P, 1)].copy())
+           for k in (k0, k1)]
+    k1.close()
+    for f2, g2, H2 in got:
+        if not math.isfinite(f) or not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+            assert not (math.isfinite(f2) and np.all(np.isfinite(g2)) and np.all(np.isfinite(H2)))
+            continue
+        if max(abs(f), np.abs(H).max(initial=0)) > 1e100:
+            continue  # near overflow: sums in another order may differ in the last bits
+        np.testing.assert_allclose(f2, f, rtol=1e-8)
+        np.testing.assert_allclose(g2, g, rtol=1e-6, atol=1e-8 * (1 + np.abs(g).max(initial=0)))
+        np.testing.assert_allclose(H2, H, rtol=1e-6, atol=1e-8 * (1 + np.abs(H).max(initial=0)))
+
+
+def test_zero_weight_rows_are_ignored_even_when_not_finite():
+    e = call("log", p[0] * x0)
+    X = np.array([[1.0], [2.0], [-1.0], [3.0]])   # log of a negative: NaN on row 2
+    y = np.array([0.1, 0.7, 0.0, 1.1])
+    w = np.array([1.0, 2.0, 0.0, 1.0])
+    keep = w > 0
+    pred, J = jacobian_reference(e, X[keep], [1.3])
+    f, g, H = normal_from(pred, J, y[keep], w[keep])
+    for k in (Tier0Grad([e]), GradKernels([e])):
+        f2, g2, H2 = k.normal(0, prepare_data(X, y, w, k.lanes), np.array([1.3]))
+        np.testing.assert_allclose([f2, *g2, *H2.ravel()], [f, *g, *H.ravel()], rtol=1e-12)
+
+
+def test_identical_structures_share_one_function_and_unused_slots_are_zero():
+    e = p[2] * x0  # slots 0 and 1 unused
+    k = GradKernels([e, e, p[0] * x1], jacobian=True)
+    assert len(k._normal) == 2
+    d = prepare_data(np.ones((3, 2)), None, None, k.lanes)
+    pred, J = k.jacobian(0, d, np.array([5.0, 6.0, 2.0]))
+    np.testing.assert_array_equal(pred, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(J, [[0, 0, 1]] * 3)
+    k.close()
+
+
+def test_bad_arrays_raise_typed_errors():
+    e = p[0] * x1
+    with pytest.raises(DataError, match="parameter"):
+        jacobian(e, np.ones((3, 2)), [])
+    with pytest.raises(DataError, match="column"):
+        jacobian(e, np.ones((3, 1)), [1.0])
+    with pytest.raises(DataError):
+        jacobian_reference(e, np.ones((3, 2)), np.ones((1, 1)))
+    k0, k1 = Tier0Grad([e]), GradKernels([e])
+    for k in (k0, k1):
+        d = prepare_data(np.ones((5, 2)), np.ones(5), None, k.lanes)
+        with pytest.raises(DataError):
+            k.normal(0, d, np.ones(1, dtype=np.float32))
+        with pytest.raises(DataError):
+            k.normal(0, d, np.ones(0))
+        with pytest.raises(DataError):
+            k.normal(0, prepare_data(np.ones((5, 1)), np.ones(5), None, k.lanes), np.ones(1))
+    k1.close()
+
+
+def test_empty_data():
+    e = p[0] * x0
+    pred, J = jacobian(e, np.empty((0, 1)), [1.0])
+    assert pred.shape == (0,) and J.shape == (0, 1)
+    k = Tier0Grad([e])
+    f, g, H = k.normal(0, prepare_data(np.empty((0, 1)), np.empty(0), None, k.lanes),
+                       np.array([2.0]))
+    assert f == 0 and g[0] == 0 and H[0, 0] == 0
+
+
+def test_lifted_feynman_like_model():
+    e = call("exp", -call("powi", x0, const(2.0)) / 2.0) / call("sqrt", 2.0 * const(math.pi))
+    m, v = lift_constants(e)
+    X = RNG.uniform(1, 3, (50, 1))
+    pred, J = jacobian(m, X, v)
+    np.testing.assert_allclose(J, fd_jacobian(m, X, v), rtol=1e-6, atol=1e-9)
