@@ -159,6 +159,9 @@ FOLD: list[Rule | RawRule] = [
     _fold("sub", "-", True),
     _fold("mul", "*", False),
     _fold("div", "/", False, " (!= b 0.0)"),
+    RawRule("neg-const-mul", f"(rule ((= e ({CTOR['mul']} (Num c) a)) (< c 0.0)) "
+                             f"((union e ({CTOR['neg']} ({CTOR['mul']} (Num (- 0.0 c)) a)))) "
+                             f":ruleset {{rs}})", note="(-c)*x = -(c*x) exactly"),
     RawRule("fold-neg", f"(rule ((= e ({CTOR['neg']} (Num a))) (!= a 0.0)) "
                         f"((union e (Num (- 0.0 a)))) :ruleset {{rs}})"),
 ]
@@ -178,6 +181,17 @@ IDENTITIES: list[Rule | RawRule] = [
     Rule("neg-div-l", "(div (neg a) b)", "(neg (div a b))"),
     Rule("neg-div-r", "(div a (neg b))", "(neg (div a b))"),
     Rule("neg-sub", "(neg (sub a b))", "(sub b a)"),
+    Rule("neg-add-l", "(add (neg a) b)", "(sub b a)", grows=True, note="exact in IEEE"),
+    Rule("sub-negl", "(sub (neg a) b)", "(neg (add a b))", grows=True,
+         note="exact: rounding is symmetric"),
+    Rule("add-sub-cancel", "(add a (sub b a))", "b", when=(("finite", "a"),)),
+    Rule("add-sub-cancel-r", "(add (sub b a) a)", "b", when=(("finite", "a"),)),
+    Rule("sub-add-cancel", "(sub (add a b) a)", "b", when=(("finite", "a"),)),
+    Rule("sub-add-cancel-r", "(sub (add b a) a)", "b", when=(("finite", "a"),)),
+    Rule("sub-sub-cancel", "(sub a (sub a b))", "b", when=(("finite", "a"),)),
+    Rule("sub-sub-cancel-l", "(sub (sub a b) a)", "(neg b)", when=(("finite", "a"),)),
+    Rule("sub-sub-sub", "(sub (sub a b) (sub a c))", "(sub c b)", when=(("finite", "a"),)),
+    Rule("sub-sub-sub-r", "(sub a (sub (sub a b) c))", "(add b c)", when=(("finite", "a"),)),
     Rule("mul-0", "(mul a 0)", "0", when=(("finite", "a"),),
          note="inf*0 and NaN*0 are NaN: needs a finite"),
     Rule("sub-self", "(sub a a)", "0", when=(("finite", "a"),),
@@ -219,10 +233,14 @@ POWERS: list[Rule | RawRule] = [
          note="exp(log x) = x needs x >= 0 (x = 0: exp(-inf) = 0)"),
 ]
 
+EVEN_FUNCTIONS = ("abs", "square", "cos", "cosh", "sqrt_abs", "log_abs", "plog", "dlog")
+
 TRIG: list[Rule | RawRule] = (
     [Rule(f"{f}-odd", f"({f} (neg a))", f"(neg ({f} a))")
      for f in ("sin", "tan", "tanh", "sinh", "asin", "atan", "cbrt")]
     + [Rule(f"{f}-even", f"({f} (neg a))", f"({f} a)") for f in ("cos", "cosh")]
+    # f(a - b) = f(b - a) for an even f: a - b and b - a are exact negatives in IEEE
+    + [Rule(f"{f}-sub-swap", f"({f} (sub a b))", f"({f} (sub b a))") for f in EVEN_FUNCTIONS]
 )
 
 PROTECTED: list[Rule | RawRule] = (
