@@ -1,5 +1,5 @@
-"""Tier-0 tape: a whole population of IR expressions packed into flat integer/float arrays that the
-compiled-once batch interpreter (`tier0`) walks; slot allocation keeps each candidate's scratch small.
+"""Tier-0 tape: a whole population of IR expressions packed into flat integer/float arrays that
+the compiled-once batch interpreter (`tier0`) walks; slot allocation keeps scratch small.
 
 Layout (all arrays C-contiguous, little-endian):
 

@@ -2,7 +2,8 @@
 cached on disk as object code; it evaluates a whole packed population (`tape.Tape`) over row
 blocks that stay in L1, SIMD across rows, with zero compilation per candidate.
 
-Interface (what `kernels.Kernel` calls; arrays must already be validated):
+Interface (what `kernels.Kernel` calls; every call re-checks dtypes, shapes and contiguity and
+raises `DataError` before anything reaches native code):
 
 ``prog = Tier0Program(exprs, dtype)`` packs the population once (``prog.tape``, ``prog.n_vars``,
 ``prog.n_params``, ``prog.n_candidates``).  Every ``*_range`` method works on candidates
@@ -15,6 +16,10 @@ output:
   in float64 (also for float32 data; ``w=None`` means unit weights).  ``sse_range`` is the same
   call.  A non-finite prediction on any row makes both entries ``+inf`` and stops work on that
   candidate (its remaining row blocks are skipped); other candidates are unaffected.
+* ``prog.jacobian_range(Xcol, params, out, jac, c0, c1)``: predictions into ``out`` and
+  ``jac[c, k, :] = d pred_c / d p_k`` (float64, ``(P, K, N)``, K = ``params.shape[1]``; rows of
+  parameters a candidate does not use are 0), by a forward sweep that keeps every node's value
+  and a reverse sweep whose local derivatives are the ops table's (compiled on first use).
 
 Array contract: ``Xcol`` is ``(n_features, N)`` C-contiguous of the program's dtype with
 ``n_features >= prog.n_vars`` (column-major data: one contiguous row per feature); ``y`` and ``w``
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 import pathlib
 import threading
 from typing import Any, Callable, Sequence
@@ -196,23 +200,23 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
         b.store(v, b.bitcast(q, Vp), align=esize)
 
-    def field(row: ir.Value, width: int, k: int) -> ir.Value:
+    def field(row: ir.Value, k: int) -> ir.Value:
         return b.sext(b.load(b.gep(row, [_c64(k)])), _I64)
 
     # -- candidate loop ------------------------------------------------------------------------
     def candidate(c: ir.Value) -> None:
         hdr = b.gep(cands, [b.mul(c, _c64(5))])
-        code_off = field(hdr, 5, 0)
-        n_instr = field(hdr, 5, 1)
-        fill_off = field(hdr, 5, 2)
-        n_fill = field(hdr, 5, 3)
-        root = field(hdr, 5, 4)
+        code_off = field(hdr, 0)
+        n_instr = field(hdr, 1)
+        fill_off = field(hdr, 2)
+        n_fill = field(hdr, 3)
+        root = field(hdr, 4)
 
         def fill(j: ir.Value) -> None:
             row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
-            s = field(row, 3, 0)
-            is_param = b.icmp_signed("!=", field(row, 3, 1), _c64(0))
-            idx = field(row, 3, 2)
+            s = field(row, 0)
+            is_param = b.icmp_signed("!=", field(row, 1), _c64(0))
+            idx = field(row, 2)
             src = b.select(is_param, b.gep(params, [b.add(b.mul(c, ldp), idx)]),
                            b.gep(pool, [idx]))
             val = b.load(src)
@@ -269,7 +273,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             write_rows(rp, orow, lambda v: v, Vp)
         if kind == "jac":
             rc = b.gep(rcands, [b.mul(c, _c64(3))])
-            r_off, n_rev, root_active = field(rc, 3, 0), field(rc, 3, 1), field(rc, 3, 2)
+            r_off, n_rev, root_active = field(rc, 0), field(rc, 1), field(rc, 2)
             adj_of = lambda s_: b.gep(adj, [b.mul(b.sub(s_, nvar), cB)])  # noqa: E731
             with b.if_then(b.icmp_signed("!=", root_active, _c64(0))):
                 ones = ir.Constant(V, [1.0] * W)
@@ -283,8 +287,8 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
 
             def jrow(j: ir.Value) -> None:
                 row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
-                with b.if_then(b.icmp_signed("!=", field(row, 3, 1), _c64(0))):
-                    s_, idx = field(row, 3, 0), field(row, 3, 2)
+                with b.if_then(b.icmp_signed("!=", field(row, 1), _c64(0))):
+                    s_, idx = field(row, 0), field(row, 2)
                     dst = b.gep(J, [b.add(b.mul(b.add(b.mul(c, ldk), idx), n), r0)])
                     write_rows(adj_of(s_), dst, conv, DV.as_pointer())
             E.loop(_c64(0), n_fill, jrow, "jrow")

@@ -36,7 +36,8 @@ def _close(got: np.ndarray, want: np.ndarray, dtype: str, exact: bool, label: st
     assert got.shape == want.shape, label
     nan_g, nan_w = np.isnan(got), np.isnan(want)
     bad = np.flatnonzero(nan_g != nan_w)
-    assert bad.size == 0, f"{label}: NaN mismatch at {bad[:5]}: got {got[bad[:5]]} want {want[bad[:5]]}"
+    assert bad.size == 0, \
+        f"{label}: NaN mismatch at {bad[:5]}: got {got[bad[:5]]} want {want[bad[:5]]}"
     g, w = got[~nan_w], want[~nan_w]
     if exact:
         same = g == w
