@@ -316,6 +316,9 @@ def emit_jacobian(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Fu
 # -------------------------------------------------------------------------------------------------
 # Loading and calling.
 
+#: part of every cache key: bump when the generated code changes meaning (stale objects on disk
+#: would otherwise be loaded)
+_T1_VERSION = "g1-2"
 #: expressions per LLVM module (one object file, one cache entry)
 CHUNK = 32
 #: LLVM optimisation: IR pipeline level and machine-code level
@@ -380,7 +383,7 @@ def _unpack_normal(out: np.ndarray, P: int) -> tuple[float, np.ndarray, np.ndarr
 
 def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"grad|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}\n".encode())
+    h.update(f"grad|{_T1_VERSION}|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}\n".encode())
     for e in exprs:
         h.update(e.digest().encode())
     return h.hexdigest()
@@ -503,7 +506,7 @@ def jacobian(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.nda
 #: opcode of each operator = its position in the ops table; VAR loads a data column
 OPCODE: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 OP_VAR = len(OPS)
-_T0_VERSION = "g0-1"
+_T0_VERSION = "g0-2"
 _T0_ARGS = ["i32p", "i64", "i32p", "i64", "i32p", "i64", "i32p", "i64", "f64p", "f64p", "f64p",
             "i64", "f64p", "f64p", "i64", "i64", "i64", "f64p", "f64p", "f64p", "f64p"]
 
