@@ -93,8 +93,9 @@ def pattern_to_egg(src: str) -> str:
 
 
 def pattern_to_ir(src: str, env: dict[str, Expr] | None = None) -> Expr:
-    """Instantiate a pattern as IR: variables a, b, c, ... become x0, x1, x2 unless `env` says."""
-    env = dict(env or {})
+    """Instantiate a pattern as IR: variables a, b, c, ... become x0, x1, x2 (in order of first
+    occurrence) unless `env` binds them; new bindings are added to `env`."""
+    env = {} if env is None else env
 
     def go(t: Any) -> Expr:
         if isinstance(t, list):
