@@ -186,10 +186,18 @@ def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, t
     Dp = D * p
     xnorm = math.sqrt(float(Dp @ Dp))
     delta = factor * xnorm if xnorm > 0 else factor
-    par = 0.0
+    return _lm_core(normal, p, f, g, A, D, delta, 0.0, 0, True, max_iter, tol)
+
+
+def _lm_core(normal: NormalFn, p: np.ndarray, f: float, g: np.ndarray, A: np.ndarray,
+             D: np.ndarray, delta: float, par: float, it: int, first: bool, max_iter: int,
+             tol: float) -> tuple[np.ndarray, float, int, str]:
+    """The iterations of `levenberg_marquardt` from a given state (at the start of an outer
+    iteration), so a batched run can hand its last few problems over."""
     fnorm = math.sqrt(f)
-    it = 0
-    first = True
+    cn = np.sqrt(np.maximum(A.diagonal(), 0.0))
+    Dp = D * p
+    xnorm = math.sqrt(float(Dp @ Dp))
     with np.errstate(all="ignore"):
         while True:
             # gtol: the cosine between r and every (scaled) Jacobian column
@@ -241,6 +249,226 @@ def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, t
                     return p, f, it, "converged"
                 if ratio >= 1e-4:
                     break
+
+
+class _BatchEig:
+    """`_Eig` for a stack of problems padded to a common size (padded parameters have zero
+    Jacobian columns, unit scale and zero gradient, so they never move)."""
+
+    def __init__(self, A: np.ndarray, g: np.ndarray, D: np.ndarray, n_real: np.ndarray) -> None:
+        lam, V = _eigh(A / (D[:, :, None] * D[:, None, :]))
+        self.lam = np.maximum(lam, 0.0)
+        self.V = V
+        self.c = np.einsum("kji,kj->ki", V, g / D)
+        self.c2 = self.c * self.c
+        self.keep = self.lam > _RANK_RCOND * self.lam[:, -1:]
+        self.all_kept = self.keep.sum(axis=1) >= n_real
+        self.gnorm = np.sqrt(self.c2.sum(axis=1))
+
+
+def _lmpar_batch(E: _BatchEig, delta: np.ndarray, par: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """`_lmpar` for every problem of the stack at once (same iteration, masked)."""
+    lam, c2 = E.lam, E.c2
+    inv = np.where(E.keep, 1.0 / np.where(E.keep, lam, 1.0), 0.0)
+    q = c2 * inv * inv
+    dxnorm = np.sqrt(q.sum(axis=1))
+    s = (q * inv).sum(axis=1)
+    fp = dxnorm - delta
+    gn_done = fp <= 0.1 * delta
+    done = gn_done.copy()
+    parl = np.where(E.all_kept & (s > 0), fp * dxnorm * dxnorm / (delta * s), 0.0)
+    paru = E.gnorm / delta
+    paru = np.where(paru == 0.0, _DWARF / np.minimum(delta, 0.1), paru)
+    par = np.minimum(np.maximum(par, parl), paru)
+    par = np.where(par == 0.0, E.gnorm / dxnorm, par)
+    for it in range(10):
+        live = ~done
+        if not live.any():
+            break
+        par = np.where(live & (par == 0.0), np.maximum(_DWARF, 0.001 * paru), par)
+        inv_t = 1.0 / (lam + par[:, None])
+        inv = np.where(live[:, None], inv_t, inv)
+        q = c2 * inv_t * inv_t
+        dx = np.sqrt(q.sum(axis=1))
+        s = (q * inv_t).sum(axis=1)
+        prev = fp
+        fp = np.where(live, dx - delta, fp)
+        stop = live & ((np.abs(fp) <= 0.1 * delta) | ((parl == 0.0) & (fp <= prev) & (prev < 0.0))
+                       | (it == 9) | ~(s > 0))
+        done |= stop
+        upd = live & ~stop
+        parc = fp * dx * dx / (delta * s)
+        parl = np.where(upd & (fp > 0), np.maximum(parl, par), parl)
+        paru = np.where(upd & (fp < 0), np.minimum(paru, par), paru)
+        par = np.where(upd, np.maximum(parl, par + parc), par)
+    hs = -np.einsum("kij,kj->ki", E.V, inv * E.c)
+    return hs, np.where(gn_done, 0.0, par)
+
+
+#: (candidate ids (K,), params (K, Pm)) -> (Σ w r² (K,), Jᵀ W r (K, Pm), Jᵀ W J (K, Pm, Pm))
+BatchFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+#: when this few problems are left, the batch hands them to the one-problem loop (a batched
+#: round costs ~0.5 ms of NumPy overhead however few problems it carries)
+HANDOVER = 4
+
+
+def _lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets: np.ndarray,
+              tol: float, evaluate: BatchFn, normals: Sequence[NormalFn],
+              pool: ThreadPoolExecutor | None = None, factor: float = 100.0
+              ) -> list[tuple[np.ndarray, float, int, str]]:
+    """`levenberg_marquardt` on K independent problems in lockstep: one trial step of every
+    unfinished problem per round, the small linear algebra batched across problems and the
+    trial points evaluated in one `evaluate` call per round (so a round's Python cost is shared
+    by the whole population).  Problem k fits candidate cands[k] from starts[k, :sizes[k]]
+    (padded parameters have zero Jacobian columns and never move).  Same iterates as the
+    one-problem version up to rounding."""
+    K, Pm = starts.shape
+    result: list[tuple[np.ndarray, float, int, str] | None] = [None] * K
+    p = np.ascontiguousarray(starts, dtype=np.float64)
+    f, g, A = evaluate(cands, p)
+    live = np.ones(K, dtype=bool)
+    it = np.zeros(K, dtype=np.int64)
+
+    def finish(ks: np.ndarray, status: str) -> None:
+        for k in ks:
+            fk = float(f[k])
+            result[k] = (p[k, :sizes[k]].copy(), fk if math.isfinite(fk) else math.inf,
+                         int(it[k]), status)
+            live[k] = False
+
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(f + g.sum(axis=1) + A.sum(axis=(1, 2)))
+        finish(np.flatnonzero(~ok), "non-finite")
+        finish(np.flatnonzero(live & (f == 0.0)), "converged")
+        diag = np.einsum("kii->ki", A)
+        finish(np.flatnonzero(live & ~(diag > 0).any(axis=1)), "singular")
+        cn = np.sqrt(np.maximum(diag, 0.0))
+        D = np.where(cn > 0, cn, 1.0)
+        xnorm = np.sqrt(((D * p) ** 2).sum(axis=1))
+        delta = np.where(xnorm > 0, factor * xnorm, factor)
+        par = np.zeros(K)
+        fnorm = np.sqrt(np.where(ok, f, 0.0))
+        first = np.ones(K, dtype=bool)
+        outer = live.copy()           # problems starting an outer iteration (new point)
+        lam = np.zeros((K, Pm))
+        V = np.zeros((K, Pm, Pm))
+        c = np.zeros((K, Pm))
+        keep = np.zeros((K, Pm), dtype=bool)
+        all_kept = np.zeros(K, dtype=bool)
+        gnorm = np.zeros(K)
+        while live.any():
+            if live.sum() <= HANDOVER:
+                # resume each at the start of an outer iteration: after a rejected trial that
+                # recomputes the same scaling and eigendecomposition, so the iterates are equal
+                rest = np.flatnonzero(live)
+
+                def resume(k: int) -> tuple[np.ndarray, float, int, str]:
+                    P = sizes[k]
+                    return _lm_core(normals[cands[k]], p[k, :P].copy(), float(f[k]),
+                                    g[k, :P].copy(), A[k, :P, :P].copy(), D[k, :P].copy(),
+                                    float(delta[k]), float(par[k]), int(it[k]),
+                                    bool(first[k]), int(budgets[k]), tol)
+                done = list(pool.map(resume, rest)) if pool is not None and rest.size > 1 \
+                    else [resume(k) for k in rest]
+                for k, r in zip(rest, done):
+                    result[k] = r
+                live[rest] = False
+                break
+            o = np.flatnonzero(outer & live)
+            if o.size:
+                cos = (np.abs(g[o]) / np.where(cn[o] > 0, cn[o], np.inf)).max(axis=1)
+                small = cos <= tol * fnorm[o]
+                finish(o[small], "converged")
+                o = o[~small]
+                D[o] = np.maximum(D[o], cn[o])
+                E = _BatchEig(A[o], g[o], D[o], sizes[o])
+                lam[o], V[o], c[o], keep[o] = E.lam, E.V, E.c, E.keep
+                all_kept[o], gnorm[o] = E.all_kept, E.gnorm
+            act = np.flatnonzero(live)
+            if not act.size:
+                break
+            E = _BatchEig.__new__(_BatchEig)
+            E.lam, E.V, E.c, E.keep = lam[act], V[act], c[act], keep[act]
+            E.c2, E.all_kept, E.gnorm = c[act] ** 2, all_kept[act], gnorm[act]
+            hs, par_a = _lmpar_batch(E, delta[act], par[act])
+            par[act] = par_a
+            pnorm = np.sqrt((hs * hs).sum(axis=1))
+            delta[act] = np.where(first[act], np.minimum(delta[act], pnorm), delta[act])
+            over = it[act] >= budgets[act]
+            finish(act[over], "max_iter")
+            act, hs, pnorm, par_a = act[~over], hs[~over], pnorm[~over], par_a[~over]
+            if not act.size:
+                break
+            it[act] += 1
+            h = hs / D[act]
+            pn = np.ascontiguousarray(p[act] + h)
+            fn, gn, An = evaluate(cands[act], pn)
+            ok = np.isfinite(fn + gn.sum(axis=1) + An.sum(axis=(1, 2)))
+            fnorm1 = np.where(ok, np.sqrt(np.where(ok, fn, 0.0)), np.inf)
+            fno = fnorm[act]
+            actred = np.where(0.1 * fnorm1 < fno, 1.0 - (fnorm1 / fno) ** 2, -1.0)
+            hAh = np.einsum("ki,kij,kj->k", h, A[act], h)
+            t1 = np.sqrt(np.maximum(hAh, 0.0)) / fno
+            t2 = np.sqrt(par_a) * pnorm / fno
+            prered = t1 * t1 + t2 * t2 / 0.5
+            dirder = -(t1 * t1 + t2 * t2)
+            ratio = np.where(prered != 0.0, actred / np.where(prered != 0.0, prered, 1.0), 0.0)
+            low = ratio <= 0.25
+            temp = np.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+            temp = np.where((0.1 * fnorm1 >= fno) | (temp < 0.1), 0.1, temp)
+            high = ~low & ((par_a == 0.0) | (ratio >= 0.75))
+            da = delta[act]
+            delta[act] = np.where(low, temp * np.minimum(da, pnorm / 0.1),
+                                  np.where(high, pnorm / 0.5, da))
+            par[act] = np.where(low, par_a / temp, np.where(high, par_a * 0.5, par_a))
+            acc = ratio >= 1e-4
+            ka = act[acc]
+            p[ka], f[ka], g[ka], A[ka] = pn[acc], fn[acc], gn[acc], An[acc]
+            fnorm[ka] = fnorm1[acc]
+            cn[ka] = np.sqrt(np.maximum(np.einsum("kii->ki", An[acc]), 0.0))
+            xnorm[ka] = np.sqrt(((D[ka] * p[ka]) ** 2).sum(axis=1))
+            first[ka] = False
+            outer[:] = False
+            outer[ka] = True
+            fa = f[act]
+            conv = ((fa == 0.0)
+                    | ((np.abs(actred) <= tol) & (prered <= tol) & (0.5 * ratio <= 1.0))
+                    | (delta[act] <= tol * xnorm[act]) | (delta[act] <= _EPS * xnorm[act])
+                    | (delta[act] < _DWARF)
+                    | ((np.abs(actred) <= _EPS) & (prered <= _EPS) & (0.5 * ratio <= 1.0)))
+            finish(act[conv], "converged")
+    return result  # type: ignore[return-value]
+
+
+def _batch_from_normals(normals: Sequence[NormalFn], n_params: Sequence[int], Pm: int,
+                        pool: ThreadPoolExecutor | None, n_threads: int) -> BatchFn:
+    """A BatchFn over one-candidate callbacks (tier 1, NumPy), chunks on the threads."""
+    def run(cids: np.ndarray, params: np.ndarray, f: np.ndarray, g: np.ndarray,
+            A: np.ndarray, lo: int, hi: int) -> None:
+        for j in range(lo, hi):
+            k = int(cids[j])
+            P = n_params[k]
+            fk, gk, Ak = normals[k](params[j, :P].copy())
+            f[j] = fk
+            g[j, :P] = gk
+            A[j, :P, :P] = Ak
+
+    def evaluate(cids: np.ndarray, params: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        K = len(cids)
+        f, g, A = np.empty(K), np.zeros((K, Pm)), np.zeros((K, Pm, Pm))
+        T = max(1, min(n_threads, K // 8)) if pool is not None else 1
+        bounds = [K * t // T for t in range(T + 1)]
+        futures = [pool.submit(run, cids, params, f, g, A, bounds[t], bounds[t + 1])
+                   for t in range(1, T)]
+        run(cids, params, f, g, A, bounds[0], bounds[1])
+        for fut in futures:
+            fut.result()
+        return f, g, A
+    return evaluate
 
 
 def _gradient_small(f: float, g: np.ndarray, diag: np.ndarray, tol: float) -> bool:
@@ -391,27 +619,18 @@ def _starts(p0: np.ndarray, restarts: int, rng: np.random.Generator) -> list[np.
     return out
 
 
-def _fit_one(model: Expr, p0: np.ndarray, normal: NormalFn, sum_w: float, method: str,
-             max_iter: int, tol: float, restarts: int, rng: np.random.Generator) -> FitResult:
-    if model.n_params == 0:
-        f, _, _ = normal(p0)
-        loss = f / sum_w if math.isfinite(f) and sum_w > 0 else (math.inf if not math.isfinite(f)
-                                                                 else 0.0)
-        return FitResult(model, p0, loss, 0, "converged", model)
-    algo = _ALGORITHMS[method]
-    best: tuple[float, np.ndarray, str] | None = None
-    iters = 0
-    for start in _starts(p0, restarts, rng):
-        p, f, it, status = algo(normal, start, max_iter, tol)
-        iters += it
-        score = f if math.isfinite(f) else math.inf
-        if best is None or score < best[0]:
-            best = (score, p, status)
-    assert best is not None
-    f, p, status = best
-    loss = f / sum_w if sum_w > 0 and math.isfinite(f) else (math.inf if not math.isfinite(f)
-                                                             else 0.0)
-    return FitResult(bind_params(model, p), p, loss, iters, status, model)
+def _loss(f: float, sum_w: float) -> float:
+    if not math.isfinite(f):
+        return math.inf
+    return f / sum_w if sum_w > 0 else 0.0
+
+
+def _best(model: Expr, runs: list[tuple[np.ndarray, float, int, str]], sum_w: float
+          ) -> FitResult:
+    """The run with the lowest finite loss (the first start wins ties)."""
+    iters = sum(r[2] for r in runs)
+    p, f, _, status = min(runs, key=lambda r: r[1] if math.isfinite(r[1]) else math.inf)
+    return FitResult(bind_params(model, p), p, _loss(f, sum_w), iters, status, model)
 
 
 def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = None,
@@ -477,19 +696,49 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
             return lambda p: kernels.normal(k, data, np.ascontiguousarray(p, dtype=np.float64))
         normals = [_mk(k) for k in range(len(models))]
 
-    def run(k: int) -> FitResult:
-        model, p0 = models[k]
-        budget = max_iter if max_iter is not None else 100 * max(model.n_params, 1)
-        return _fit_one(model, p0, normals[k], sum_w, method, budget, float(tol), restarts,
-                        np.random.default_rng(seeds[k]))
-
+    budgets = [max_iter if max_iter is not None else 100 * max(m.n_params, 1) for m, _ in models]
+    rngs = [np.random.default_rng(s) for s in seeds]
+    pool = ThreadPoolExecutor(max_workers=n_threads) if n_threads > 1 and len(exprs) > 1 else None
     try:
-        if n_threads == 1 or len(exprs) == 1:
-            results = [run(k) for k in range(len(exprs))]
+        results: list[FitResult | None] = [None] * len(exprs)
+        problems: list[tuple[int, np.ndarray]] = []
+        for k, (model, p0) in enumerate(models):
+            if model.n_params == 0:
+                f, _, _ = normals[k](p0)
+                results[k] = FitResult(model, p0, _loss(f, sum_w), 0, "converged", model)
+            else:
+                problems += [(k, s) for s in _starts(p0, restarts, rngs[k])]
+        if method == "lm" and problems:
+            # every (candidate, start) in lockstep: batched linear algebra, threaded kernels
+            n_par = [m.n_params for m, _ in models]
+            Pm = max(max(n_par), 1)
+            cids = np.array([k for k, _ in problems], dtype=np.int64)
+            starts = np.zeros((len(problems), Pm))
+            for j, (k, s) in enumerate(problems):
+                starts[j, :len(s)] = s
+            if isinstance(kernels, Tier0Grad):
+                def evaluate(ids: np.ndarray, params: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    return kernels.normal_batch(ids, params, data, pool, n_threads)
+            else:
+                evaluate = _batch_from_normals(normals, n_par, Pm, pool, n_threads)
+            runs = _lm_batch(cids, starts, np.array(n_par)[cids], np.array(budgets)[cids],
+                             float(tol), evaluate, normals, pool)
         else:
-            with ThreadPoolExecutor(max_workers=min(n_threads, len(exprs))) as pool:
-                results = list(pool.map(run, range(len(exprs))))
+            def one(j: int) -> tuple[np.ndarray, float, int, str]:
+                k, s = problems[j]
+                return bfgs(normals[k], s, budgets[k], float(tol))
+            runs = list(pool.map(one, range(len(problems)))) if pool is not None else \
+                [one(j) for j in range(len(problems))]
+        grouped: dict[int, list] = {}
+        for (k, _), run in zip(problems, runs):
+            grouped.setdefault(k, []).append(run)
+        for k, rs in grouped.items():
+            results[k] = _best(models[k][0], rs, sum_w)
     finally:
+        if pool is not None:
+            pool.shutdown()
         if kernels is not None:
             kernels.close()
-    return results[0] if single else results
+    return results[0] if single else results  # type: ignore[return-value]
+

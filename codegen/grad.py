@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -373,6 +374,17 @@ def _sym_index(P: int) -> tuple[np.ndarray, np.ndarray]:
     return dest, src
 
 
+def _unpack_square(outs: np.ndarray, Pm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, 1 + Pm + Pm², lanes) lane partial sums, upper triangle of Jᵀ W J -> full."""
+    S = outs.sum(axis=2)
+    K = S.shape[0]
+    U = S[:, 1 + Pm:].reshape(K, Pm, Pm)
+    H = U + U.transpose(0, 2, 1)
+    idx = np.arange(Pm)
+    H[:, idx, idx] = U[:, idx, idx]
+    return S[:, 0], S[:, 1:1 + Pm], H
+
+
 def _unpack_normal(out: np.ndarray, P: int) -> tuple[float, np.ndarray, np.ndarray]:
     s = out.sum(axis=1)
     dest, src = _sym_index(P)
@@ -506,14 +518,21 @@ def jacobian(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.nda
 #: opcode of each operator = its position in the ops table; VAR loads a data column
 OPCODE: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 OP_VAR = len(OPS)
-_T0_VERSION = "g0-2"
+_T0_VERSION = "g0-3"
 _T0_ARGS = ["i32p", "i64", "i32p", "i64", "i32p", "i64", "i32p", "i64", "f64p", "f64p", "f64p",
-            "i64", "f64p", "f64p", "i64", "i64", "i64", "f64p", "f64p", "f64p", "f64p"]
+            "i64", "f64p", "f64p", "i64", "i64", "i64", "f64p", "f64p", "f64p", "f64p", "i64"]
+#: g0_batch(K, table, params, Pm, X, ldx, y, w, n, vals, adj, jbuf, outs, out_stride)
+_T0_BATCH_ARGS = ["i64", "i64p", "f64p", "i64", "f64p", "i64", "f64p", "f64p", "i64", "f64p",
+                  "f64p", "f64p", "f64p", "i64"]
+#: one row of the batch table per candidate (int64): addresses and sizes of its packed arrays
+_T0_TABLE = ("fills", "nfill", "fwd", "nfwd", "rev", "nrev", "pslots", "P", "pool", "root",
+             "nslots")
 
 
-def _t0_ctype() -> Any:
-    m = {"i32p": ctypes.c_void_p, "f64p": ctypes.c_void_p, "i64": ctypes.c_int64}
-    return ctypes.CFUNCTYPE(None, *(m[a] for a in _T0_ARGS))
+def _t0_ctype(args: list[str]) -> Any:
+    m = {"i32p": ctypes.c_void_p, "i64p": ctypes.c_void_p, "f64p": ctypes.c_void_p,
+         "i64": ctypes.c_int64}
+    return ctypes.CFUNCTYPE(None, *(m[a] for a in args))
 
 
 class _Fn:
@@ -591,19 +610,21 @@ T0_UNROLL = 4
 def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Function:
     """The interpreter `g0_normal`: like `emit_normal` for any packed candidate, over blocks of
     unroll × lanes rows (n must be a multiple of that).  Scratch: vals (n_slots), adj
-    (n_slots + 1), jbuf (P) slots and out (n_acc slots) of unroll × lanes doubles each."""
+    (n_slots + 1), jbuf (P) slots of unroll × lanes doubles each.  `out` holds 1 + Pm + Pm²
+    slots (Pm >= P is the layout stride): Σ w r², then Σ w r J_j at 1 + j, then the upper
+    triangle of Σ w J_j J_k at 1 + Pm + j Pm + k (the rest zero), as lane partial sums."""
     vt = _vtype(lanes)
     U = unroll
     types = {"i32p": _I32.as_pointer(), "f64p": _PTR, "i64": _I64}
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [types[a] for a in _T0_ARGS]),
                      name="g0_normal")
     (fills, nfill, fwd, nfwd, rev, nrev, pslots, P, pool, params, X, ldx, Y, Wt, n, root, nslots,
-     vals, adj, jbuf, out) = fn.args
+     vals, adj, jbuf, out, Pm) = fn.args
     F = _Fn(fn, vt, U)
     b = F.b
     c = lambda v: ir.Constant(_I64, v)  # noqa: E731
     zero = splat(vt, 0.0)
-    n_acc = b.add(b.add(c(1), P), b.sdiv(b.mul(P, b.add(P, c(1))), c(2)))
+    n_acc = b.add(b.add(c(1), Pm), b.mul(Pm, Pm))
 
     def fill(k: ir.Value) -> None:
         s, kind, idx = (F.field(fills, k, 3, j) for j in range(3))
@@ -692,16 +713,15 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                 F.st(Jj, jbuf, j, u)
                 F.st(b.fadd(F.ld(out, acc, u), b.fmul(wrs[u], Jj)), out, acc, u)
         F.loop(c(0), P, 1, grad_j)
-        idx = F.var(b.add(P, c(1)))
 
         def row_j(j: ir.Value) -> None:
             wjs = [b.fmul(wvs[u], F.ld(jbuf, j, u)) for u in range(U)]
+            base = b.add(b.add(c(1), Pm), b.mul(j, Pm))
 
             def col_k(k: ir.Value) -> None:
-                at = b.load(idx)
+                at = b.add(base, k)
                 for u in range(U):
                     F.st(b.fadd(F.ld(out, at, u), b.fmul(wjs[u], F.ld(jbuf, k, u))), out, at, u)
-                b.store(b.add(at, c(1)), idx)
             F.loop(j, P, 1, col_k)
         F.loop(c(0), P, 1, row_j)
     F.loop(c(0), n, lanes * U, block)
@@ -709,18 +729,45 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
     return fn
 
 
+def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
+    """`g0_batch`: `g0_normal` for K candidates described by rows of a table (`_T0_TABLE`),
+    candidate k reading params + k Pm and writing outs + k out_stride (one native call per
+    round of a population fit)."""
+    types = {"i64p": _I64.as_pointer(), "f64p": _PTR, "i64": _I64}
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [types[a] for a in _T0_BATCH_ARGS]),
+                     name="g0_batch")
+    K, table, params, Pm, X, ldx, Y, Wt, n, vals, adj, jbuf, outs, stride = fn.args
+    F = _Fn(fn, _F64, 1)
+    b = F.b
+    i32p = _I32.as_pointer()
+
+    def one(k: ir.Value) -> None:
+        row = b.gep(table, [b.mul(k, ir.Constant(_I64, len(_T0_TABLE)))])
+        f = {name: b.load(b.gep(row, [ir.Constant(_I64, j)])) for j, name in enumerate(_T0_TABLE)}
+        ptr = lambda name, ty: b.inttoptr(f[name], ty)  # noqa: E731
+        b.call(normal, [ptr("fills", i32p), f["nfill"], ptr("fwd", i32p), f["nfwd"],
+                        ptr("rev", i32p), f["nrev"], ptr("pslots", i32p), f["P"],
+                        ptr("pool", _PTR), b.gep(params, [b.mul(k, Pm)]), X, ldx, Y, Wt, n,
+                        f["root"], f["nslots"], vals, adj, jbuf,
+                        b.gep(outs, [b.mul(k, stride)]), Pm])
+    F.loop(ir.Constant(_I64, 0), K, 1, one)
+    b.ret_void()
+    return fn
+
+
 @functools.lru_cache(maxsize=4)
-def _tier0_library(lanes: int) -> tuple[Any, Any]:
+def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
     key = f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|{','.join(OPS)}"
     cache = jit.object_cache()
     obj = cache.get(key)
     if obj is None:
         module = ir.Module(name="symcore_grad_tier0")
-        emit_tier0(module, lanes)
+        emit_tier0_batch(module, emit_tier0(module, lanes))
         obj = jit.compile_object(str(module), 2, 2)
         cache.put(key, obj)
-    lib = jit.load_library([obj], ["g0_normal"])
-    return lib, _t0_ctype()(lib.addresses["g0_normal"])
+    lib = jit.load_library([obj], ["g0_normal", "g0_batch"])
+    return lib, (_t0_ctype(_T0_ARGS)(lib.addresses["g0_normal"]),
+                 _t0_ctype(_T0_BATCH_ARGS)(lib.addresses["g0_batch"]))
 
 
 @dataclass(frozen=True)
@@ -782,21 +829,33 @@ class Tier0Grad:
                 raise SymcoreError(f"Tier0Grad takes Expr objects, got {type(e).__name__}")
         self.vector = lanes or width("float64")
         self.lanes = self.vector * T0_UNROLL   # rows per block: data is padded to a multiple
-        self._lib, self._fn = _tier0_library(self.vector)
+        self._lib, (self._fn, self._batch) = _tier0_library(self.vector)
         self._packed = [_pack(e) for e in self.exprs]
-        # per-candidate scratch: a candidate is never evaluated by two threads at once
-        L = self.lanes
-        self._scratch = []
-        for pk in self._packed:
-            vals, adj = np.empty((pk.n_slots, L)), np.empty((pk.n_slots + 1, L))
-            jbuf = np.empty((max(pk.P, 1), L))
-            out = np.empty((1 + pk.P + pk.P * (pk.P + 1) // 2, L))
-            static = (pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,
-                      pk.fwd.shape[0], pk.rev.ctypes.data, pk.rev.shape[0],
-                      pk.pslots.ctypes.data, pk.P, pk.pool.ctypes.data,
-                      (vals.ctypes.data, adj.ctypes.data, jbuf.ctypes.data), pk.pool.ctypes.data)
-            # the buffers ride along: the addresses in `static` must stay valid
-            self._scratch.append((out, static, (vals, adj, jbuf)))
+        self.max_params = max((pk.P for pk in self._packed), default=0)
+        self._table = np.array([[pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,
+                                 pk.fwd.shape[0], pk.rev.ctypes.data, pk.rev.shape[0],
+                                 pk.pslots.ctypes.data, pk.P, pk.pool.ctypes.data, pk.root,
+                                 pk.n_slots] for pk in self._packed],
+                               dtype=np.int64).reshape(-1, len(_T0_TABLE))
+        self._static = [(pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,
+                         pk.fwd.shape[0], pk.rev.ctypes.data, pk.rev.shape[0],
+                         pk.pslots.ctypes.data, pk.P, pk.pool.ctypes.data)
+                        for pk in self._packed]
+        self._max_slots = max((pk.n_slots for pk in self._packed), default=1)
+        self._max_P = max((pk.P for pk in self._packed), default=0)
+        self._local = threading.local()
+
+    def _buffers(self) -> tuple[int, int, int, np.ndarray]:
+        """This thread's scratch (vals, adj, jbuf addresses and the out array), sized for the
+        largest candidate: concurrent calls from several threads never share scratch."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            L, P = self.lanes, self._max_P
+            arrays = (np.empty((self._max_slots, L)), np.empty((self._max_slots + 1, L)),
+                      np.empty((max(P, 1), L)), np.empty((1 + P + P * P) * L))
+            buf = (arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[2].ctypes.data, arrays)
+            self._local.buf = buf
+        return buf
 
     def __len__(self) -> int:
         return len(self.exprs)
@@ -813,12 +872,50 @@ class Tier0Grad:
                 and params.ndim == 1 and params.shape[0] >= pk.P and params.flags.c_contiguous):
             raise DataError(f"params must be a contiguous float64 vector of {pk.P} values")
         P = pk.P
-        out, static, _ = self._scratch[k]
+        pv, pa, pj, arrays = self._buffers()
+        out = arrays[3][:(1 + P + P * P) * self.lanes]
         px, py, pw = data.pointers
-        pp = params.ctypes.data if P else static[-1]
-        self._fn(*static[:-2], pp, px, data.n_pad, py, pw, data.n_pad, pk.root, pk.n_slots,
-                 *static[-2], out.ctypes.data)
-        return _unpack_normal(out, P)
+        pp = params.ctypes.data if P else px
+        self._fn(*self._static[k], pp, px, data.n_pad, py, pw, data.n_pad, pk.root, pk.n_slots,
+                 pv, pa, pj, out.ctypes.data, P)
+        f, g, H = _unpack_square(out.reshape(1, 1 + P + P * P, self.lanes), P)
+        return float(f[0]), g[0], H[0]
+
+    def normal_batch(self, ids: np.ndarray, params: np.ndarray, data: Data,
+                     pool: Any = None, n_threads: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normal equations of candidates `ids` (K,) at `params` (K, Pm), Pm = `max_params`:
+        (Σ w r² (K,), Jᵀ W r (K, Pm), Jᵀ W J (K, Pm, Pm)), zero beyond each candidate's own
+        parameters.  One native call per thread (`pool` runs all but the first chunk)."""
+        Pm = self.max_params
+        ids = np.asarray(ids, dtype=np.int64)
+        K = ids.shape[0]
+        if params.dtype != np.float64 or params.shape != (K, max(Pm, 1)) \
+                or not params.flags.c_contiguous:
+            raise DataError(f"params must be a contiguous ({K}, {max(Pm, 1)}) float64 array")
+        if data.n_pad % self.lanes:
+            raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
+        if K and max(self._packed[i].n_cols for i in set(ids.tolist())) > data.X.shape[0]:
+            raise DataError(f"data has {data.X.shape[0]} column(s), fewer than a candidate uses")
+        table = np.ascontiguousarray(self._table[ids])
+        width = (1 + Pm + Pm * Pm) * self.lanes
+        outs = np.empty((K, width))
+        px, py, pw = data.pointers
+
+        def run(lo: int, hi: int) -> None:
+            if hi <= lo:
+                return
+            pv, pa, pj, _ = self._buffers()
+            self._batch(hi - lo, table[lo:].ctypes.data, params[lo:].ctypes.data, max(Pm, 1),
+                        px, data.n_pad, py, pw, data.n_pad, pv, pa, pj, outs[lo:].ctypes.data,
+                        width)
+        T = max(1, min(n_threads, K // 8)) if pool is not None else 1
+        bounds = [K * t // T for t in range(T + 1)]
+        futures = [pool.submit(run, bounds[t], bounds[t + 1]) for t in range(1, T)]
+        run(bounds[0], bounds[1])
+        for fut in futures:
+            fut.result()
+        return _unpack_square(outs.reshape(K, 1 + Pm + Pm * Pm, self.lanes), Pm)
 
     def close(self) -> None:
         self._packed = []
