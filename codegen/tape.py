@@ -21,14 +21,15 @@ Layout (all arrays C-contiguous, little-endian):
 
 from __future__ import annotations
 
-import heapq
+import math
+import weakref
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from symcore.errors import CompileError, SymcoreError
-from symcore.ir import Expr, topo
+from symcore.ir import Expr
 from symcore.ops import OPS
 
 #: opcode of every operator: its position in the ops table (the table drives the interpreter)
@@ -38,7 +39,7 @@ KIND_CONST = 0
 KIND_PARAM = 1
 
 #: |k| of powi's exponent the tape holds as an int32 immediate
-POWI_IMMEDIATE_MAX = 2**31 - 1
+POWI_IMMEDIATE_MAX = 2**24
 
 CAND_FIELDS = ("code_offset", "n_instr", "fill_offset", "n_fill", "root_slot")
 
@@ -67,112 +68,174 @@ class Tape:
         return int(self.cands.shape[0])
 
 
+#: scratch slots are numbered from here while packing, then moved to start at n_vars
+_SCRATCH = 1 << 30
+
+
 def _immediate_powi(n: Expr) -> bool:
     return n.op == "powi" and abs(n.args[1].value) <= POWI_IMMEDIATE_MAX
 
 
-def _pack_one(e: Expr, n_vars: int, code: list[tuple[int, int, int, int]],
-              fills: list[tuple[int, int, int]], pool: dict[bytes, int],
-              pool_vals: list[float], rcode: list[tuple[int, int, int, int, int]] | None
-              ) -> tuple[int, int, int, int, int, int]:
-    """Append one candidate; returns its cands row plus the scratch slots it needs.  With
-    `rcode` (the Jacobian tape) every node keeps its own slot and the reverse sweep is appended."""
-    nodes = topo([e])
-    last_use: dict[Expr, int] = {}
-    for i, n in enumerate(nodes):
-        for a in n.args:
-            last_use[a] = i
-    slot: dict[Expr, int] = {}
-    fill_off, code_off = len(fills), len(code)
-    n_reserved = 0
-    # a constant used only as powi's exponent needs no slot: the exponent is an immediate
-    exponent_only = {n.args[1] for n in nodes if _immediate_powi(n)}
-    for n in nodes:
-        if _immediate_powi(n):
-            exponent_only.discard(n.args[0])
-        elif not n.is_leaf:
-            exponent_only.difference_update(n.args)
-    if e in exponent_only:
-        exponent_only.discard(e)
-    for n in nodes:
-        if n in exponent_only:
-            continue
-        if n.op == "var":
-            if n.value >= n_vars:
-                raise CompileError(f"variable x{n.value} outside the tape's {n_vars} columns")
-            slot[n] = n.value
-        elif n.op in ("const", "param"):
-            s = n_vars + n_reserved
-            n_reserved += 1
-            slot[n] = s
-            if n.op == "const":
-                key = np.float64(n.value).tobytes()
-                if key not in pool:
-                    pool[key] = len(pool_vals)
-                    pool_vals.append(float(n.value))
-                fills.append((s, KIND_CONST, pool[key]))
+class _Segment:
+    """One candidate packed on its own (scratch slots relative to `_SCRATCH`, constants by
+    value); cached per expression, so a population that repeats candidates packs them once."""
+
+    __slots__ = ("code", "fills", "root", "n_scratch", "n_vars", "n_params", "rcode",
+                 "root_active", "__weakref__")
+
+    def __init__(self, e: Expr, jacobian: bool) -> None:
+        # Hot path of packing (pure Python per node): dicts are keyed by id() because Expr's
+        # hash is a Python-level method (the nodes stay alive while `nodes` holds them).
+        nodes: list[Expr] = []
+        uses: dict[int, int] = {}
+        expanded: set[int] = set()
+        done: set[int] = set()
+        stack = [e]
+        while stack:  # post-order (children before parents) counting every use; iterative
+            n = stack[-1]
+            i = id(n)
+            if i in done:
+                stack.pop()
+            elif i in expanded:
+                stack.pop()
+                done.add(i)
+                nodes.append(n)
             else:
-                fills.append((s, KIND_PARAM, int(n.value)))
-    free: list[int] = []
-    ops_of: dict[Expr, tuple[int, int, int, int]] = {}
-    top = n_reserved
-    for i, n in enumerate(nodes):
-        if n.is_leaf:
-            continue
-        op = OPS.get(n.op)
-        if op is None:
-            raise CompileError(f"operator {n.op!r} is not in the ops table")
-        a = slot[n.args[0]]
-        opname = n.op
-        if _immediate_powi(n):
-            b = int(n.args[1].value)
-        elif opname == "powi":
-            # the reference computes powi as np.power(a, float k): for an exponent beyond the
-            # immediate range that is exactly pow with the exponent in a constant slot
-            opname, b = "pow", slot[n.args[1]]
-        else:
-            b = slot[n.args[1]] if len(n.args) > 1 else 0
-        # an operand dead after this node frees its slot first, so dst may reuse it: the
-        # interpreter reads both operands of a row chunk before it writes that chunk
-        for arg in dict.fromkeys(n.args):
-            if rcode is None and not arg.is_leaf and last_use[arg] == i:
-                heapq.heappush(free, slot[arg])
-        if free:
-            d = heapq.heappop(free)
-        else:
-            d = n_vars + top
-            top += 1
-        slot[n] = d
-        code.append((OPCODES[opname], d, a, b))
-        ops_of[n] = (OPCODES[opname], d, a, b)
-    if rcode is not None:
-        _reverse(nodes, ops_of, slot, rcode)
-    return (code_off, len(code) - code_off, fill_off, len(fills) - fill_off, slot[e], top)
+                expanded.add(i)
+                for a in n.args:
+                    ia = id(a)
+                    uses[ia] = uses.get(ia, 0) + 1
+                    if ia not in done:
+                        stack.append(a)
+        slot: dict[int, int] = {}
+        fills: list[tuple[int, int, float]] = []
+        code: list[tuple[int, int, int, int]] = []
+        ops_of: dict[int, tuple[int, int, int, int]] = {}
+        free: list[int] = []
+        top = 0
+        n_vars = n_params = 0
+        opcodes = OPCODES
+
+        def leaf_slot(a: Expr) -> int:
+            # leaves get their slot when first used as a value (a powi exponent never is)
+            nonlocal top, n_vars, n_params
+            if a.op == "var":
+                s = a.value
+                if s >= _SCRATCH:
+                    raise CompileError(f"variable index {s} is too large for tier 0")
+                n_vars = max(n_vars, s + 1)
+            else:
+                s = _SCRATCH + top
+                top += 1
+                if a.op == "const":
+                    fills.append((s, KIND_CONST, a.value))
+                else:
+                    fills.append((s, KIND_PARAM, a.value))
+                    n_params = max(n_params, a.value + 1)
+            slot[id(a)] = s
+            return s
+
+        for n in nodes:
+            args = n.args
+            if not args:
+                continue
+            name = n.op
+            opc = opcodes.get(name)
+            if opc is None:
+                raise CompileError(f"operator {name!r} is not in the ops table")
+            x = args[0]
+            a = slot.get(id(x))
+            if a is None:
+                a = leaf_slot(x)
+            if len(args) == 1:
+                b = 0
+            elif name == "powi" and abs(args[1].value) <= POWI_IMMEDIATE_MAX:
+                b = int(args[1].value)
+                args = (x,)
+            else:
+                if name == "powi":
+                    # the reference computes powi as np.power(a, float k): beyond the immediate
+                    # range that is exactly pow with the exponent in a constant slot
+                    opc = opcodes["pow"]
+                y = args[1]
+                b = slot.get(id(y))
+                if b is None:
+                    b = leaf_slot(y)
+            if not jacobian:
+                # an operand dead after this node frees its slot first, so dst may reuse it:
+                # the interpreter reads both operands of a row chunk before writing that chunk
+                for arg in args:
+                    ia = id(arg)
+                    left = uses[ia] - 1
+                    uses[ia] = left
+                    if not left and arg.args:
+                        free.append(slot[ia])
+            if free:
+                d = free.pop()
+            else:
+                d = _SCRATCH + top
+                top += 1
+            slot[id(n)] = d
+            row = (opc, d, a, b)
+            code.append(row)
+            if jacobian:
+                ops_of[id(n)] = row
+        root = slot.get(id(e))
+        self.root = leaf_slot(e) if root is None else root
+        self.code, self.fills, self.n_scratch = code, fills, top
+        self.n_vars, self.n_params = n_vars, n_params
+        self.root_active = int(n_params > 0)
+        self.rcode = _reverse(nodes, ops_of) if jacobian else []
 
 
-def _reverse(nodes: list[Expr], ops_of: dict[Expr, tuple[int, int, int, int]],
-             slot: dict[Expr, int], rcode: list[tuple[int, int, int, int, int]]) -> None:
+def _reverse(nodes: list[Expr], ops_of: dict[int, tuple[int, int, int, int]]
+             ) -> list[tuple[int, int, int, int, int]]:
     """Reverse sweep rows ``(opcode, dst, a, b, flags)`` for the nodes that depend on a
     parameter, root first: flags bit 0/1 = propagate the adjoint to a/b, bit 2/3 = that is the
     operand's first contribution (store instead of add, so adjoints need no zeroing)."""
-    active: set[Expr] = set()
+    active: set[int] = set()
     for n in nodes:
-        if n.op == "param" or any(a in active for a in n.args):
-            active.add(n)
-    touched: set[Expr] = set()
+        if n.op == "param" or any(id(a) in active for a in n.args):
+            active.add(id(n))
+    touched: set[int] = set()
+    rcode: list[tuple[int, int, int, int, int]] = []
     for n in reversed(nodes):
-        if n.is_leaf or n not in active:
+        if not n.args or id(n) not in active:
             continue
-        opc, d, a, b = ops_of[n]
+        opc, d, a, b = ops_of[id(n)]
         flags = 0
         args = n.args[:1] if _immediate_powi(n) else n.args
         for i, arg in enumerate(args):
-            if arg in active:
+            if id(arg) in active:
                 flags |= 1 << i
-                if arg not in touched:
+                if id(arg) not in touched:
                     flags |= 4 << i
-                    touched.add(arg)
+                    touched.add(id(arg))
         rcode.append((opc, d, a, b, flags))
+    return rcode
+
+
+# id(expr) -> (weak reference, {jacobian: segment}); an entry leaves with its expression
+_CACHE: dict[int, tuple[Any, dict[bool, _Segment]]] = {}
+
+
+def _segment(e: Expr, jacobian: bool) -> _Segment:
+    k = id(e)
+    entry = _CACHE.get(k)
+    if entry is None or entry[0]() is not e:
+        entry = (weakref.ref(e, lambda _r, k=k: _CACHE.pop(k, None)), {})
+        _CACHE[k] = entry
+    seg = entry[1].get(jacobian)
+    if seg is None:
+        seg = entry[1][jacobian] = _Segment(e, jacobian)
+    return seg
+
+
+def _fix(a: np.ndarray, cols: tuple[int, ...], n_vars: int) -> None:
+    # scratch slots: _SCRATCH + k -> n_vars + k (var slots and powi immediates stay)
+    for c in cols:
+        col = a[:, c]
+        col[col >= _SCRATCH] += n_vars - _SCRATCH
 
 
 def pack(exprs: Sequence[Expr], n_vars: int | None = None, jacobian: bool = False) -> Tape:
@@ -182,43 +245,64 @@ def pack(exprs: Sequence[Expr], n_vars: int | None = None, jacobian: bool = Fals
     for i, e in enumerate(exprs):
         if not isinstance(e, Expr):
             raise SymcoreError(f"candidate {i} is not an Expr (got {type(e).__name__})")
-    used = 0
-    n_params = 0
+    code: list[tuple[int, int, int, int]] = []
+    fills: list[tuple[int, int, int]] = []
+    rcode: list[tuple[int, int, int, int, int]] = []
+    pool: dict[Any, int] = {}
+    pool_vals: list[float] = []
+    rows: list[tuple[int, int, int, int, int]] = []
+    rrows: list[tuple[int, int, int]] = []
+    placed: dict[int, int] = {}
+    used = n_params = n_scratch = 0
     for e in exprs:
-        for n in topo([e]):
-            if n.op == "var":
-                used = max(used, n.value + 1)
-            elif n.op == "param":
-                n_params = max(n_params, n.value + 1)
+        at = placed.get(id(e))
+        if at is not None:
+            rows.append(rows[at])
+            rrows.append(rrows[at])
+            continue
+        seg = _segment(e, jacobian)
+        used = max(used, seg.n_vars)
+        n_params = max(n_params, seg.n_params)
+        n_scratch = max(n_scratch, seg.n_scratch)
+        fill_off = len(fills)
+        for s, kind, v in seg.fills:
+            if kind == KIND_CONST:
+                # keyed so that 0.0 and -0.0 stay apart
+                key = v if v else (v, math.copysign(1.0, v))
+                idx = pool.get(key)
+                if idx is None:
+                    idx = pool[key] = len(pool_vals)
+                    pool_vals.append(v)
+                fills.append((s, kind, idx))
+            else:
+                fills.append((s, kind, v))
+        placed[id(e)] = len(rows)
+        rows.append((len(code), len(seg.code), fill_off, len(seg.fills), seg.root))
+        rrows.append((len(rcode), len(seg.rcode), seg.root_active))
+        code.extend(seg.code)
+        rcode.extend(seg.rcode)
     if n_vars is None:
         n_vars = used
     elif n_vars < used:
         raise CompileError(f"population reads {used} column(s), tape built for {n_vars}")
-    code: list[tuple[int, int, int, int]] = []
-    fills: list[tuple[int, int, int]] = []
-    pool: dict[bytes, int] = {}
-    pool_vals: list[float] = []
-    rows: list[tuple[int, int, int, int, int]] = []
-    rrows: list[tuple[int, int, int]] = []
-    rcode: list[tuple[int, int, int, int, int]] | None = [] if jacobian else None
-    seen: dict[Expr, tuple[tuple[int, int, int, int, int], tuple[int, int, int]]] = {}
-    n_scratch = 0
-    for e in exprs:
-        if e not in seen:
-            r_off = len(rcode) if rcode is not None else 0
-            *row, need = _pack_one(e, n_vars, code, fills, pool, pool_vals, rcode)
-            n_scratch = max(n_scratch, need)
-            r_len = len(rcode) - r_off if rcode is not None else 0
-            root_active = int(any(n.op == "param" for n in topo([e])))
-            seen[e] = (tuple(row), (r_off, r_len, root_active))  # type: ignore[assignment]
-        rows.append(seen[e][0])
-        rrows.append(seen[e][1])
+    code_a = np.array(code, dtype=np.int64).reshape(-1, 4)
+    fills_a = np.array(fills, dtype=np.int64).reshape(-1, 3)
+    cands_a = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    rcode_a = np.array(rcode, dtype=np.int64).reshape(-1, 5)
+    powi = code_a[:, 0] == OPCODES["powi"]
+    imm = code_a[powi, 3].copy()
+    _fix(code_a, (1, 2, 3), n_vars)
+    code_a[powi, 3] = imm
+    rpowi = rcode_a[:, 0] == OPCODES["powi"]
+    rimm = rcode_a[rpowi, 3].copy()
+    _fix(rcode_a, (1, 2, 3), n_vars)
+    rcode_a[rpowi, 3] = rimm
+    _fix(fills_a, (0,), n_vars)
+    _fix(cands_a, (4,), n_vars)
     return Tape(
-        code=np.array(code, dtype=np.int32).reshape(-1, 4),
-        fills=np.array(fills, dtype=np.int32).reshape(-1, 3),
-        pool=np.array(pool_vals, dtype=np.float64),
-        cands=np.array(rows, dtype=np.int32).reshape(-1, 5),
-        rcode=np.array(rcode or [], dtype=np.int32).reshape(-1, 5),
+        code=code_a.astype(np.int32), fills=fills_a.astype(np.int32),
+        pool=np.array(pool_vals, dtype=np.float64), cands=cands_a.astype(np.int32),
+        rcode=rcode_a.astype(np.int32),
         rcands=np.array(rrows if jacobian else [], dtype=np.int32).reshape(-1, 3),
         n_vars=n_vars, n_scratch=n_scratch, n_params=n_params,
         n_nodes=tuple(e.size for e in exprs))

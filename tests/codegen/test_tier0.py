@@ -261,6 +261,22 @@ def test_tape_slots_are_reused_and_code_shared() -> None:
     assert pack([]).n_candidates == 0
 
 
+@settings(max_examples=30)
+@given(es=st.lists(exprs(n_vars=3, n_params=2, max_leaves=10), min_size=1, max_size=8),
+       jac=st.booleans())
+def test_tape_cache_gives_the_same_tape(es: list[Expr], jac: bool) -> None:
+    from symcore.codegen import tape as tape_mod
+    warm = pack(es, jacobian=jac)
+    tape_mod._CACHE.clear()
+    cold = pack(es, jacobian=jac)
+    for f in ("code", "fills", "pool", "cands", "rcode", "rcands"):
+        assert np.array_equal(getattr(warm, f), getattr(cold, f), equal_nan=f == "pool"), f
+    # every operand slot is a data column or a scratch slot below n_slots
+    used = np.concatenate([cold.code[:, 1], cold.code[:, 2], cold.fills[:, 0],
+                           cold.cands[:, 4]])
+    assert used.size == 0 or (0 <= used.min() and used.max() < cold.n_slots)
+
+
 def test_empty_population_and_no_rows() -> None:
     prog = tier0.Tier0Program([], "float64")
     out = np.zeros((0, 5))
