@@ -164,6 +164,8 @@ def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value, isa: VecISA | Non
     sym = mvec_symbol(fn, dtype, lanes, isa) if lanes else None
     if sym is not None:
         f = _declare(module, sym, ty, [ty] * len(args))
+        if len(args) == 1 and fn in _GUARDED:
+            return _guarded_call(builder, f, fn, args[0], dtype)
         return builder.call(f, list(args))
     scalar = _declare(module, fn + ("f" if dtype == "float32" else ""), elem, [elem] * len(args))
     if not lanes:
@@ -174,3 +176,60 @@ def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value, isa: VecISA | Non
         lane = builder.call(scalar, [builder.extract_element(a, idx) for a in args])
         out = builder.insert_element(out, lane, idx)
     return out
+
+
+
+# -- special inputs kept out of libmvec (added by tier 0, helper C2) -----------------------------
+# libmvec's fast path bails out to scalar libm for the whole vector whenever one lane holds a
+# special input (NaN, a value outside the domain, an overflowing argument): on NaN-heavy
+# populations that made vector math ~3x slower.  The calls below replace such lanes by a benign
+# argument and set those lanes' results with selects to exactly what C/NumPy return; the other
+# lanes are computed by the same libmvec call as before (lanes are independent), so results are
+# bit-identical.
+
+_GUARDED = frozenset(("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos",
+                      "atan", "cbrt"))
+#: |x| beyond which exp over/underflows for certain (with margin: values in between still go to
+#: libmvec, which handles them itself)
+_EXP_BOUNDS = {"float64": (720.0, -750.0), "float32": (90.0, -110.0)}
+
+
+def _vsplat(ty: ir.VectorType, v: float) -> ir.Constant:
+    return ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
+
+
+def _guarded_call(b: ir.IRBuilder, f: ir.Function, fn: str, x: ir.Value, dtype: str) -> ir.Value:
+    # only fcmp/select/call: emit.TextBuilder implements that subset of IRBuilder too;
+    # select(c1, c2, c1) is c1 AND c2
+    ty = x.type
+    inf, nan = float("inf"), float("nan")
+    if fn == "log":
+        c1 = b.fcmp_ordered(">", x, _vsplat(ty, 0.0))
+        ok = b.select(c1, b.fcmp_ordered("<", x, _vsplat(ty, inf)), c1)
+        # log(±0) = -inf, log(x < 0) = NaN, log(+inf) = +inf, log(NaN) = NaN
+        special = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), _vsplat(ty, -inf),
+                           b.select(b.fcmp_ordered("<", x, _vsplat(ty, 0.0)), _vsplat(ty, nan), x))
+    elif fn == "exp":
+        hi, lo = _EXP_BOUNDS[dtype]
+        c1 = b.fcmp_ordered("<=", x, _vsplat(ty, hi))
+        ok = b.select(c1, b.fcmp_ordered(">=", x, _vsplat(ty, lo)), c1)
+        special = b.select(b.fcmp_ordered(">", x, _vsplat(ty, hi)), _vsplat(ty, inf),
+                           b.select(b.fcmp_ordered("<", x, _vsplat(ty, lo)), _vsplat(ty, 0.0), x))
+    elif fn in ("sin", "cos", "tan"):
+        # sin/cos/tan(±inf) = NaN, of NaN = NaN
+        ok = b.fcmp_ordered("<", b.call(_fabs_fn(b, ty), [x]), _vsplat(ty, inf))
+        special = _vsplat(ty, nan)
+    else:
+        # every other guarded function maps NaN to NaN (the input NaN, like libm)
+        ok = b.fcmp_ordered("ord", x, x)
+        special = x
+    r = b.call(f, [b.select(ok, x, _vsplat(ty, 0.5))])
+    return b.select(ok, r, special)
+
+
+def _fabs_fn(b: ir.IRBuilder, ty: ir.VectorType) -> ir.Function:
+    name = f"llvm.fabs.v{ty.count}{'f64' if isinstance(ty.element, ir.DoubleType) else 'f32'}"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [ty]), name=name)
+    return fn
