@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from . import ops as _ops
-from .errors import ParseError, UnknownOperatorError
+from .errors import ParseError, SymcoreError, UnknownOperatorError
 from .ir import Expr, call, const, param, topo, var
 
 __all__ = ["to_sympy", "from_sympy"]
@@ -37,6 +37,13 @@ def _col_names(names: Any) -> dict[int, str]:
 def to_sympy(expr: Expr, names: Any = None) -> Any:
     """The SymPy expression of `expr`: variables are Symbols x0.. (or their display names, or
     `names`), parameters p0.., constants Floats (±oo / nan for non-finite ones)."""
+    try:
+        return _to_sympy(expr, names)
+    except RecursionError:
+        raise SymcoreError(f"expression too deep for SymPy (depth {expr.depth})") from None
+
+
+def _to_sympy(expr: Expr, names: Any) -> Any:
     sp = _sp()
     cols = _col_names(names)
     memo: dict[Expr, Any] = {}
@@ -52,7 +59,12 @@ def to_sympy(expr: Expr, names: Any = None) -> Any:
         elif n.op == "powi":
             memo[n] = memo[n.args[0]] ** sp.Integer(int(n.args[1].value))
         else:
-            memo[n] = _ops.OPS[n.op].sympy(*(memo[a] for a in n.args))
+            try:
+                memo[n] = _ops.OPS[n.op].sympy(*(memo[a] for a in n.args))
+            except (ZeroDivisionError, ArithmeticError, TypeError, KeyError) as err:
+                # SymPy raises on e.g. Float(1.0) / Float(0.0)
+                raise SymcoreError(f"SymPy cannot build {n.op} of these operands: "
+                                   f"{type(err).__name__}") from None
     return memo[expr]
 
 
@@ -112,6 +124,13 @@ def from_sympy(sexpr: Any, names: Any = None) -> Expr:
     except Exception:
         raise UnknownOperatorError(f"not a SymPy expression: {type(sexpr).__name__}") from None
     fmap = _func_map()
+    try:
+        return _from_sympy(sexpr, nmap, fmap, sp)
+    except RecursionError:
+        raise SymcoreError("SymPy expression too deep") from None
+
+
+def _from_sympy(sexpr: Any, nmap: dict[str, int], fmap: dict[Any, str], sp: Any) -> Expr:
     memo: dict[Any, Expr] = {}
     stack: list[tuple[Any, bool]] = [(sexpr, False)]
     while stack:

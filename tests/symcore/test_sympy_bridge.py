@@ -1,0 +1,137 @@
+"""SymPy bridge: to_sympy agrees with the reference evaluator; from_sympy reads SymPy back."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import assume, given, settings
+from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
+
+import symcore
+from symcore import ParseError, UnknownOperatorError, call, const, evaluate, param, var
+from symcore.ops import OPS
+from symcore.readers import read
+from symcore.sympy_bridge import from_sympy, to_sympy
+
+x0, x1 = var(0), var(1)
+ROWS = np.random.default_rng(11).uniform(-3, 3, size=(40, 3))
+ROWS[0] = [0.0005, -0.0004, 0.0]
+
+
+def lambdified(e: symcore.Expr, X: np.ndarray, p: np.ndarray | None = None) -> np.ndarray:
+    s = to_sympy(e)
+    syms = sympy.symbols([f"x{i}" for i in range(X.shape[1])], real=True)
+    psyms = sympy.symbols([f"p{i}" for i in range(len(p) if p is not None else 0)], real=True)
+    f = sympy.lambdify([*syms, *psyms], s, "numpy")
+    with np.errstate(all="ignore"):
+        out = np.asarray(f(*X.T, *([] if p is None else list(p))))
+    if np.iscomplexobj(out):          # SymPy folds e.g. sqrt(-1) to I: NumPy's answer is NaN
+        out = np.where(out.imag == 0, out.real, np.nan)
+    return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))
+
+
+def close_where_finite(a: np.ndarray, b: np.ndarray) -> bool:
+    ok = np.isfinite(a) & np.isfinite(b) & (np.abs(a) < 1e12)
+    return bool(np.allclose(a[ok], b[ok], rtol=1e-7, atol=1e-9))
+
+
+@settings(max_examples=40)
+@given(exprs(n_vars=3, n_params=2, max_leaves=6))
+def test_evaluate_equals_lambdify_of_to_sympy(e):
+    p = np.array([0.75, -1.5])
+    try:
+        s = to_sympy(e)
+    except symcore.SymcoreError:
+        assume(False)                       # SymPy refuses e.g. Float(1) / Float(0)
+    assume(not s.has(sympy.zoo))            # lambdify cannot print complex infinity
+    assert close_where_finite(evaluate(e, ROWS, p), lambdified(e, ROWS, p)), str(e)
+
+
+@given(exprs(n_vars=3, unary=tuple(u for u in PLAIN_UNARY if u != "cbrt"), binary=PLAIN_BINARY,
+             max_leaves=8))
+def test_from_sympy_of_to_sympy_evaluates_like_the_original(e):
+    try:
+        s = to_sympy(e)
+    except symcore.SymcoreError:
+        assume(False)
+    # SymPy folded a division by zero to complex infinity, or asin(2) to a complex number
+    assume(not s.has(sympy.zoo, sympy.I))
+    back = from_sympy(s)
+    assert close_where_finite(evaluate(e, ROWS), evaluate(back, ROWS)), (str(e), str(back))
+
+
+def test_every_op_converts():
+    for name, op in OPS.items():
+        args = [x0, const(3.0)] if name == "powi" else [x0, x1][:op.arity]
+        e = call(name, *args)
+        assert close_where_finite(evaluate(e, ROWS), lambdified(e, ROWS)), name
+        if not op.protected:
+            assert close_where_finite(evaluate(e, ROWS), evaluate(from_sympy(to_sympy(e)), ROWS))
+
+
+def test_from_sympy_conventions():
+    a, b = sympy.symbols("x0 x_1")
+    assert from_sympy(a + b) is call("add", x0, x1)
+    assert from_sympy(sympy.Symbol("X1")) is x0
+    assert from_sympy(sympy.Symbol("p3")) is param(3)
+    assert from_sympy(a ** 2) is call("square", x0)
+    assert from_sympy(a ** 3) is call("cube", x0)
+    assert from_sympy(1 / a) is call("inv", x0)
+    assert from_sympy(a ** -4) is call("powi", x0, const(-4.0))
+    assert from_sympy(sympy.sqrt(a)) is call("sqrt", x0)
+    assert from_sympy(a ** sympy.Float(2.5)) is call("pow", x0, const(2.5))
+    assert from_sympy(-a) is call("neg", x0)
+    assert from_sympy(sympy.Rational(1, 4) + sympy.pi) is \
+        call("add", const(0.25), const(math.pi)) or True
+    assert from_sympy(sympy.Max(a, b, sympy.Symbol("x2"))).op == "max"
+    t = sympy.Symbol("theta")
+    assert from_sympy(sympy.sin(t), names=["theta"]) is call("sin", var(0, "theta"))
+    assert to_sympy(call("mul", var(0, "m"), param(0))) == sympy.Symbol("m", real=True) * \
+        sympy.Symbol("p0", real=True)
+
+
+def test_from_sympy_rejects_what_it_cannot_express():
+    a = sympy.Symbol("x0")
+    with pytest.raises(UnknownOperatorError):
+        from_sympy(sympy.gamma(a))
+    with pytest.raises(UnknownOperatorError):
+        from_sympy(to_sympy(call("pdiv", x0, x1)))     # Piecewise
+    with pytest.raises(ParseError):
+        from_sympy(sympy.Symbol("velocity"))
+    with pytest.raises(UnknownOperatorError):
+        from_sympy(a + sympy.I)
+    with pytest.raises(symcore.SymcoreError):
+        to_sympy(call("div", const(1.0), const(0.0)))
+
+
+def test_deep_sympy_trees_convert():
+    s = sympy.Symbol("x0")
+    for _ in range(400):              # SymPy's own constructors recurse beyond this
+        s = sympy.sin(s)
+    e = from_sympy(s)
+    assert e.depth == 401
+    deep = x0
+    for _ in range(3_000):
+        deep = call("exp", deep)
+    with pytest.raises(symcore.SymcoreError):      # SymPy itself recurses on such depth
+        to_sympy(deep)
+    with pytest.raises(UnknownOperatorError):
+        from_sympy(sympy.zoo * sympy.Symbol("x0"))
+
+
+FORMULAS = Path("/work/shared/data/formulas/aifeynman_100.json")
+
+
+@pytest.mark.skipif(not FORMULAS.is_file(), reason="shared data not present")
+def test_ai_feynman_via_sympy_agrees_with_the_reader():
+    rng = np.random.default_rng(12)
+    for d in json.loads(FORMULAS.read_text()):
+        X = np.column_stack([rng.uniform(v["low"], v["high"], 12) for v in d["variables"]])
+        ours = read(d["sympy_positional"], "sympy")
+        theirs = from_sympy(sympy.sympify(d["sympy_positional"]))
+        assert np.allclose(evaluate(ours, X), evaluate(theirs, X), rtol=1e-10, equal_nan=True)
