@@ -96,7 +96,7 @@ def test_loss_no_worse_than_scipy_least_squares_from_the_same_start():
     assert not worse, worse
 
 
-@pytest.mark.parametrize("tier", [0, 1, "numpy"])
+@pytest.mark.parametrize("tier", [0, 1, "tape", "numpy"])
 @pytest.mark.parametrize("method", ["lm", "bfgs"])
 def test_tiers_and_methods_find_the_same_optimum(tier, method):
     rng = np.random.default_rng(3)
@@ -249,3 +249,20 @@ def test_bad_input_raises_typed_errors():
 
 def test_facade():
     assert symcore.fit is fit and symcore.FitResult is FitResult
+
+
+def test_population_same_result_on_every_tier():
+    rng = np.random.default_rng(11)
+    X = rng.uniform(0.5, 2, (150, 2))
+    y = 1.7 * np.exp(-0.4 * X[:, 0]) + 0.8 * np.sin(1.3 * X[:, 1])
+    pop = [1.0 * call("exp", -0.5 * x0) + 1.0 * call("sin", 1.0 * x1),
+           1.0 * x0 + 2.0 * x1 + 0.5, call("sqrt", 1.2 * x0 + 0.3) * 0.9,
+           call("log", 2.0 * x0) - 0.5 * call("cos", 0.7 * x1),
+           call("pow_abs", x0, const(1.5)) * 0.5 + call("aq", 1.0 * x1, 0.5 * x0)]
+    by_tier = {t: fit(pop, X, y, tier=t) for t in (0, 1, "tape", "numpy")}
+    for rs in zip(*by_tier.values()):
+        for r in rs[1:]:
+            assert r.status == rs[0].status
+            np.testing.assert_allclose(r.loss, rs[0].loss, rtol=1e-7, atol=1e-25)
+            np.testing.assert_allclose(r.params, rs[0].params, rtol=1e-5, atol=1e-8)
+    assert by_tier[0][0].loss < 1e-20
