@@ -16,6 +16,7 @@ _NUM_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED_ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _WS = " \t\r\n"
+_DIGITS = "0123456789"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ def tokenize(src: str, dialect: str | None = None, dotted: bool = False) -> list
         if c in _WS:
             i += 1
             continue
-        if c.isdigit() or (c == "." and i + 1 < n and src[i + 1].isdigit()):
+        if c in _DIGITS or (c == "." and i + 1 < n and src[i + 1] in _DIGITS):
             m = _NUM_RE.match(src, i)
             assert m is not None
             end = m.end()

@@ -128,7 +128,8 @@ class _Leaves:
     patterns: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.patterns = [(re.compile(rx + r"\Z"), b if self.var_base is None else self.var_base)
+        self.patterns = [(re.compile(rx + r"\Z", re.ASCII),
+                          b if self.var_base is None else self.var_base)
                          for rx, b in self.spec.vars]
         self.consts = dict(self.spec.consts)
 
@@ -212,9 +213,10 @@ def _numpy_index(toks: list[Token], i: int, ctx: Ctx, is_x: bool) -> tuple["Expr
 
 
 _PREFIX_TOKEN = re.compile(r"[^,\s]+")
-_PREFIX_NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
-_MANT = re.compile(r"N(\d+)\Z")
-_EXPO = re.compile(r"E([+-]?\d+)\Z")
+_PREFIX_NUM = re.compile(r"(?a)[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_DIGIT_TOKENS = frozenset("0123456789")
+_MANT = re.compile(r"(?a)N(\d+)\Z")
+_EXPO = re.compile(r"(?a)E([+-]?\d+)\Z")
 
 
 def _prefix_leaf(lv: _Leaves):
@@ -239,7 +241,7 @@ def _prefix_leaf(lv: _Leaves):
             if tok in ("INT+", "INT-"):      # integer: sign token, then base-10 digit tokens
                 j = i + 1
                 val = 0
-                while j < len(toks) and toks[j][0].isdigit() and len(toks[j][0]) == 1:
+                while j < len(toks) and toks[j][0] in _DIGIT_TOKENS:
                     val = val * 10 + int(toks[j][0])
                     j += 1
                 if j == i + 1:
