@@ -89,6 +89,7 @@ class Infix:
     implicit_mul: bool = False                     # Bingo: `(a)(b)` is a product
     small_int_pow: bool = False                    # E2E: `(a)**2` is pow2, `(a)**3` is pow3
     fn_prefix: str = ""                            # eggp's Numpy column: `np.sin`
+    tight_neg_literal: bool = False                # eggp: `-2.5` is one literal token
     keep_const_args: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"powi": (1,)})
 
 
@@ -181,6 +182,13 @@ def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
             elif t.kind == SYM and t.text == "(":
                 stack.append(("(", t.pos))
                 i += 1
+            elif t.kind == SYM and t.text == "-" and syn.tight_neg_literal and i + 1 < n \
+                    and toks[i + 1].kind == NUM and toks[i + 1].pos == t.pos + 1:
+                # Haskell's `show` prints a negative constant as `-0.89`: `-0.89 ^ x` is (-0.89)^x
+                lit = ctx.literal(-toks[i + 1].value, t.pos)
+                out.append(Lit(lit.value, lit.slot, lit.pos, raw=False))
+                expect = False
+                i += 2
             elif t.kind == SYM and t.text == "-":
                 if syn.unary_minus == "literal" and not (i + 1 < n and toks[i + 1].kind == NUM):
                     raise ctx.error("unary minus is only allowed before a number here", t.pos)

@@ -53,6 +53,7 @@ class _Spec:
     fn_prefix: str = ""
     special: str = ""                           # "symcore" | "eggp_numpy" | "e2e_prefix"
     prefix_too: bool = False                    # NeSymReS: infix, or a prefix skeleton
+    tight_neg_literal: bool = False             # eggp (Haskell show): `-2.5 ^ x` is (-2.5)^x
 
 
 _PI_E = (("pi", math.pi), ("E", math.e))
@@ -61,7 +62,7 @@ _SPECS: dict[str, _Spec] = {
     "symcore": _Spec("infix", "symcore", ((r"x(\d+)", 0),), special="symcore"),
     "gplearn": _Spec("infix", "gplearn", ((r"X(\d+)", 0),), unary_minus="literal"),
     "operon": _Spec("infix", "operon", ((r"X(\d+)", 1),)),
-    "eggp": _Spec("infix", "eggp", ((r"x(\d+)", 0),)),
+    "eggp": _Spec("infix", "eggp", ((r"x(\d+)", 0),), tight_neg_literal=True),
     "eggp_numpy": _Spec("infix", "eggp_numpy", (), consts=(("np.pi", math.pi), ("np.e", math.e)),
                         fn_prefix="np.", special="eggp_numpy", unary_plus=True),
     "pysr": _Spec("infix", "pysr", ((r"x(\d+)", 0),), consts=(("pi", math.pi),)),
@@ -365,7 +366,8 @@ def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numb
         ctx.next_slot = base
         syn = Infix(binops, funcs, _infix_leaf(lv), unary_minus=spec.unary_minus,
                     unary_plus=spec.unary_plus, implicit_mul=spec.implicit_mul,
-                    small_int_pow=spec.small_int_pow, fn_prefix=spec.fn_prefix)
+                    small_int_pow=spec.small_int_pow, fn_prefix=spec.fn_prefix,
+                    tight_neg_literal=spec.tight_neg_literal)
         expr = ctx.value(parse_infix(toks, syn, ctx))
     expr, vals = _compact(expr, ctx)
     n = expr.n_params
