@@ -109,7 +109,8 @@ def _syntax(spec: _Spec) -> tuple[dict[str, tuple[str, int, bool]], dict[str, st
         op = _ops.OPS[name]
         if _IDENT.match(s):
             if spec.kind == "infix" and spec.word_binops and op.arity == 2:
-                binops[s] = (name, op.prec, op.right_assoc)
+                # E2E: `**` applies to the group just before it, tighter than any word operator
+                binops[s] = (name, min(op.prec, 35), op.right_assoc)
             else:
                 funcs[s] = name
         elif op.arity == 2 and spec.kind == "infix":
