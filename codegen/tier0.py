@@ -20,6 +20,9 @@ output:
   ``jac[c, k, :] = d pred_c / d p_k`` (float64, ``(P, K, N)``, K = ``params.shape[1]``; rows of
   parameters a candidate does not use are 0), by a forward sweep that keeps every node's value
   and a reverse sweep whose local derivatives are the ops table's (compiled on first use).
+* ``prog.normal_range(Xcol, y, w, params, out_loss, g, H, c0, c1)``: what a Levenberg–Marquardt
+  step needs, without materialising J: ``out_loss`` as above, ``g[c] = Jᵀ W r`` (P, K) and
+  ``H[c] = Jᵀ W J`` (P, K, K) in float64, r = pred - y.
 
 Array contract: ``Xcol`` is ``(n_features, N)`` C-contiguous of the program's dtype with
 ``n_features >= prog.n_vars`` (column-major data: one contiguous row per feature); ``y`` and ``w``
@@ -61,7 +64,6 @@ _VERSION = "t0-1"
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
-_I8P = ir.IntType(8).as_pointer()
 _DBL = ir.DoubleType()
 
 
@@ -138,6 +140,9 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         args += [Tp, _I64]
     elif kind == "jac":
         args += [Tp, _I64, I32p, I32p, Tp, _DBL.as_pointer(), _I64]
+    elif kind == "normal":
+        args += [Tp, Tp, _DBL.as_pointer(), I32p, I32p, Tp, _DBL.as_pointer(),
+                 _DBL.as_pointer(), _I64]
     else:
         args += [Tp, Tp, _DBL.as_pointer()]
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=f"t0_{kind}")
@@ -146,14 +151,17 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
      c1) = fn.args[:16]
     E = _Emitter(fn)
     b = E.b
-    weighted = kind == "loss_w"
-    is_loss = kind not in ("predict", "jac")
+    weighted = kind in ("loss_w", "normal")
+    is_loss = kind in ("loss", "loss_w", "normal")
+    reverse = kind in ("jac", "normal")
     if kind in ("predict", "jac"):
         out, ldo = fn.args[16:18]
     if kind == "jac":
         rcode, rcands, adj, J, ldk = fn.args[18:23]
     elif is_loss:
         y, w, loss = fn.args[16:19]
+    if kind == "normal":
+        rcode, rcands, adj, G, H, ldk = fn.args[19:25]
 
     cB = _c64(B)
     nfull = b.sdiv(n, cB, name="nfull")
@@ -192,13 +200,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         v = b.insert_element(u, val, ir.Constant(_I32, 0))
         return b.shuffle_vector(v, u, ir.Constant(ir.VectorType(_I32, ty.count), [0] * ty.count))
 
-    def vload(p: ir.Value, off: int | ir.Value) -> ir.Value:
-        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
-        return b.load(b.bitcast(q, Vp), align=esize)
-
-    def vstore(v: ir.Value, p: ir.Value, off: int | ir.Value) -> None:
-        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
-        b.store(v, b.bitcast(q, Vp), align=esize)
+    vload, vstore = _vec_io(b, V)
 
     def field(row: ir.Value, k: int) -> ir.Value:
         return b.sext(b.load(b.gep(row, [_c64(k)])), _I64)
@@ -252,7 +254,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         stride = b.select(full, ldx, cB)
         E.loop(_c64(0), nvar, lambda v: b.store(b.gep(base, [b.mul(v, stride)]),
                                                  b.gep(ptrs, [v])), "varptr")
-        _emit_interp(E, code, code_off, n_instr, ptrs, V, W, B, vload, vstore, lower)
+        b.call(_block_fn(mod, "interp", V, W, B, lower), [code, code_off, n_instr, ptrs])
         rp = b.load(b.gep(ptrs, [root]))
 
         def write_rows(src: ir.Value, dst: ir.Value, conv: Callable[[ir.Value], ir.Value],
@@ -271,7 +273,11 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         if kind in ("predict", "jac"):
             orow = b.gep(out, [b.add(b.mul(c, ldo), r0)])
             write_rows(rp, orow, lambda v: v, Vp)
-        if kind == "jac":
+        DV = ir.VectorType(_DBL, W)
+        conv = (lambda v: v) if isinstance(T, ir.DoubleType) else (lambda v: b.fpext(
+            v, DV if isinstance(v.type, ir.VectorType) else _DBL))
+
+        def sweep_back() -> Callable[[ir.Value], ir.Value]:
             rc = b.gep(rcands, [b.mul(c, _c64(3))])
             r_off, n_rev, root_active = field(rc, 0), field(rc, 1), field(rc, 2)
             adj_of = lambda s_: b.gep(adj, [b.mul(b.sub(s_, nvar), cB)])  # noqa: E731
@@ -280,10 +286,12 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
                 ar = adj_of(root)
                 for k in range(B // W):
                     vstore(ones, ar, k * W)
-            _emit_reverse(E, rcode, r_off, n_rev, ptrs, adj_of, V, W, B, vload, vstore, lower)
-            DV = ir.VectorType(_DBL, W)
-            conv = (lambda v: v) if isinstance(T, ir.DoubleType) else (lambda v: b.fpext(
-                v, DV if isinstance(v.type, ir.VectorType) else _DBL))
+            b.call(_block_fn(mod, "reverse", V, W, B, lower),
+                   [rcode, r_off, n_rev, ptrs, adj, nvar])
+            return adj_of
+
+        if kind == "jac":
+            adj_of = sweep_back()
 
             def jrow(j: ir.Value) -> None:
                 row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
@@ -328,6 +336,10 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             anybad = b.icmp_unsigned("!=", b.bitcast(nonfin, ir.IntType(W)),
                                      ir.Constant(ir.IntType(W), 0))
             b.store(anybad, bad)
+            if kind == "normal":
+                with b.if_then(b.not_(anybad)):
+                    _emit_normal_block(E, sweep_back(), fills, fill_off, n_fill, field, c, ldk,
+                                       G, H, rp, yb, wb, cnt, lanes_idx, V, W, B, vload, conv)
         b.store(b.add(bi, _c64(1)), blk_i)
         b.branch(bhead)
         b.position_at_end(bend)
@@ -339,6 +351,14 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             dst = b.gep(loss, [b.mul(c, _c64(2))])
             b.store(b.select(isbad, inf, s_tot), dst)
             b.store(b.select(isbad, inf, a_tot), b.gep(dst, [_c64(1)]))
+            if kind == "normal":
+                # a non-finite prediction: the gradient and the normal matrix are NaN
+                with b.if_then(isbad):
+                    nan = ir.Constant(_DBL, float("nan"))
+                    E.loop(_c64(0), ldk, lambda i: b.store(
+                        nan, b.gep(G, [b.add(b.mul(c, ldk), i)])), "nang")
+                    E.loop(_c64(0), b.mul(ldk, ldk), lambda i: b.store(
+                        nan, b.gep(H, [b.add(b.mul(c, b.mul(ldk, ldk)), i)])), "nanh")
 
     E.loop(c0, c1, candidate, "cand")
     b.ret_void()
@@ -349,6 +369,54 @@ def _hsum(b: ir.IRBuilder, v: ir.Value, W: int) -> ir.Value:
     for i in range(1, W):
         s = b.fadd(s, b.extract_element(v, ir.Constant(_I32, i)))
     return s
+
+
+def _vec_io(b: ir.IRBuilder, V: ir.VectorType
+            ) -> tuple[Callable[..., ir.Value], Callable[..., None]]:
+    """Unaligned vector load/store at an element offset of a scalar pointer."""
+    Vp = V.as_pointer()
+    esize = 8 if isinstance(V.element, ir.DoubleType) else 4
+
+    def vload(p: ir.Value, off: int | ir.Value) -> ir.Value:
+        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
+        return b.load(b.bitcast(q, Vp), align=esize)
+
+    def vstore(v: ir.Value, p: ir.Value, off: int | ir.Value) -> None:
+        q = b.gep(p, [off if isinstance(off, ir.Value) else _c64(off)])
+        b.store(v, b.bitcast(q, Vp), align=esize)
+    return vload, vstore
+
+
+def _block_fn(mod: ir.Module, which: str, V: ir.VectorType, W: int, B: int,
+              lower: dict[str, Callable[..., ir.Value]]) -> ir.Function:
+    """The module's one function running a candidate's instructions on one row block
+    (``interp``: the forward sweep; ``reverse``: the adjoint sweep); every entry point calls
+    it, so its big opcode switch is compiled once per module."""
+    name = f"t0_{which}_block"
+    fn = mod.globals.get(name)
+    if fn is not None:
+        return fn
+    Tp = V.element.as_pointer()
+    I32p = _I32.as_pointer()
+    args = [I32p, _I64, _I64, Tp.as_pointer()]
+    if which == "reverse":
+        args += [Tp, _I64]
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")
+    E = _Emitter(fn)
+    vload, vstore = _vec_io(E.b, V)
+    if which == "interp":
+        code, off, count, ptrs = fn.args
+        _emit_interp(E, code, off, count, ptrs, V, W, B, vload, vstore, lower)
+    else:
+        code, off, count, ptrs, adj, nvar = fn.args
+        b = E.b
+        adj_of = lambda s_: b.gep(adj, [b.mul(b.sub(s_, nvar), _c64(B))])  # noqa: E731
+        _emit_reverse(E, code, off, count, ptrs, adj_of, V, W, B, vload, vstore, lower)
+    E.b.ret_void()
+    return fn
 
 
 def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Value,
@@ -414,6 +482,7 @@ _COMMON = [_P, _P, _P, _P, _P, _L, _P, _L, _L, _L, _L, _P, _P, _P, _L, _L]
 _PREDICT_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _L)
 _LOSS_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P)
 _JAC_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _L, _P, _P, _P, _P, _L)
+_NORMAL_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P, _P, _P, _P, _P, _P, _L)
 
 
 def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
@@ -462,9 +531,15 @@ class _Interpreter:
     def jac(self) -> Any:
         with self._lock:
             if self._jac is None:
-                self.jac_library = self._load(("jac",))
+                self.jac_library = self._load(("jac", "normal"))
                 self._jac = _JAC_T(self.jac_library.addresses["t0_jac"])
+                self._normal = _NORMAL_T(self.jac_library.addresses["t0_normal"])
             return self._jac
+
+    @property
+    def normal(self) -> Any:
+        _ = self.jac
+        return self._normal
 
 
 _INTERPS: dict[tuple[str, int], _Interpreter] = {}
@@ -629,6 +704,94 @@ class Tier0Program:
         self.interp.jac(*args, out.ctypes.data, n, pk.rcode.ctypes.data, pk.rcands.ctypes.data,
                         parts[3], jac.ctypes.data if jac.size else 0, K)
         del buf
+
+    def normal_range(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+                     params: np.ndarray | None, out_loss: np.ndarray, g: np.ndarray,
+                     H: np.ndarray, c0: int = 0, c1: int | None = None) -> None:
+        """The normal equations of least squares for c0 <= c < c1, in float64:
+        ``out_loss[c] = (sum w r^2, sum w |r|)``, ``g[c] = Jᵀ W r`` (P, K) and ``H[c] = Jᵀ W J``
+        (P, K, K), r = pred - y, J = d pred / d params (K = params.shape[1]).  A non-finite
+        prediction makes out_loss +inf and g, H NaN for that candidate (its remaining blocks
+        skipped)."""
+        c1 = self.n_candidates if c1 is None else c1
+        with self._jlock:
+            if self._jw is None:
+                self._jw = _Packed(_tape.pack(self.exprs, jacobian=True))
+        pk = self._jw
+        buf, args, parts = self._common(pk, X, params, c0, c1, adjoints=True)
+        n = X.shape[1]
+        K = params.shape[1] if isinstance(params, np.ndarray) and params.ndim == 2 else 0
+        self._check_out(y, "y", (n,), self._np)
+        if w is None:
+            w = np.ones(n, dtype=self._np)
+        self._check_out(w, "w", (n,), self._np)
+        self._check_out(out_loss, "out_loss", (self.n_candidates, 2), np.float64)
+        self._check_out(g, "g", (self.n_candidates, K), np.float64)
+        self._check_out(H, "H", (self.n_candidates, K, K), np.float64)
+        g[c0:c1] = 0.0
+        H[c0:c1] = 0.0
+        spare = np.zeros(1)
+        self.interp.normal(*args, y.ctypes.data, w.ctypes.data, out_loss.ctypes.data,
+                           pk.rcode.ctypes.data, pk.rcands.ctypes.data, parts[3],
+                           g.ctypes.data if g.size else spare.ctypes.data,
+                           H.ctypes.data if H.size else spare.ctypes.data, K)
+        del buf
+
+
+def _emit_normal_block(E: _Emitter, adj_of: Callable[[ir.Value], ir.Value], fills: ir.Value,
+                       fill_off: ir.Value, n_fill: ir.Value, field: Callable[..., ir.Value],
+                       c: ir.Value, ldk: ir.Value, G: ir.Value, H: ir.Value, rp: ir.Value,
+                       yb: ir.Value, wb: ir.Value, cnt: ir.Value, lanes_idx: ir.Value,
+                       V: ir.VectorType, W: int, B: int, vload: Callable[..., ir.Value],
+                       conv: Callable[[ir.Value], ir.Value]) -> None:
+    """One row block's share of g = Jᵀ W r and H = Jᵀ W J (float64), the Jacobian columns being
+    the adjoints of the candidate's parameter slots; padded rows are masked out."""
+    b = E.b
+    DV = ir.VectorType(_DBL, W)
+    zero_d = ir.Constant(DV, [0.0] * W)
+    cntv = b.insert_element(ir.Constant(ir.VectorType(_I64, W), ir.Undefined), cnt,
+                            ir.Constant(_I32, 0))
+    cntv = b.shuffle_vector(cntv, ir.Constant(ir.VectorType(_I64, W), ir.Undefined),
+                            ir.Constant(ir.VectorType(_I32, W), [0] * W))
+    masks = [b.icmp_signed("<", b.add(lanes_idx, ir.Constant(ir.VectorType(_I64, W),
+                                                             [k * W] * W)), cntv)
+             for k in range(B // W)]
+    kk = b.mul(ldk, ldk)
+
+    def pslot(j: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        row = b.gep(fills, [b.mul(b.add(fill_off, j), _c64(3))])
+        return (b.icmp_signed("!=", field(row, 1), _c64(0)), field(row, 0), field(row, 2))
+
+    def outer(j1: ir.Value) -> None:
+        is_p, s1, i1 = pslot(j1)
+        with b.if_then(is_p):
+            a1 = adj_of(s1)
+            acc = zero_d
+            for k in range(B // W):
+                # w * (pred - y) * d pred / d p_i1 on the block's valid rows
+                r = b.fsub(conv(vload(rp, k * W)), conv(vload(yb, k * W)))
+                t = b.fmul(b.fmul(conv(vload(wb, k * W)), r), conv(vload(a1, k * W)))
+                acc = b.fadd(acc, b.select(masks[k], t, zero_d))
+            gp = b.gep(G, [b.add(b.mul(c, ldk), i1)])
+            b.store(b.fadd(b.load(gp), _hsum(b, acc, W)), gp)
+
+            def inner(j2: ir.Value) -> None:
+                is_q, s2, i2 = pslot(j2)
+                with b.if_then(is_q):
+                    a2 = adj_of(s2)
+                    acc2 = zero_d
+                    for k in range(B // W):
+                        t = b.fmul(b.fmul(conv(vload(wb, k * W)), conv(vload(a1, k * W))),
+                                   conv(vload(a2, k * W)))
+                        acc2 = b.fadd(acc2, b.select(masks[k], t, zero_d))
+                    h = _hsum(b, acc2, W)
+                    hp = b.gep(H, [b.add(b.mul(c, kk), b.add(b.mul(i1, ldk), i2))])
+                    b.store(b.fadd(b.load(hp), h), hp)
+                    with b.if_then(b.icmp_signed("!=", i1, i2)):
+                        hq = b.gep(H, [b.add(b.mul(c, kk), b.add(b.mul(i2, ldk), i1))])
+                        b.store(b.fadd(b.load(hq), h), hq)
+            E.loop(j1, n_fill, inner, "hcol")
+    E.loop(_c64(0), n_fill, outer, "hrow")
 
 
 def _deriv(op: str, i: int, k: int | None = None) -> Expr:

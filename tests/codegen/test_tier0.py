@@ -147,7 +147,7 @@ def test_population_equals_reference_exactly(es: list[Expr], X: np.ndarray, dtyp
 
 # -- block boundaries, losses -----------------------------------------------------------------
 
-SIZES = (0, 1, 7, 63, 64, 65, 127, 128, 129, 200, 257)
+SIZES = (0, 1, 7, 63, 64, 65, 127, 128, 129, 200, 255, 256, 257)
 
 
 def _population() -> list[Expr]:
@@ -428,3 +428,39 @@ def test_jacobian_bad_arrays() -> None:
         prog.jacobian_range(X, P, np.zeros((1, 5)), np.zeros((1, 2, 5), np.float32))
     with pytest.raises(DataError):
         prog.jacobian_range(X, None, np.zeros((1, 5)), np.zeros((1, 2, 5)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", (0, 1, 7, 64, 65, 200))
+def test_normal_equations(dtype: str, n: int) -> None:
+    rng = np.random.default_rng(n + 17)
+    X = rng.uniform(-1, 1, size=(n, 2))
+    yv = rng.normal(size=n)
+    wv = rng.uniform(0, 2, size=n)
+    x, y, p0, p1, p2 = var(0), var(1), param(0), param(1), param(2)
+    es = [call("exp", x * p0) * call("powi", x + p1, const(2.0)) + p0 * p0, x, p1,
+          call("sin", p0 * y) / call("pdiv", x, p1), p2 * x + p0, call("log", x * p2)]
+    params = np.tile([0.3, -0.2, 0.9], (len(es), 1))
+    prog = tier0.Tier0Program(es, dtype)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    Xd = X.astype(dtype).astype(np.float64)
+    yd = yv.astype(dtype).astype(np.float64)
+    for w in (None, wv):
+        L = np.zeros((len(es), 2))
+        g = np.full((len(es), 3), 5.0)
+        H = np.full((len(es), 3, 3), 5.0)
+        prog.normal_range(np.ascontiguousarray(X.T, dtype=dtype), yv.astype(dtype),
+                          None if w is None else w.astype(dtype), params, L, g, H)
+        wd = np.ones(n) if w is None else w.astype(dtype).astype(np.float64)
+        for i, e in enumerate(es):
+            v, Jr = _jac_ref(e, Xd, params[i], 3)
+            if not np.isfinite(v).all():
+                assert np.isinf(L[i]).all() and np.isnan(g[i]).all() and np.isnan(H[i]).all()
+                continue
+            r = v - yd
+            np.testing.assert_allclose(L[i], [(wd * r * r).sum(), (wd * np.abs(r)).sum()],
+                                       rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(g[i], Jr @ (wd * r), rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(H[i], (Jr * wd) @ Jr.T, rtol=rtol, atol=rtol)
+    if n >= 7:
+        assert np.isinf(L[5, 0])   # log of negative x*p2 on some row
