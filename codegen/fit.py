@@ -24,6 +24,18 @@ its damping, BFGS backtracks): the fit never crashes on NaN or inf.  Status:
 * ``singular``: the Jacobian is identically zero at the start (no parameter changes the output).
 
 A parameter-free model returns at once (status ``converged``, 0 iterations).
+
+Levenberg–Marquardt follows MINPACK's lmder (what ``scipy.optimize.least_squares(method="lm")``
+runs): Moré's trust region with Jacobian column scaling, the same step acceptance, radius
+update and ftol/xtol/gtol tests (all equal to ``tol``), budget 100 × n_params trial steps by
+default; the damped steps come from an eigendecomposition of the scaled normal matrix, so a
+rank-deficient Jacobian (redundant constants, common in SR candidates) gets the minimum-norm
+step.  A population (and every restart) is fitted in lockstep: one trial step of every
+unfinished problem per round, the small linear algebra batched across problems, and the trial
+points evaluated by one native call per thread (tier 0); the last few slow problems are handed
+to the one-problem loop (and, in tier "auto", to kernels compiled for them when their remaining
+budget × rows makes compiling pay).  Restarts (``restarts=k``: k extra starts jittered
+log-normally around the first, seeded) run on a quarter of the budget; the best run is kept.
 """
 
 from __future__ import annotations
@@ -57,6 +69,8 @@ _EXPECTED_CALLS = 50
 #: tier "auto" compiles the last, slow problems of a batch when remaining budget × rows
 #: reaches this (compile ~20 ms vs ~40 ns per row per call saved)
 ESCALATE_ROW_CALLS = 1e6
+#: restarts run on budget // RESTART_BUDGET_DIV (a start that does not converge quickly rarely
+#: beats the first one; measured: same final losses as the full budget at half the time)
 RESTART_BUDGET_DIV = 4
 
 #: (params) -> (Σ w r², Jᵀ W r, Jᵀ W J): everything both algorithms need
@@ -770,6 +784,12 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
             else:
                 problems += [(k, s) for s in _starts(p0, restarts, rngs[k])]
                 first_of.append(len(problems) - restarts - 1)
+        # per-problem budgets: restarts run on a quarter
+        cids_all = np.array([k for k, _ in problems], dtype=np.int64)
+        bud = np.array(budgets, dtype=np.int64)[cids_all] if problems else np.zeros(0, np.int64)
+        is_first = np.zeros(len(problems), dtype=bool)
+        is_first[first_of] = True
+        bud = np.where(is_first, bud, np.maximum(bud // RESTART_BUDGET_DIV, 1))
         if method == "lm" and problems:
             # every (candidate, start) in lockstep: batched linear algebra, threaded kernels
             n_par = [m.n_params for m, _ in models]
@@ -787,16 +807,12 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
                     escalate = _escalation(models, data, A.shape[0], compiled)
             else:
                 evaluate = _batch_from_normals(normals, n_par, Pm, pool, n_threads)
-            bud = np.array(budgets)[cids]
-            is_first = np.zeros(len(problems), dtype=bool)
-            is_first[first_of] = True
-            bud = np.where(is_first, bud, np.maximum(bud // RESTART_BUDGET_DIV, 1))
             runs = _lm_batch(cids, starts, np.array(n_par)[cids], bud,
                              float(tol), evaluate, normals, pool, escalate=escalate)
         else:
             def one(j: int) -> tuple[np.ndarray, float, int, str]:
                 k, s = problems[j]
-                return bfgs(normals[k], s, budgets[k], float(tol))
+                return bfgs(normals[k], s, int(bud[j]), float(tol))
             runs = list(pool.map(one, range(len(problems)))) if pool is not None else \
                 [one(j) for j in range(len(problems))]
         grouped: dict[int, list] = {}

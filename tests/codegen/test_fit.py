@@ -266,3 +266,21 @@ def test_population_same_result_on_every_tier():
             np.testing.assert_allclose(r.loss, rs[0].loss, rtol=1e-7, atol=1e-25)
             np.testing.assert_allclose(r.params, rs[0].params, rtol=1e-5, atol=1e-8)
     assert by_tier[0][0].loss < 1e-20
+
+
+def test_bfgs_population_on_threads_and_restart_budget():
+    rng = np.random.default_rng(12)
+    X = rng.uniform(0.5, 2, (80, 2))
+    y = 2.0 * X[:, 0] - np.log(X[:, 1])
+    pop = [1.0 * x0 - 1.0 * call("log", x1), call("exp", 0.3 * x0) + 0.1 * x1, 0.5 * x0]
+    one = fit(pop, X, y, method="bfgs", threads=1, restarts=2, seed=3)
+    two = fit(pop, X, y, method="bfgs", threads=2, restarts=2, seed=3)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.params, b.params)
+    assert one[0].loss < 1e-14
+    # restarts get a quarter of the budget: 3 starts of a 4-step budget use at most 4 + 1 + 1
+    r = fit(call("exp", 3.0 * x0) * 0.1, X, np.exp(X[:, 0]), max_iter=4, restarts=2, seed=0)
+    assert r.iterations <= 6
+    r = fit(call("exp", 3.0 * x0) * 0.1, X, np.exp(X[:, 0]), max_iter=4, restarts=2, seed=0,
+            method="bfgs")
+    assert r.iterations <= 6
