@@ -72,6 +72,17 @@ def _check_output_path(path: str, what: str) -> None:
         raise _UserError(f"cannot write {what} {path!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise _UserError(f"cannot write {what} {path!r}: permission denied")
+    existed = p.exists()
+    try:  # a real probe: permissions alone do not tell (read-only mounts, /proc, root)
+        with open(p, "ab"):
+            pass
+    except OSError as err:
+        raise _UserError(f"cannot write {what} {path!r}: {err.strerror or err}") from None
+    if not existed:
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +105,10 @@ def _cmd_run(a: argparse.Namespace) -> int:
         if not a.data:
             raise _UserError("--data DATA.csv is required with a POPULATION file")
         population, data, target = a.population, a.data, a.target
+        if not Path(population).exists():
+            raise _UserError(f"population file not found: {population}")
+        if Path(population).is_dir():
+            raise _UserError(f"population path is a directory: {population}")
     if a.top < 0:
         raise _UserError("--top must be >= 0 (0 shows every model)")
     if a.export:
@@ -231,8 +246,12 @@ def _parse_params(text: str | None) -> list[float] | None:
 def _cmd_export(a: argparse.Namespace) -> int:
     import symcore
     e = _read_one(a.expr, a.dialect)
+    pv = _parse_params(a.params)
+    if e.n_params and not a.runtime_params and (pv is None or len(pv) < e.n_params):
+        raise _UserError(f"the expression has {e.n_params} parameter(s): give their values with "
+                         f"--params V0,V1,... or keep them as inputs with --runtime-params")
     out = symcore.export(e, a.output, format=a.format, name=a.name,
-                         params=_parse_params(a.params), bake_params=not a.runtime_params)
+                         params=pv, bake_params=not a.runtime_params)
     sys.stdout.write(f"wrote {out}\n")
     if (a.format or "").lower() == "so" or (a.format is None and out.suffix in (".so", ".dylib")):
         sys.stdout.write(f"wrote {out.with_suffix('.h')}\n")

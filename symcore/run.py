@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError, SymcoreError
+from .errors import DataError, DialectError, SymcoreError
 from .ir import Expr, map_leaves, var
 from .printers import to_text
 
@@ -159,7 +159,13 @@ def _read_population(population: Any, dialect: str, names: list[str] | None
             raise DataError(f"population file not found: {p}")
         if p.is_dir():
             raise DataError(f"population path is a directory: {p}")
-        pop = read_file(p, dialect=dialect, on_error="collect", **opts)
+        try:
+            pop = read_file(p, dialect=dialect, on_error="collect", **opts)
+        except DialectError as err:
+            if dialect != "auto":
+                raise
+            raise DataError(f"{p}: cannot detect the dialect ({err}); pass --dialect NAME, "
+                            f"e.g. symcore, sympy, operon, pysr, gplearn, eggp") from None
         src = str(p)
     else:
         items = list(population)
