@@ -19,8 +19,11 @@ from symcore import (ArityError, DataError, DialectError, ParseError, SymcoreErr
 from symcore.ir import topo
 from symcore.readers import READ_DIALECTS, Population, detect_dialect, read, read_file, read_many
 
-FRONTENDS = Path("/work/shared/data/frontends")
-FORMULAS = Path("/work/shared/data/formulas")
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"   # copies of ../shared/data
+FRONTENDS = next((p for p in (_FIXTURES / "frontends", Path("/work/shared/data/frontends"))
+                  if p.is_dir()), _FIXTURES / "frontends")
+FORMULAS = next((p for p in (_FIXTURES / "formulas", Path("/work/shared/data/formulas"))
+                 if p.is_dir()), _FIXTURES / "formulas")
 needs_frontends = pytest.mark.skipif(not FRONTENDS.is_dir(), reason="shared data not present")
 needs_formulas = pytest.mark.skipif(not FORMULAS.is_dir(), reason="shared data not present")
 
