@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from symcore.errors import SymcoreError
-from symcore.ir import Expr, topo
+from symcore.ir import Expr
 
 from . import rulesets
-from .extract import Extractor, cost_model, finish, tree_cost
-from .language import fold_all, prepare_all, single_use_params, write_tables
+from .extract import Extractor, cost_model, finish_all, tree_cost
+from .language import prepare_all, single_use_params, write_tables
 from .saturate import Limits, Session, StopReason
 
 __all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
@@ -70,13 +70,11 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
     limits = Limits(iterations, node_limit, time_limit)
     limits.check()
     params_mode = "params" in topics
-    names = {n.value: n.name for n in topo(items) if n.op == "var" and n.name}
     stats: dict[str, Any] = {"inputs": len(items)}
 
     t0 = time.perf_counter()
-    folded = fold_all(items)
-    free = [single_use_params(e) for e in folded] if params_mode else None
-    prepared = prepare_all(folded, free)
+    free = [single_use_params(e) for e in items] if params_mode else None
+    prepared, names = prepare_all(items, free)
     session = Session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items)))
     with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
         text, node_ids = write_tables(prepared, tmp)
@@ -92,17 +90,10 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
     order: dict[int, int] = {}
     class_of = [order.setdefault(c, len(order)) for c in root_cls]
     classes = list(order)
-    reps = [finish(e, names, renumber=params_mode) for e in ex.build(classes, choice)]
+    reps = finish_all(ex.build(classes, choice), names, renumber=params_mode)
     members: list[list[int]] = [[] for _ in classes]
     for i, k in enumerate(class_of):
         members[k].append(i)
-    if not params_mode:
-        # Extraction is optimal over the e-graph, which holds every input; keep an input when
-        # the post-processing made the representative costlier (never returns a costlier term).
-        for k, mem in enumerate(members):
-            best_in = min((folded[i] for i in mem), key=lambda e: tree_cost(e, fn))
-            if tree_cost(best_in, fn) < tree_cost(reps[k], fn):
-                reps[k] = finish(best_in, names)
     t3 = time.perf_counter()
     stats.update({"enodes_inserted": inserted, "enodes": len(ex.node_op),
                   "eclasses": ex.n_classes, "iterations": session.iterations,

@@ -7,13 +7,15 @@ import heapq
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from egglog import bindings
 
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
 
-from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL, fold_constants
+from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL, fold_all
 
 #: lexicographic weight of one parameter in the "params" cost (parameter count, then size)
 PARAM_WEIGHT = 1e6
@@ -22,34 +24,48 @@ _FREE = FREE  # marker slot of an anonymous parameter before renumbering
 CostFn = Callable[[str, tuple[float, ...]], float]
 
 
-def size_cost(op: str, kids: tuple[float, ...]) -> float:
-    """Per-op weights from the ops table; a leaf costs 1."""
-    return (OPS[op].cost if op in OPS else 1.0) + sum(kids)
+class AdditiveCost:
+    """A cost that is a per-node weight plus the children's costs (size, params, weights).
+    Such costs are extracted with a vectorised fixpoint instead of a Python priority queue."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None, param_weight: float = 0.0):
+        self.weights = dict(weights or {})
+        self.param_weight = param_weight
+
+    def base(self, op: str) -> float:
+        w = self.weights.get(op)
+        if w is None:
+            w = OPS[op].cost if op in OPS else 1.0
+        return w + (self.param_weight if op == "param" else 0.0)
+
+    def __call__(self, op: str, kids: tuple[float, ...]) -> float:
+        return self.base(op) + sum(kids)
 
 
-def params_cost(op: str, kids: tuple[float, ...]) -> float:
-    """Parameter count first, then size."""
-    return (PARAM_WEIGHT if op == "param" else 0.0) + size_cost(op, kids)
+#: per-op weights from the ops table; a leaf costs 1
+size_cost = AdditiveCost()
+#: parameter count first, then size
+params_cost = AdditiveCost(param_weight=PARAM_WEIGHT)
 
 
 def cost_model(cost: Any) -> CostFn:
     """'size', 'params', a mapping {op: weight}, or a callable (op, child_costs) -> cost that
     is larger than each of its child costs ('var', 'const', 'param' name the leaves)."""
-    if cost == "size":
-        return size_cost
-    if cost == "params":
-        return params_cost
-    if isinstance(cost, Mapping):
-        weights = {str(k): float(v) for k, v in cost.items()}
+    if isinstance(cost, str):
+        if cost == "size":
+            return size_cost
+        if cost == "params":
+            return params_cost
+    elif isinstance(cost, Mapping):
+        try:
+            weights = {str(k): float(v) for k, v in cost.items()}
+        except (TypeError, ValueError):
+            raise SymcoreError("cost weights must be numbers") from None
         bad = [k for k, v in weights.items() if not v > 0]
         if bad:
             raise SymcoreError(f"cost weights must be positive: {bad}")
-
-        def weighted(op: str, kids: tuple[float, ...]) -> float:
-            base = OPS[op].cost if op in OPS else 1.0
-            return weights.get(op, base) + sum(kids)
-        return weighted
-    if callable(cost):
+        return AdditiveCost(weights)
+    elif callable(cost):
         return cost
     raise SymcoreError(f"unknown cost model {cost!r}: use 'size', 'params', a dict of weights "
                        "or a callable (op, child_costs) -> float")
@@ -68,37 +84,33 @@ class Extractor:
 
     def __init__(self, egraph: bindings.EGraph, frozen: bindings.FrozenEGraph) -> None:
         ids: dict[Any, int] = {}
-
-        def cid(v: Any) -> int:
-            i = ids.get(v)
-            if i is None:
-                i = ids[v] = len(ids)
-            return i
-
+        sd = ids.setdefault
         self.node_op: list[str] = []
         self.node_val: list[Any] = []
         self.node_kids: list[tuple[int, ...]] = []
         self.node_cls: list[int] = []
         self.roots: dict[int, int] = {}
+        ops, vals, kids_l, cls_l = self.node_op, self.node_val, self.node_kids, self.node_cls
         for name, fn in frozen.functions.items():
             if name == ROOT:
+                to_i = egraph.value_to_i64
                 for r in fn.rows:
-                    self.roots[egraph.value_to_i64(r.inputs[0])] = cid(r.output)
+                    self.roots[to_i(r.inputs[0])] = sd(r.output, len(ids))
                 continue
             if name in OP_OF:
                 op = OP_OF[name]
                 for r in fn.rows:
                     if r.subsumed:
                         continue
-                    self.node_op.append(op)
-                    self.node_val.append(None)
-                    self.node_kids.append(tuple(cid(v) for v in r.inputs))
-                    self.node_cls.append(cid(r.output))
+                    ops.append(op)
+                    vals.append(None)
+                    kids_l.append(tuple([sd(v, len(ids)) for v in r.inputs]))
+                    cls_l.append(sd(r.output, len(ids)))
                 continue
             leaf = {"Num": "const", "Var": "var", "Par": "param", "Spec": "const",
                     FREE_PARAM: "param"}.get(name)
             if leaf is None:
-                continue  # analysis relations
+                continue  # fact tables and analysis relations
             for r in fn.rows:
                 if name == "Num":
                     val: Any = egraph.value_to_f64(r.inputs[0])
@@ -108,15 +120,54 @@ class Extractor:
                     val = _FREE
                 else:
                     val = egraph.value_to_i64(r.inputs[0])
-                self.node_op.append(leaf)
-                self.node_val.append(val)
-                self.node_kids.append(())
-                self.node_cls.append(cid(r.output))
+                ops.append(leaf)
+                vals.append(val)
+                kids_l.append(())
+                cls_l.append(sd(r.output, len(ids)))
         self.n_classes = len(ids)
 
     def best(self, fn: CostFn) -> tuple[list[float], list[int]]:
-        """Cheapest tree cost and node of every class (Dijkstra: a node is priced once all its
-        child classes are final; a monotone cost makes the first price of a class final)."""
+        """Cheapest tree cost and node of every class."""
+        if isinstance(fn, AdditiveCost):
+            return self._best_additive(fn)
+        return self._best_dijkstra(fn)
+
+    def _best_additive(self, fn: AdditiveCost) -> tuple[list[float], list[int]]:
+        # Bellman-Ford style fixpoint, vectorised: node cost = weight + child class costs,
+        # class cost = min over its nodes; positive weights make every chosen tree acyclic
+        # (a child's cost is strictly below its parent's).
+        n = len(self.node_op)
+        if n == 0:
+            return [], []
+        weights = {op: fn.base(op) for op in set(self.node_op)}
+        if min(weights.values()) <= 0:
+            raise SymcoreError("cost weights must be positive")
+        base = np.array([weights[op] for op in self.node_op])
+        cls = np.array(self.node_cls, dtype=np.int64)
+        k = np.full((n, 2), -1, dtype=np.int64)
+        for i, kids in enumerate(self.node_kids):
+            k[i, :len(kids)] = kids
+        has0, has1 = k[:, 0] >= 0, k[:, 1] >= 0
+        k0, k1 = np.where(has0, k[:, 0], 0), np.where(has1, k[:, 1], 0)
+        cost = np.full(self.n_classes, np.inf)
+        while True:
+            c = base + np.where(has0, cost[k0], 0.0) + np.where(has1, cost[k1], 0.0)
+            new = np.full(self.n_classes, np.inf)
+            np.minimum.at(new, cls, c)
+            if np.array_equal(new, cost):
+                break
+            cost = new
+        c = base + np.where(has0, cost[k0], 0.0) + np.where(has1, cost[k1], 0.0)
+        ok = np.isfinite(c) & (c == cost[cls])
+        idx = np.nonzero(ok)[0]
+        first_cls, first = np.unique(cls[idx], return_index=True)
+        choice = np.full(self.n_classes, -1, dtype=np.int64)
+        choice[first_cls] = idx[first]
+        return cost.tolist(), choice.tolist()
+
+    def _best_dijkstra(self, fn: CostFn) -> tuple[list[float], list[int]]:
+        # A node is priced once all its child classes are final; a monotone cost (a node costs
+        # more than each child) makes the first price of a class final.
         n = len(self.node_op)
         cost = [math.inf] * self.n_classes
         choice = [-1] * self.n_classes
@@ -185,24 +236,31 @@ class Extractor:
         return out
 
 
-def finish(expr: Expr, names: Mapping[int, str | None] | None = None,
-           renumber: bool = False) -> Expr:
+def finish_all(exprs: Sequence[Expr], names: Mapping[int, str | None] | None = None,
+               renumber: bool = False) -> list[Expr]:
     """Fold constants exactly (turns the -0.0 encoding back into a literal), restore variable
     names, and in params mode give every anonymous parameter its own slot (tied slots share)."""
+    out = list(exprs)
     if names:
         memo: dict[Expr, Expr] = {}
-        for n in topo([expr]):
+        for n in topo(out):
             if n.op == "var":
                 memo[n] = var(n.value, names.get(n.value))
             elif n.is_leaf:
                 memo[n] = n
             else:
                 memo[n] = Expr(n.op, tuple(memo[a] for a in n.args))
-        expr = memo[expr]
-    expr = fold_constants(expr)
-    if renumber and any(n.op == "param" for n in topo([expr])):
-        expr = _renumber(expr)
-    return expr
+        out = [memo[e] for e in out]
+    out = fold_all(out)
+    if renumber:
+        out = [_renumber(e) if any(n.op == "param" for n in topo([e])) else e for e in out]
+    return out
+
+
+def finish(expr: Expr, names: Mapping[int, str | None] | None = None,
+           renumber: bool = False) -> Expr:
+    """`finish_all` of one expression."""
+    return finish_all([expr], names, renumber)[0]
 
 
 def _renumber(expr: Expr) -> Expr:

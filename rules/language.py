@@ -86,24 +86,39 @@ def fold_constants(expr: Expr) -> Expr:
 FREE = -1  # slot of an anonymous parameter marker (params mode; renumbered after extraction)
 
 
-def prepare_all(exprs: Sequence[Expr], free: Sequence[frozenset[int]] | None = None) -> list[Expr]:
-    """The IR that goes into the e-graph (inputs already folded): -0.0 spelled neg(0.0)
-    (egglog's f64 does not keep the sign of zero) and, per input, the parameters in `free[i]`
-    replaced by the anonymous marker (every occurrence its own slot)."""
+def prepare_all(exprs: Sequence[Expr], free: Sequence[frozenset[int]] | None = None
+                ) -> tuple[list[Expr], dict[int, str | None]]:
+    """The IR that goes into the e-graph, in one pass over the population's shared DAG:
+    constants folded with the NumPy reference (bit-identical to the evaluator), -0.0 spelled
+    neg(0.0) (egglog's f64 does not keep the sign of zero) and, per input, the parameters in
+    `free[i]` replaced by the anonymous marker.  Also returns the variables' display names."""
     neg0 = call("neg", const(0.0))
-    memo: dict[Expr, Expr] = {}
-    for n in topo(exprs):
-        if n.op == "const" and n.value == 0.0 and math.copysign(1.0, n.value) < 0:
-            memo[n] = neg0
-        elif n.is_leaf:
-            memo[n] = n
-        else:
-            args = tuple(memo[a] for a in n.args)
-            memo[n] = n if args == n.args else Expr(n.op, args)
-    out = [memo[e] for e in exprs]
+    memo: dict[int, Expr] = {}   # keyed by id(): the inputs keep every node alive meanwhile
+    names: dict[int, str | None] = {}
+    with np.errstate(all="ignore"):
+        for n in topo(exprs):
+            if not n.args:
+                if n.op == "const" and n.value == 0.0 and math.copysign(1.0, n.value) < 0:
+                    memo[id(n)] = neg0
+                else:
+                    if n.name is not None:
+                        names[n.value] = n.name
+                    memo[id(n)] = n
+                continue
+            args = tuple([memo[id(a)] for a in n.args])
+            if all(a.op == "const" or a is neg0 for a in args) or (
+                    n.op == "powi" and (args[0].op == "const" or args[0] is neg0)):
+                vals = [np.float64(-0.0) if a is neg0 else np.float64(a.value) for a in args]
+                v = float(np.asarray(OPS[n.op].np(*vals), dtype=np.float64))
+                memo[id(n)] = neg0 if v == 0.0 and math.copysign(1.0, v) < 0 else const(v)
+            elif all(a is b for a, b in zip(args, n.args)):
+                memo[id(n)] = n
+            else:
+                memo[id(n)] = Expr(n.op, args)
+    out = [memo[id(e)] for e in exprs]
     if free is not None:
         out = [_mark_free(e, f) if f else e for e, f in zip(out, free)]
-    return out
+    return out, names
 
 
 def _mark_free(expr: Expr, free: frozenset[int]) -> Expr:
@@ -146,7 +161,7 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
     """Write the distinct nodes of the prepared `exprs` as fact files in `directory`; returns
     the egglog program that loads them and the node id of every input's root."""
     order = topo(exprs)
-    ids = {n: i for i, n in enumerate(order)}
+    ids = {id(n): i for i, n in enumerate(order)}
     rows: dict[str, list[str]] = {k: [] for k in ("L_var", "L_par", "L_num", "L_spec",
                                                     "L_free", "L1", "L2")}
     for i, n in enumerate(order):
@@ -165,7 +180,7 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
                 code = 0 if math.isnan(v) else (1 if v > 0 else 2)
                 rows["L_spec"].append(f"{i}\t{code}")
         else:
-            kids = "\t".join(str(ids[a]) for a in n.args)
+            kids = "\t".join([str(ids[id(a)]) for a in n.args])
             rows[_ARITY_REL[len(n.args)]].append(f"{i}\t{_OPCODE[n.op]}\t{kids}")
     cmds = []
     for rel, lines in rows.items():
@@ -177,7 +192,7 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
             fh.write("\n")
         cmds.append(f'(input {rel} "{path}")')
     cmds.append("(run-schedule (run load))")
-    return "\n".join(cmds), [ids[e] for e in exprs]
+    return "\n".join(cmds), [ids[id(e)] for e in exprs]
 
 
 def single_use_params(expr: Expr) -> frozenset[int]:

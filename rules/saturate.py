@@ -17,7 +17,7 @@ from .language import CTOR, FREE_PARAM, declarations
 
 #: constructors whose rows are e-nodes (relations and the Root table are not counted)
 ENODE_FUNCTIONS = frozenset({"Num", "Var", "Par", "Spec", FREE_PARAM, *CTOR.values()})
-SHRINK_REPEAT = 3   # shrink/analysis passes after each growing pass
+SHRINK_REPEAT = 1   # shrink/analysis passes after each growing pass
 
 
 class StopReason(enum.Enum):
