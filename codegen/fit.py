@@ -616,6 +616,10 @@ def _check_data(X: Any, y: Any, weights: Any, exprs: Sequence[Expr]
             raise DataError(f"weights must have shape {Y.shape}, got {W.shape}")
         if not np.all(np.isfinite(W)) or np.any(W < 0):
             raise DataError("weights must be finite and non-negative")
+        if not W.sum() > 0:
+            raise DataError("weights sum to zero: nothing to fit")
+    if A.shape[0] == 0:
+        raise DataError("no data rows: nothing to fit")
     return np.ascontiguousarray(A), np.ascontiguousarray(Y), W
 
 

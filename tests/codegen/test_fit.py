@@ -229,6 +229,10 @@ def test_bad_input_raises_typed_errors():
         fit(2.0 * x1, X, np.ones(4))
     with pytest.raises(DataError, match="weights"):
         fit(e, X, np.ones(4), weights=[1, -1, 1, 1])
+    with pytest.raises(DataError, match="zero"):
+        fit(e, X, np.ones(4), weights=[0, 0, 0, 0])
+    with pytest.raises(DataError, match="no data"):
+        fit(e, np.ones((0, 1)), np.ones(0))
     with pytest.raises(FitError, match="method"):
         fit(e, X, np.ones(4), method="newton")
     with pytest.raises(FitError, match="tier"):
