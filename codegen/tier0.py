@@ -131,9 +131,9 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
     Tp = T.as_pointer()
     Vp = V.as_pointer()
     I32p = _I32.as_pointer()
-    esize = 8 if isinstance(T, ir.DoubleType) else 4
     # (code, fills, pool, cands, params, ldp, X, ldx, n, nvar, nslot, ptrs, tail, slots, c0, c1,
-    #  then predict: out, ldo | loss: y, w, loss | jac: out, ldo, rcode, rcands, adj, J, ldk)
+    #  then predict: out, ldo | loss, loss_w: y, w, loss | jac: out, ldo, rcode, rcands, adj, J,
+    #  ldk | normal: y, w, loss, rcode, rcands, adj, G, H, ldk)
     args = [I32p, I32p, _DBL.as_pointer(), I32p, _DBL.as_pointer(), _I64, Tp, _I64, _I64, _I64,
             _I64, Tp.as_pointer(), Tp, Tp, _I64, _I64]
     if kind == "predict":
@@ -153,7 +153,6 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
     b = E.b
     weighted = kind in ("loss_w", "normal")
     is_loss = kind in ("loss", "loss_w", "normal")
-    reverse = kind in ("jac", "normal")
     if kind in ("predict", "jac"):
         out, ldo = fn.args[16:18]
     if kind == "jac":
