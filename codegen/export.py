@@ -28,6 +28,9 @@ FORMATS = ("so", "c", "ll", "py", "sympy", "latex", "json")
 _SUFFIX = {".so": "so", ".dylib": "so", ".c": "c", ".ll": "ll", ".py": "py", ".tex": "latex",
            ".json": "json"}
 JSON_FORMAT = "symcore-expression"
+#: formats that print the expression as a tree (a shared DAG can be exponentially larger)
+_TREE_FORMATS = ("sympy", "latex", "json")
+TREE_PRINT_LIMIT = 1_000_000
 JSON_VERSION = 1
 
 
@@ -48,6 +51,10 @@ def export(expr: Expr, path: str | os.PathLike[str], format: str | None = None,
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
         raise ExportError(f"name must be a C identifier, got {name!r}")
     model, pvals, runtime = _prepare(expr, params, bake_params, fmt)
+    if fmt in _TREE_FORMATS and model.size > TREE_PRINT_LIMIT:
+        raise ExportError(f"the expression has {model.size} nodes as a tree (shared subterms "
+                          f"repeated); too large for format {fmt!r}, which prints the tree; "
+                          f"use 'c', 'so', 'll' or 'py' (one temporary per distinct node)")
     _check_writable(out)
     if fmt == "so":
         _write_so(model, out, name, pvals, runtime, expr)

@@ -128,6 +128,17 @@ def test_run_fit_merges_models_that_differ_in_constants(small):
     assert doc["summary"]["classes"] == 3 and doc["summary"]["models"] == 2
 
 
+def test_run_reads_a_tools_csv(small, tmp_path):
+    hof = tmp_path / "hall_of_fame.csv"
+    hof.write_text('Complexity,Loss,Equation\n3,1.2,"x0 + x1"\n'
+                   '8,0.0,"((2.0 * x0) * sin(x1)) + 1.0"\n3,1.2,"x1 + x0"\n')
+    p = sym("run", str(hof), "--data", str(small["data"]), "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["summary"]["dialect"] == "pysr" and doc["summary"]["classes"] == 2
+    assert doc["models"][0]["lines"] == [3] and doc["models"][1]["lines"] == [2, 4]
+
+
 def test_run_text_table_defaults_to_last_column(small):
     p = sym("run", str(small["good"]), "--data", str(small["data"]))
     assert p.returncode == 0, p.stderr

@@ -179,7 +179,15 @@ def test_c_deep_and_shared_trees_compile(tmp_path):
     _compile_c([src], tmp_path / "d.so")
     _, _, batch = _load(tmp_path / "d.so", "deep")
     X = _data(2, 3, n_random=50)
-    assert_matches(_run_batch(batch, X), evaluate(e, X))
+    want = evaluate(e, X)
+    assert_matches(_run_batch(batch, X), want)
+    lib = symcore.export(e, tmp_path / "dd.so", name="deep2")
+    assert_matches(_run_batch(_load(lib, "deep2")[2], X), want)
+    py = _import_py(symcore.export(e, tmp_path / "dd.py", name="f"))
+    assert_matches(py.f(X), want)
+    for fmt in ("latex", "sympy", "json"):  # these print the tree: refused with a reason
+        with pytest.raises(ExportError, match="too large"):
+            symcore.export(e, tmp_path / "t.txt", format=fmt)
 
 
 def test_c_runtime_parameters_and_baked_parameters(tmp_path):
