@@ -196,15 +196,18 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
 
 
 def single_use_params(expr: Expr) -> frozenset[int]:
-    """Parameter slots that occur once in the tree (those can be fused; tied slots cannot)."""
+    """Parameter slots that occur once in the tree (those can be fused; tied slots cannot).
+    Occurrences are counted over the DAG (paths from the root), without expanding it."""
+    order = topo([expr])
+    paths: dict[int, int] = {id(expr): 1}
     counts: dict[int, int] = {}
-    stack = [expr]
-    while stack:
-        n = stack.pop()
+    for n in reversed(order):          # parents before children
+        k = paths.get(id(n), 0)
         if n.op == "param":
-            counts[n.value] = counts.get(n.value, 0) + 1
-        stack.extend(n.args)
-    return frozenset(k for k, c in counts.items() if c == 1)
+            counts[n.value] = counts.get(n.value, 0) + k
+        for a in n.args:
+            paths[id(a)] = paths.get(id(a), 0) + k
+    return frozenset(slot for slot, c in counts.items() if c == 1)
 
 
 def ops_covered(names: Iterable[str]) -> set[str]:

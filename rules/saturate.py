@@ -75,13 +75,6 @@ class Session:
         out = self._run("(print-size)")
         return sum(n for name, n in out[0].sizes if name in ENODE_FUNCTIONS)
 
-    def eclasses(self, frozen: bindings.FrozenEGraph) -> int:
-        classes = set()
-        for name, fn in frozen.functions.items():
-            if name in ENODE_FUNCTIONS:
-                classes.update(r.output for r in fn.rows)
-        return len(classes)
-
     def _shrink(self) -> bool:
         out = self._run(f"(run-schedule (repeat {SHRINK_REPEAT} (run shrink)))")
         return bool(out[0].report.updated)

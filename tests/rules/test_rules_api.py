@@ -147,3 +147,20 @@ def test_gplearn_protected_semantics_not_confused():
     e = call("pdiv", x, y)
     assert symcore.simplify(e) is e
     assert symcore.simplify(call("plog", call("neg", x))) is call("plog", x)
+
+
+def test_shared_dag_is_not_expanded():
+    # 2**40 tree nodes, 41 distinct ones: insertion and extraction work on the DAG
+    e = x
+    for _ in range(40):
+        e = call("sin", e) + call("sin", e)
+    d = symcore.dedupe([e], iterations=2)
+    assert d.stats["enodes_inserted"] < 200
+    assert len(d.representatives[0].nodes()) < 200
+
+
+def test_single_use_params_on_a_dag():
+    from symcore.rules.language import single_use_params
+    e = param(0) * x + param(1)
+    assert single_use_params(e) == {0, 1}
+    assert single_use_params(e * e + param(2)) == {2}
