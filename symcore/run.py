@@ -405,7 +405,7 @@ def format_report(res: RunResult, top: int = 10, width: int = 140) -> str:
             f"expression")
     lines = [f"{len(res.candidates)} model(s) ranked by {res.metric} on {res.n_rows} rows "
              f"(target {res.target}); * marks the complexity/{res.metric} Pareto front", "",
-             head, "-" * min(width, max(len(head), 60))]
+             head, "-" * min(width, len(head) + 70)]
     room = max(30, width - 51)
     for c in shown:
         text = display(c.expr, res.features)
