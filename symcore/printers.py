@@ -1,29 +1,52 @@
 """Printers: symcore's own text (read back to the identical node) and the other dialects.
 
-All printers walk the flat form, so 10,000-deep trees print without recursion.
+All printers walk the flat form and emit pieces through an explicit stack, so 10,000-deep trees
+print without recursion and in time linear in the length of the text.
 """
 
 from __future__ import annotations
 
+import math as _math
+import re as _re
+import string as _string
+from typing import Any as _Any, Union
+
+from . import ops as _ops
+from .errors import DialectError, ExportError
 from .ir import Expr, topo
 from .ops import OPS
 
 _LEAF_PREC = 100
+
+_Parts = tuple[Union[str, Expr], ...]
+
+
+def _emit(root: Expr, parts: dict[Expr, _Parts]) -> str:
+    """Expand the piece lists from `root` (strings are output, Exprs expand in place)."""
+    out: list[str] = []
+    stack: list[Union[str, Expr]] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        else:
+            stack.extend(reversed(parts[item]))
+    return "".join(out)
 
 
 def _num(v: float) -> str:
     return repr(float(v))
 
 
-def _leaf_text(n: Expr) -> tuple[str, int]:
+def _leaf_text(n: Expr) -> str:
     if n.op == "var":
-        return (f"x{n.value}" if n.name is None else f"x{n.value}:{n.name}"), _LEAF_PREC
+        return f"x{n.value}" if n.name is None else f"x{n.value}:{n.name}"
     if n.op == "param":
-        return f"p{n.value}", _LEAF_PREC
+        return f"p{n.value}"
     v = float(n.value)
     if v < 0 or (v == 0 and str(v).startswith("-")):
-        return f"({_num(v)})", _LEAF_PREC
-    return _num(v), _LEAF_PREC
+        return f"({_num(v)})"
+    return _num(v)
 
 
 def _starts_numeric(s: str) -> bool:
@@ -31,41 +54,49 @@ def _starts_numeric(s: str) -> bool:
 
 
 def to_text(expr: Expr) -> str:
-    """symcore's canonical infix text; `read(to_text(e), dialect="symcore") is e`."""
-    memo: dict[Expr, tuple[str, int]] = {}
+    """symcore's canonical infix text; `read(to_text(e), dialect="symcore") is e`.
+
+    Conventions: variables `x0` (with a display name `x0:mass`), parameters `p0`, negative
+    constants parenthesised `(-2.5)`, `neg(2.5)` for the negation of a numeric-leading operand,
+    other operators by name as calls, e.g. `powi(x0, 3.0)`."""
+    parts: dict[Expr, _Parts] = {}
+    prec: dict[Expr, int] = {}
+    numeric: dict[Expr, bool] = {}      # does the node's text start with a number?
     for n in topo([expr]):
         if n.is_leaf:
-            memo[n] = _leaf_text(n)
+            t = _leaf_text(n)
+            parts[n], prec[n], numeric[n] = (t,), _LEAF_PREC, _starts_numeric(t)
             continue
         op = OPS[n.op]
         if op.infix is not None and op.arity == 2:
-            (ls, lp), (rs, rp) = memo[n.args[0]], memo[n.args[1]]
-            if lp < op.prec or (lp == op.prec and op.right_assoc):
-                ls = f"({ls})"
-            if rp < op.prec or (rp == op.prec and not op.right_assoc):
-                rs = f"({rs})"
-            memo[n] = (f"{ls} {op.infix} {rs}" if op.prec < 40 else f"{ls}{op.infix}{rs}", op.prec)
+            a, b = n.args
+            wl = prec[a] < op.prec or (prec[a] == op.prec and op.right_assoc)
+            wr = prec[b] < op.prec or (prec[b] == op.prec and not op.right_assoc)
+            sym = f" {op.infix} " if op.prec < 40 else op.infix
+            parts[n] = (*(("(", a, ")") if wl else (a,)), sym, *(("(", b, ")") if wr else (b,)))
+            prec[n], numeric[n] = op.prec, (not wl) and numeric[a]
         elif n.op == "neg":
-            s, p = memo[n.args[0]]
-            if _starts_numeric(s):
-                memo[n] = (f"neg({s})", _LEAF_PREC)
+            a = n.args[0]
+            if numeric[a]:
+                parts[n], prec[n] = ("neg(", a, ")"), _LEAF_PREC
             else:
-                memo[n] = (f"-{s}" if p >= op.prec else f"-({s})", op.prec)
+                parts[n] = ("-", a) if prec[a] >= op.prec else ("-(", a, ")")
+                prec[n] = op.prec
+            numeric[n] = False
         else:
-            memo[n] = (f"{n.op}({', '.join(memo[a][0] for a in n.args)})", _LEAF_PREC)
-    return memo[expr][0]
+            items: list[Union[str, Expr]] = [f"{n.op}("]
+            for i, a in enumerate(n.args):
+                if i:
+                    items.append(", ")
+                items.append(a)
+            items.append(")")
+            parts[n], prec[n], numeric[n] = tuple(items), _LEAF_PREC, False
+    return _emit(expr, parts)
 
 
 # ---------------------------------------------------------------------------------------------
 # Other dialects.  Binary operators are printed fully parenthesised, so every reader reads the
 # same tree back whatever its precedence rules.
-
-import math as _math
-import re as _re
-from typing import Any as _Any
-
-from . import ops as _ops
-from .errors import DialectError, ExportError
 
 _IDENT = _re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -138,24 +169,24 @@ def write(expr: Expr, dialect: str, *, names: _Any = None, var_base: int | None 
     if var_base is not None:
         base = var_base
     cols = _names_by_col(names)
-    memo: dict[Expr, str] = {}
+    parts: dict[Expr, _Parts] = {}
     for n in topo([expr]):
         if n.op == "var":
-            memo[n] = cols[n.value] if n.value in cols else vfmt.format(n.value + base)
+            parts[n] = (cols[n.value] if n.value in cols else vfmt.format(n.value + base),)
             continue
         if n.op == "param":
             if pfmt is None:
                 raise DialectError(f"dialect {dialect} has no parameter syntax (p{n.value})")
-            memo[n] = pfmt.format(n.value)
+            parts[n] = (pfmt.format(n.value),)
             continue
         if n.op == "const":
             v = float(n.value)
             if not _math.isfinite(v):
                 raise DialectError(f"dialect {dialect} cannot express the constant {v!r}")
             s = repr(v)
-            memo[n] = f"({s})" if s.startswith("-") and layout in ("infix", "words") else s
+            parts[n] = (f"({s})" if s.startswith("-") and layout in ("infix", "words") else s,)
             continue
-        args = [memo[a] for a in n.args]
+        args = n.args
         op = n.op
         if op == "powi" and _ops.printed_name("powi", dialect) is None:
             op = "pow"
@@ -163,26 +194,37 @@ def write(expr: Expr, dialect: str, *, names: _Any = None, var_base: int | None 
         if name is None:
             raise DialectError(f"dialect {dialect} cannot express operator {n.op!r}")
         if layout == "prefix":
-            memo[n] = ",".join([name, *args])
+            parts[n] = _joined(name + ",", args, ",", "")
         elif layout == "calls":
-            memo[n] = f"{name}({', '.join(args)})"
+            parts[n] = _joined(name + "(", args, ", ", ")")
         elif op == "neg" and dialect in _MINUS_NEG:
-            memo[n] = f"(-({args[0]}))"
+            parts[n] = ("(-(", args[0], "))")
         elif layout == "words":
-            if op in ("square", "cube") and name in ("pow2", "pow3"):
-                memo[n] = f"({args[0]})**{name[-1]}"
+            if name in ("pow2", "pow3"):
+                parts[n] = ("(", args[0], ")**" + name[-1])
             elif len(args) == 2:
-                memo[n] = f"({args[0]} {name} {args[1]})"
+                parts[n] = ("(", args[0], f" {name} ", args[1], ")")
             else:
-                memo[n] = f"{name}({args[0]})"
+                parts[n] = (f"{name}(", args[0], ")")
         else:
             sym = _symbol(op, dialect) if len(args) == 2 else None
             if sym is not None:
-                memo[n] = f"({args[0]} {sym} {args[1]})"
+                parts[n] = ("(", args[0], f" {sym} ", args[1], ")")
             else:
                 fn = ("np." + name) if dialect == "eggp_numpy" else name
-                memo[n] = f"{fn}({', '.join(args)})"
-    return memo[expr]
+                parts[n] = _joined(fn + "(", args, ", ", ")")
+    return _emit(expr, parts)
+
+
+def _joined(open_: str, args: tuple[Expr, ...], sep: str, close: str) -> _Parts:
+    items: list[Union[str, Expr]] = [open_]
+    for i, a in enumerate(args):
+        if i:
+            items.append(sep)
+        items.append(a)
+    if close:
+        items.append(close)
+    return tuple(items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,46 +245,60 @@ def _latex_num(v: float) -> str:
 def to_latex(expr: Expr, names: _Any = None) -> str:
     """LaTeX math (no surrounding $); variables as x_{i} or their names, parameters as p_{i}."""
     cols = _names_by_col(names)
-    memo: dict[Expr, tuple[str, int]] = {}
+    parts: dict[Expr, _Parts] = {}
+    prec: dict[Expr, int] = {}
+    lead: dict[Expr, str] = {}          # the first characters of each node's text
+
+    def leaf(n: Expr, text: str) -> None:
+        parts[n], prec[n], lead[n] = (text,), _LEAF_PREC, text[:8]
+
     for n in topo([expr]):
         if n.op == "var":
             nm = cols.get(n.value, n.name)
             if nm is None:
-                s = f"x_{{{n.value}}}"
+                leaf(n, f"x_{{{n.value}}}")
             else:
-                s = nm if len(nm) == 1 else rf"\mathrm{{{nm.replace('_', r'\_')}}}"
-            memo[n] = (s, _LEAF_PREC)
+                leaf(n, nm if len(nm) == 1 else rf"\mathrm{{{nm.replace('_', r'\_')}}}")
             continue
         if n.op == "param":
-            memo[n] = (f"p_{{{n.value}}}", _LEAF_PREC)
+            leaf(n, f"p_{{{n.value}}}")
             continue
         if n.op == "const":
-            s = _latex_num(float(n.value))
-            memo[n] = (rf"\left({s}\right)" if s.startswith("-") else s,
-                       _LEAF_PREC if not s.startswith("-") else _LEAF_PREC)
+            t = _latex_num(float(n.value))
+            leaf(n, rf"\left({t}\right)" if t.startswith("-") else t)
             continue
         op = OPS[n.op]
-        kids = [memo[a] for a in n.args]
 
-        def wrap(k: tuple[str, int], below: int) -> str:
-            return rf"\left({k[0]}\right)" if k[1] < below else k[0]
+        def wrap(k: Expr, below: int) -> _Parts:
+            return (r"\left(", k, r"\right)") if prec[k] < below else (k,)
 
         if n.op in ("add", "sub", "mul"):
-            left = wrap(kids[0], op.prec)
-            right = wrap(kids[1], op.prec + (1 if n.op == "sub" else 0))
+            a, b = n.args
+            left = wrap(a, op.prec)
+            right = wrap(b, op.prec + (1 if n.op == "sub" else 0))
             if n.op == "mul":
-                sep = r" \cdot " if right[:1].isdigit() or right.startswith(("-", r"\left(")) \
-                    or left.startswith(r"\left(") else " "
-                memo[n] = (f"{left}{sep}{right}", op.prec)
+                rl = r"\left(" if len(right) == 3 else lead[b]
+                ll = r"\left(" if len(left) == 3 else lead[a]
+                sep = r" \cdot " if rl[:1].isdigit() or rl.startswith(("-", r"\left(")) \
+                    or ll.startswith(r"\left(") else " "
+                parts[n] = (*left, sep, *right)
             else:
-                memo[n] = (op.latex.format(left, right), op.prec)
+                parts[n] = (*left, " + " if n.op == "add" else " - ", *right)
+            prec[n] = op.prec
         elif n.op == "neg":
-            memo[n] = (op.latex.format(wrap(kids[0], 20)), 30)
+            parts[n], prec[n] = ("-", *wrap(n.args[0], 20)), 30
         elif op.latex.startswith("{{{0}}}^"):
-            memo[n] = (op.latex.format(wrap(kids[0], _LEAF_PREC), *[k[0] for k in kids[1:]]), 40)
+            base = n.args[0]
+            inner = _template_parts(op.latex, (base, *n.args[1:]))
+            if prec[base] < _LEAF_PREC:   # the template's "{" then the base: wrap the base
+                inner = tuple(x for p in inner for x in ((r"\left(", p, r"\right)")
+                                                         if p is base else (p,)))
+            parts[n], prec[n] = inner, 40
         else:
-            memo[n] = (op.latex.format(*[k[0] for k in kids]), _LEAF_PREC)
-    return memo[expr][0]
+            parts[n], prec[n] = _template_parts(op.latex, n.args), _LEAF_PREC
+        first = parts[n][0]
+        lead[n] = first[:8] if isinstance(first, str) and first else lead[first]  # type: ignore
+    return _emit(expr, parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,26 +316,52 @@ def _c_num(v: float) -> str:
     return f"({s})" if s.startswith("-") else s
 
 
+_TEMPLATES: dict[str, list[tuple[str, int | None]]] = {}
+
+
+def _template_parts(tmpl: str, args: tuple[Expr, ...]) -> _Parts:
+    """Pieces of a `{0}`/`{1}` format template with the operands in place."""
+    pieces = _TEMPLATES.get(tmpl)
+    if pieces is None:
+        pieces = [(lit, None if field is None else int(field))
+                  for lit, field, _, _ in _string.Formatter().parse(tmpl)]
+        _TEMPLATES[tmpl] = pieces
+    out: list[Union[str, Expr]] = []
+    for lit, field in pieces:
+        if lit:
+            out.append(lit)
+        if field is not None:
+            out.append(args[field])
+    return tuple(out)
+
+
+def _size_guard(expr: Expr, parts: dict[Expr, _Parts], what: str) -> None:
+    # templates that repeat an operand (square, aq, protected ops) double the text per level
+    length: dict[Expr, int] = {}
+    for n in topo([expr]):
+        length[n] = sum(len(p) if isinstance(p, str) else length[p] for p in parts[n])
+        if length[n] > _MAX_SOURCE:
+            raise ExportError(f"{what} too large (operands repeated by templates); "
+                              "export compiled code instead")
+
+
 def to_c(expr: Expr, x: str = "x", p: str = "p") -> str:
     """A C99 expression (needs <math.h>) over `x[i]` and `p[i]`, from the ops table's C
     templates; protected operators keep their tools' exact semantics."""
-    if not (_IDENT.match(x) and _IDENT.match(p)):
+    if not (isinstance(x, str) and isinstance(p, str) and _IDENT.match(x) and _IDENT.match(p)):
         raise ExportError("x and p must be C identifiers")
-    memo: dict[Expr, str] = {}
+    parts: dict[Expr, _Parts] = {}
     for n in topo([expr]):
         if n.op == "var":
-            memo[n] = f"{x}[{n.value}]"
+            parts[n] = (f"{x}[{n.value}]",)
         elif n.op == "param":
-            memo[n] = f"{p}[{n.value}]"
+            parts[n] = (f"{p}[{n.value}]",)
         elif n.op == "const":
-            memo[n] = _c_num(float(n.value))
+            parts[n] = (_c_num(float(n.value)),)
         else:
-            s = OPS[n.op].c.format(*(memo[a] for a in n.args))
-            if len(s) > _MAX_SOURCE:
-                raise ExportError("C expression too large (operands repeated by templates); "
-                                  "export compiled code instead")
-            memo[n] = s
-    return memo[expr]
+            parts[n] = _template_parts(OPS[n.op].c, n.args)
+    _size_guard(expr, parts, "C expression")
+    return _emit(expr, parts)
 
 
 # NumPy source of the operators whose reference implementation is not a NumPy ufunc.  Operands
@@ -322,14 +404,15 @@ def _np_num(v: float) -> str:
 
 def to_numpy_source(expr: Expr) -> str:
     """A Python expression over `X[:, i]`, `p[i]` and `np.` that computes what `evaluate` does."""
-    memo: dict[Expr, str] = {}
+    parts: dict[Expr, _Parts] = {}
     for n in topo([expr]):
         if n.op == "var":
-            memo[n] = f"X[:, {n.value}]"
+            parts[n] = (f"X[:, {n.value}]",)
         elif n.op == "param":
-            memo[n] = f"p[{n.value}]"
+            parts[n] = (f"p[{n.value}]",)
         elif n.op == "const":
-            memo[n] = _np_num(float(n.value))
+            parts[n] = (_np_num(float(n.value)),)
         else:
-            memo[n] = _np_template(n.op).format(*(memo[a] for a in n.args))
-    return memo[expr]
+            parts[n] = _template_parts(_np_template(n.op), n.args)
+    _size_guard(expr, parts, "NumPy source")
+    return _emit(expr, parts)

@@ -221,6 +221,22 @@ _MANT = re.compile(r"(?a)N(\d+)\Z")
 _EXPO = re.compile(r"(?a)E([+-]?\d+)\Z")
 
 
+def _split_float(sign: str, digits: str, expo: str, pos: int, ctx: Ctx) -> float:
+    """E2E's float encoding `sign N<mantissa>... E<exponent>`, decoded with E2E's own arithmetic
+    (sign * int(mantissa) * 10 ** exponent, a float product for negative exponents) so the value
+    is bit-identical to what the tool evaluated."""
+    e = int(expo)
+    if abs(e) > 400 or len(digits) > 400:
+        raise ctx.error("split float out of range", pos)
+    try:
+        v = float((1 if sign == "+" else -1) * int(digits) * (10 ** e))
+    except OverflowError:
+        v = math.inf
+    if math.isinf(v):
+        raise ctx.error("split float overflows float64", pos)
+    return v
+
+
 def _prefix_leaf(lv: _Leaves):
     spec = lv.spec
 
@@ -237,8 +253,7 @@ def _prefix_leaf(lv: _Leaves):
                     j += 1
                 if not digits or j >= len(toks) or not _EXPO.match(toks[j][0]):
                     raise ctx.error("malformed split float (expected N<digits>... E<exp>)", pos)
-                text = f"{tok}{digits}e{toks[j][0][1:]}"
-                return ctx.value(ctx.literal(parse_number(text, pos, ctx.src, ctx.dialect),
+                return ctx.value(ctx.literal(_split_float(tok, digits, toks[j][0][1:], pos, ctx),
                                              pos)), j + 1
             if tok in ("INT+", "INT-"):      # integer: sign token, then base-10 digit tokens
                 j = i + 1
