@@ -575,6 +575,9 @@ class _Packed:
         self.rcode = np.ascontiguousarray(t.rcode if t.rcode.size else np.zeros((1, 5), np.int32))
         self.rcands = np.ascontiguousarray(t.rcands if t.rcands.size
                                            else np.zeros((1, 3), np.int32))
+        # addresses taken once (`.ctypes.data` costs microseconds per access)
+        self.addrs = [a.ctypes.data for a in (self.code, self.fills, self.pool, self.cands)]
+        self.raddrs = [self.rcode.ctypes.data, self.rcands.ctypes.data]
 
 
 class Tier0Program:
@@ -591,6 +594,7 @@ class Tier0Program:
         self._fw = _Packed(self.tape)
         self._jw: _Packed | None = None
         self._jlock = threading.Lock()
+        self._tls = threading.local()
 
     @property
     def n_vars(self) -> int:
@@ -609,8 +613,16 @@ class Tier0Program:
         return self.interp.block
 
     def _work(self, t: _tape.Tape, adjoints: bool = False) -> tuple[np.ndarray, list[int]]:
-        """A per-call buffer: slot pointers, the padded tail (X columns, y, w), the scratch
-        slots and (for the Jacobian) their adjoints; 64-byte aligned parts."""
+        """The calling thread's work buffer: slot pointers, the padded tail (X columns, y, w),
+        the scratch slots and (for the Jacobian) their adjoints; 64-byte aligned parts.  Reused
+        by the thread's later calls (a call never runs inside another on the same thread)."""
+        cache = getattr(self._tls, "work", None)
+        if cache is None:
+            cache = self._tls.work = {}
+        key = (id(t), adjoints)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
         B = self.interp.block
         isz = self._np.itemsize
         sizes = [max(t.n_slots, 1) * 8, (t.n_vars + 2) * B * isz, max(t.n_scratch, 1) * B * isz]
@@ -624,6 +636,7 @@ class Tier0Program:
         for z in sizes:
             parts.append(base)
             base += z
+        cache[key] = (buf, parts)
         return buf, parts
 
     def _common(self, pk: _Packed, X: np.ndarray, params: np.ndarray | None, c0: int, c1: int,
@@ -645,8 +658,7 @@ class Tier0Program:
                                 f"({t.n_candidates}, >= {t.n_params})")
             ldp = params.shape[1]
         buf, parts = self._work(t, adjoints)
-        args = [pk.code.ctypes.data, pk.fills.ctypes.data, pk.pool.ctypes.data,
-                pk.cands.ctypes.data, _addr(params) if t.n_params else 0, ldp,
+        args = [*pk.addrs, _addr(params) if t.n_params else 0, ldp,
                 X.ctypes.data, X.shape[1], X.shape[1], t.n_vars, t.n_slots, *parts[:3], c0, c1]
         return buf, args, parts
 
@@ -700,8 +712,8 @@ class Tier0Program:
         self._check_out(out, "out", (self.n_candidates, n), self._np)
         self._check_out(jac, "jac", (self.n_candidates, K, n), np.float64)
         jac[c0:c1] = 0.0
-        self.interp.jac(*args, out.ctypes.data, n, pk.rcode.ctypes.data, pk.rcands.ctypes.data,
-                        parts[3], jac.ctypes.data if jac.size else 0, K)
+        self.interp.jac(*args, out.ctypes.data, n, *pk.raddrs, parts[3],
+                        jac.ctypes.data if jac.size else 0, K)
         del buf
 
     def normal_range(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None,
@@ -731,7 +743,7 @@ class Tier0Program:
         H[c0:c1] = 0.0
         spare = np.zeros(1)
         self.interp.normal(*args, y.ctypes.data, w.ctypes.data, out_loss.ctypes.data,
-                           pk.rcode.ctypes.data, pk.rcands.ctypes.data, parts[3],
+                           *pk.raddrs, parts[3],
                            g.ctypes.data if g.size else spare.ctypes.data,
                            H.ctypes.data if H.size else spare.ctypes.data, K)
         del buf
