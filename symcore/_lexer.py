@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ParseError
 
 NUM, ID, SYM, END = "num", "id", "sym", "end"
 
-# Longest symbols first so `**` wins over `*`.
-_SYMBOLS = ("**", "+", "-", "*", "/", "^", "(", ")", ",", "[", "]", ":")
-_NUM_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOTTED_ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_WS = " \t\r\n"
-_DIGITS = "0123456789"
+_NUM = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+_SCAN = re.compile(rf"""
+    (?P<ws>[ \t\r\n]+)
+  | (?P<badnum>(?>{_NUM})[A-Za-z_])
+  | (?P<num>{_NUM})
+  | (?P<id>{_ID})
+  | (?P<sym>\*\*|[-+*/^(),\[\]:])
+  | (?P<bad>.)
+""", re.VERBOSE | re.DOTALL)
+_SCAN_DOTTED = re.compile(_SCAN.pattern.replace(
+    f"(?P<id>{_ID})", f"(?P<id>{_ID}(?:\\.{_ID})*)"), re.VERBOSE | re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     kind: str
     text: str
     pos: int
@@ -44,34 +48,22 @@ def tokenize(src: str, dialect: str | None = None, dotted: bool = False) -> list
     if not isinstance(src, str):
         raise ParseError(f"expected a string, got {type(src).__name__}", None, None, dialect)
     out: list[Token] = []
-    i, n = 0, len(src)
-    id_re = _DOTTED_ID_RE if dotted else _ID_RE
-    while i < n:
-        c = src[i]
-        if c in _WS:
-            i += 1
+    append = out.append
+    for m in (_SCAN_DOTTED if dotted else _SCAN).finditer(src):
+        kind = m.lastgroup
+        if kind == "ws":
             continue
-        if c in _DIGITS or (c == "." and i + 1 < n and src[i + 1] in _DIGITS):
-            m = _NUM_RE.match(src, i)
-            assert m is not None
-            end = m.end()
-            if end < n and (src[end].isalpha() or src[end] == "_"):
-                raise ParseError("number runs into a name", src, i, dialect)
-            out.append(Token(NUM, m.group(), i, parse_number(m.group(), i, src, dialect)))
-            i = end
-            continue
-        if c.isascii() and (c.isalpha() or c == "_"):
-            m = id_re.match(src, i)
-            assert m is not None
-            out.append(Token(ID, m.group(), i))
-            i = m.end()
-            continue
-        for s in _SYMBOLS:
-            if src.startswith(s, i):
-                out.append(Token(SYM, s, i))
-                i += len(s)
-                break
+        text = m.group()
+        pos = m.start()
+        if kind == "num":
+            append(Token(NUM, text, pos, parse_number(text, pos, src, dialect)))
+        elif kind == "id":
+            append(Token(ID, text, pos))
+        elif kind == "sym":
+            append(Token(SYM, text, pos))
+        elif kind == "badnum":
+            raise ParseError("number runs into a name", src, pos, dialect)
         else:
-            raise ParseError(f"unexpected character {c!r}", src, i, dialect)
-    out.append(Token(END, "", n))
+            raise ParseError(f"unexpected character {text!r}", src, pos, dialect)
+    append(Token(END, "", len(src)))
     return out

@@ -385,6 +385,8 @@ def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numb
                     small_int_pow=spec.small_int_pow, fn_prefix=spec.fn_prefix,
                     tight_neg_literal=spec.tight_neg_literal)
         expr = ctx.value(parse_infix(toks, syn, ctx))
+    if not ctx.values and not ctx.auto_slots:
+        return expr, np.empty(0)
     expr, vals = _compact(expr, ctx)
     n = expr.n_params
     values = np.full(n, math.nan)
@@ -514,10 +516,24 @@ def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
             else:
                 raise
     pop.dialect = dialect
+    # real populations repeat candidates (one gplearn population holds the same program 480
+    # times): each distinct text is parsed once
+    seen: dict[tuple[str, str], tuple[Expr, np.ndarray] | SymcoreError] = {}
     for ln, text, theta in rows:
+        key = (text, repr(theta))
         try:
-            o = opts if theta is None else {**opts, "theta": theta}
-            e, v = _read_one(text, dialect, **o)
+            hit = seen.get(key)
+            if isinstance(hit, SymcoreError):
+                raise hit
+            if hit is None:
+                o = opts if theta is None else {**opts, "theta": theta}
+                try:
+                    hit = _read_one(text, dialect, **o)
+                except SymcoreError as err:
+                    seen[key] = err
+                    raise
+                seen[key] = hit
+            e, v = hit[0], hit[1].copy()
         except SymcoreError as err:
             if on_error == "raise":
                 raise type(err)(*err.args) if not isinstance(err, ParseError) else ParseError(
