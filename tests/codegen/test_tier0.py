@@ -464,3 +464,17 @@ def test_normal_equations(dtype: str, n: int) -> None:
             np.testing.assert_allclose(H[i], (Jr * wd) @ Jr.T, rtol=rtol, atol=rtol)
     if n >= 7:
         assert np.isinf(L[5, 0])   # log of negative x*p2 on some row
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_special_constants(dtype: str) -> None:
+    x = var(0)
+    es = [x * const(math.nan), x + const(math.inf), call("inv", const(-0.0)) + x,
+          call("inv", const(0.0)) * x, const(-0.0), const(math.nan), call("log", const(-0.0))]
+    X = _edge_data(1)
+    got = _predict(es, X, dtype)
+    for i, e in enumerate(es):
+        want = _ref(e, X, dtype)
+        _close(got[i], want, dtype, True, str(e))
+        ok = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got[i][ok]), np.signbit(want[ok])), str(e)
