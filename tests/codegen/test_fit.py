@@ -288,3 +288,25 @@ def test_bfgs_population_on_threads_and_restart_budget():
     r = fit(call("exp", 3.0 * x0) * 0.1, X, np.exp(X[:, 0]), max_iter=4, restarts=2, seed=0,
             method="bfgs")
     assert r.iterations <= 6
+
+
+def test_lockstep_batch_equals_one_problem_loop(monkeypatch):
+    """A population fitted in lockstep (batched rounds, tail hand-over, tier-1 escalation) gives
+    the iterates of the one-problem Levenberg–Marquardt loop."""
+    from symcore.codegen import fit as fit_module
+    from symcore.codegen.grad import Tier0Grad, prepare_data
+    rng = np.random.default_rng(21)
+    X = rng.uniform(0.2, 1.5, (300, 2))
+    y = 1.3 * np.exp(-0.7 * X[:, 0]) + 0.4 * np.sin(2.0 * X[:, 1]) + 0.01 * rng.normal(size=300)
+    pop = [float(a) * call("exp", float(b) * x0) + float(c) * call("sin", float(d) * x1)
+           for a, b, c, d in rng.uniform(-2, 2, (30, 4))]
+    monkeypatch.setattr(fit_module, "ESCALATE_ROW_CALLS", 1.0)  # escalate every tail problem
+    batched = fit(pop, X, y)
+    models = [r.model for r in batched]
+    k = Tier0Grad(models)
+    data = prepare_data(X, y, None, k.lanes)
+    for j, (e, r) in enumerate(zip(pop, batched)):
+        p0 = lift_constants(e)[1]
+        q, f, it, status = levenberg_marquardt(lambda v: k.normal(j, data, v), p0, 400, 1e-8)
+        assert status == r.status and it == r.iterations, (str(e), status, r.status)
+        np.testing.assert_allclose(f / 300, r.loss, rtol=1e-6, atol=1e-15)
