@@ -42,18 +42,32 @@ def _data(n_vars: int, seed: int = 0, n_random: int = 300) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([grid, rnd, wide]))
 
 
-def assert_matches(got: np.ndarray, want: np.ndarray, rtol: float = RTOL, label: str = "") -> None:
+def assert_matches(got: np.ndarray, want: np.ndarray, rtol: float = RTOL,
+                   label: str = "") -> None:
+    """Equal within `rtol` relative error; NaN exactly where NaN; infinities exactly equal."""
     got, want = np.asarray(got, float), np.asarray(want, float)
     assert got.shape == want.shape
     nan_g, nan_w = np.isnan(got), np.isnan(want)
     bad = np.flatnonzero(nan_g != nan_w)
-    assert bad.size == 0, f"{label}: NaN mismatch at rows {bad[:5]}: got {got[bad[:5]]}, want {want[bad[:5]]}"
+    assert bad.size == 0, \
+        f"{label}: NaN mismatch at rows {bad[:5]}: got {got[bad[:5]]}, want {want[bad[:5]]}"
     ok = ~nan_w
     g, w = got[ok], want[ok]
-    with np.errstate(invalid="ignore"):
-        same = (g == w) | (np.abs(g - w) <= rtol * np.maximum(np.abs(w), np.abs(g)))
+    finite = np.isfinite(g) & np.isfinite(w)
+    with np.errstate(invalid="ignore", over="ignore"):
+        close = np.abs(g - w) <= rtol * np.maximum(np.abs(w), np.abs(g))
+    same = (g == w) | (finite & close)
     idx = np.flatnonzero(~same)
-    assert idx.size == 0, f"{label}: {idx.size} mismatches, e.g. got {g[idx[:5]]}, want {w[idx[:5]]}"
+    assert idx.size == 0, \
+        f"{label}: {idx.size} mismatches, e.g. got {g[idx[:5]]}, want {w[idx[:5]]}"
+
+
+def test_assert_matches_is_strict():
+    assert_matches(np.array([1.0, np.nan, np.inf]), np.array([1.0 + 1e-15, np.nan, np.inf]))
+    for got, want in (([1.0], [1.0 + 1e-9]), ([np.inf], [1e308]), ([np.nan], [0.0]),
+                      ([0.0], [np.nan]), ([-np.inf], [np.inf])):
+        with pytest.raises(AssertionError):
+            assert_matches(np.array(got), np.array(want))
 
 
 def _load(lib: Path, name: str, runtime_params: bool = False):
