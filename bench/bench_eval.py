@@ -285,7 +285,8 @@ def main() -> None:
 
     print()
     print(f"{'evaluator':34s} {'prep ms/cand':>12s} " +
-          " ".join(f"{'N=' + format(N, '.0e'):>10s}" for N in sizes) + "   (MSE task, GPops/s per CPU s)")
+          " ".join(f"{'N=' + format(N, '.0e'):>10s}" for N in sizes) +
+          "   (MSE task, GPops/s per CPU s)")
     for name, r in rows.items():
         if name.startswith("_"):
             continue
@@ -310,7 +311,8 @@ def main() -> None:
     if "symcore tier 0" in rows:
         print("  tier 1 / tier 0: " + ", ".join(
             f"N={N:.0e}: {rows['symcore tier 1'][N] / rows['symcore tier 0'][N]:.2f}x "
-            f"(predict {rows['symcore tier 1'][f'pred{N}'] / rows['symcore tier 0'][f'pred{N}']:.2f}x)"
+            f"(predict {rows['symcore tier 1'][f'pred{N}'] / rows['symcore tier 0'][f'pred{N}']:.2f}"
+            "x)"
             for N in sizes))
 
     # arithmetic only (+ - * / x^k sqrt): no libm calls, so fusing shows its full effect

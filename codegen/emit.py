@@ -14,7 +14,8 @@ Driver ABI:
              T* out, i64 ldo, double* acc)
 for every candidate c of [c0, c1): if `out` is not null, its predictions of the first
 ceil(n/W)·W rows go to out + c·ldo; otherwise it is evaluated chunk by chunk into an L1-resident
-buffer (a first short chunk, then CHUNK rows at a time) and acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
+buffer (a first short chunk, then CHUNK rows at a time) and acc[2c], acc[2c+1] get
+Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
 (padded lanes masked).  Once Σ w·|p − y| is not finite the candidate stops early and both sums
 are +inf: a non-finite prediction makes the loss +inf without more work.
 """
@@ -29,7 +30,7 @@ from llvmlite import ir
 
 from symcore.ir import Flat
 
-from .lower import lower_expr, needed_rows, splat
+from .lower import lower_expr, needed_rows
 
 __all__ = ["kernel_type", "emit_kernel", "emit_driver", "const_slots", "declarations",
            "TextBuilder", "TextValue", "CHUNK"]
@@ -108,7 +109,9 @@ def _ref(v: Any) -> str:
 
 
 def _bool_type(ty: ir.Type) -> ir.Type:
-    return ir.VectorType(ir.IntType(1), ty.count) if isinstance(ty, ir.VectorType) else ir.IntType(1)
+    if isinstance(ty, ir.VectorType):
+        return ir.VectorType(ir.IntType(1), ty.count)
+    return ir.IntType(1)
 
 
 _FCMP = {">": "gt", "<": "lt", "==": "eq", "!=": "ne", ">=": "ge", "<=": "le"}

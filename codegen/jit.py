@@ -204,7 +204,9 @@ class ObjectCache:
 
     def _path(self, key: str) -> Path | None:
         d = cache_dir()
-        return None if d is None else d / f"{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}.o"
+        if d is None:
+            return None
+        return d / f"{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}.o"
 
     def get(self, key: str) -> bytes | None:
         with self._lock:

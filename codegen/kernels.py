@@ -181,7 +181,8 @@ class Kernel:
                             f"one vector per candidate or a (P, K) array; got shape {v.shape}")
         if v.shape[0] < self.n_params:
             raise DataError(f"the candidates use {self.n_params} parameter(s), got {v.shape[0]}")
-        return np.ascontiguousarray(np.broadcast_to(v if v.size else np.zeros(1), (P, max(1, v.shape[0]))))
+        v = v if v.size else np.zeros(1)
+        return np.ascontiguousarray(np.broadcast_to(v, (P, v.shape[0])))
 
     def _target(self, y: Any, n: int) -> np.ndarray:
         try:
@@ -350,7 +351,8 @@ def compile(exprs: Expr | Sequence[Expr], dtype: Any = "float64",  # noqa: A001 
     if isinstance(exprs, Expr):
         exprs = [exprs]
     elif isinstance(exprs, (str, bytes)) or not hasattr(exprs, "__iter__"):
-        raise SymcoreError(f"compile takes an Expr or a sequence of Expr, got {type(exprs).__name__}")
+        raise SymcoreError(f"compile takes an Expr or a sequence of Expr, "
+                           f"got {type(exprs).__name__}")
     exprs = list(exprs)
     for i, e in enumerate(exprs):
         if not isinstance(e, Expr):

@@ -131,7 +131,8 @@ def _module_text(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> s
     return _emit.declarations(mod) + "\n" + "\n".join(bodies)
 
 
-def _compile_group(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> tuple[str, bytes, float]:
+def _compile_group(items: Sequence[tuple[str, Flat]], dtype: str,
+                   lanes: int) -> tuple[str, bytes, float]:
     t0 = time.perf_counter()
     text = _module_text(items, dtype, lanes)
     t1 = time.perf_counter()
@@ -212,7 +213,8 @@ class _Driver:
     """The loaded driver of one dtype (kept for the life of the process)."""
 
     def __init__(self, dtype: str, lanes: int) -> None:
-        key = f"t1drv|{_source_hash()}|{_emit.CHUNK}|{_emit.FIRST_CHUNK}|{dtype}|{lanes}|{_isa_tag(_vecmath.host_isa())}"
+        key = (f"t1drv|{_source_hash()}|{_emit.CHUNK}|{_emit.FIRST_CHUNK}|{dtype}|{lanes}|"
+               f"{_isa_tag(_vecmath.host_isa())}")
         cache = _jit.object_cache()
         obj = cache.get(key)
         if obj is None:
@@ -236,7 +238,8 @@ def driver(dtype: str, lanes: int) -> _Driver:
 
 def _need_contig(a: Any, name: str, dtype: Any, shape: tuple[int | None, ...]) -> None:
     if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous \
-            or a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+            or a.ndim != len(shape) \
+            or any(s is not None and s != d for s, d in zip(shape, a.shape)):
         want = "×".join("?" if s is None else str(s) for s in shape)
         got = (f"{a.dtype} {a.shape}{'' if a.flags.c_contiguous else ' non-contiguous'}"
                if isinstance(a, np.ndarray) else type(a).__name__)

@@ -152,7 +152,8 @@ def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) ->
     return fn
 
 
-def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value, isa: VecISA | None = None) -> ir.Value:
+def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value,
+              isa: VecISA | None = None) -> ir.Value:
     """Call libm function `fn` (exp, log, …, pow) on scalar or vector operands: one libmvec call
     when the vector matches the ISA, otherwise libm lane by lane."""
     if fn not in _MVEC_FUNCS:
