@@ -368,14 +368,12 @@ def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numb
         pspec = _Spec("prefix", spec.spell, spec.vars, spec.consts, spec.placeholders,
                       special=spec.special)
         _, funcs = _syntax(pspec)
-        ptoks = [(m.group(), m.start()) for m in _PREFIX_TOKEN.finditer(text)]
-        if spec.special == "e2e_prefix" and th is not None and ctx.numbers == "const":
-            pass
+        ptoks = _prefix_tokens(text)
         ctx.next_slot = 0
         expr = parse_prefix(ptoks, Prefix(funcs, _prefix_leaf(lv)), ctx)
     else:
         binops, funcs = _syntax(spec)
-        toks = tokenize(text, dialect, dotted=bool(spec.fn_prefix))
+        toks = tokenize(text, dialect, dotted=bool(spec.fn_prefix), julia=spec.spell == "pysr")
         base = _explicit_slots(spec, toks, nm)
         if spec.special == "eggp_numpy" and th is not None:
             base = max(base, len(th))
@@ -396,7 +394,29 @@ def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numb
     return expr, values
 
 
+_QUOTED = re.compile(r"'([^',\s]*)'|\"([^\",\s]*)\"")
+
+
+def _prefix_tokens(text: str) -> list[tuple[str, int]]:
+    """Prefix tokens separated by commas and/or spaces; a Python list of strings
+    (`['mul', 'c', 'x_1']`, as NeSymReS and E2E store token sequences) is accepted too."""
+    s = text.strip()
+    if s.startswith("[") and s.endswith("]"):
+        off = text.index("[") + 1
+        inner = text[off:text.rindex("]")]
+        out = []
+        for m in _PREFIX_TOKEN.finditer(inner):
+            q = _QUOTED.fullmatch(m.group())
+            out.append(((q.group(1) if q.group(1) is not None else q.group(2)) if q
+                        else m.group(), off + m.start()))
+        return out
+    return [(m.group(), m.start()) for m in _PREFIX_TOKEN.finditer(text)]
+
+
 def _looks_prefix(text: str, spec: _Spec) -> bool:
+    s = text.strip()
+    if s.startswith("[") and s.endswith("]") and ("'" in s or '"' in s):
+        return True
     toks = _PREFIX_TOKEN.findall(text)
     if "(" in text or len(toks) < 2:
         return False

@@ -193,6 +193,25 @@ def test_e2e_prefix_encodings():
         read("mul,+,N31,x_0", "e2e_prefix")
 
 
+def test_token_lists_as_python_lists():
+    assert read("['mul', 'c', 'add', 'x_1', 'pow', 'x_2', '2']", "nesymres") is \
+        call("mul", param(0), call("add", x0, call("pow", x1, const(2.0))))
+    assert read('["add", "x1", "sin", "x1"]', "dso") is call("add", x0, call("sin", x0))
+    assert read("['mul', '+', 'N3142', 'E-3', 'x_0']", "e2e_prefix") is \
+        call("mul", const(3142 * 10 ** -3), x0)
+    with pytest.raises(ParseError):
+        read("['mul', 'x_0'", "e2e_prefix")
+
+
+def test_pysr_julia_float32_literals():
+    assert read("(x0 * 1.5f0) + -2.0f-5", "pysr") is \
+        call("add", call("mul", x0, const(1.5)), const(float(np.float32(-2e-5))))
+    with pytest.raises(ParseError, match="float32"):
+        read("3.0f99", "pysr")
+    with pytest.raises(ParseError):
+        read("1.5f0", "eggp")
+
+
 def test_placeholders_become_parameters():
     e, v = read("C*sin(X1) + C", "sympy", with_params=True)
     assert e is call("add", call("mul", param(0), call("sin", x0)), param(1))
