@@ -280,6 +280,20 @@ def test_so_runtime_parameters_row_stride(tmp_path):
     assert_matches(_run_batch(_load(baked, "q")[2], wide), want)
 
 
+def test_so_for_generic_and_host_cpu_agree(tmp_path):
+    e = call("add", call("mul", var(0), call("exp", var(1))), call("sqrt", var(0)))
+    X = _data(2, 9, n_random=40)
+    outs = []
+    for cpu in ("generic", "host"):
+        lib = symcore.export(e, tmp_path / f"{cpu}.so", name="m", cpu=cpu)
+        assert "machine code:" in (tmp_path / f"{cpu}.h").read_text()
+        outs.append(_run_batch(_load(lib, "m")[2], X))
+    assert_matches(outs[0], evaluate(e, X))
+    assert_matches(outs[1], outs[0])
+    with pytest.raises(ExportError, match="cpu"):
+        symcore.export(e, tmp_path / "x.so", cpu="pentium")
+
+
 def test_ll_text_verifies_and_names_both_functions(tmp_path):
     import llvmlite.binding as llvm
     e = call("plog", call("add", call("sin", var(0)), call("powi", var(1), const(3.0))))
