@@ -109,7 +109,8 @@ def _build(ctx: Ctx, op: str, args: list["Expr | Lit"], pos: int,
 
 def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
     """Shunting-yard over `toks` (ending in END).  Operator stack entries:
-    ("(", pos) group; ("f", op, nargs, pos) open call; ("u", op, prec, pos); ("b", op, prec, right, pos, token text)."""
+    ("(", pos) group; ("f", op, nargs, pos) open call; ("u", op, prec, pos);
+    ("b", op, prec, right, pos, token text)."""
     out: list[Any] = []
     stack: list[tuple] = []
     expect = True

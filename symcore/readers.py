@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import ops as _ops
-from ._lexer import END, ID, NUM, SYM, Token, parse_number, tokenize
+from ._lexer import ID, NUM, SYM, Token, parse_number, tokenize
 from ._parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
 from .errors import DataError, DialectError, ParseError, SymcoreError
 from .ir import Expr, const, map_leaves, param, topo, var

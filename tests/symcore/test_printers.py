@@ -155,7 +155,8 @@ def test_every_op_has_numpy_c_and_latex_forms():
 
 def test_latex_examples():
     assert to_latex(call("div", x0, call("add", x1, const(1.0)))) == r"\frac{x_{0}}{x_{1} + 1.0}"
-    assert to_latex(call("mul", call("add", x0, x1), x2)) == r"\left(x_{0} + x_{1}\right) \cdot x_{2}"
+    assert to_latex(call("mul", call("add", x0, x1), x2)) == \
+        r"\left(x_{0} + x_{1}\right) \cdot x_{2}"
     assert to_latex(call("sub", x0, call("sub", x1, x2))) == r"x_{0} - \left(x_{1} - x_{2}\right)"
     assert to_latex(call("pow", call("add", x0, x1), const(2.0))) == \
         r"{\left(x_{0} + x_{1}\right)}^{2.0}"
