@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -27,13 +28,20 @@ __all__ = ["deriv_template", "active_nodes", "jacobian_reference", "emit_normal"
            "GradKernels", "Data", "prepare_data", "jacobian"]
 
 
-@functools.lru_cache(maxsize=4096)
 def deriv_template(op: str, consts: tuple[float | None, ...], i: int) -> Expr:
     """d out / d arg_i of `op` as IR over placeholders: `var(j)` stands for argument j (arguments
     that are literals, given in `consts`, stay literals: powi's derivative needs its exponent),
     `var(arity)` for the node's own value `out`."""
+    # memoised on the literals' bit patterns: -0.0 == 0.0 as floats, yet 1/-0.0 is -inf
+    bits = tuple(None if c is None else struct.pack("<d", float(c)) for c in consts)
+    return _deriv_template(op, bits, i)
+
+
+@functools.lru_cache(maxsize=4096)
+def _deriv_template(op: str, bits: tuple[bytes | None, ...], i: int) -> Expr:
     o = OPS[op]
-    args = [var(j) if c is None else const(c) for j, c in enumerate(consts)]
+    args = [var(j) if c is None else const(struct.unpack("<d", c)[0])
+            for j, c in enumerate(bits)]
     return o.deriv(*args, var(o.arity))[i]
 
 
@@ -125,6 +133,15 @@ _JAC_CT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64
                            *([ctypes.c_void_p] * 3))
 
 
+def _literal(ty: ir.Type, v: float) -> ir.Constant:
+    """An expression's literal as a constant of `ty`, built afresh: `lower.splat` is memoised on
+    the float value, and -0.0 == 0.0 would make the two zeros share one constant (1/-0.0 must
+    stay -inf), so literals never go through it (and never poison its cache)."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [ir.Constant(ty.element, float(v))] * ty.count)
+    return ir.Constant(ty, float(v))
+
+
 def _vtype(lanes: int) -> ir.Type:
     return _F64 if lanes == 1 else ir.VectorType(_F64, lanes)
 
@@ -185,7 +202,7 @@ def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
                     if kind == "var":  # placeholder: argument v, or the node itself
                         return vals[kids[v]] if v < len(kids) else vals[i]  # type: ignore[return-value]
                     if kind == "const":
-                        return splat(vt, v)
+                        return _literal(vt, v)
                     raise CompileError(f"derivative of {op} refers to a parameter")
                 c = b.fmul(bar, lower_expr(b, d, lv))
             prev = adj[kid]
@@ -250,7 +267,7 @@ def _leaf_fn(b: ir.IRBuilder, vt: ir.Type, X: ir.Value, ldx: ir.Value, i: ir.Val
                 cols[v] = b.load(_ptr_at(b, X, off, vt), align=8)
             return cols[v]
         if kind == "const":
-            return splat(vt, v)
+            return _literal(vt, v)
         return pvals[v]
     return leaf
 
@@ -319,7 +336,7 @@ def emit_jacobian(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Fu
 
 #: part of every cache key: bump when the generated code changes meaning (stale objects on disk
 #: would otherwise be loaded)
-_T1_VERSION = "g1-2"
+_T1_VERSION = "g1-3"
 #: expressions per LLVM module (one object file, one cache entry)
 CHUNK = 32
 #: LLVM optimisation: IR pipeline level and machine-code level
@@ -598,7 +615,7 @@ def _t0_local_derivative(F: _Fn, op: str, i: int, args: list[ir.Value], out: ir.
         if kind == "var":
             return args[v] if v < len(args) else out
         if kind == "const":
-            return splat(F.vt, v)
+            return _literal(F.vt, v)
         raise CompileError(f"derivative of {op} refers to a parameter")
     return lower_expr(b, d, lv)
 

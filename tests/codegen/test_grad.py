@@ -207,3 +207,22 @@ def test_lifted_feynman_like_model():
     X = RNG.uniform(1, 3, (50, 1))
     pred, J = jacobian(m, X, v)
     np.testing.assert_allclose(J, fd_jacobian(m, X, v), rtol=1e-6, atol=1e-9)
+
+
+def test_signed_zero_literals_keep_their_sign():
+    """1/-0.0 is -inf in every tier (a memoised constant must not merge -0.0 with 0.0)."""
+    X = np.ones((3, 1))
+    y = np.zeros(3)
+    for base, want in ((2.0, 0.0), (0.0, math.inf)):
+        e = call("pow_abs", const(base), call("powi", const(-0.0), const(-1.0))) + p[0] * x0
+        pred, _ = jacobian_reference(e, X, [0.0])
+        assert pred[0] == want
+        assert jacobian(e, X, [0.0])[0][0] == want
+        for k in (Tier0Grad([e]), GradKernels([e])):
+            f = k.normal(0, prepare_data(X, y, None, k.lanes), np.zeros(1))[0]
+            assert f == (0.0 if want == 0.0 else math.inf)
+    for z in (0.0, -0.0, 0.0):   # both zeros, in either order through the caches
+        e = p[0] / const(z)
+        want = math.copysign(math.inf, z)
+        assert jacobian_reference(e, X, [1.0])[1][0, 0] == want
+        assert jacobian(e, X, [1.0])[1][0, 0] == want
