@@ -3,6 +3,21 @@
 Each dialect has its own variable and constant conventions (see ../shared/FORMATS.md); operator
 spellings come from the ops table.  Parsing is iterative (explicit stacks), so depth is unbounded.
 
+dialect     syntax                         variables          parameters / placeholders
+symcore     infix ^, calls by op name      x0, x0:name        p0 (explicit slot)
+gplearn     calls only: add(X0, -0.5)      X0 (0-based)       -
+operon      infix ^, parenthesised         X1 (1-based)       -
+eggp        infix ^, Sin/Exp/...           x0                 -   (`-0.5 ^ x` is (-0.5)^x)
+eggp_numpy  Python, np.sin, **             x[:, 0]            t[0] (values: theta)
+pysr        Julia infix ^, 1.5f0           x0, or names       -
+sympy       Python infix **                x0, x_0; X1 (RSRM) C (each one a new slot)
+dysymnet    SymPy str, log/sqrt protected  x_1 (1-based)      -
+e2e         (a add b), (a)**2 = pow2       x_0                -
+e2e_prefix  add,mul,... + N3142 E-3, INT+  x_0                -
+dso         traversal add,x1,n2,...        x1 (1-based)       const
+nesymres    SymPy infix, or prefix tokens  x_1 (1-based)      c
+bingo       implicit products (a)(b)       X_0                -   (read-only)
+
 Decisions on awkward input (all raise a `SymcoreError` subclass, never anything else):
 * empty text, unbalanced parentheses, trailing tokens, misplaced operators -> `ParseError`
   with the position; an unknown function -> `UnknownOperatorError`; a call with the wrong
@@ -455,7 +470,8 @@ def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarr
         except SymcoreError as err:
             first_err = first_err or err
     if not results:
-        raise DialectError(f"no dialect reads this text: {texts[0][:60]!r}")
+        raise DialectError(f"no dialect reads this text: {texts[0][:60]!r} "
+                           f"(symcore's reader says: {first_err})")
     ds = list(results)
     ref = results[ds[0]]
     for d in ds[1:]:
@@ -556,8 +572,10 @@ def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
             e, v = hit[0], hit[1].copy()
         except SymcoreError as err:
             if on_error == "raise":
-                raise type(err)(*err.args) if not isinstance(err, ParseError) else ParseError(
-                    f"line {ln}: {err.reason}", err.text, err.pos, err.dialect) from None
+                if isinstance(err, ParseError):
+                    raise ParseError(f"line {ln}: {err.reason}", err.text, err.pos,
+                                     err.dialect) from None
+                raise type(err)(f"line {ln}: {err}") from None
             pop.errors.append((ln, err))
             continue
         pop.exprs.append(e)
