@@ -54,6 +54,8 @@ def export(expr: Expr, path: str | os.PathLike[str], format: str | None = None,
         raise ExportError(f"cpu must be 'generic' or 'host', got {cpu!r}")
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
         raise ExportError(f"name must be a C identifier, got {name!r}")
+    if name in _RESERVED or re.fullmatch(r"t\d+", name):
+        raise ExportError(f"name {name!r} is a C keyword or a <math.h> function; choose another")
     model, pvals, runtime = _prepare(expr, params, bake_params, fmt)
     if fmt in _TREE_FORMATS and model.size > TREE_PRINT_LIMIT:
         raise ExportError(f"the expression has {model.size} nodes as a tree (shared subterms "
@@ -129,6 +131,16 @@ def _write_text(out: Path, text: str) -> None:
         out.write_text(text, encoding="utf-8")
     except OSError as err:
         raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+
+
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if "
+    "inline int long register restrict return short signed sizeof static struct switch typedef "
+    "union unsigned void volatile while main pow fabs fmax fmin log exp sqrt "
+    "x X out params n_rows row_stride i size_t NAN INFINITY".split())
+#: names an exported function must not take (C keywords, the math functions the code calls)
+_RESERVED = _C_KEYWORDS | frozenset(
+    w for o in OPS.values() for w in re.findall(r"[A-Za-z_]\w*(?=\()", o.c))
 
 
 # ---------------------------------------------------------------------------------------------

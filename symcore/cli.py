@@ -251,7 +251,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
         raise _UserError(f"the expression has {e.n_params} parameter(s): give their values with "
                          f"--params V0,V1,... or keep them as inputs with --runtime-params")
     out = symcore.export(e, a.output, format=a.format, name=a.name,
-                         params=pv, bake_params=not a.runtime_params)
+                         params=pv, bake_params=not a.runtime_params, cpu=a.cpu)
     sys.stdout.write(f"wrote {out}\n")
     if (a.format or "").lower() == "so" or (a.format is None and out.suffix in (".so", ".dylib")):
         sys.stdout.write(f"wrote {out.with_suffix('.h')}\n")
@@ -320,6 +320,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dialect", default="auto")
     e.add_argument("--name", default="model", help="C/Python function name")
     e.add_argument("--params", metavar="V0,V1,...", help="values of parameters p0, p1, ...")
+    e.add_argument("--cpu", choices=("generic", "host"), default="generic",
+                   help="format so: baseline instruction set (default) or this machine's CPU")
     e.add_argument("--runtime-params", action="store_true",
                    help="do not bake parameters in: exported functions take a params array")
     e.set_defaults(func=_cmd_export)

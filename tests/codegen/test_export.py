@@ -317,6 +317,9 @@ def test_bad_export_arguments(tmp_path):
         symcore.export(e, tmp_path / "m.c", format="fortran")
     with pytest.raises(ExportError, match="identifier"):
         symcore.export(e, tmp_path / "m.c", name="1bad-name")
+    for clash in ("sin", "exp", "double", "cbrt"):
+        with pytest.raises(ExportError, match="keyword"):
+            symcore.export(e, tmp_path / "m.c", name=clash)
     with pytest.raises(ExportError, match="Expr"):
         symcore.export("sin(x0)", tmp_path / "m.c")  # type: ignore[arg-type]
     afile = tmp_path / "afile"
