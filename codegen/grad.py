@@ -200,7 +200,9 @@ def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
             else:
                 def lv(kind: str, v: Any, kids: tuple[int, ...] = kids, i: int = i) -> ir.Value:
                     if kind == "var":  # placeholder: argument v, or the node itself
-                        return vals[kids[v]] if v < len(kids) else vals[i]  # type: ignore[return-value]
+                        out = vals[kids[v]] if v < len(kids) else vals[i]
+                        assert out is not None
+                        return out
                     if kind == "const":
                         return _literal(vt, v)
                     raise CompileError(f"derivative of {op} refers to a parameter")

@@ -19,9 +19,7 @@ from symcore.params import bind_params, lift_constants
 
 x0, x1 = var(0), var(1)
 p = [param(i) for i in range(4)]
-FORMULAS = pathlib.Path("/work/shared/data/formulas/aifeynman_100.json")
-if not FORMULAS.exists():  # the repository checkout next to ../shared
-    FORMULAS = pathlib.Path(__file__).resolve().parents[3] / "shared/data/formulas/aifeynman_100.json"
+FORMULAS = pathlib.Path(__file__).resolve().parents[1] / "fixtures/formulas/aifeynman_100.json"
 
 
 def feynman_problems(n: int, seed: int):
