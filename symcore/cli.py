@@ -343,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymcoreError as err:
         sys.stderr.write(f"symcore {args.command}: error: {err}\n")
         return EXIT_ERROR
+    except BrokenPipeError:  # e.g. `symcore run ... | head`: the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except OSError as err:
         where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
         sys.stderr.write(f"symcore {args.command}: error:{where} {err.strerror or err}\n")
@@ -350,8 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("symcore: interrupted\n")
         return 130
-    except BrokenPipeError:  # pragma: no cover - e.g. `symcore run ... | head`
-        return EXIT_OK
 
 
 if __name__ == "__main__":
