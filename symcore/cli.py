@@ -113,8 +113,10 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise _UserError("--top must be >= 0 (0 shows every model)")
     if a.export:
         _check_output_path(a.export, "export path")
-        from .codegen.export import _format_of
+        from .codegen.export import _format_of, find_compiler
         fmt = _format_of(Path(a.export), a.export_format)
+        if fmt == "so":
+            find_compiler()  # before the run: a missing linker is reported at once
     if a.pareto:
         _check_output_path(a.pareto, "plot")
         try:

@@ -219,6 +219,38 @@ def test_bad_input_processes(small, tmp_path):
         assert p.stdout == ""
 
 
+def test_missing_compiler_is_reported_before_the_run(small, tmp_path):
+    p = sym("run", str(small["good"]), "--data", str(small["data"]), "--export",
+            str(tmp_path / "m.so"), env={"PATH": str(tmp_path), "CC": ""})
+    no_traceback(p)
+    assert p.returncode == 1 and "no C compiler" in p.stderr and p.stdout == ""
+
+
+def test_progress_bar_on_a_terminal(small):
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "symcore.cli", "run", str(small["good"]),
+                             "--data", str(small["data"]), "--fit"],
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.stdout.read().decode()
+    assert proc.wait(timeout=120) == 0
+    os.close(master)
+    err = b"".join(chunks).decode()
+    for stage in ("read", "e-graph", "score", "fit"):
+        assert f"\r{stage}" in err, err
+    assert "Traceback" not in err and "rank" in out and "\r" not in out
+
+
 def test_pareto_without_matplotlib_is_a_clear_message(small, tmp_path):
     shim = tmp_path / "shim" / "matplotlib"
     shim.mkdir(parents=True)
