@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import exprs
 
 import symcore
 from symcore import SymcoreError
-from symcore.ops import OPS
+from symcore.ops import DIALECTS, OPS
+from symcore.printers import write
 from symcore.readers import READ_DIALECTS, detect_dialect, read, read_many
 
 SPELLINGS = sorted({s for op in OPS.values() for names in op.spell.values() for s in names})
@@ -75,3 +77,15 @@ def test_options_are_validated():
             continue
         raise AssertionError(f"accepted {bad}")
     assert symcore.read("x0", "symcore", names={"a": 1}) is symcore.var(0)
+
+
+@settings(max_examples=60)
+@given(exprs(max_leaves=6), st.sampled_from([d for d in DIALECTS if d != "symcore"]),
+       st.integers(0, 10_000), st.integers(0, 3), st.sampled_from(VOCAB))
+def test_mutated_dialect_text_raises_only_symcore_errors(e, dialect, at, cut, insert):
+    try:
+        text = write(e, dialect)
+    except SymcoreError:
+        text = str(e)
+    k = at % (len(text) + 1)
+    only_symcore_errors(text[:k] + insert + text[k + cut:])
