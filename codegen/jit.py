@@ -20,7 +20,7 @@ import llvmlite.binding as llvm
 from symcore.errors import CompileError
 
 __all__ = ["host_features", "host_cpu", "target_machine", "compile_object", "Library",
-           "load_library", "ObjectCache", "object_cache", "cache_dir", "ENV_KEY"]
+           "load_library", "open_libraries", "ObjectCache", "object_cache", "cache_dir", "ENV_KEY"]
 
 #: bump when the generated code changes meaning, so stale disk caches are ignored
 CODEGEN_VERSION = "1"
@@ -134,6 +134,12 @@ def _lljit() -> Any:
 
 
 _names = itertools.count()
+_open = [0]
+
+
+def open_libraries() -> int:
+    """Libraries currently loaded (a compile-and-discard loop must keep this bounded)."""
+    return _open[0]
 
 
 class Library:
@@ -153,7 +159,9 @@ class Library:
             try:
                 self._tracker = b.link(jit, f"symcore{next(_names)}")
             except RuntimeError as err:
+                self._tracker = None
                 raise CompileError(f"cannot load generated code: {err}") from None
+            _open[0] += 1
         self.addresses: dict[str, int] = {s: int(self._tracker[s]) for s in syms}
         for s, a in self.addresses.items():
             if not a:
@@ -164,6 +172,7 @@ class Library:
             t, self._tracker = getattr(self, "_tracker", None), None
             if t is not None:
                 t.close()
+                _open[0] -= 1
 
     @property
     def closed(self) -> bool:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from strategies import data, exprs
 
 import symcore
-from symcore import call, const, evaluate, param, var
+from symcore import OPS, call, const, evaluate, param, var
+from symcore.ir import topo
 from symcore.codegen import jit, tier1
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -28,16 +29,42 @@ def _alt(e, X, dtype, params=None):
     return evaluate(e, X.astype(np.float32).astype(np.float64), params)
 
 
+def _perturbed(e, X, dtype, params, rng, ulps=8.0):
+    """The reference with every operation's result moved by up to `ulps` ulp at random: how
+    far a few ulp of difference per operation (libmvec vs NumPy) can carry the result."""
+    t = np.dtype(dtype).type
+    A = np.asarray(X, dtype=t)
+    p = None if params is None else np.asarray(params, dtype=np.float64)
+    eps = np.finfo(t).eps
+    vals = {}
+    with np.errstate(all="ignore"):
+        for nd in topo([e]):
+            if nd.op == "var":
+                vals[nd] = A[:, nd.value]
+            elif nd.op == "const":
+                vals[nd] = t(nd.value)
+            elif nd.op == "param":
+                vals[nd] = t(p[nd.value])
+            else:
+                v = np.asarray(OPS[nd.op].np(*(vals[a] for a in nd.args)), dtype=t)
+                jitter = rng.uniform(-ulps, ulps, np.shape(v)) * eps
+                vals[nd] = (v * (1 + jitter)).astype(t)
+        return np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (A.shape[0],))
+
+
 def assert_matches_reference(got, e, X, dtype, params=None):
     """`got` equals the reference wherever the function is well-conditioned at the point.
 
     Math libraries differ by a few ulp (libmvec vs NumPy's SIMD code), and a few ulp become
-    anything after catastrophic cancellation or a huge argument to sin.  The reference's own
-    error, measured against a more precise evaluation, tells how much rounding the point
-    amplifies: the kernel may differ from the reference by a small multiple of it, and must
-    equal it exactly in kind (NaN, ±inf, finite) wherever rounding cannot change the kind."""
+    anything after catastrophic cancellation or a huge argument to sin.  How much the point
+    amplifies rounding is measured twice: the reference's own error against a more precise
+    evaluation, and the spread of the reference when every operation is shaken by a few ulp.
+    The kernel may differ from the reference by a small multiple of these, and must equal it
+    exactly in kind (NaN, ±inf, finite) wherever such rounding cannot change the kind."""
     ref = evaluate(e, X, params, dtype=np.dtype(dtype).type).astype(np.float64)
     alt = _alt(e, X, dtype, params)
+    rng = np.random.default_rng(0)
+    shaken = [_perturbed(e, X, dtype, params, rng) for _ in range(3)]
     got = np.asarray(got, dtype=np.float64)
     assert got.shape == ref.shape
     eps = np.finfo(np.dtype(dtype)).eps
@@ -45,8 +72,13 @@ def assert_matches_reference(got, e, X, dtype, params=None):
         err_ref = np.abs(ref - alt)
         same_kind = (np.isnan(ref) == np.isnan(alt)) & (np.isinf(ref) == np.isinf(alt)) & \
             ((ref == alt) | ~np.isinf(ref))
+        spread = np.zeros_like(ref)
+        for sh in shaken:
+            same_kind &= (np.isnan(sh) == np.isnan(ref)) & (np.isinf(sh) == np.isinf(ref))
+            spread = np.maximum(spread, np.where(np.isfinite(sh - ref), np.abs(sh - ref), 0.0))
         stable = same_kind & (np.isnan(ref) | np.isinf(ref) | np.isfinite(err_ref))
-        tol = 16 * err_ref + 64 * eps * np.abs(ref) + 4 * np.finfo(np.dtype(dtype)).tiny
+        tol = 16 * err_ref + 4 * spread + 64 * eps * np.abs(ref) + \
+            4 * np.finfo(np.dtype(dtype)).tiny
         ok = np.where(np.isnan(ref), np.isnan(got),
                       np.where(np.isinf(ref), got == ref, np.abs(got - ref) <= tol))
     bad = stable & ~ok
@@ -84,8 +116,8 @@ def test_parameters_equal_reference(e, X, p):
 
 
 @given(pop=st.lists(exprs(n_vars=3, max_leaves=8), min_size=1, max_size=12),
-       n=st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 513, 1031]))
-@settings(max_examples=20)
+       n=st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 65, 515]))
+@settings(max_examples=15)
 def test_population_every_size_equals_reference(pop, n):
     rng = np.random.default_rng(n)
     X = rng.normal(0, 3, (n, 3))
@@ -162,29 +194,33 @@ def test_compile_discard_loop_keeps_memory_bounded(monkeypatch, tmp_path):
     def batch(i):
         # fresh structures every round: nothing can come from a cache
         es = []
-        for j in range(24):
+        for j in range(16):
             e = var(j % 2)
             for _ in range(int(rng.integers(2, 6))):
                 e = call(["sin", "exp", "neg", "sqrt_abs"][int(rng.integers(4))], e)
             es.append(call("powi", e, const(float(i * 100 + j + 20))))
         return es
 
-    def round_(i):
+    def round_(i, close):
         k = symcore.compile(batch(i), tier=1)
         assert k.compile_stats.compiled > 0
         k.score(X, X[:, 0])
-        k.close()
+        if close:
+            k.close()
         del k
         gc.collect()
 
-    for i in range(10):
-        round_(i)
-    base = _rss_mb()
-    for i in range(10, 60):
-        round_(i)
+    monkeypatch.setattr(jit.object_cache(), "capacity_bytes", 1 << 18)
+    for i in range(6):
+        round_(i, close=i % 2 == 0)      # close() or plain garbage collection
+    libs, base = jit.open_libraries(), _rss_mb()
+    for i in range(6, 30):
+        round_(i, close=i % 2 == 0)
+        assert jit.open_libraries() <= libs   # every discarded kernel's code is unloaded
     grown = _rss_mb() - base
-    assert grown < 25, f"RSS grew by {grown:.1f} MB over 50 compile-and-discard rounds"
-    assert jit.object_cache().memory_bytes <= jit.object_cache().capacity_bytes
+    # leaked JIT code grows ~0.2 MB a round here; released code leaves allocator noise only
+    assert grown < 4, f"RSS grew by {grown:.1f} MB over 24 compile-and-discard rounds"
+    assert jit.object_cache().memory_bytes <= 1 << 18
 
 
 def test_native_layer_rejects_bad_arrays():
