@@ -192,12 +192,37 @@ def load_library(objects: Iterable[bytes], symbols: Iterable[str]) -> Library:
 # -- caches --------------------------------------------------------------------------------------
 
 def cache_dir() -> Path | None:
-    """On-disk cache directory: `$SYMCORE_CACHE` or ~/.cache/symcore (empty string = disabled)."""
+    """On-disk cache directory: `$SYMCORE_CACHE` or ~/.cache/symcore (empty string = disabled),
+    one subdirectory per machine; at most `$SYMCORE_CACHE_MAX_MB` (512) MB, oldest files go."""
     env = os.environ.get("SYMCORE_CACHE")
     if env is not None and env.strip() == "":
         return None
     base = Path(env) if env else Path.home() / ".cache" / "symcore"
     return base / _machine_key()
+
+
+def _prune(d: Path, limit: int) -> None:
+    """Delete the least recently written cache files until `d` holds at most 3/4 of `limit`."""
+    try:
+        files = [(f.stat(), f) for f in d.iterdir() if f.suffix == ".o"]
+    except OSError:
+        return
+    total = sum(s.st_size for s, _ in files)
+    if total <= limit:
+        return
+    for s, f in sorted(files, key=lambda t: t[0].st_mtime):
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        total -= s.st_size
+        if total <= limit * 3 // 4:
+            break
+
+
+def _disk_limit() -> int:
+    env = os.environ.get("SYMCORE_CACHE_MAX_MB", "").strip()
+    return (int(env) if env.isdigit() else 512) << 20
 
 
 class ObjectCache:
@@ -209,6 +234,7 @@ class ObjectCache:
         self.capacity_bytes = capacity_bytes
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
+        self._puts = 0
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path | None:
@@ -245,7 +271,10 @@ class ObjectCache:
                 f.write(obj)
             os.replace(tmp, p)  # atomic: concurrent processes never see half a file
         except OSError:
-            pass  # an unwritable cache only costs recompilation
+            return  # an unwritable cache only costs recompilation
+        self._puts += 1
+        if self._puts % 64 == 0:   # keep the directory bounded (`$SYMCORE_CACHE_MAX_MB`)
+            _prune(p.parent, _disk_limit())
 
     def _remember(self, key: str, obj: bytes) -> None:
         with self._lock:

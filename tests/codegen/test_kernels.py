@@ -237,3 +237,14 @@ def test_run_ranges_partitions_exactly():
 
     with pytest.raises(DataError):
         pool.run_ranges(10, 1e12, boom, threads=2)
+
+
+@pytest.mark.parametrize("tier", [0, 1])
+def test_constant_expressions_and_extra_columns(tier):
+    k = symcore.compile([const(2.5), call("exp", const(1.0)), x1], tier=tier)
+    X = np.arange(12.0).reshape(4, 3)           # more columns than read: only x0, x1 copied
+    P = k.predict(X)
+    np.testing.assert_allclose(P, [[2.5] * 4, [np.e] * 4, X[:, 1]], rtol=1e-15)
+    kc = symcore.compile(const(-1.0), tier=tier)
+    np.testing.assert_allclose(kc.predict(np.zeros((3, 0))), [[-1.0] * 3])
+    np.testing.assert_allclose(kc.score(np.zeros((3, 0)), [1.0, 1.0, 1.0]), [4.0])

@@ -249,3 +249,14 @@ def test_native_layer_rejects_bad_arrays():
     for f in bad_calls:
         with pytest.raises(symcore.DataError):
             f()
+
+
+def test_disk_cache_stays_bounded(tmp_path, monkeypatch):
+    d = tmp_path / "c"
+    d.mkdir()
+    for i in range(40):
+        (d / f"{i:02d}.o").write_bytes(b"x" * 1000)
+        os.utime(d / f"{i:02d}.o", (i, i))
+    jit._prune(d, 20_000)
+    left = sorted(f.name for f in d.iterdir())
+    assert len(left) == 15 and left[0] == "25.o"     # the oldest went first, down to 3/4
