@@ -139,6 +139,33 @@ def test_run_reads_a_tools_csv(small, tmp_path):
     assert doc["models"][0]["lines"] == [3] and doc["models"][1]["lines"] == [2, 4]
 
 
+def test_run_on_a_real_gplearn_population(tmp_path):
+    # the harvested final population of a real gplearn run (tests/fixtures/README.md)
+    pop = ROOT / "tests" / "fixtures" / "gplearn_population.txt"
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-3, 3, (120, 3))
+    y = X[:, 0] * np.sin(X[:, 1]) + X[:, 2] ** 2
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c,y\n" + "".join(",".join(repr(float(v)) for v in (*r, t)) + "\n"
+                                          for r, t in zip(X, y)))
+    p = sym("run", str(pop), "--data", str(data), "--json", "--top", "0", "--metric", "mae")
+    no_traceback(p)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    lines = pop.read_text().splitlines()
+    assert doc["summary"]["dialect"] == "gplearn" and doc["summary"]["inputs"] == len(lines)
+    assert doc["summary"]["classes"] <= len(set(lines))
+    assert sum(m["inputs"] for m in doc["models"]) == len(lines)
+    for m in doc["models"][:5]:  # protected gplearn semantics all the way to the score
+        e = symcore.read(m["expr"], dialect="symcore")
+        want = np.mean(np.abs(symcore.evaluate(e, X) - y))
+        assert m["score"] == pytest.approx(want, rel=1e-9)
+        members = {lines[i - 1] for i in m["lines"]}
+        for text in members:  # every member is the same function as its representative
+            np.testing.assert_allclose(symcore.evaluate(symcore.read(text, dialect="gplearn"),
+                                                        X), symcore.evaluate(e, X), rtol=1e-9)
+
+
 def test_run_text_table_defaults_to_last_column(small):
     p = sym("run", str(small["good"]), "--data", str(small["data"]))
     assert p.returncode == 0, p.stderr
