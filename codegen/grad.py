@@ -159,8 +159,8 @@ def _ptr_at(b: ir.IRBuilder, base: ir.Value, offset: ir.Value, vt: ir.Type) -> i
     return b.bitcast(p, vt.as_pointer()) if isinstance(vt, ir.VectorType) else p
 
 
-def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
-            leaf: Callable[[str, Any], ir.Value]) -> tuple[ir.Value, dict[int, ir.Value]]:
+def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type, leaf: Callable[[str, Any], ir.Value],
+            reverse: bool = True) -> tuple[ir.Value, dict[int, ir.Value]]:
     """Forward sweep (every node's value) then reverse sweep (adjoints); returns the root value
     and d root / d p_j for every parameter slot the expression uses."""
     rows, nodes = flat.rows, flat.nodes
@@ -175,6 +175,9 @@ def _sweeps(b: ir.IRBuilder, flat: Flat, vt: ir.Type,
             vals[i] = lower_powi(b, vals[kids[0]], int(rows[kids[1]][2]))
         else:
             vals[i] = LOWER[op](b, *(vals[k] for k in kids))
+    if not reverse:
+        assert vals[-1] is not None
+        return vals[-1], {}
     act = active_nodes(list(nodes))
     adj: list[ir.Value | None] = [None] * len(rows)
     grads: dict[int, ir.Value] = {}
@@ -274,20 +277,28 @@ def _leaf_fn(b: ir.IRBuilder, vt: ir.Type, X: ir.Value, ldx: ir.Value, i: ir.Val
     return leaf
 
 
-def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Function:
+NORMAL_MODES = ("normal", "gradient", "value")
+
+
+def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int,
+                mode: str = "normal") -> ir.Function:
     """`void name(X, y, w, n, ldx, params, out)`: over rows [0, n) (n a multiple of `lanes`;
     X column-major, column c at X + c*ldx) accumulate the weighted normal equations of the
     residual r = pred - y: [Σ w r², Σ w r J_j (j < P), Σ w J_j J_k (j <= k, row-major
     upper triangle)], each stored as `lanes` partial sums (out holds lanes × that many doubles).
-    Rows with w <= 0 (or NaN w) contribute nothing, even if non-finite."""
+    Rows with w <= 0 (or NaN w) contribute nothing, even if non-finite.  mode "gradient" stops
+    after Σ w r J_j (value + loss gradient), "value" after Σ w r² (no reverse sweep)."""
+    if mode not in NORMAL_MODES:
+        raise CompileError(f"mode must be one of {NORMAL_MODES}, got {mode!r}")
     vt = _vtype(lanes)
-    P = expr.n_params
+    P = expr.n_params if mode != "value" else 0
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), _NORMAL_ARGS), name=name)
     X, Y, Wt, n, ldx, Pp, OUT = fn.args
-    n_acc = 1 + P + P * (P + 1) // 2
+    n_acc = 1 + P + (P * (P + 1) // 2 if mode == "normal" else 0)
     loop = _Loop(fn, n, lanes, n_acc, vt, _param_splats(expr, vt, Pp))
     b, i = loop.b, loop.i
-    pred, grads = _sweeps(b, flatten(expr), vt, _leaf_fn(b, vt, X, ldx, i, loop.pre))
+    pred, grads = _sweeps(b, flatten(expr), vt, _leaf_fn(b, vt, X, ldx, i, loop.pre),
+                          reverse=mode != "value")
     zero = splat(vt, 0.0)
     yv = b.load(_ptr_at(b, Y, i, vt), align=8)
     wv = b.load(_ptr_at(b, Wt, i, vt), align=8)
@@ -300,7 +311,7 @@ def emit_normal(module: ir.Module, name: str, expr: Expr, lanes: int) -> ir.Func
     new += [b.fadd(acc[1 + j], b.fmul(wr, J[j])) if J[j] is not None else acc[1 + j]
             for j in range(P)]
     k = 1 + P
-    for j in range(P):
+    for j in range(P if mode == "normal" else 0):
         wj = b.fmul(wv, J[j]) if J[j] is not None else None
         for l in range(j, P):
             Jl = J[l]
@@ -938,3 +949,17 @@ class Tier0Grad:
 
     def close(self) -> None:
         self._packed = []
+
+
+def compile_loss_kernels(exprs: Sequence[Expr], mode: str, lanes: int | None = None
+                         ) -> tuple[jit.Library, list[Any], int]:
+    """One module of `emit_normal(mode=...)` kernels ("value": Σ w r²; "gradient": + Σ w r J;
+    "normal": + Σ w J Jᵀ) for measuring what the reverse sweep costs over one evaluation.
+    Returns the library (keep it open while calling), the ctypes functions and the lanes."""
+    lanes = lanes or width("float64")
+    module = ir.Module(name=f"loss_{mode}")
+    names = [f"sc_loss_{mode}_{k}" for k in range(len(exprs))]
+    for nm, e in zip(names, exprs):
+        emit_normal(module, nm, e, lanes, mode)
+    lib = jit.load_library([jit.compile_object(str(module), OPT_IR, OPT_CODEGEN)], names)
+    return lib, [_NORMAL_CT(lib.addresses[nm]) for nm in names], lanes
