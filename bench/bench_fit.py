@@ -148,6 +148,63 @@ def main() -> None:
                   f"{t_sp:>9.3f} {c_sp:>9.3f} {t_sp / t_sc:>6.1f}x {c_sp / c_sc:>5.1f}x "
                   f"{better:>6} {same:>5} {worse:>5} {(better + same) / len(sc):>11.1%} "
                   f"{gm:>16.4f}")
+    grad_cost(pop, rng, args.rows)
+
+
+def _cpu(fn, reps: int = 5) -> float:
+    """Median CPU seconds of fn() (CPU time: threads of both sides counted alike)."""
+    fn()
+    out = []
+    for _ in range(reps):
+        c = time.process_time()
+        fn()
+        out.append(time.process_time() - c)
+    return float(np.median(out))
+
+
+def grad_cost(pop: list[Expr], rng: np.random.Generator, rows_list: list[int]) -> None:
+    """What the reverse sweep costs over one evaluation.  Tier 1: the same fused kernel in three
+    modes, called the same way (raw ctypes, one call per candidate): "value" (Σ w r²),
+    "gradient" (+ Σ w r J: value and loss gradient in one pass) and "normal" (+ Σ w J Jᵀ, what
+    Levenberg–Marquardt needs).  Tier 0: the codegen's tier-0 interpreter `predict` against
+    grad.Tier0Grad's normal equations, both one population call."""
+    from symcore.codegen import grad
+    models = [lift_constants(e)[0] for e in pop]
+    starts = [lift_constants(e)[1] for e in pop]
+    Pm = max(m.n_params for m in models)
+    params = np.zeros((len(models), Pm))
+    for i, p in enumerate(starts):
+        params[i, :len(p)] = p
+    kernels = {mode: grad.compile_loss_kernels(models, mode) for mode in grad.NORMAL_MODES}
+    k0v = symcore.compile(models, tier=0)
+    g0 = grad.Tier0Grad(models)
+    print("\nreverse-mode cost over one evaluation (CPU s for the whole population, median of 5):")
+    print(f"{'rows':>6} {'t1 value':>9} {'t1 value+grad':>13} {'ratio':>6} {'t1 normal eq':>12} "
+          f"{'ratio':>6} {'t0 predict':>10} {'t0 normal eq':>12} {'ratio':>6}")
+    for rows in rows_list:
+        X = rng.uniform(0.5, 2.0, (rows, 3))
+        y = np.sin(X[:, 0])
+        t = {}
+        for mode, (lib, fns, lanes) in kernels.items():
+            d = grad.prepare_data(X, y, None, lanes)
+            outs = [np.empty((1 + m.n_params + m.n_params * (m.n_params + 1) // 2, lanes))
+                    for m in models]
+            args = [(*d.pointers, d.n_pad, d.n_pad, starts[i].ctypes.data, outs[i].ctypes.data)
+                    for i in range(len(models))]
+
+            def run(fns: list = fns, args: list = args) -> None:
+                for f, a in zip(fns, args):
+                    f(*a)
+            t[mode] = _cpu(run)
+        d0 = grad.prepare_data(X, y, None, g0.lanes)
+        ids = np.arange(len(models))
+        t0v = _cpu(lambda: k0v.predict(X, params))
+        t0n = _cpu(lambda: g0.normal_batch(ids, params, d0))
+        print(f"{rows:>6} {t['value']:>9.4f} {t['gradient']:>13.4f} "
+              f"{t['gradient'] / t['value']:>5.2f}x {t['normal']:>12.4f} "
+              f"{t['normal'] / t['value']:>5.2f}x {t0v:>10.4f} {t0n:>12.4f} {t0n / t0v:>5.2f}x")
+    for lib, _, _ in kernels.values():
+        lib.close()
 
 
 if __name__ == "__main__":
