@@ -230,8 +230,11 @@ class Extractor:
                 elif op == "param":
                     memo[c] = Expr("param", (), self.node_val[i]) if self.node_val[i] == _FREE \
                         else param(self.node_val[i])
+                elif op == "powi":
+                    memo[c] = call(op, *(memo[k] for k in kids))   # checks the exponent
                 else:
-                    memo[c] = call(op, *(memo[k] for k in kids))
+                    # children are IR already and the arity comes from the constructor
+                    memo[c] = Expr(op, tuple([memo[k] for k in kids]))
             out.append(memo[root])
         return out
 
