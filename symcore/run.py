@@ -226,6 +226,13 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     if A.ndim != 2 or A.shape[0] != Y.shape[0] or A.shape[0] == 0:
         raise DataError(f"X must be (rows, features) with as many rows as y; got {A.shape} and "
                         f"{Y.shape}")
+    for what, arr in (("X", A), ("y", Y)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            at = [int(v) for v in np.argwhere(bad)[0]]
+            where = f"row {at[0]}" + (f", column {at[1]}" if len(at) == 2 else "")
+            raise DataError(f"{what} has {int(bad.sum())} non-finite value(s), first at {where}; "
+                            f"remove or impute them")
     feats = list(features) if features is not None else [f"x{j}" for j in range(A.shape[1])]
     tell = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}

@@ -75,6 +75,12 @@ def test_run_from_python_and_reports():
         run(lines, X, y, metric="accuracy")
     with pytest.raises(DataError, match="rows"):
         run(lines, X, y[:-1])
+    Xn = X.copy()
+    Xn[7, 1] = np.nan
+    with pytest.raises(DataError, match="row 7, column 1"):
+        run(lines, Xn, y)
+    with pytest.raises(DataError, match="y has 1 non-finite"):
+        run(lines, X, np.where(np.arange(len(y)) == 3, np.inf, y))
 
 
 def test_load_csv_reads_the_bundled_data():
