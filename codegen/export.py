@@ -22,7 +22,8 @@ from symcore.ir import Expr, const, map_leaves, topo
 from symcore.ops import OPS
 from symcore.printers import to_text
 
-__all__ = ["export", "FORMATS", "c_source", "c_header", "llvm_ir", "find_compiler"]
+__all__ = ["export", "FORMATS", "c_source", "c_header", "llvm_ir", "find_compiler",
+           "infer_format", "check_name", "json_document"]
 
 #: every format `export` writes, and the file suffix that selects it when `format` is omitted
 FORMATS = ("so", "c", "ll", "py", "sympy", "latex", "json")
@@ -52,10 +53,7 @@ def export(expr: Expr, path: str | os.PathLike[str], format: str | None = None,
     fmt = _format_of(out, format)
     if cpu not in ("generic", "host"):
         raise ExportError(f"cpu must be 'generic' or 'host', got {cpu!r}")
-    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
-        raise ExportError(f"name must be a C identifier, got {name!r}")
-    if name in _RESERVED or re.fullmatch(r"t\d+", name):
-        raise ExportError(f"name {name!r} is a C keyword or a <math.h> function; choose another")
+    check_name(name)
     model, pvals, runtime = _prepare(expr, params, bake_params, fmt)
     if fmt in _TREE_FORMATS and model.size > TREE_PRINT_LIMIT:
         raise ExportError(f"the expression has {model.size} nodes as a tree (shared subterms "
@@ -68,6 +66,19 @@ def export(expr: Expr, path: str | os.PathLike[str], format: str | None = None,
         text = _TEXT_WRITERS[fmt](model, name, pvals, runtime, expr)
         _write_text(out, text)
     return out
+
+
+def check_name(name: str) -> None:
+    """ExportError unless `name` can name the exported C/Python function."""
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise ExportError(f"name must be a C identifier, got {name!r}")
+    if name in _RESERVED or re.fullmatch(r"t\d+", name):
+        raise ExportError(f"name {name!r} is a C keyword or a <math.h> function; choose another")
+
+
+def infer_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """The export format: `format` checked, or inferred from the file suffix."""
+    return _format_of(Path(path), format)
 
 
 def _format_of(path: Path, format: str | None) -> str:

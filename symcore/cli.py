@@ -113,8 +113,9 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise _UserError("--top must be >= 0 (0 shows every model)")
     if a.export:
         _check_output_path(a.export, "export path")
-        from .codegen.export import _format_of, find_compiler
-        fmt = _format_of(Path(a.export), a.export_format)
+        from .codegen.export import check_name, find_compiler, infer_format
+        fmt = infer_format(a.export, a.export_format)
+        check_name(a.name)
         if fmt == "so":
             find_compiler()  # before the run: a missing linker is reported at once
     if a.pareto:
@@ -127,7 +128,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     bar = _Bar(sys.stderr)
     try:
         res = R.run(population, ds.X, ds.y, features=ds.features, target=ds.target,
-                    metric=a.metric, fit=a.fit, dialect=a.dialect, rules=a.rules,
+                    metric=a.metric, fit=a.fit, dialect=a.dialect, rules=_rules(a),
                     time_limit=a.time_limit, progress=bar)
     finally:
         bar.close()
