@@ -73,14 +73,20 @@ def _bits(v: float) -> bytes:
 # thousands of kernels, so the hot path writes IR text.  `TextBuilder` implements the part of
 # `llvmlite.ir.IRBuilder` that the lowering (lower.py) uses, so both share one lowering per op.
 
-_TYPE_STR: dict[Any, str] = {}
+# llvmlite types hash by printing themselves: cache by identity instead (entries keep their
+# object alive, so an id is never reused while cached; cleared when large)
+_TYPE_STR: dict[int, tuple[Any, str]] = {}
 _CONST_REF: dict[int, tuple[Any, str]] = {}
 
 
 def _ts(ty: ir.Type) -> str:
-    s = _TYPE_STR.get(ty)
-    if s is None:
-        s = _TYPE_STR[ty] = str(ty)
+    hit = _TYPE_STR.get(id(ty))
+    if hit is not None and hit[0] is ty:
+        return hit[1]
+    if len(_TYPE_STR) > 4096:
+        _TYPE_STR.clear()
+    s = str(ty)
+    _TYPE_STR[id(ty)] = (ty, s)
     return s
 
 
@@ -108,10 +114,17 @@ def _ref(v: Any) -> str:
     return r
 
 
+_I1 = ir.IntType(1)
+_BOOL_VEC: dict[int, ir.VectorType] = {}
+
+
 def _bool_type(ty: ir.Type) -> ir.Type:
     if isinstance(ty, ir.VectorType):
-        return ir.VectorType(ir.IntType(1), ty.count)
-    return ir.IntType(1)
+        bt = _BOOL_VEC.get(ty.count)
+        if bt is None:
+            bt = _BOOL_VEC[ty.count] = ir.VectorType(_I1, ty.count)
+        return bt
+    return _I1
 
 
 _FCMP = {">": "gt", "<": "lt", "==": "eq", "!=": "ne", ">=": "ge", "<=": "le"}
@@ -184,6 +197,17 @@ def declarations(module: ir.Module) -> str:
                      if isinstance(g, ir.Function) and g.is_declaration)
 
 
+_VEC_TYPES: dict[tuple[str, int], ir.VectorType] = {}
+
+
+def _vec_type(dtype: str, lanes: int) -> ir.VectorType:
+    # one type object per (dtype, lanes): the identity-keyed caches then hit
+    vt = _VEC_TYPES.get((dtype, lanes))
+    if vt is None:
+        vt = _VEC_TYPES[(dtype, lanes)] = ir.VectorType(_t(dtype), lanes)
+    return vt
+
+
 def _fp(v: float, ty: str) -> str:
     return ir.Constant(F64 if ty == "double" else ir.FloatType(), v).get_reference()
 
@@ -195,7 +219,7 @@ def emit_kernel(module: ir.Module, name: str, flat: Flat, dtype: str, lanes: int
     vt = f"<{lanes} x {t}>"
     e = 8 if dtype == "float64" else 4
     zs = f"<{lanes} x i32> zeroinitializer"
-    vty = ir.VectorType(_t(dtype), lanes)
+    vty = _vec_type(dtype, lanes)
     pre: list[str] = []
     loads: list[str] = []
     hoisted: dict[tuple[str, Any], TextValue] = {}

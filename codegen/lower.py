@@ -38,12 +38,25 @@ def _intrinsic(builder: ir.IRBuilder, base: str, ty: ir.Type, nargs: int = 1) ->
     return fn
 
 
-@functools.lru_cache(maxsize=512)
+_SPLATS: dict[tuple[int, float], tuple[ir.Type, ir.Constant]] = {}
+
+
 def splat(ty: ir.Type, v: float) -> ir.Constant:
     """The constant `v` in type `ty` (broadcast over lanes for a vector type)."""
+    # cached by the type's identity (llvmlite types hash by printing themselves); an entry
+    # keeps its type alive so the id is not reused while cached
+    key = (id(ty), v)
+    hit = _SPLATS.get(key)
+    if hit is not None and hit[0] is ty:
+        return hit[1]
     if isinstance(ty, ir.VectorType):
-        return ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
-    return ir.Constant(ty, v)
+        c = ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
+    else:
+        c = ir.Constant(ty, v)
+    if len(_SPLATS) > 2048:
+        _SPLATS.clear()
+    _SPLATS[key] = (ty, c)
+    return c
 
 
 def _fabs(b: ir.IRBuilder, a: ir.Value) -> ir.Value:

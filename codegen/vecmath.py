@@ -196,7 +196,8 @@ _EXP_BOUNDS = {"float64": (720.0, -750.0), "float32": (90.0, -110.0)}
 
 
 def _vsplat(ty: ir.VectorType, v: float) -> ir.Constant:
-    return ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
+    from .lower import splat   # cached; imported here because lower imports this module
+    return splat(ty, v)
 
 
 def _guarded_call(b: ir.IRBuilder, f: ir.Function, fn: str, x: ir.Value, dtype: str) -> ir.Value:
