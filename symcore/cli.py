@@ -292,7 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default="model", help="function name in exported code")
     r.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     r.add_argument("--pareto", metavar="PLOT.png", help="plot complexity vs loss (matplotlib)")
-    r.add_argument("--top", type=int, default=10, metavar="K", help="models shown in the table and the JSON (default 10; 0 = all)")
+    r.add_argument("--top", type=int, default=10, metavar="K",
+                   help="models shown in the table and the JSON (default 10; 0 = all)")
     r.add_argument("--rules", default="default", help="e-graph rule sets, comma-separated")
     r.add_argument("--time-limit", type=float, default=30.0, metavar="S",
                    help="e-graph saturation time limit in seconds (default 30)")
