@@ -88,6 +88,7 @@ class Kernel:
         self._t0: Any = None
         self._t1: Any = None
         self._tier0_seconds = 0.0
+        self._closed = False
         self._lock = threading.Lock()
         if tier == 1:
             self._tier1()
@@ -121,7 +122,7 @@ class Kernel:
 
     @property
     def tier(self) -> int:
-        """The tier the next call runs on."""
+        """The tier the kernel runs on now (an auto kernel may move from 0 to 1)."""
         with self._lock:
             return 1 if self._t1 is not None else 0
 
@@ -130,16 +131,18 @@ class Kernel:
         """Tier-1 compile statistics (None while the kernel runs on tier 0)."""
         return None if self._t1 is None else self._t1.stats
 
-    def _choose(self) -> int:
+    def _choose(self) -> tuple[int, Any]:
+        """(tier, program) for the next call."""
         with self._lock:
+            if self._closed:
+                raise SymcoreError("this kernel was closed; compile the expressions again")
             if self._t1 is not None:
-                return 1
+                return 1, self._t1
             if self.requested_tier == "auto":
                 saved = self._tier0_seconds * (1.0 - TIER0_SPEED_RATIO)
                 if saved >= _compile_estimate[0] * self.n_candidates:
-                    self._tier1()
-                    return 1
-            return 0
+                    return 1, self._tier1()
+            return 0, self._t0
 
     # -- data -------------------------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
@@ -154,6 +157,14 @@ class Kernel:
             if self.n_params:
                 raise DataError(f"the candidates use {self.n_params} parameter(s); pass params")
             return None
+        if isinstance(params, np.ndarray) and params.ndim == 2 and params.dtype.kind in "fiu":
+            if params.shape[0] != P:
+                raise DataError(f"params has {params.shape[0]} row(s) for {P} candidate(s)")
+            if params.shape[1] < self.n_params:
+                raise DataError(f"the candidates use {self.n_params} parameter(s), params has "
+                                f"{params.shape[1]} column(s)")
+            pa = np.ascontiguousarray(params, dtype=np.float64)
+            return pa if pa.shape[1] else np.zeros((P, 1))
         if isinstance(params, np.ndarray) and params.ndim == 2 or (
                 not isinstance(params, np.ndarray) and _is_matrix_like(params)):
             try:
@@ -222,15 +233,13 @@ class Kernel:
         P, N = self.n_candidates, A.shape[0]
         if P == 0 or N == 0:
             return np.zeros((P, N), dtype=self._np)
-        tier = self._choose()
+        tier, prog = self._choose()
         work = self._nodes * N
         if tier == 1:
-            prog = self._t1
             Xp, ldx = self._padded(A, prog.lanes)
             out = _aligned((P, ldx), self._np)
             _pool.run_ranges(P, work, lambda c0, c1: prog.predict_range(Xp, N, pa, out, c0, c1))
             return out if ldx == N else np.ascontiguousarray(out[:, :N])
-        prog = self._t0
         Xc = self._columns(A)
         out = np.empty((P, N), dtype=self._np)
         t = time.perf_counter()
@@ -256,10 +265,9 @@ class Kernel:
         P = self.n_candidates
         acc = np.zeros((P, 2), dtype=np.float64)
         if P:
-            tier = self._choose()
+            tier, prog = self._choose()
             work = self._nodes * N
             if tier == 1:
-                prog = self._t1
                 Xp, ldx = self._padded(A, prog.lanes)
                 yp = np.zeros(ldx)
                 yp[:N] = yv
@@ -268,7 +276,6 @@ class Kernel:
                 _pool.run_ranges(P, work, lambda c0, c1: prog.loss_range(Xp, N, yp, wp, pa, acc,
                                                                          c0, c1))
             else:
-                prog = self._t0
                 Xc = self._columns(A)
                 yd = yv.astype(self._np)
                 wd = None if wv is None else wv.astype(self._np)
@@ -307,13 +314,14 @@ class Kernel:
         with self._lock:
             self._t1 = None
             self._t0 = None
+            self._closed = True
 
     def __len__(self) -> int:
         return self.n_candidates
 
     def __repr__(self) -> str:
         return (f"Kernel({self.n_candidates} candidate(s), dtype={self.dtype}, "
-                f"tier={self.tier if self._t0 is not None or self._t1 is not None else 'closed'})")
+                f"tier={'closed' if self._closed else self.tier})")
 
 
 def _is_matrix_like(params: Any) -> bool:

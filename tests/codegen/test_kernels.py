@@ -248,3 +248,11 @@ def test_constant_expressions_and_extra_columns(tier):
     kc = symcore.compile(const(-1.0), tier=tier)
     np.testing.assert_allclose(kc.predict(np.zeros((3, 0))), [[-1.0] * 3])
     np.testing.assert_allclose(kc.score(np.zeros((3, 0)), [1.0, 1.0, 1.0]), [4.0])
+
+
+def test_closed_kernel_raises():
+    k = symcore.compile(x0, tier=1)
+    k.close()
+    assert "closed" in repr(k)
+    with pytest.raises(SymcoreError):
+        k.predict(np.ones((2, 1)))
