@@ -260,3 +260,38 @@ def test_disk_cache_stays_bounded(tmp_path, monkeypatch):
     jit._prune(d, 20_000)
     left = sorted(f.name for f in d.iterdir())
     assert len(left) == 15 and left[0] == "25.o"     # the oldest went first, down to 3/4
+
+
+_ISA_SCRIPT = """
+import numpy as np, symcore
+from symcore import call, const, var
+from symcore.codegen import vecmath
+x0, x1 = var(0), var(1)
+es = [call(op, x0) for op in ("exp", "log", "sin", "cos", "tan", "cbrt", "plog", "atan")]
+es += [call("pow", x0, x1), call("pdiv", call("sinh", x0), x1), call("powi", x1, const(3.0))]
+X = np.random.default_rng(0).normal(0, 2, (37, 2))
+X[3, 0], X[5, 1], X[7, 0] = np.nan, np.inf, 0.0
+for dtype in ("float64", "float32"):
+    k = symcore.compile(es, dtype=dtype, tier=1)
+    P = k.predict(X)
+    for e, row in zip(es, P):
+        ref = symcore.evaluate(e, X, dtype=np.dtype(dtype).type)
+        np.testing.assert_allclose(row, ref, rtol=1e-13 if dtype == "float64" else 3e-6,
+                                   atol=1e-300, equal_nan=True)
+print(vecmath.host_isa().name, vecmath.width("float64"))
+"""
+
+
+@pytest.mark.parametrize("isa", ["avx2", "sse", "scalar"])
+def test_narrower_isas_equal_reference(isa, tmp_path):
+    # what a machine without AVX-512 runs: other libmvec variants, other widths, plain libm
+    import subprocess
+    import sys
+    if isa == "avx2" and not jit.host_features().get("avx2"):
+        pytest.skip("no AVX2 on this machine")
+    env = {**os.environ, "SYMCORE_ISA": isa, "SYMCORE_CACHE": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _ISA_SCRIPT], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    name, width = r.stdout.split()
+    assert name == isa and int(width) == {"avx2": 4, "sse": 2, "scalar": 1}[isa]
