@@ -4,13 +4,14 @@
 Tier policy (`tier="auto"`), a ski-rental cost model:
 tier 0 (the compiled-once interpreter) costs nothing to start but runs slower than tier 1
 (fused kernels), which costs ~`COMPILE_SECONDS` per new structure to compile.  An auto kernel
-starts on tier 0 and measures the (wall) time it spends there; once that time times the fraction
-tier 1 would save (1 - `TIER0_SPEED_RATIO`, tier 1's time relative to tier 0's) reaches the
-estimated compile cost of its structures, it compiles them and runs on tier 1 from then on.  So an expression evaluated
-once or on little data is never compiled, a model evaluated many times or on large data is,
-and the total never exceeds about twice the better of the two choices made in hindsight.
+starts on tier 0 and measures the (wall) time it spends there; once that time times the
+fraction tier 1 would save (1 - `TIER0_SPEED_RATIO`, tier 1's time relative to tier 0's)
+reaches the estimated compile cost of its candidates, it compiles them and runs on tier 1 from
+then on.  So an expression evaluated once or on little data is never compiled, a model
+evaluated many times or on large data is, and the time the policy loses is at most about twice
+what the better of the two fixed choices would have lost, in hindsight (the ski-rental bound).
 The compile-cost estimate follows the compile times this process has measured.  When tier 0
-is not available, auto means tier 1.
+is not available (or cannot run the population), auto means tier 1.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ class Kernel:
             if self.requested_tier == "auto":
                 saved = self._tier0_seconds * (1.0 - TIER0_SPEED_RATIO)
                 if saved >= _compile_estimate[0] * self.n_candidates:
-                    return 1, self._tier1()
+                    prog = self._tier1()
+                    self._t0 = None    # calls in flight keep their own reference
+                    return 1, prog
             return 0, self._t0
 
     # -- data -------------------------------------------------------------------------------
