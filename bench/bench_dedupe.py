@@ -108,8 +108,8 @@ def to_symengine(exprs: list[Expr]) -> list:
     import symengine as se
     fns = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
            "div": lambda a, b: a / b, "neg": lambda a: -a, "square": lambda a: a ** 2,
-           "cube": lambda a: a ** 3, "inv": lambda a: 1 / a, "abs": se.Abs, "pow": lambda a, b: a ** b,
-           "powi": lambda a, b: a ** b}
+           "cube": lambda a: a ** 3, "inv": lambda a: 1 / a, "abs": se.Abs,
+           "pow": lambda a, b: a ** b, "powi": lambda a, b: a ** b}
     memo: dict[Expr, object] = {}
     for n in symcore.ir.topo(exprs):
         if n.op == "var":
@@ -141,7 +141,8 @@ def numeric_bad_merges(exprs: list[Expr], class_of: list[int], n_vars: int) -> i
         y0 = first[k]
         both = np.isfinite(y) & np.isfinite(y0)
         onenan = np.isnan(y) != np.isnan(y0)
-        if (both & ~np.isclose(y, y0, rtol=1e-7, atol=1e-9)).any() or (onenan & (np.isfinite(y) | np.isfinite(y0))).any():
+        far = both & ~np.isclose(y, y0, rtol=1e-7, atol=1e-9)
+        if far.any() or (onenan & (np.isfinite(y) | np.isfinite(y0))).any():
             bad += 1
     return bad
 
@@ -231,7 +232,8 @@ def main() -> None:
     rows = []
     for (name, exprs, _), res in zip(pops, ours):
         rows += run_peers(name, exprs, res, args.simplify_sample)
-    print(f"{'population':<22}{'N':>7}  {'method':<28}{'classes':>8}{'seconds':>10}{'e-nodes':>9}  notes")
+    print(f"{'population':<22}{'N':>7}  {'method':<28}{'classes':>8}{'seconds':>10}"
+          f"{'e-nodes':>9}  notes")
     for r in rows:
         cls = f"{r[3]}" if r[3] != "" else "-"
         print(f"{r[0]:<22}{r[1]:>7}  {r[2]:<28}{cls:>8}{r[4]:>10.3f}{str(r[5]):>9}  {r[6]}")

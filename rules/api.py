@@ -27,7 +27,7 @@ __all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
 
 MATCH_LIMIT_PER_INPUT = 1    # back-off match limit = population size (measured: 10x N grew 5x the
 #                                e-nodes for the same classes on 10,000 inputs)
-MIN_MATCH_LIMIT = 1_000
+MIN_MATCH_LIMIT = 300
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,11 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
                 code = 0 if math.isnan(v) else (1 if v > 0 else 2)
                 rows["L_spec"].append(f"{i}\t{code}")
         else:
+            rel = _ARITY_REL.get(len(n.args))
+            if rel is None:  # pragma: no cover - every op of the table is unary or binary
+                raise SymcoreError(f"no fact table for {len(n.args)}-ary operator {n.op!r}")
             kids = "\t".join([str(ids[id(a)]) for a in n.args])
-            rows[_ARITY_REL[len(n.args)]].append(f"{i}\t{_OPCODE[n.op]}\t{kids}")
+            rows[rel].append(f"{i}\t{_OPCODE[n.op]}\t{kids}")
     cmds = []
     for rel, lines in rows.items():
         if not lines:
