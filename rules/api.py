@@ -60,13 +60,18 @@ def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
 
 
 def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
-           cost: Any = "size", iterations: int = 8, node_limit: int | None = None,
+           cost: Any = None, iterations: int = 8, node_limit: int | None = None,
            time_limit: float | None = 10.0) -> Dedup:
     """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
-    function.  Limits (iterations, e-nodes, seconds) are checked after every iteration."""
+    function.  Limits (iterations, e-nodes, seconds) are checked after every iteration.
+
+    `rules`: a preset ('default', 'aggressive', 'params') or a sequence of topic/preset names.
+    `cost`: 'size' (ops-table weights), 'params' (parameter count, then size), a dict of per-op
+    weights, or a callable (op, child_costs) -> cost; None means 'params' when the params rules
+    are on, else 'size'."""
     items = _check_exprs(exprs)
     topics = rulesets.resolve(rules)
-    fn = cost_model(cost)
+    fn = cost_model(_auto_cost(cost, topics))
     limits = Limits(iterations, node_limit, time_limit)
     limits.check()
     params_mode = "params" in topics
@@ -102,7 +107,13 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
     return Dedup(class_of, reps, members, stop, stats)
 
 
-def simplify(expr: Expr, *, rules: str | Sequence[str] = "default", cost: Any = "size",
+def _auto_cost(cost: Any, topics: Sequence[str]) -> Any:
+    if cost is None:
+        return "params" if "params" in topics else "size"
+    return cost
+
+
+def simplify(expr: Expr, *, rules: str | Sequence[str] = "default", cost: Any = None,
              iterations: int = 8, node_limit: int | None = None,
              time_limit: float | None = 10.0) -> Expr:
     """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`)."""
@@ -111,7 +122,7 @@ def simplify(expr: Expr, *, rules: str | Sequence[str] = "default", cost: Any = 
     d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
                time_limit=time_limit)
     out = d.representatives[0]
-    fn = cost_model(cost)
+    fn = cost_model(_auto_cost(cost, rulesets.resolve(rules)))
     if tree_cost(out, fn) > tree_cost(expr, fn):
         return expr
     return out

@@ -164,3 +164,10 @@ def test_single_use_params_on_a_dag():
     e = param(0) * x + param(1)
     assert single_use_params(e) == {0, 1}
     assert single_use_params(e * e + param(2)) == {2}
+
+
+def test_params_rules_default_to_the_params_cost():
+    e = param(0) * (param(1) * x + param(2))
+    assert len(symcore.simplify(e, rules="params").parameters()) == 2
+    assert symcore.simplify(e, rules="params") is symcore.simplify(e, rules="params",
+                                                                   cost="params")
