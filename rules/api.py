@@ -19,7 +19,7 @@ from symcore.errors import SymcoreError
 from symcore.ir import Expr
 
 from . import rulesets
-from .extract import Extractor, cost_model, finish_all, tree_cost
+from .extract import Extractor, cost_model, renumber_all, tree_cost
 from .language import prepare_all, single_use_params, write_tables
 from .saturate import Limits, Session, StopReason
 
@@ -95,7 +95,9 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
     order: dict[int, int] = {}
     class_of = [order.setdefault(c, len(order)) for c in root_cls]
     classes = list(order)
-    reps = finish_all(ex.build(classes, choice), names, renumber=params_mode)
+    reps = ex.build(classes, choice, names)
+    if params_mode:
+        reps = renumber_all(reps)
     members: list[list[int]] = [[] for _ in classes]
     for i, k in enumerate(class_of):
         members[k].append(i)

@@ -15,7 +15,7 @@ from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
 
-from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL, fold_all
+from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL
 
 #: lexicographic weight of one parameter in the "params" cost (parameter count, then size)
 PARAM_WEIGHT = 1e6
@@ -202,68 +202,56 @@ class Extractor:
                     heapq.heappush(heap, (pc, self.node_cls[p], p))
         return cost, choice
 
-    def build(self, classes: Sequence[int], choice: list[int]) -> list[Expr]:
-        """IR of the chosen tree of every class in `classes` (memoised across classes)."""
+    def build(self, classes: Sequence[int], choice: list[int],
+              names: Mapping[int, str | None] | None = None) -> list[Expr]:
+        """IR of the chosen tree of every class in `classes` (memoised across classes), with
+        variable display names restored and constant subtrees folded by the ops table's NumPy
+        reference (this also turns the -0.0 spelling neg(0.0) back into a literal)."""
+        names = names or {}
         memo: dict[int, Expr] = {}
         out = []
-        for root in classes:
-            stack = [root]
-            while stack:
-                c = stack[-1]
-                if c in memo:
+        with np.errstate(all="ignore"):
+            for root in classes:
+                stack = [root]
+                while stack:
+                    c = stack[-1]
+                    if c in memo:
+                        stack.pop()
+                        continue
+                    i = choice[c]
+                    if i < 0:  # pragma: no cover - every class holds a finite-cost term
+                        raise SymcoreError("e-class without a finite-cost term")
+                    kids = self.node_kids[i]
+                    todo = [k for k in kids if k not in memo]
+                    if todo:
+                        stack.extend(todo)
+                        continue
                     stack.pop()
-                    continue
-                i = choice[c]
-                if i < 0:
-                    raise SymcoreError("e-class without a finite-cost term")  # pragma: no cover
-                kids = self.node_kids[i]
-                todo = [k for k in kids if k not in memo]
-                if todo:
-                    stack.extend(todo)
-                    continue
-                stack.pop()
-                op = self.node_op[i]
-                if op == "const":
-                    memo[c] = const(self.node_val[i])
-                elif op == "var":
-                    memo[c] = var(self.node_val[i])
-                elif op == "param":
-                    memo[c] = Expr("param", (), self.node_val[i]) if self.node_val[i] == _FREE \
-                        else param(self.node_val[i])
-                elif op == "powi":
-                    memo[c] = call(op, *(memo[k] for k in kids))   # checks the exponent
-                else:
-                    # children are IR already and the arity comes from the constructor
-                    memo[c] = Expr(op, tuple([memo[k] for k in kids]))
-            out.append(memo[root])
+                    memo[c] = self._node(i, [memo[k] for k in kids], names)
+                out.append(memo[root])
         return out
 
-
-def finish_all(exprs: Sequence[Expr], names: Mapping[int, str | None] | None = None,
-               renumber: bool = False) -> list[Expr]:
-    """Fold constants exactly (turns the -0.0 encoding back into a literal), restore variable
-    names, and in params mode give every anonymous parameter its own slot (tied slots share)."""
-    out = list(exprs)
-    if names:
-        memo: dict[Expr, Expr] = {}
-        for n in topo(out):
-            if n.op == "var":
-                memo[n] = var(n.value, names.get(n.value))
-            elif n.is_leaf:
-                memo[n] = n
-            else:
-                memo[n] = Expr(n.op, tuple(memo[a] for a in n.args))
-        out = [memo[e] for e in out]
-    out = fold_all(out)
-    if renumber:
-        out = [_renumber(e) if any(n.op == "param" for n in topo([e])) else e for e in out]
-    return out
+    def _node(self, i: int, args: list[Expr], names: Mapping[int, str | None]) -> Expr:
+        op, val = self.node_op[i], self.node_val[i]
+        if op == "const":
+            return const(val)
+        if op == "var":
+            return var(val, names.get(val))
+        if op == "param":
+            return Expr("param", (), val) if val == _FREE else param(val)
+        if all(a.op == "const" for a in args):
+            v = OPS[op].np(*(np.float64(a.value) for a in args))
+            return const(float(np.asarray(v, dtype=np.float64)))
+        if op == "powi":
+            return call(op, *args)   # checks the exponent
+        # children are IR already and the arity comes from the constructor
+        return Expr(op, tuple(args))
 
 
-def finish(expr: Expr, names: Mapping[int, str | None] | None = None,
-           renumber: bool = False) -> Expr:
-    """`finish_all` of one expression."""
-    return finish_all([expr], names, renumber)[0]
+def renumber_all(exprs: Sequence[Expr]) -> list[Expr]:
+    """Params mode: every anonymous parameter its own slot, tied slots share one; slots are
+    numbered from 0 in tree order."""
+    return [_renumber(e) if any(n.op == "param" for n in topo([e])) else e for e in exprs]
 
 
 def _renumber(expr: Expr) -> Expr:

@@ -59,30 +59,6 @@ def const_text(v: float) -> str:
     return f"(Num {fnum(v)})"
 
 
-def fold_all(exprs: Sequence[Expr]) -> list[Expr]:
-    """Fold every parameter- and variable-free subtree with the ops table's NumPy reference,
-    so a folded constant is bit-identical to what the reference evaluator computes.  One pass
-    over the population's shared DAG."""
-    memo: dict[Expr, Expr] = {}
-    with np.errstate(all="ignore"):
-        for n in topo(exprs):
-            if n.is_leaf:
-                memo[n] = n
-                continue
-            args = tuple(memo[a] for a in n.args)
-            if all(a.op == "const" for a in args) or (n.op == "powi" and args[0].op == "const"):
-                val = OPS[n.op].np(*(np.float64(a.value) for a in args))
-                memo[n] = const(float(np.asarray(val, dtype=np.float64)))
-            else:
-                memo[n] = n if args == n.args else Expr(n.op, args)
-    return [memo[e] for e in exprs]
-
-
-def fold_constants(expr: Expr) -> Expr:
-    """`fold_all` of one expression."""
-    return fold_all([expr])[0]
-
-
 FREE = -1  # slot of an anonymous parameter marker (params mode; renumbered after extraction)
 
 
