@@ -51,3 +51,15 @@ def test_params_never_adds_parameters(e):
     s = symcore.simplify(e, rules="params", cost="params", iterations=4)
     assert len(s.parameters()) <= len(e.parameters())
     assert set(s.variables()) <= set(e.variables())
+
+
+GPLEARN_LIKE = dict(unary=("plog", "pinv", "sqrt_abs", "neg", "abs", "sin", "cos", "dlog",
+                           "log_abs"),
+                    binary=("add", "sub", "mul", "pdiv", "max", "min", "aq", "pow_abs"))
+
+
+@settings(max_examples=25)
+@given(exprs(n_vars=3, max_leaves=10, **GPLEARN_LIKE))
+def test_protected_ops_keep_their_semantics(e):
+    s = symcore.simplify(e, iterations=4)
+    assert same_where_finite(e, s, X3), f"{e}  ->  {s}"
