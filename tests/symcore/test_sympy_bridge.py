@@ -62,7 +62,13 @@ def test_from_sympy_of_to_sympy_evaluates_like_the_original(e):
     # SymPy folded a division by zero to complex infinity, or asin(2) to a complex number
     assume(not s.has(sympy.zoo, sympy.I))
     back = from_sympy(s)
-    assert close_where_finite(evaluate(e, ROWS), evaluate(back, ROWS)), (str(e), str(back))
+    want, got = evaluate(e, ROWS), evaluate(back, ROWS)
+    # SymPy rewrites (x^2)^-2 as x^-4 and so on: compare only where `e` is well conditioned
+    # (a relative nudge of 1e-13 to the inputs moves it by far less than the tolerance)
+    nudged = evaluate(e, ROWS * (1 + 1e-13))
+    with np.errstate(all="ignore"):
+        stable = np.abs(nudged - want) <= 1e-10 * (1 + np.abs(want))
+    assert close_where_finite(want[stable], got[stable]), (str(e), str(back))
 
 
 def test_every_op_converts():
