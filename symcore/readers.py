@@ -645,9 +645,12 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
             dialect = _REGG_DIALECT[suffix]
     else:
         first = content.split("\n", 1)[0]
-        header = [h.strip() for h in next(csv.reader([first]))] if first.strip() else []
+        # PySR's older hall_of_fame files (and their .bkup) separate columns with '|'
+        delim = "|" if "|" in first and "Equation" in first else ","
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delim))] \
+            if first.strip() else []
         if "Equation" in header or "Expression" in header or "Numpy" in header:
-            rows, guess = _csv_rows(content, header, dialect)
+            rows, guess = _csv_rows(content, header, dialect, delim)
             if dialect == "auto":
                 dialect = guess
         else:
@@ -673,9 +676,9 @@ def _json_rows(content: str, p: str) -> list[tuple[int, str, Any]]:
     return rows
 
 
-def _csv_rows(content: str, header: list[str], dialect: str) -> tuple[list[tuple[int, str, Any]],
-                                                                      str]:
-    reader = csv.reader(io.StringIO(content))
+def _csv_rows(content: str, header: list[str], dialect: str,
+              delim: str = ",") -> tuple[list[tuple[int, str, Any]], str]:
+    reader = csv.reader(io.StringIO(content), delimiter=delim)
     next(reader)
     if dialect == "eggp_numpy" or ("Expression" not in header and "Numpy" in header):
         col, guess, tcol = header.index("Numpy"), "eggp_numpy", (

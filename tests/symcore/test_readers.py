@@ -494,6 +494,11 @@ def test_read_file_formats(tmp_path):
     assert pop.dialect == "pysr" and len(pop) == 3 and pop.line_numbers == [2, 3, 4]
     assert pop[1] is call("add", x0, const(1.4724599))
 
+    old = tmp_path / "hall_of_fame.csv.bkup"
+    old.write_text("Complexity|MSE|Equation\n1|0.5|x0\n3|0.1|(x0 * 2.5)\n")
+    pop = read_file(old)
+    assert pop.dialect == "pysr" and pop[1] is call("mul", x0, const(2.5))
+
     res = tmp_path / "results.csv"
     with open(res, "w", newline="") as fh:
         w = csv.writer(fh)
