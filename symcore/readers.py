@@ -172,6 +172,15 @@ class _Leaves:
         raise ctx.error(f"unknown name {name!r}", pos)
 
 
+MAX_PARAMS = 1_000_000  # a parameter vector longer than this is a typo, not a model
+
+
+def _slot(k: int, pos: int, ctx: Ctx) -> int:
+    if k >= MAX_PARAMS:
+        raise ctx.error(f"parameter index {k} is too large (limit {MAX_PARAMS})", pos)
+    return k
+
+
 def _infix_leaf(lv: _Leaves):
     spec = lv.spec
 
@@ -183,7 +192,7 @@ def _infix_leaf(lv: _Leaves):
                            ctx.new_slot() if ctx.numbers == "params" else None, t.pos), i + 1
             m = re.match(r"p(\d+)\Z", t.text)
             if m and t.text not in lv.names:
-                k = int(m.group(1))
+                k = _slot(int(m.group(1)), t.pos, ctx)
                 ctx.values.setdefault(k, ctx.theta_value(k))
                 return param(k), i + 1
             m = re.match(r"x(\d+)\Z", t.text)
@@ -193,7 +202,10 @@ def _infix_leaf(lv: _Leaves):
                 if nm.kind != ID or nm.pos != toks[i + 1].pos + 1 \
                         or toks[i + 1].pos != t.pos + len(t.text):
                     raise ctx.error("expected a variable name after ':'", toks[i + 1].pos)
-                return var(int(m.group(1)) - (lv.var_base or 0), nm.text), i + 3
+                k = int(m.group(1)) - (lv.var_base or 0)
+                if k < 0:
+                    raise ctx.error(f"variable {t.text!r} is out of range", t.pos)
+                return var(k, nm.text), i + 3
         elif spec.special == "eggp_numpy" and t.text in ("x", "t") and t.text not in lv.names:
             return _numpy_index(toks, i, ctx, t.text == "x")
         return lv.ident(t.text, t.pos, ctx), i + 1
@@ -217,7 +229,7 @@ def _numpy_index(toks: list[Token], i: int, ctx: Ctx, is_x: bool) -> tuple["Expr
     t = toks[j]
     if t.kind != NUM or not t.text.isdigit():
         raise ctx.error("expected an integer index", t.pos)
-    k = int(t.text)
+    k = int(t.text) if is_x else _slot(int(t.text), t.pos, ctx)
     j = _expect(toks, j + 1, "]", ctx)
     if is_x:
         return var(k), j

@@ -391,6 +391,8 @@ BAD = [
     ("add", "e2e", ParseError),
     ("x0,", "symcore", ParseError),
     ("(,)", "symcore", ParseError),
+    ("p99999999999", "symcore", ParseError),
+    ("t[99999999999]", "eggp_numpy", ParseError),
 ]
 
 
