@@ -290,7 +290,10 @@ def _prefix_leaf(lv: _Leaves):
                     j += 1
                 if j == i + 1:
                     raise ctx.error("INT token without digits", pos)
-                v = float(-val if tok == "INT-" else val)
+                try:
+                    v = float(-val if tok == "INT-" else val)
+                except OverflowError:
+                    raise ctx.error("INT overflows float64", pos) from None
                 return ctx.value(ctx.literal(v, pos)), j
         return ctx.value(lv.ident(tok, pos, ctx)), i + 1
 

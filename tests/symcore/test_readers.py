@@ -392,6 +392,7 @@ BAD = [
     ("x0,", "symcore", ParseError),
     ("(,)", "symcore", ParseError),
     ("p99999999999", "symcore", ParseError),
+    ("INT+ " + " ".join(["9"] * 400), "e2e_prefix", ParseError),
     ("t[99999999999]", "eggp_numpy", ParseError),
 ]
 
