@@ -182,6 +182,11 @@ class TextBuilder:
         text = f"call {_ts(ret)} @{fn.name}({', '.join(f'{_ts(a.type)} {_ref(a)}' for a in args)})"
         return self._new(ret, text)
 
+    def shuffle_vector(self, a: Any, b: Any, mask: Any, name: str = "") -> TextValue:
+        ty = ir.VectorType(a.type.element, mask.type.count)
+        return self._new(ty, f"shufflevector {_ts(a.type)} {_ref(a)}, {_ts(b.type)} {_ref(b)}, "
+                             f"{_ts(mask.type)} {_ref(mask)}")
+
     def extract_element(self, v: Any, idx: Any, name: str = "") -> TextValue:
         return self._new(v.type.element, f"extractelement {_ts(v.type)} {_ref(v)}, "
                                          f"{_ts(idx.type)} {_ref(idx)}")

@@ -152,6 +152,27 @@ def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) ->
     return fn
 
 
+def _is_pow2(k: int) -> bool:
+    return k > 0 and k & (k - 1) == 0
+
+
+def _split_call(b: ir.IRBuilder, fn: str, args: tuple[ir.Value, ...], native: int,
+                isa: VecISA | None) -> ir.Value:
+    # a vector of several native vectors: one libmvec call per native part, then concatenate
+    i32 = ir.IntType(32)
+    lanes = args[0].type.count
+    parts = []
+    for p in range(lanes // native):
+        mask = ir.Constant(ir.VectorType(i32, native),
+                           [ir.Constant(i32, j) for j in range(p * native, (p + 1) * native)])
+        parts.append(math_call(b, fn, *(b.shuffle_vector(a, a, mask) for a in args), isa=isa))
+    while len(parts) > 1:
+        n2 = 2 * parts[0].type.count
+        mask = ir.Constant(ir.VectorType(i32, n2), [ir.Constant(i32, j) for j in range(n2)])
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], mask) for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
 def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value,
               isa: VecISA | None = None) -> ir.Value:
     """Call libm function `fn` (exp, log, …, pow) on scalar or vector operands: one libmvec call
@@ -162,6 +183,10 @@ def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value,
     elem, lanes = _scalar_info(ty)
     dtype = _dtype_of(elem)
     module = builder.module
+    native = (isa or host_isa()).lanes(dtype)
+    if lanes > native >= 2 and lanes % native == 0 and _is_pow2(lanes // native) \
+            and mvec_symbol(fn, dtype, native, isa) is not None:
+        return _split_call(builder, fn, args, native, isa)
     sym = mvec_symbol(fn, dtype, lanes, isa) if lanes else None
     if sym is not None:
         f = _declare(module, sym, ty, [ty] * len(args))
