@@ -157,7 +157,7 @@ class _Leaves:
         for rx, base in self.patterns:
             m = rx.match(name)
             if m:
-                idx = int(m.group(1)) - base
+                idx = _index(m.group(1), pos, ctx) - base
                 if idx < 0:
                     raise ctx.error(f"variable {name!r} is out of range ({base}-based numbering)",
                                     pos)
@@ -173,6 +173,13 @@ class _Leaves:
 
 
 MAX_PARAMS = 1_000_000  # a parameter vector longer than this is a typo, not a model
+
+
+def _index(digits: str, pos: int, ctx: Ctx) -> int:
+    """A variable or parameter index written in decimal digits."""
+    if len(digits) > 12:
+        raise ctx.error(f"index {digits[:20]}... is too large", pos)
+    return int(digits)
 
 
 def _slot(k: int, pos: int, ctx: Ctx) -> int:
@@ -192,7 +199,7 @@ def _infix_leaf(lv: _Leaves):
                            ctx.new_slot() if ctx.numbers == "params" else None, t.pos), i + 1
             m = re.match(r"p(\d+)\Z", t.text)
             if m and t.text not in lv.names:
-                k = _slot(int(m.group(1)), t.pos, ctx)
+                k = _slot(_index(m.group(1), t.pos, ctx), t.pos, ctx)
                 ctx.values.setdefault(k, ctx.theta_value(k))
                 return param(k), i + 1
             m = re.match(r"x(\d+)\Z", t.text)
@@ -202,7 +209,7 @@ def _infix_leaf(lv: _Leaves):
                 if nm.kind != ID or nm.pos != toks[i + 1].pos + 1 \
                         or toks[i + 1].pos != t.pos + len(t.text):
                     raise ctx.error("expected a variable name after ':'", toks[i + 1].pos)
-                k = int(m.group(1)) - (lv.var_base or 0)
+                k = _index(m.group(1), t.pos, ctx) - (lv.var_base or 0)
                 if k < 0:
                     raise ctx.error(f"variable {t.text!r} is out of range", t.pos)
                 return var(k, nm.text), i + 3
@@ -229,7 +236,9 @@ def _numpy_index(toks: list[Token], i: int, ctx: Ctx, is_x: bool) -> tuple["Expr
     t = toks[j]
     if t.kind != NUM or not t.text.isdigit():
         raise ctx.error("expected an integer index", t.pos)
-    k = int(t.text) if is_x else _slot(int(t.text), t.pos, ctx)
+    k = _index(t.text, t.pos, ctx)
+    if not is_x:
+        k = _slot(k, t.pos, ctx)
     j = _expect(toks, j + 1, "]", ctx)
     if is_x:
         return var(k), j
@@ -252,8 +261,10 @@ def _split_float(sign: str, digits: str, expo: str, pos: int, ctx: Ctx) -> float
     """E2E's float encoding `sign N<mantissa>... E<exponent>`, decoded with E2E's own arithmetic
     (sign * int(mantissa) * 10 ** exponent, a float product for negative exponents) so the value
     is bit-identical to what the tool evaluated."""
+    if len(expo) > 5 or len(digits) > 400:
+        raise ctx.error("split float out of range", pos)
     e = int(expo)
-    if abs(e) > 400 or len(digits) > 400:
+    if abs(e) > 400:
         raise ctx.error("split float out of range", pos)
     try:
         v = float((1 if sign == "+" else -1) * int(digits) * (10 ** e))
@@ -285,7 +296,7 @@ def _prefix_leaf(lv: _Leaves):
             if tok in ("INT+", "INT-"):      # integer: sign token, then base-10 digit tokens
                 j = i + 1
                 val = 0
-                while j < len(toks) and toks[j][0] in _DIGIT_TOKENS:
+                while j < len(toks) and toks[j][0] in _DIGIT_TOKENS and j - i <= 400:
                     val = val * 10 + int(toks[j][0])
                     j += 1
                 if j == i + 1:
@@ -341,6 +352,11 @@ def _theta(theta: Any) -> list[float] | None:
         raise DataError("theta must be a sequence of numbers") from None
 
 
+def _capped(digits: str) -> int:
+    # an index this large is reported by _slot when the parser reaches it
+    return int(digits) if len(digits) <= 7 else MAX_PARAMS
+
+
 def _explicit_slots(spec: _Spec, toks: list[Token], names: dict[str, int]) -> int:
     """1 + the highest explicitly numbered parameter (symcore `p3`, eggp `t[3]`)."""
     hi = -1
@@ -349,12 +365,12 @@ def _explicit_slots(spec: _Spec, toks: list[Token], names: dict[str, int]) -> in
             if t.kind == ID and t.text not in names:
                 m = re.match(r"p(\d+)\Z", t.text)
                 if m:
-                    hi = max(hi, int(m.group(1)))
+                    hi = max(hi, _capped(m.group(1)))
     elif spec.special == "eggp_numpy":
         for a, b, c in zip(toks, toks[1:], toks[2:]):
             if a.kind == ID and a.text == "t" and b.text == "[" and c.kind == NUM \
                     and c.text.isdigit():
-                hi = max(hi, int(c.text))
+                hi = max(hi, _capped(c.text))
     return hi + 1
 
 

@@ -393,6 +393,10 @@ BAD = [
     ("(,)", "symcore", ParseError),
     ("p99999999999", "symcore", ParseError),
     ("INT+ " + " ".join(["9"] * 400), "e2e_prefix", ParseError),
+    ("x" + "9" * 5000, "symcore", ParseError),
+    ("p" + "9" * 5000, "symcore", ParseError),
+    ("x_" + "9" * 5000, "e2e_prefix", ParseError),
+    ("+ N1 E" + "9" * 5000, "e2e_prefix", ParseError),
     ("t[99999999999]", "eggp_numpy", ParseError),
 ]
 
