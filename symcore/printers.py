@@ -128,7 +128,9 @@ def _names_by_col(names: _Any) -> dict[int, str]:
     if names is None:
         return {}
     if isinstance(names, dict):
-        items = [(int(v), k) for k, v in names.items()]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in names.values()):
+            raise DialectError("names must map identifiers to column indices")
+        items = [(v, k) for k, v in names.items()]
     elif isinstance(names, str):
         raise DialectError("names must be a list of identifiers or a dict, not a string")
     else:

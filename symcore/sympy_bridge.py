@@ -93,19 +93,19 @@ def _func_map() -> dict[Any, str]:
     return _FUNC_MAP
 
 
-_SYM_PATTERNS = ((re.compile(r"x_?(\d+)\Z"), 0), (re.compile(r"X_?(\d+)\Z"), 1))
+_SYM_PATTERNS = ((re.compile(r"(?a)x_?(\d+)\Z"), 0), (re.compile(r"(?a)X_?(\d+)\Z"), 1))
 
 
 def _symbol(s: Any, names: dict[str, int]) -> Expr:
     nm = s.name
     if nm in names:
         return var(names[nm], nm if nm.isidentifier() else None)
-    m = re.match(r"p(\d+)\Z", nm)
+    m = re.match(r"(?a)p(\d{1,6})\Z", nm)
     if m:
         return param(int(m.group(1)))
     for rx, base in _SYM_PATTERNS:
         m = rx.match(nm)
-        if m and int(m.group(1)) - base >= 0:
+        if m and len(m.group(1)) <= 12 and int(m.group(1)) - base >= 0:
             return var(int(m.group(1)) - base)
     raise ParseError(f"unknown symbol {nm!r} (pass names=)", nm, None, "sympy")
 
