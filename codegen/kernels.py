@@ -24,10 +24,10 @@ import numpy as np
 
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix
-from symcore.ir import Expr, flatten
+from symcore.ir import Expr
 
 from . import pool as _pool
-from .tier1 import _extent
+from .tier1 import info as _info
 
 __all__ = ["compile", "Kernel", "METRICS", "COMPILE_SECONDS", "TIER0_SPEED_RATIO"]
 
@@ -82,9 +82,10 @@ class Kernel:
         self._np = np.dtype(dtype)
         self.requested_tier = tier
         self.n_candidates = len(self.exprs)
-        self._flats = [flatten(e) for e in self.exprs]
-        self.n_vars, self.n_params = _extent(self._flats)
-        self._cand_params = [_extent([f])[1] for f in self._flats]
+        infos = [_info(e) for e in self.exprs]
+        self.n_vars = max((i.n_vars for i in infos), default=0)
+        self.n_params = max((i.n_params for i in infos), default=0)
+        self._cand_params = [i.n_params for i in infos]
         self._nodes = float(sum(e.size for e in self.exprs))
         self._t0: Any = None
         self._t1: Any = None
@@ -116,7 +117,7 @@ class Kernel:
     def _tier1(self) -> Any:
         if self._t1 is None:
             from .tier1 import Tier1Program
-            self._t1 = Tier1Program(self.exprs, self.dtype, self._flats)
+            self._t1 = Tier1Program(self.exprs, self.dtype)
             st = self._t1.stats
             _record_compile(st.seconds, st.compiled)
         return self._t1

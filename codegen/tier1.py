@@ -58,10 +58,42 @@ def _isa_tag(isa: _vecmath.VecISA) -> str:
     return f"{isa.name}:{isa.letter}:{isa.bits}"
 
 
+class _Info:
+    """What tier 1 needs of one expression, computed once per (interned) Expr."""
+
+    __slots__ = ("flat", "n_vars", "n_params", "shape", "consts")
+
+    def __init__(self, expr: Expr) -> None:
+        self.flat = flatten(expr)
+        self.n_vars, self.n_params = _extent([self.flat])
+        self.shape = _shape_hash(self.flat)
+        self.consts = [float(self.flat.rows[r][2]) for r in _emit.const_slots(self.flat)]
+
+
+_INFO: "weakref.WeakKeyDictionary[Expr, _Info]" = weakref.WeakKeyDictionary()
+_INFO_LOCK = threading.Lock()
+
+
+def info(expr: Expr) -> _Info:
+    """Flat form, extent, structure hash and constants of `expr` (cached while it lives: a
+    search re-evaluates its survivors every generation)."""
+    with _INFO_LOCK:
+        i = _INFO.get(expr)
+    if i is None:
+        i = _Info(expr)
+        with _INFO_LOCK:
+            _INFO[expr] = i
+    return i
+
+
 def structure_key(expr: Expr, dtype: str, flat: Flat | None = None) -> str:
     """What a kernel's code depends on: dtype, vector ISA and the structure (constant values
     excluded, powi exponents included since they are code)."""
-    flat = flat or flatten(expr)
+    shape = _shape_hash(flat) if flat is not None else info(expr).shape
+    return f"t1|{_source_hash()}|{dtype}|{_isa_tag(_vecmath.host_isa())}|{shape}"
+
+
+def _shape_hash(flat: Flat) -> str:
     h = hashlib.blake2b(digest_size=16)
     for op, kids, val in flat.rows:
         if op == "const":
@@ -69,7 +101,7 @@ def structure_key(expr: Expr, dtype: str, flat: Flat | None = None) -> str:
         elif op == "powi":
             val = repr(flat.rows[kids[1]][2])
         h.update(f"{op}|{','.join(map(str, kids))}|{val}\n".encode())
-    return f"t1|{_source_hash()}|{dtype}|{_isa_tag(_vecmath.host_isa())}|{h.hexdigest()}"
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,8 +282,7 @@ def _need_contig(a: Any, name: str, dtype: Any, shape: tuple[int | None, ...]) -
 class Tier1Program:
     """A population's fused kernels, ready to run (see the module docstring)."""
 
-    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64",
-                 flats: Sequence[Flat] | None = None) -> None:
+    def __init__(self, exprs: Sequence[Expr], dtype: str = "float64") -> None:
         if dtype not in ("float64", "float32"):
             raise CompileError(f"tier 1 supports float64 and float32, not {dtype!r}")
         self.dtype = dtype
@@ -259,20 +290,22 @@ class Tier1Program:
         isa = _vecmath.host_isa()
         self.lanes = _vecmath.width(dtype, isa)
         _vecmath.ensure_libraries()
-        flats = [flatten(e) for e in exprs] if flats is None else list(flats)
-        keys = [structure_key(e, dtype, f) for e, f in zip(exprs, flats)]
+        infos = [info(e) for e in exprs]
+        flats = [i.flat for i in infos]
+        keys = [structure_key(e, dtype) for e in exprs]
         codes, self.stats = load_kernels(list(zip(keys, flats)), dtype, self.lanes)
         self._codes = [codes[k] for k in keys]  # keeps the libraries loaded
         self._fn = np.array([c.address for c in self._codes] or [0], dtype=np.uint64)
         consts: list[float] = []
         offs: list[int] = []
-        for f in flats:
+        for i in infos:
             offs.append(len(consts))
-            consts.extend(float(f.rows[r][2]) for r in _emit.const_slots(f))
+            consts.extend(i.consts)
         self._consts = np.array(consts or [0.0], dtype=np.float64)
         self._coff = np.array(offs or [0], dtype=np.int64)
         self.n_candidates = len(flats)
-        self.n_vars, self.n_params = _extent(flats)
+        self.n_vars = max((i.n_vars for i in infos), default=0)
+        self.n_params = max((i.n_params for i in infos), default=0)
         self._zero_params = np.zeros(max(1, self.n_params), dtype=np.float64)
         self._driver = driver(dtype, self.lanes)
 
