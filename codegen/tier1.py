@@ -206,7 +206,11 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
         if obj is None:  # evicted between the two lookups: compile instead
             todo.extend((k, want[k]) for k in keys)
             continue
-        _attach(out, [obj], keys)
+        try:
+            _attach(out, [obj], keys)
+        except CompileError:   # a damaged cache file: compile these again (and overwrite it)
+            todo.extend((k, want[k]) for k in keys)
+            continue
         stats.cached += len(keys)
     if todo:
         t0 = time.perf_counter()

@@ -295,3 +295,18 @@ def test_narrower_isas_equal_reference(isa, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     name, width = r.stdout.split()
     assert name == isa and int(width) == {"avx2": 4, "sse": 2, "scalar": 1}[isa]
+
+
+def test_damaged_cache_file_is_recompiled(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMCORE_CACHE", str(tmp_path))
+    e = call("tanh", call("sub", call("mul", var(0), const(2.5)), var(1)))
+    symcore.compile([e], tier=1)
+    gc.collect()
+    jit.object_cache().clear_memory()
+    for f in tmp_path.rglob("*.o"):
+        if f.stat().st_size > 100:      # the object file (index files are tiny)
+            f.write_bytes(f.read_bytes()[:100])
+    k = symcore.compile([e], tier=1)
+    assert k.compile_stats.compiled == 1
+    X = np.array([[0.3, 2.0], [1.0, 0.5]])
+    np.testing.assert_allclose(k.predict(X)[0], evaluate(e, X), rtol=1e-14)
