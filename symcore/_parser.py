@@ -40,6 +40,7 @@ class Ctx:
     next_slot: int = 0
     values: dict[int, float] = field(default_factory=dict)
     auto_slots: list[int] = field(default_factory=list)
+    n_placeholders: int = 0
 
     def error(self, reason: str, pos: int | None) -> ParseError:
         return ParseError(reason, self.src, pos, self.dialect)
@@ -60,7 +61,9 @@ class Ctx:
         if not self.placeholders:
             raise self.error(f"placeholder {name!r} not allowed (placeholders=False)", pos)
         s = self.new_slot()
-        self.values[s] = self.theta_value(s)
+        # theta gives the k-th placeholder's value, whatever slots literals took before it
+        self.values[s] = self.theta_value(self.n_placeholders)
+        self.n_placeholders += 1
         return param(s)
 
     def theta_value(self, k: int) -> float:

@@ -217,6 +217,9 @@ def test_placeholders_become_parameters():
     assert v.shape == (2,) and np.isnan(v).all()
     e, v = read("C*sin(X1) + C", "sympy", theta=[1.5, 2.5], with_params=True)
     assert list(v) == [1.5, 2.5]
+    e, v = read("2.0*C + C", "sympy", theta=[1.5, 2.5], numbers="params", with_params=True)
+    assert e is call("add", call("mul", param(0), param(1)), param(2))
+    assert list(v) == [2.0, 1.5, 2.5]      # theta fills the placeholders in order
     assert read("mul,const,n2,x1", "dso") is call("mul", param(0), call("square", x0))
     assert read("c*x_1 + c", "nesymres") is call("add", call("mul", param(0), x0), param(1))
     assert read("mul,c,add,x_1,pow,x_2,2", "nesymres") is \
