@@ -418,3 +418,26 @@ def to_numpy_source(expr: Expr) -> str:
             parts[n] = _template_parts(_np_template(n.op), n.args)
     _size_guard(expr, parts, "NumPy source")
     return _emit(expr, parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (read back by symcore.read_file)
+
+def to_json(exprs: "Expr | list[Expr]", params: _Any = None) -> str:
+    """A JSON list of symcore texts; with `params` (one vector per expression, or None) a list of
+    {"expr": text, "params": [...]} objects.  Non-finite parameter values are written as null."""
+    import json
+
+    items = [exprs] if isinstance(exprs, Expr) else list(exprs)
+    for e in items:
+        if not isinstance(e, Expr):
+            raise ExportError(f"to_json takes expressions, got {type(e).__name__}")
+    if params is None:
+        return json.dumps([to_text(e) for e in items])
+    if len(params) != len(items):
+        raise ExportError(f"{len(items)} expression(s) but {len(params)} parameter vector(s)")
+    out = []
+    for e, p in zip(items, params):
+        vals = None if p is None else [float(v) if _math.isfinite(float(v)) else None for v in p]
+        out.append({"expr": to_text(e), "params": vals})
+    return json.dumps(out)

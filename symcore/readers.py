@@ -643,8 +643,9 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
               **opts: Any) -> Population:
     """Read a population file: one expression per line; PySR's hall_of_fame.csv (Equation);
     eggp/symregg results CSV (Expression, or Numpy + theta with dialect="eggp_numpy");
-    reggression test files (`expression,params,fitness`; dialect from the suffix); a JSON list
-    of symcore texts (or of {"expr": text} objects)."""
+    reggression test files (`expression,params,fitness`; dialect from the suffix); SNIP/TPSR
+    problem_formula_pairs.tsv (predicted_tree); a JSON list of symcore texts (or of
+    {"expr": text, "params": [...]} objects, as `symcore.printers.to_json` writes them)."""
     o = _opts(opts)
     p = os.fspath(path)
     try:
@@ -658,8 +659,7 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
         _spec(dialect)
     suffix = os.path.splitext(p)[1].lower()
     rows: list[tuple[int, str, Any]]
-    stripped = content.lstrip()
-    if suffix == ".json" or stripped.startswith("["):
+    if suffix == ".json" or (dialect in ("auto", "symcore") and _is_json_list(content)):
         rows = _json_rows(content, p)
         if dialect == "auto":
             dialect = "symcore"
@@ -676,17 +676,27 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
             dialect = _REGG_DIALECT[suffix]
     else:
         first = content.split("\n", 1)[0]
-        # PySR's older hall_of_fame files (and their .bkup) separate columns with '|'
-        delim = "|" if "|" in first and "Equation" in first else ","
+        # PySR's older hall_of_fame files (and their .bkup) separate columns with '|';
+        # SNIP/TPSR problem_formula_pairs files are tab-separated
+        delim = "|" if "|" in first and "Equation" in first else "\t" if "\t" in first else ","
         header = [h.strip() for h in next(csv.reader([first], delimiter=delim))] \
             if first.strip() else []
-        if "Equation" in header or "Expression" in header or "Numpy" in header:
+        if any(c in header for c in ("Equation", "Expression", "Numpy", "predicted_tree")):
             rows, guess = _csv_rows(content, header, dialect, delim)
             if dialect == "auto":
                 dialect = guess
         else:
             rows = [(i, s, None) for i, s in _lines(content.splitlines())]
     return _read_rows(rows, dialect, on_error, o)
+
+
+def _is_json_list(content: str) -> bool:
+    if not content.lstrip().startswith("["):
+        return False
+    try:
+        return isinstance(json.loads(content), list)
+    except json.JSONDecodeError:
+        return False
 
 
 def _json_rows(content: str, p: str) -> list[tuple[int, str, Any]]:
@@ -701,7 +711,12 @@ def _json_rows(content: str, p: str) -> list[tuple[int, str, Any]]:
         if isinstance(item, str):
             rows.append((i, item, None))
         elif isinstance(item, dict) and isinstance(item.get("expr"), str):
-            rows.append((i, item["expr"], item.get("params")))
+            ps = item.get("params")
+            if ps is not None:
+                if not isinstance(ps, list):
+                    raise DataError(f"{p}: item {i} has params that are not a list")
+                ps = [math.nan if v is None else v for v in ps]
+            rows.append((i, item["expr"], ps))
         else:
             raise DataError(f"{p}: item {i} is neither a string nor an object with 'expr'")
     return rows
@@ -716,6 +731,8 @@ def _csv_rows(content: str, header: list[str], dialect: str,
             header.index("theta") if "theta" in header else None)
     elif "Expression" in header:
         col, guess, tcol = header.index("Expression"), "eggp", None
+    elif "predicted_tree" in header:
+        col, guess, tcol = header.index("predicted_tree"), "auto", None
     else:
         col, guess, tcol = header.index("Equation"), "pysr", None
     rows = []

@@ -208,3 +208,20 @@ def test_deep_expressions_print():
     assert to_c(e).count("sin(") == 5_000
     assert to_numpy_source(e).count("np.sin(") == 5_000
     assert to_latex(e).count(r"\sin") == 5_000
+
+
+def test_to_json_round_trips_through_read_file(tmp_path):
+    import json
+
+    from symcore.printers import to_json
+    from symcore.readers import read_file
+    es = [call("add", x0, const(-0.0)), call("pow", x1, param(0))]
+    text = to_json(es, params=[None, [math.inf]])
+    assert json.loads(text)[1] == {"expr": "x1^p0", "params": [None]}
+    (tmp_path / "p.json").write_text(text)
+    pop = read_file(tmp_path / "p.json")
+    assert list(pop) == es and np.isnan(pop.params[1]).all()
+    with pytest.raises(symcore.ExportError):
+        to_json(["x0"])  # type: ignore[list-item]
+    with pytest.raises(symcore.ExportError):
+        to_json(es, params=[[1.0]])

@@ -531,6 +531,23 @@ def test_read_file_formats(tmp_path):
     js.write_text(json.dumps(["x0 + p0", {"expr": "sin(x1) * p0", "params": [2.0]}]))
     pop = read_file(js)
     assert pop[0] is call("add", x0, param(0)) and list(pop.params[1]) == [2.0]
+    from symcore.printers import to_json
+    es = [call("mul", param(0), x0), call("sin", param(1))]
+    (tmp_path / "ours.json").write_text(to_json(es, params=[[2.0], [np.nan, 0.5]]))
+    pop = read_file(tmp_path / "ours.json")
+    assert list(pop) == es and list(pop.params[0]) == [2.0]
+    assert np.isnan(pop.params[1][0]) and pop.params[1][1] == 0.5
+    (tmp_path / "plain.json").write_text(to_json(es))
+    assert list(read_file(tmp_path / "plain.json")) == es
+    lists = tmp_path / "dso.txt"
+    lists.write_text('["add", "x1", "sin", "x1"]\n')
+    assert read_file(lists, "dso")[0] is call("add", x0, call("sin", x0))
+
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("problem\tformula\tpredicted_tree\np1\t???\t(x_0 add (2.0 mul x_1))\n")
+    pop = read_file(tsv)
+    assert pop.dialect == "e2e" and pop[0] is call("add", x0, call("mul", const(2.0), x1))
+
     (tmp_path / "bad.json").write_text("[1, 2")
     with pytest.raises(DataError):
         read_file(tmp_path / "bad.json")
