@@ -576,3 +576,15 @@ def test_read_dialects_cover_the_ops_table():
     for d in READ_DIALECTS:
         with pytest.raises(SymcoreError):
             read("", d)
+
+
+def test_facade_exposes_the_readers_and_printers():
+    import symcore.printers as printers
+    import symcore.readers as readers
+    import symcore.sympy_bridge as bridge
+    for name in ("read", "read_many", "read_file", "detect_dialect"):
+        assert getattr(symcore, name) is getattr(readers, name)
+    for name in ("write", "to_latex", "to_c", "to_numpy_source"):
+        assert getattr(symcore, name) is getattr(printers, name)
+    for name in ("to_sympy", "from_sympy"):
+        assert getattr(symcore, name) is getattr(bridge, name)
