@@ -162,8 +162,8 @@ class _Leaves:
                     raise ctx.error(f"variable {name!r} is out of range ({base}-based numbering)",
                                     pos)
                 return var(idx)
-        if name in self.consts:
-            return ctx.literal(self.consts[name], pos)
+        if name in self.consts:          # pi, E: constants even with numbers="params"
+            return Lit(self.consts[name], None, pos)
         if name in self.spec.placeholders:
             return ctx.placeholder(pos, name)
         if name.lower() in ("nan", "inf", "infinity"):
@@ -194,9 +194,8 @@ def _infix_leaf(lv: _Leaves):
     def leaf(toks: list[Token], i: int, ctx: Ctx) -> tuple["Expr | Lit", int]:
         t = toks[i]
         if spec.special == "symcore":
-            if t.text in ("inf", "nan"):
-                return Lit(math.inf if t.text == "inf" else math.nan,
-                           ctx.new_slot() if ctx.numbers == "params" else None, t.pos), i + 1
+            if t.text in ("inf", "nan"):     # never a parameter's starting value
+                return Lit(math.inf if t.text == "inf" else math.nan, None, t.pos), i + 1
             m = re.match(r"p(\d+)\Z", t.text)
             if m and t.text not in lv.names:
                 k = _slot(_index(m.group(1), t.pos, ctx), t.pos, ctx)

@@ -236,6 +236,10 @@ def test_numbers_as_params():
     e, v = read("powi(x0, 3.0) * 1.5 + p0", "symcore", numbers="params", with_params=True)
     assert e is call("add", call("mul", call("powi", x0, const(3.0)), param(1)), param(0))
     assert v[1] == 1.5 and np.isnan(v[0])
+    e, v = read("2*pi*x0", "sympy", numbers="params", with_params=True)
+    assert e is call("mul", call("mul", param(0), const(math.pi)), x0) and list(v) == [2.0]
+    e, v = read("x0 + inf", "symcore", numbers="params", with_params=True)
+    assert e is call("add", x0, const(math.inf)) and len(v) == 0
     e, v = read("((x_0)**2 mul 3.0)", "e2e", numbers="params", with_params=True)
     assert e is call("mul", call("square", x0), param(0)) and list(v) == [3.0]
     X = np.random.default_rng(1).normal(size=(20, 3))
