@@ -476,10 +476,13 @@ def read(text: str, dialect: str = "auto", *, var_base: int | None = None, names
 
     var_base: override the dialect's 0/1-based variable numbering.  names: identifiers -> columns
     (a list, or a dict name -> column).  numbers="params": every numeric literal becomes a
-    parameter slot.  Placeholders (`C`, `c`, `const`, `t[i]`) become parameters.  theta: values of
-    eggp's `t[i]` (a sequence or its `;`-separated CSV text; substituted as constants unless
-    numbers="params") or starting values of placeholders.  with_params=True returns
-    (expr, starting parameter values); slots without a value hold NaN."""
+    parameter slot, numbered in text order (named constants pi/E and inf/nan stay constants;
+    structural integers such as powi's exponent or E2E's `**2` are not parameters).
+    Placeholders (`C`, `c`, `const`, `t[i]`) become parameters (placeholders=False rejects
+    them).  theta: values of eggp's `t[i]` (a sequence or its `;`-separated CSV text;
+    substituted as constants unless numbers="params"), of symcore's `p<i>`, or of the
+    placeholders in their order.  with_params=True returns (expr, starting parameter values);
+    slots without a value hold NaN."""
     opts = dict(var_base=var_base, names=names, numbers=numbers, placeholders=placeholders,
                 theta=theta)
     if dialect == "auto":
