@@ -513,7 +513,9 @@ def json_document(expr: Expr, params: Any = None, name: str = "model") -> list[d
     """symcore's own JSON for one expression: a one-item list (the population-file form that
     `symcore.read_file` reads) whose object holds the canonical text under "expr", the parameter
     values, the flat form and metadata."""
-    pvals = None if params is None else [float(v) for v in np.asarray(params, dtype=float)]
+    # the population-file form of symcore.printers.to_json: non-finite values are null
+    pvals = None if params is None else [float(v) if math.isfinite(v) else None
+                                         for v in np.asarray(params, dtype=float)]
     return [{"expr": to_text(expr), "params": pvals, "format": JSON_FORMAT,
              "version": JSON_VERSION, "name": name, "digest": expr.digest(),
              "variables": {str(i): nm for i, nm in sorted(_var_names(expr).items())},
