@@ -382,9 +382,13 @@ def test_json_round_trip(tmp_path_factory, e):
     assert symcore.read(doc[0]["expr"], dialect="symcore") is e
     assert symcore.unflatten([(op, tuple(k), tuple(v) if isinstance(v, list) else v)
                               for op, k, v in doc[0]["flat"]]) is e
+    from symcore.printers import to_json
     from symcore.readers import read_file
     pop = read_file(path, dialect="symcore", on_error="raise")
     assert pop.exprs == [e]
+    if e.n_params:  # the same item as the printers' population JSON, plus metadata
+        item = json.loads(to_json([e], params=[[2.0]]))[0]
+        assert doc[0]["expr"] == item["expr"] and doc[0]["params"] == item["params"] == [2.0]
 
 
 def test_json_bakes_parameters_and_names_variables(tmp_path):
