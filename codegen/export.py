@@ -18,8 +18,9 @@ import numpy as np
 
 import symcore
 from symcore.errors import ExportError
-from symcore.ir import Expr, const, map_leaves, topo
+from symcore.ir import Expr, topo
 from symcore.ops import OPS
+from symcore.params import bind_params
 from symcore.printers import to_text
 
 __all__ = ["export", "FORMATS", "c_source", "c_header", "llvm_ir", "find_compiler",
@@ -30,10 +31,10 @@ FORMATS = ("so", "c", "ll", "py", "sympy", "latex", "json")
 _SUFFIX = {".so": "so", ".dylib": "so", ".c": "c", ".ll": "ll", ".py": "py", ".tex": "latex",
            ".json": "json"}
 JSON_FORMAT = "symcore-expression"
+JSON_VERSION = 1
 #: formats that print the expression as a tree (a shared DAG can be exponentially larger)
 _TREE_FORMATS = ("sympy", "latex", "json")
 TREE_PRINT_LIMIT = 1_000_000
-JSON_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,12 +118,7 @@ def _prepare(expr: Expr, params: Any, bake: bool,
             return expr, None, False
         raise ExportError(f"expression uses {need} parameter(s) p0..p{need - 1}: pass params= "
                           f"to bake them in, or bake_params=False to pass them at run time")
-    values = pvals
-
-    def bind(leaf: Expr) -> Expr:
-        return const(float(values[leaf.value])) if leaf.op == "param" else leaf
-
-    return map_leaves(expr, bind), pvals, False
+    return bind_params(expr, pvals), pvals, False
 
 
 def _check_writable(out: Path) -> None:
