@@ -12,8 +12,8 @@ Driver ABI:
     void run(i64 c0, i64 c1, i8** kernels, T* X, i64 ldx, i64 n, double* y, double* w,
              double* consts, i64* const_off, double* params, i64* param_off,
              T* out, i64 ldo, double* acc)
-for every candidate c of [c0, c1): if `out` is not null, its predictions of the first
-ceil(n/W)·W rows go to out + c·ldo; otherwise it is evaluated chunk by chunk into an L1-resident
+for every candidate c of [c0, c1): if `out` is not null, its predictions of the n rows go to
+out + c·ldo (exactly n values: the last partial block goes through a buffer); otherwise it is evaluated chunk by chunk into an L1-resident
 buffer (a first short chunk, then CHUNK rows at a time) and acc[2c], acc[2c+1] get
 Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
 (padded lanes masked).  Once Σ w·|p − y| is not finite the candidate stops early and both sums
@@ -339,8 +339,29 @@ cand:
 pred:
   %oo = mul i64 %c, %ldo
   %oc = getelementptr {t}, {t}* %out, i64 %oo
-  call void %k({t}* %X, i64 %ldx, i64 0, i64 %npad, double* %cc, double* %pc, {t}* %oc)
-  br label %next
+  %nfull = and i64 %n, {-lanes}
+  %hasfull = icmp sgt i64 %nfull, 0
+  br i1 %hasfull, label %pfull, label %ptail0
+pfull:
+  call void %k({t}* %X, i64 %ldx, i64 0, i64 %nfull, double* %cc, double* %pc, {t}* %oc)
+  br label %ptail0
+ptail0:
+  %hastail = icmp slt i64 %nfull, %n
+  br i1 %hastail, label %ptail, label %next
+ptail:
+  call void %k({t}* %X, i64 %ldx, i64 %nfull, i64 %npad, double* %cc, double* %pc, {t}* %bufp)
+  %ntail = sub i64 %n, %nfull
+  %otail = getelementptr {t}, {t}* %oc, i64 %nfull
+  br label %pcopy
+pcopy:
+  %q = phi i64 [0, %ptail], [%q.next, %pcopy]
+  %q.src = getelementptr {t}, {t}* %bufp, i64 %q
+  %q.v = load {t}, {t}* %q.src, align {e}
+  %q.dst = getelementptr {t}, {t}* %otail, i64 %q
+  store {t} %q.v, {t}* %q.dst, align {e}
+  %q.next = add i64 %q, 1
+  %q.more = icmp slt i64 %q.next, %ntail
+  br i1 %q.more, label %pcopy, label %next
 chunk:
   %s = phi i64 [0, %cand], [%s.e, %cont]
   %sq = phi {dvt} [{z}, %cand], [%sq.n, %cont]

@@ -242,9 +242,9 @@ class Kernel:
         work = self._nodes * N
         if tier == 1:
             Xp, ldx = self._padded(A, prog.lanes)
-            out = _aligned((P, ldx), self._np)
+            out = np.empty((P, N), dtype=self._np)
             _pool.run_ranges(P, work, lambda c0, c1: prog.predict_range(Xp, N, pa, out, c0, c1))
-            return out if ldx == N else np.ascontiguousarray(out[:, :N])
+            return out
         Xc = self._columns(A)
         out = np.empty((P, N), dtype=self._np)
         t = time.perf_counter()

@@ -7,8 +7,8 @@ Interface (what `kernels.Kernel` calls; arrays must already be validated):
 ``prog.loss_range(Xpad, n, y, w, params, out_loss, c0, c1)`` work on candidates c0 <= c < c1
 (one native call; the GIL is released).  ``Xpad`` is (features, ldx) C-contiguous of the dtype
 with ldx a multiple of ``prog.lanes`` and ldx >= n (padded rows readable, any value);
-``y``/``w`` are (ldx,) float64; ``params`` is None or (P, K) float64; ``out`` is (P, ldx) of the
-dtype; ``out_loss`` (P, 2) float64 gets (Σ w·err², Σ w·|err|), both +inf for a candidate with a
+``y``/``w`` are (ldx,) float64; ``params`` is None or (P, K) float64; ``out`` is (P, m >= n)
+of the dtype (exactly n values written per row); ``out_loss`` (P, 2) float64 gets (Σ w·err², Σ w·|err|), both +inf for a candidate with a
 non-finite prediction.
 """
 
@@ -340,10 +340,13 @@ class Tier1Program:
 
     def predict_range(self, X: np.ndarray, n: int, params: np.ndarray | None,
                       out: np.ndarray, c0: int = 0, c1: int | None = None) -> None:
-        """out[c, :ldx] = predictions of candidate c for c0 <= c < c1."""
+        """out[c, :n] = predictions of candidate c for c0 <= c < c1 (out is (P, m), m >= n;
+        nothing is written past column n)."""
         c1 = self.n_candidates if c1 is None else c1
         args, keep = self._args(X, n, params, c0, c1)
-        _need_contig(out, "out", self._np, (self.n_candidates, X.shape[1]))
+        _need_contig(out, "out", self._np, (self.n_candidates, None))
+        if out.shape[1] < n:
+            raise DataError(f"out has {out.shape[1]} column(s) for {n} row(s)")
         self._driver.run(*args, out.ctypes.data, out.shape[1], None)
         del keep
 

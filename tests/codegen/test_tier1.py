@@ -239,7 +239,7 @@ def test_native_layer_rejects_bad_arrays():
         lambda: prog.predict_range(np.ones((0, 2 * L)), 3, p, out),          # too few features
         lambda: prog.predict_range(X, 3, None, out),                         # params missing
         lambda: prog.predict_range(X, 3, np.ones((1, 0)), out),              # params too short
-        lambda: prog.predict_range(X, 3, p, np.empty((1, L))),               # out too small
+        lambda: prog.predict_range(X, 3, p, np.empty((1, 2))),               # out too small
         lambda: prog.predict_range(X, 3, p, out, 0, 2),                      # range
         lambda: prog.loss_range(X, 3, np.ones(L), np.ones(2 * L), p, np.empty((1, 2))),
         lambda: prog.loss_range(X, 3, np.ones(2 * L), np.ones(2 * L), p, np.empty((2, 2))),
@@ -249,6 +249,11 @@ def test_native_layer_rejects_bad_arrays():
     for f in bad_calls:
         with pytest.raises(symcore.DataError):
             f()
+    # exactly n values per row: the padded tail never reaches the output
+    for n in range(1, 2 * L):
+        wide = np.full((1, 2 * L), -7.0)
+        prog.predict_range(X, n, p, wide)
+        assert (wide[0, :n] == 2.0).all() and (wide[0, n:] == -7.0).all()
 
 
 def test_disk_cache_stays_bounded(tmp_path, monkeypatch):
