@@ -217,6 +217,7 @@ def _c_signatures(name: str, runtime: bool) -> tuple[str, str]:
 def c_header(expr: Expr, name: str = "model", params: Any = None,
              bake_params: bool = True) -> str:
     """The C header documenting the exported functions and the variable order."""
+    check_name(name)
     model, pvals, runtime = _prepare(expr, params, bake_params, "c")
     return _c_header(model, name, pvals, runtime, expr)
 
@@ -241,6 +242,7 @@ def _c_header(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
 def c_source(expr: Expr, name: str = "model", params: Any = None,
              bake_params: bool = True) -> str:
     """Self-contained C99 source exporting `name` and `name_batch` (needs only <math.h>)."""
+    check_name(name)
     model, pvals, runtime = _prepare(expr, params, bake_params, "c")
     return _c_source(model, name, pvals, runtime, expr)
 
@@ -419,6 +421,7 @@ def _write_ll(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
 
 def llvm_ir(expr: Expr, name: str = "model", params: Any = None, bake_params: bool = True) -> str:
     """LLVM IR text of the module behind format `so` (functions `name` and `name_batch`)."""
+    check_name(name)
     model, pvals, runtime = _prepare(expr, params, bake_params, "ll")
     return _write_ll(model, name, pvals, runtime, expr)
 
