@@ -381,7 +381,10 @@ def compile(exprs: Expr | Sequence[Expr], dtype: Any = "float64",  # noqa: A001 
     for i, e in enumerate(exprs):
         if not isinstance(e, Expr):
             raise SymcoreError(f"candidate {i} is not an Expr (got {type(e).__name__})")
-    dt = _DTYPES.get(dtype if not isinstance(dtype, np.dtype) else dtype.type)
+    try:
+        dt = _DTYPES.get(dtype if not isinstance(dtype, np.dtype) else dtype.type)
+    except TypeError:   # unhashable
+        dt = None
     if dt is None:
         raise DataError(f"dtype must be float64 or float32, got {dtype!r}")
     if isinstance(tier, bool) or tier not in (0, 1, "auto"):

@@ -184,6 +184,8 @@ def test_compile_rejects_bad_arguments():
         symcore.compile([x0, 3.0])
     with pytest.raises(DataError):
         symcore.compile(x0, dtype="int32")
+    with pytest.raises(DataError):
+        symcore.compile(x0, dtype=["float64"])
     with pytest.raises(CompileError):
         symcore.compile(x0, tier=2)
     with pytest.raises(CompileError):
