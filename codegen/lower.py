@@ -7,8 +7,10 @@ lowers a whole expression given how to materialise its leaves.
 
 from __future__ import annotations
 
+
 import functools
 import math
+import struct
 from typing import Any, Callable
 
 from llvmlite import ir
@@ -45,7 +47,8 @@ def splat(ty: ir.Type, v: float) -> ir.Constant:
     """The constant `v` in type `ty` (broadcast over lanes for a vector type)."""
     # cached by the type's identity (llvmlite types hash by printing themselves); an entry
     # keeps its type alive so the id is not reused while cached
-    key = (id(ty), v)
+    # keyed on the bit pattern: -0.0 == 0.0 as floats, yet 1/-0.0 must stay -inf
+    key = (id(ty), struct.pack("<d", float(v)))
     hit = _SPLATS.get(key)
     if hit is not None and hit[0] is ty:
         return hit[1]
