@@ -7,7 +7,6 @@ lowers a whole expression given how to materialise its leaves.
 
 from __future__ import annotations
 
-
 import functools
 import math
 import struct
