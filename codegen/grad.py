@@ -425,7 +425,8 @@ def _unpack_normal(out: np.ndarray, P: int) -> tuple[float, np.ndarray, np.ndarr
 
 def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"grad|{_T1_VERSION}|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}\n".encode())
+    h.update(f"grad|{_T1_VERSION}|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}|"
+             f"{jit.source_hash('grad.py')}\n".encode())
     for e in exprs:
         h.update(e.digest().encode())
     return h.hexdigest()
@@ -787,7 +788,7 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
 
 @functools.lru_cache(maxsize=4)
 def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
-    key = f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|{','.join(OPS)}"
+    key = f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|{jit.source_hash('grad.py')}"
     cache = jit.object_cache()
     obj = cache.get(key)
     if obj is None:

@@ -300,3 +300,17 @@ class ObjectCache:
 def object_cache() -> ObjectCache:
     """The process-wide object-code cache."""
     return ObjectCache()
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash(*files: str) -> str:
+    """Hash of the given codegen source files and the ops table: part of every on-disk cache key,
+    so a change to the generator, the lowering or an op's semantics invalidates cached objects."""
+    h = hashlib.blake2b(digest_size=16)
+    here = Path(__file__).resolve().parent
+    for f in (*files, "lower.py", "vecmath.py"):
+        h.update((here / f).read_bytes())
+    import symcore.ops
+    h.update(Path(symcore.ops.__file__).read_bytes())
+    return h.hexdigest()
+

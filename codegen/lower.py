@@ -202,6 +202,9 @@ l_cosh = _unary_math("cosh")
 l_asin = _unary_math("asin")
 l_acos = _unary_math("acos")
 l_atan = _unary_math("atan")
+l_asinh = _unary_math("asinh")
+l_acosh = _unary_math("acosh")
+l_atanh = _unary_math("atanh")
 
 
 def l_aq(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
@@ -256,6 +259,18 @@ def l_min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     """np.minimum: NaN if either is NaN, else x if x < y else y (ties give y, as NumPy)."""
     r = b.select(b.fcmp_ordered("<", x, y), x, y)
     return b.select(b.fcmp_unordered("uno", x, x), x, r)
+
+
+def l_fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """C fmax / np.fmax: the other operand when one is NaN, else the larger."""
+    r = b.select(b.fcmp_ordered(">", x, y), x, y)
+    return b.select(b.fcmp_unordered("uno", y, y), x, r)
+
+
+def l_fmin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """C fmin / np.fmin: the other operand when one is NaN, else the smaller."""
+    r = b.select(b.fcmp_ordered("<", x, y), x, y)
+    return b.select(b.fcmp_unordered("uno", y, y), x, r)
 
 
 #: op name -> lowering helper; covers every op of symcore.ops.OPS (tested)

@@ -37,8 +37,6 @@ once in Python by the caller).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import pathlib
 import threading
 from typing import Any, Callable, Sequence
 
@@ -487,12 +485,7 @@ _NORMAL_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P, _P, _P, _P, _P, _P, _L)
 def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
     """Everything the interpreter's code depends on besides the machine (which the cache
     directory names): this generator, the lowering, the vector math, the opcode numbering."""
-    h = hashlib.blake2b(digest_size=16)
-    here = pathlib.Path(__file__).resolve().parent
-    for f in ("tier0.py", "lower.py", "vecmath.py", "tape.py"):
-        h.update((here / f).read_bytes())
-    h.update("|".join(f"{n}:{o.arity}" for n, o in OPS.items()).encode())
-    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{h.hexdigest()}"
+    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{_jit.source_hash('tier0.py', 'tape.py')}"
 
 
 class _Interpreter:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import pathlib
 import threading
 import time
 import weakref
@@ -104,14 +103,8 @@ def _shape_hash(flat: Flat) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
 def _source_hash() -> str:
-    # the generated code depends on these files: a change invalidates cached objects
-    h = hashlib.blake2b(digest_size=8)
-    here = pathlib.Path(__file__).resolve().parent
-    for f in ("emit.py", "lower.py", "vecmath.py", "tier1.py"):
-        h.update((here / f).read_bytes())
-    return h.hexdigest()
+    return _jit.source_hash("emit.py", "tier1.py")
 
 
 def _symbol(key: str) -> str:

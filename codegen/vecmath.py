@@ -19,7 +19,7 @@ __all__ = ["VecISA", "host_isa", "width", "math_call", "MATH_UNARY", "MATH_BINAR
 
 #: libm functions the lowering calls (unary), and the binary ones
 MATH_UNARY = ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
-              "cbrt")
+              "cbrt", "asinh", "acosh", "atanh")
 MATH_BINARY = ("pow",)
 
 # glibc libmvec provides every function above in four ISA variants (x86_64 vector ABI letters:

@@ -279,16 +279,44 @@ _register(
         lambda a, b: _sp().Max(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b)))),
                          _n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("max",), "gplearn": ("max",), "operon": ("max",),
+        spell={"symcore": ("max",), "gplearn": ("max",),
                "sympy": ("Max", "max"),
                "pysr": ("max",)}),
     _op("min", 2, np.minimum, "(({0}) != ({0}) || ({1}) != ({1}) ? ({0}) + ({1}) : fmin({0}, {1}))", r"\min\left({0}, {1}\right)",
         lambda a, b: _sp().Min(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b)))),
                          _n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("min",), "gplearn": ("min",), "operon": ("min",),
+        spell={"symcore": ("min",), "gplearn": ("min",),
                "sympy": ("Min", "min"),
                "pysr": ("min",)}),
+)
+
+# Operon's fmax/fmin ignore a NaN operand (C99 fmax, np.fmax); gplearn/PySR max is np.maximum.
+# Derivatives are those of max/min where both operands are numbers.
+_register(
+    _op("fmax", 2, np.fmax, "fmax({0}, {1})", r"\max\left({0}, {1}\right)",
+        lambda a, b: _sp().Max(a, b), OPS["max"].deriv,
+        domain="max ignoring a NaN operand (Operon, C fmax)",
+        spell={"symcore": ("fmax",), "operon": ("max", "fmax"), "sympy": ("fmax",)}),
+    _op("fmin", 2, np.fmin, "fmin({0}, {1})", r"\min\left({0}, {1}\right)",
+        lambda a, b: _sp().Min(a, b), OPS["min"].deriv,
+        domain="min ignoring a NaN operand (Operon, C fmin)",
+        spell={"symcore": ("fmin",), "operon": ("min", "fmin"), "sympy": ("fmin",)}),
+    # inverse hyperbolics (eggp emits them by default)
+    _unary("asinh", np.arcsinh, "asinh", r"\operatorname{{asinh}}{{\left({0}\right)}}", "asinh",
+           lambda a, y: (_n("inv", _n("sqrt", _n("add", _n("square", a), _k(1)))),), cost=2.0,
+           extra={"eggp": ("ASinh", "Asinh", "asinh"), "eggp_numpy": ("asinh", "arcsinh"),
+                  "e2e": ("arcsinh", "asinh"), "e2e_prefix": ("arcsinh", "asinh")}),
+    _unary("acosh", np.arccosh, "acosh", r"\operatorname{{acosh}}{{\left({0}\right)}}", "acosh",
+           lambda a, y: (_n("inv", _n("sqrt", _n("sub", _n("square", a), _k(1)))),),
+           domain="x >= 1", cost=2.0,
+           extra={"eggp": ("ACosh", "Acosh", "acosh"), "eggp_numpy": ("acosh", "arccosh"),
+                  "e2e": ("arccosh", "acosh"), "e2e_prefix": ("arccosh", "acosh")}),
+    _unary("atanh", np.arctanh, "atanh", r"\operatorname{{atanh}}{{\left({0}\right)}}", "atanh",
+           lambda a, y: (_n("inv", _n("sub", _k(1), _n("square", a))),), domain="|x| < 1",
+           cost=2.0,
+           extra={"eggp": ("ATanh", "Atanh", "atanh"), "eggp_numpy": ("atanh", "arctanh"),
+                  "e2e": ("arctanh", "atanh"), "e2e_prefix": ("arctanh", "atanh")}),
 )
 
 # C templates of the unary helpers built with an empty function name.
