@@ -61,8 +61,9 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
         else:
             try:
                 memo[n] = _ops.OPS[n.op].sympy(*(memo[a] for a in n.args))
-            except (ZeroDivisionError, ArithmeticError, TypeError, KeyError) as err:
-                # SymPy raises on e.g. Float(1.0) / Float(0.0)
+            except (ArithmeticError, TypeError, KeyError, ValueError, MemoryError) as err:
+                # SymPy raises on e.g. Float(1.0) / Float(0.0); mpmath runs out of memory
+                # evaluating exp(exp(1e16)) exactly
                 raise SymcoreError(f"SymPy cannot build {n.op} of these operands: "
                                    f"{type(err).__name__}") from None
     return memo[expr]

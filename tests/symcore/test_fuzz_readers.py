@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from strategies import exprs
 
@@ -33,19 +33,16 @@ def only_symcore_errors(text: str) -> None:
                 pass
 
 
-@settings(max_examples=80)
 @given(st.text(TEXT_ALPHABET, max_size=40))
 def test_random_text_raises_only_symcore_errors(text):
     only_symcore_errors(text)
 
 
-@settings(max_examples=120)
 @given(st.lists(st.sampled_from(VOCAB), max_size=25), st.sampled_from([" ", ",", ""]))
 def test_random_token_lists_raise_only_symcore_errors(tokens, sep):
     only_symcore_errors(sep.join(tokens))
 
 
-@settings(max_examples=40)
 @given(st.lists(st.text(TEXT_ALPHABET, max_size=20) |
                 st.lists(st.sampled_from(VOCAB), max_size=10).map(" ".join), max_size=6))
 def test_read_many_and_detect_raise_only_symcore_errors(lines):
@@ -61,7 +58,6 @@ def test_read_many_and_detect_raise_only_symcore_errors(lines):
             pass
 
 
-@settings(max_examples=60)
 @given(st.lists(st.sampled_from(VOCAB), max_size=25))
 def test_mutated_valid_text_raises_only_symcore_errors(tokens):
     base = "mul(add(X0, -0.5), sin(div(X1, 2.0)))"
@@ -80,7 +76,6 @@ def test_options_are_validated():
     assert symcore.read("x0", "symcore", names={"a": 1}) is symcore.var(0)
 
 
-@settings(max_examples=60)
 @given(exprs(max_leaves=6), st.sampled_from([d for d in DIALECTS if d != "symcore"]),
        st.integers(0, 10_000), st.integers(0, 3), st.sampled_from(VOCAB))
 def test_mutated_dialect_text_raises_only_symcore_errors(e, dialect, at, cut, insert):

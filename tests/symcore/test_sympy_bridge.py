@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import sympy
 from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
 
 import symcore
 from symcore import ParseError, UnknownOperatorError, call, const, evaluate, param, var
+from symcore.ir import topo
 from symcore.ops import OPS
 from symcore.readers import read
 from symcore.sympy_bridge import from_sympy, to_sympy
@@ -40,10 +42,36 @@ def close_where_finite(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a[ok], b[ok], rtol=1e-7, atol=1e-9))
 
 
-@settings(max_examples=40)
-@given(exprs(n_vars=3, n_params=2, max_leaves=6))
+def no_overflow_or_underflow(e: symcore.Expr, X: np.ndarray, p: np.ndarray) -> bool:
+    """True when no intermediate value of `e` over- or underflows float64 on X: there IEEE and
+    SymPy's exact arithmetic can only differ by rounding."""
+    vals: dict = {}
+    try:
+        with np.errstate(over="raise", under="raise", divide="ignore", invalid="ignore"):
+            for n in topo([e]):
+                if n.op == "var":
+                    vals[n] = X[:, n.value]
+                elif n.op == "const":
+                    vals[n] = np.float64(n.value)
+                elif n.op == "param":
+                    vals[n] = np.float64(p[n.value])
+                else:
+                    vals[n] = OPS[n.op].np(*(vals[a] for a in n.args))
+    except FloatingPointError:
+        return False
+    return True
+
+
+# SymPy computes with unbounded exponents: (5e-303)**2 is positive there and 0.0 in IEEE
+# doubles, so constants stay in the range where both arithmetics agree
+MODERATE = st.one_of(st.just(0.0), st.floats(1e-3, 1e3), st.floats(-1e3, -1e-3))
+
+
+@settings(max_examples=max(1, settings.default.max_examples * 2 // 3))  # lambdify: slow
+@given(exprs(n_vars=3, n_params=2, max_leaves=6, constants=MODERATE))
 def test_evaluate_equals_lambdify_of_to_sympy(e):
     p = np.array([0.75, -1.5])
+    assume(no_overflow_or_underflow(e, ROWS, p))
     try:
         s = to_sympy(e)
     except symcore.SymcoreError:
