@@ -59,7 +59,7 @@ __all__ = ["fit", "FitResult", "levenberg_marquardt", "bfgs", "STATUSES", "METHO
 
 STATUSES = ("converged", "max_iter", "non-finite", "singular")
 METHODS = ("lm", "bfgs")
-TIERS = ("auto", 0, 1, "tape", "numpy")
+TIERS = ("auto", 0, 1, "numpy")
 #: tier "auto" compiles fused kernels (tier 1) when rows × expected kernel calls reaches this:
 #: compiling one candidate costs ~15-30 ms, and a compiled call saves ~10 ns per row over the
 #: tier-0 interpreter, so compiling pays off from ~2e6 row-evaluations (~40k rows for one
@@ -636,29 +636,6 @@ def _normal_numpy(model: Expr, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     return normal
 
 
-def _normal_tape(model: Expr, Xcol: np.ndarray, y: np.ndarray, w: np.ndarray | None
-                 ) -> NormalFn:
-    """Normal equations from the codegen's tier-0 tape Jacobian (`Tier0Program.jacobian_range`:
-    predictions and the full Jacobian, reduced here with NumPy).  Slower than the fused
-    interpreter of `grad.Tier0Grad` (it materialises J); an independent cross-check."""
-    from .tier0 import Tier0Program
-    prog = Tier0Program([model], "float64")
-    P, n = model.n_params, Xcol.shape[1]
-    ww = np.ones(n) if w is None else w
-    keep = ww > 0
-
-    def normal(p: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        out = np.empty((1, n))
-        jac = np.empty((1, max(P, 1), n))
-        prog.jacobian_range(Xcol, np.ascontiguousarray(p[:P].reshape(1, -1)) if P else None,
-                            out, jac if P else np.empty((1, 0, n)))
-        r = np.where(keep, out[0] - y, 0.0)
-        J = np.where(keep, jac[0, :P], 0.0)
-        with np.errstate(all="ignore"):
-            return float(ww @ (r * r)), J @ (ww * r), (J * ww) @ J.T
-    return normal
-
-
 def _escalation(models: list[tuple[Expr, np.ndarray]], data: Any, n_rows: int,
                 compiled: list[GradKernels]
                 ) -> Callable[[np.ndarray, np.ndarray], dict[int, NormalFn]]:
@@ -716,11 +693,9 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
     tolerance on loss decrease, step and gradient; `restarts`: extra
     starts jittered from the first (seeded by `seed`), the best kept; `tier`: 0 (the compiled-once
     Jacobian interpreter of `grad.Tier0Grad`, normal equations fused in-kernel, whole rounds of
-    a population in one native call), 1 (fused kernels compiled per structure), "tape" (the
-    codegen tier-0 tape's Jacobian reduced with NumPy; measured 2.5-5x slower than tier 0 for
-    fitting, kept as an independent cross-check), "numpy" (the reference Jacobian; slow, for
-    testing) or "auto" (1 when rows × expected kernel calls reaches AUTO_TIER1_ROW_CALLS,
-    else 0)."""
+    a population in one native call), 1 (fused kernels compiled per structure), "numpy" (the
+    reference Jacobian; slow, for testing) or "auto" (1 when rows × expected kernel calls
+    reaches AUTO_TIER1_ROW_CALLS, else 0)."""
     single = isinstance(expr_or_exprs, Expr)
     exprs = [expr_or_exprs] if single else list(expr_or_exprs)  # type: ignore[arg-type]
     if method not in METHODS:
@@ -760,10 +735,6 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
     if tier == "numpy":
         sum_w = float(Y.shape[0] if W is None else W.sum())
         normals = [_normal_numpy(m, A, Y, W) for m, _ in models]
-    elif tier == "tape":
-        sum_w = float(Y.shape[0] if W is None else W.sum())
-        Xcol = np.ascontiguousarray(A.T)
-        normals = [_normal_tape(m, Xcol, Y, W) for m, _ in models]
     else:
         fitted = [m for m, _ in models]
         kernels = GradKernels(fitted) if tier == 1 else Tier0Grad(fitted)

@@ -12,11 +12,7 @@ Layout (all arrays C-contiguous, little-endian):
   scratch ``slot`` to ``pool[index]`` (kind 0, a constant) or to its parameter ``params[c, index]``
   (kind 1); these slots are never overwritten, so constants cost nothing per block;
 * ``cands`` (P, 5) int32 rows ``(code_offset, n_instr, fill_offset, n_fill, root_slot)``;
-  identical candidates share one code segment;
-* Jacobian tapes (``pack(..., jacobian=True)``) give every node its own slot (values survive
-  the forward sweep) and add ``rcode`` (n_rev, 5) rows ``(opcode, dst, a, b, flags)``, the reverse
-  sweep over the nodes that depend on a parameter, and ``rcands`` (P, 3) rows
-  ``(rcode_offset, n_rev, root_active)``.
+  identical candidates share one code segment.
 """
 
 from __future__ import annotations
@@ -56,8 +52,6 @@ class Tape:
     n_scratch: int        # scratch slots one candidate needs at most
     n_params: int         # parameter vector length needed (1 + highest parameter slot)
     n_nodes: tuple[int, ...]  # tree size of every candidate (for GPops accounting)
-    rcode: np.ndarray     # (n_rev, 5) int32 reverse sweep (Jacobian tapes only, else empty)
-    rcands: np.ndarray    # (P, 3) int32 (rcode_offset, n_rev, root_active) (Jacobian tapes)
 
     @property
     def n_slots(self) -> int:
@@ -72,18 +66,13 @@ class Tape:
 _SCRATCH = 1 << 30
 
 
-def _immediate_powi(n: Expr) -> bool:
-    return n.op == "powi" and abs(n.args[1].value) <= POWI_IMMEDIATE_MAX
-
-
 class _Segment:
     """One candidate packed on its own (scratch slots relative to `_SCRATCH`, constants by
     value); cached per expression, so a population that repeats candidates packs them once."""
 
-    __slots__ = ("code", "fills", "root", "n_scratch", "n_vars", "n_params", "rcode",
-                 "root_active", "__weakref__")
+    __slots__ = ("code", "fills", "root", "n_scratch", "n_vars", "n_params", "__weakref__")
 
-    def __init__(self, e: Expr, jacobian: bool) -> None:
+    def __init__(self, e: Expr) -> None:
         # Hot path of packing (pure Python per node): dicts are keyed by id() because Expr's
         # hash is a Python-level method (the nodes stay alive while `nodes` holds them).
         nodes: list[Expr] = []
@@ -110,7 +99,6 @@ class _Segment:
         slot: dict[int, int] = {}
         fills: list[tuple[int, int, float]] = []
         code: list[tuple[int, int, int, int]] = []
-        ops_of: dict[int, tuple[int, int, int, int]] = {}
         free: list[int] = []
         top = 0
         n_vars = n_params = 0
@@ -161,74 +149,38 @@ class _Segment:
                 b = slot.get(id(y))
                 if b is None:
                     b = leaf_slot(y)
-            if not jacobian:
-                # an operand dead after this node frees its slot first, so dst may reuse it:
-                # the interpreter reads both operands of a row chunk before writing that chunk
-                for arg in args:
-                    ia = id(arg)
-                    left = uses[ia] - 1
-                    uses[ia] = left
-                    if not left and arg.args:
-                        free.append(slot[ia])
+            # an operand dead after this node frees its slot first, so dst may reuse it:
+            # the interpreter reads both operands of a row chunk before writing that chunk
+            for arg in args:
+                ia = id(arg)
+                left = uses[ia] - 1
+                uses[ia] = left
+                if not left and arg.args:
+                    free.append(slot[ia])
             if free:
                 d = free.pop()
             else:
                 d = _SCRATCH + top
                 top += 1
             slot[id(n)] = d
-            row = (opc, d, a, b)
-            code.append(row)
-            if jacobian:
-                ops_of[id(n)] = row
+            code.append((opc, d, a, b))
         root = slot.get(id(e))
         self.root = leaf_slot(e) if root is None else root
         self.code, self.fills, self.n_scratch = code, fills, top
         self.n_vars, self.n_params = n_vars, n_params
-        self.root_active = int(n_params > 0)
-        self.rcode = _reverse(nodes, ops_of) if jacobian else []
 
 
-def _reverse(nodes: list[Expr], ops_of: dict[int, tuple[int, int, int, int]]
-             ) -> list[tuple[int, int, int, int, int]]:
-    """Reverse sweep rows ``(opcode, dst, a, b, flags)`` for the nodes that depend on a
-    parameter, root first: flags bit 0/1 = propagate the adjoint to a/b, bit 2/3 = that is the
-    operand's first contribution (store instead of add, so adjoints need no zeroing)."""
-    active: set[int] = set()
-    for n in nodes:
-        if n.op == "param" or any(id(a) in active for a in n.args):
-            active.add(id(n))
-    touched: set[int] = set()
-    rcode: list[tuple[int, int, int, int, int]] = []
-    for n in reversed(nodes):
-        if not n.args or id(n) not in active:
-            continue
-        opc, d, a, b = ops_of[id(n)]
-        flags = 0
-        args = n.args[:1] if _immediate_powi(n) else n.args
-        for i, arg in enumerate(args):
-            if id(arg) in active:
-                flags |= 1 << i
-                if id(arg) not in touched:
-                    flags |= 4 << i
-                    touched.add(id(arg))
-        rcode.append((opc, d, a, b, flags))
-    return rcode
+# id(expr) -> (weak reference, segment); an entry leaves with its expression
+_CACHE: dict[int, tuple[Any, _Segment]] = {}
 
 
-# id(expr) -> (weak reference, {jacobian: segment}); an entry leaves with its expression
-_CACHE: dict[int, tuple[Any, dict[bool, _Segment]]] = {}
-
-
-def _segment(e: Expr, jacobian: bool) -> _Segment:
+def _segment(e: Expr) -> _Segment:
     k = id(e)
     entry = _CACHE.get(k)
     if entry is None or entry[0]() is not e:
-        entry = (weakref.ref(e, lambda _r, k=k: _CACHE.pop(k, None)), {})
+        entry = (weakref.ref(e, lambda _r, k=k: _CACHE.pop(k, None)), _Segment(e))
         _CACHE[k] = entry
-    seg = entry[1].get(jacobian)
-    if seg is None:
-        seg = entry[1][jacobian] = _Segment(e, jacobian)
-    return seg
+    return entry[1]
 
 
 def _fix(a: np.ndarray, cols: tuple[int, ...], n_vars: int) -> None:
@@ -238,29 +190,25 @@ def _fix(a: np.ndarray, cols: tuple[int, ...], n_vars: int) -> None:
         col[col >= _SCRATCH] += n_vars - _SCRATCH
 
 
-def pack(exprs: Sequence[Expr], n_vars: int | None = None, jacobian: bool = False) -> Tape:
-    """Pack a population into one tape (identical candidates share their code).  With
-    `jacobian`, every node keeps its value in its own slot and the reverse sweep is packed too."""
+def pack(exprs: Sequence[Expr], n_vars: int | None = None) -> Tape:
+    """Pack a population into one tape (identical candidates share their code)."""
     exprs = list(exprs)
     for i, e in enumerate(exprs):
         if not isinstance(e, Expr):
             raise SymcoreError(f"candidate {i} is not an Expr (got {type(e).__name__})")
     code: list[tuple[int, int, int, int]] = []
     fills: list[tuple[int, int, int]] = []
-    rcode: list[tuple[int, int, int, int, int]] = []
     pool: dict[Any, int] = {}
     pool_vals: list[float] = []
     rows: list[tuple[int, int, int, int, int]] = []
-    rrows: list[tuple[int, int, int]] = []
     placed: dict[int, int] = {}
     used = n_params = n_scratch = 0
     for e in exprs:
         at = placed.get(id(e))
         if at is not None:
             rows.append(rows[at])
-            rrows.append(rrows[at])
             continue
-        seg = _segment(e, jacobian)
+        seg = _segment(e)
         used = max(used, seg.n_vars)
         n_params = max(n_params, seg.n_params)
         n_scratch = max(n_scratch, seg.n_scratch)
@@ -278,9 +226,7 @@ def pack(exprs: Sequence[Expr], n_vars: int | None = None, jacobian: bool = Fals
                 fills.append((s, kind, v))
         placed[id(e)] = len(rows)
         rows.append((len(code), len(seg.code), fill_off, len(seg.fills), seg.root))
-        rrows.append((len(rcode), len(seg.rcode), seg.root_active))
         code.extend(seg.code)
-        rcode.extend(seg.rcode)
     if n_vars is None:
         n_vars = used
     elif n_vars < used:
@@ -288,21 +234,14 @@ def pack(exprs: Sequence[Expr], n_vars: int | None = None, jacobian: bool = Fals
     code_a = np.array(code, dtype=np.int64).reshape(-1, 4)
     fills_a = np.array(fills, dtype=np.int64).reshape(-1, 3)
     cands_a = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    rcode_a = np.array(rcode, dtype=np.int64).reshape(-1, 5)
     powi = code_a[:, 0] == OPCODES["powi"]
     imm = code_a[powi, 3].copy()
     _fix(code_a, (1, 2, 3), n_vars)
     code_a[powi, 3] = imm
-    rpowi = rcode_a[:, 0] == OPCODES["powi"]
-    rimm = rcode_a[rpowi, 3].copy()
-    _fix(rcode_a, (1, 2, 3), n_vars)
-    rcode_a[rpowi, 3] = rimm
     _fix(fills_a, (0,), n_vars)
     _fix(cands_a, (4,), n_vars)
     return Tape(
         code=code_a.astype(np.int32), fills=fills_a.astype(np.int32),
         pool=np.array(pool_vals, dtype=np.float64), cands=cands_a.astype(np.int32),
-        rcode=rcode_a.astype(np.int32),
-        rcands=np.array(rrows if jacobian else [], dtype=np.int32).reshape(-1, 3),
         n_vars=n_vars, n_scratch=n_scratch, n_params=n_params,
         n_nodes=tuple(e.size for e in exprs))

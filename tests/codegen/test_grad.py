@@ -253,3 +253,93 @@ def test_value_and_gradient_modes_are_prefixes_of_the_normal_equations():
     pred, J = jacobian_reference(e, X, params)
     f, g, H = normal_from(pred, J, y)
     np.testing.assert_allclose(outs["gradient"], [f, *g], rtol=1e-10)
+
+
+# -- the tier-0 Jacobian interpreter on edge data and at block boundaries -------------------------
+
+EDGE = [0.0, -0.0, 1.0, -1.0, 0.001, -0.001, 0.0005, 1e-300, -1e-300, 1e300, -1e300, math.nan,
+        math.inf, -math.inf, 0.5, -0.5, 2.0, 3.0, -3.0, 0.7]
+
+
+def _finite(*arrays) -> bool:
+    return all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def test_tier0_every_operator_on_edge_rows():
+    """Every op (powi with small, large and negative exponents; binary ops with the parameter
+    on either side and as both operands) on ±0, tiny, huge, inf and NaN, one row at a time:
+    tier 0's normal equations equal the reference's, and are non-finite exactly when those
+    are."""
+    es = []
+    for name, op in OPS.items():
+        if name == "powi":
+            es += [call("powi", x0 * p[0], const(float(k))) for k in (-3, 0, 1, 2, 5, 17, 40)]
+        elif op.arity == 1:
+            es.append(call(name, x0 * p[0] + p[1]))
+        else:
+            es += [call(name, x0 * p[0], p[1]), call(name, p[1], x0 + p[0]),
+                   call(name, p[0], p[0])]
+    assert {e.op for e in es} == set(OPS)
+    k0 = Tier0Grad(es)
+    params = np.array([0.7, -0.3])
+    y = np.array([0.25])
+    checked = 0
+    for v in EDGE:
+        X = np.array([[v]])
+        data = prepare_data(X, y, None, k0.lanes)
+        for i, e in enumerate(es):
+            q = params[:max(e.n_params, 1)].copy()
+            with np.errstate(all="ignore"):
+                pred, J = jacobian_reference(e, X, q)
+                f, g, H = normal_from(pred, J, y)
+            f0, g0, H0 = k0.normal(i, data, q)
+            label = f"{e} at x={v}"
+            if not _finite(f, g, H):
+                assert not _finite(f0, g0, H0), label
+                continue
+            assert _finite(f0, g0, H0), label
+            np.testing.assert_allclose(f0, f, rtol=1e-12, atol=1e-300, err_msg=label)
+            np.testing.assert_allclose(g0, g, rtol=1e-12, atol=1e-300, err_msg=label)
+            np.testing.assert_allclose(H0, H, rtol=1e-12, atol=1e-300, err_msg=label)
+            checked += 1
+    assert checked > len(es) * len(EDGE) // 3
+
+
+def test_tier0_row_counts_at_block_boundaries_weights_and_batches():
+    """Row counts around tier 0's block (padding), with and without weights, a parameter-free
+    candidate, a candidate that is NaN on some rows; `normal_batch` equals `normal`."""
+    x, y_, q0, q1, q2 = x0, x1, p[0], p[1], p[2]
+    es = [call("exp", x * q0) * call("powi", x + q1, const(2.0)) + q0 * q0, x, q1,
+          call("sin", q0 * y_) / call("pdiv", x, q1), q2 * x + q0, call("log", x * q2)]
+    k0 = Tier0Grad(es)
+    L = k0.lanes
+    params = np.array([0.3, -0.2, 0.9])
+    Pm = k0.max_params
+    for n in sorted({0, 1, L - 1, L, L + 1, 2 * L + 1, 200}):
+        rng = np.random.default_rng(n + 17)
+        X = rng.uniform(-1, 1, size=(n, 2))
+        yv = rng.normal(size=n)
+        for w in (None, rng.uniform(0, 2, size=n)):
+            data = prepare_data(X, yv, w, L)
+            ids = np.arange(len(es))
+            fb, gb, Hb = k0.normal_batch(ids, np.tile(params[:max(Pm, 1)], (len(es), 1)), data)
+            for i, e in enumerate(es):
+                P = e.n_params
+                q = params[:max(P, 1)].copy()
+                with np.errstate(all="ignore"):
+                    pred, J = jacobian_reference(e, X, q)
+                    f, g, H = normal_from(pred, J, yv, w)
+                f0, g0, H0 = k0.normal(i, data, q)
+                label = f"{e}, n={n}, weighted={w is not None}"
+                if not _finite(f, g, H):
+                    assert not _finite(f0, g0, H0), label
+                    assert not _finite(fb[i], gb[i, :P], Hb[i, :P, :P]), label
+                    continue
+                for ff, gg, HH in ((f0, g0, H0), (fb[i], gb[i, :P], Hb[i, :P, :P])):
+                    np.testing.assert_allclose(ff, f, rtol=1e-11, atol=1e-300, err_msg=label)
+                    np.testing.assert_allclose(gg, g, rtol=1e-10, atol=1e-13, err_msg=label)
+                    np.testing.assert_allclose(HH, H, rtol=1e-10, atol=1e-13, err_msg=label)
+                assert np.all(gb[i, P:] == 0) and np.all(Hb[i, P:] == 0) and \
+                    np.all(Hb[i, :, P:] == 0), label
+        if n >= 7:
+            assert not math.isfinite(f0)   # the last candidate: log of negative x*p2 on a row
