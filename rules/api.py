@@ -21,7 +21,7 @@ from symcore.ir import Expr
 from . import rulesets
 from .extract import Extractor, cost_model, renumber_all, tree_cost
 from .language import prepare_all, single_use_params, write_tables
-from .saturate import Limits, Session, StopReason
+from .saturate import Limits, StopReason, session as open_session
 
 __all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
 
@@ -80,16 +80,18 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
     t0 = time.perf_counter()
     free = [single_use_params(e) for e in items] if params_mode else None
     prepared, names = prepare_all(items, free)
-    session = Session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items)))
-    with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
-        text, node_ids = write_tables(prepared, tmp)
-        session.insert(text)
-    inserted = session.enodes()
-    t1 = time.perf_counter()
-    stop = session.saturate(limits, inserted)
-    t2 = time.perf_counter()
-    frozen = session.freeze()
-    ex = Extractor(session.egraph, frozen)
+    with open_session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items))) \
+            as session:
+        with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
+            text, node_ids = write_tables(prepared, tmp)
+            session.insert(text)
+        inserted = session.enodes()
+        t1 = time.perf_counter()
+        stop = session.saturate(limits, inserted)
+        t2 = time.perf_counter()
+        frozen = session.freeze()
+        ex = Extractor(session.egraph, frozen)
+        iterations = session.iterations
     _, choice = ex.best(fn)
     root_cls = [ex.roots[n] for n in node_ids]
     order: dict[int, int] = {}
@@ -103,7 +105,7 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
         members[k].append(i)
     t3 = time.perf_counter()
     stats.update({"enodes_inserted": inserted, "enodes": len(ex.node_op),
-                  "eclasses": ex.n_classes, "iterations": session.iterations,
+                  "eclasses": ex.n_classes, "iterations": iterations,
                   "seconds": {"insert": t1 - t0, "saturate": t2 - t1, "extract": t3 - t2,
                               "total": t3 - t0}})
     return Dedup(class_of, reps, members, stop, stats)

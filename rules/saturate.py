@@ -4,9 +4,11 @@ checking e-node count and wall time between steps (egglog has no node or time li
 from __future__ import annotations
 
 import enum
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from egglog import bindings
 
@@ -49,17 +51,28 @@ class Limits:
             raise SymcoreError(f"time_limit must be a positive number, got {self.time_limit!r}")
 
 
+def _prelude(topics: Sequence[str]) -> str:
+    return (declarations() + "(ruleset grow)\n(ruleset shrink)\n"
+            + analysis.program("params" in topics) + "\n" + rulesets.program(topics))
+
+
+def _scheduler(match_limit: int) -> str:
+    return f"\n(let-scheduler bo (back-off :match-limit {int(match_limit)}))"
+
+
 class Session:
     """One e-graph with the chosen topics, a back-off scheduler and a root table."""
 
-    def __init__(self, topics: Sequence[str], match_limit: int) -> None:
-        self.egraph = bindings.EGraph()
+    def __init__(self, topics: Sequence[str], match_limit: int,
+                 egraph: bindings.EGraph | None = None) -> None:
         self.topics = tuple(topics)
-        self._run(declarations() + "(ruleset grow)\n(ruleset shrink)\n"
-                  + analysis.program("params" in self.topics) + "\n"
-                  + rulesets.program(self.topics)
-                  + f"\n(let-scheduler bo (back-off :match-limit {int(match_limit)}))")
         self.iterations = 0
+        if egraph is None:
+            self.egraph = bindings.EGraph()
+            self._run(_prelude(self.topics) + _scheduler(match_limit))
+        else:  # a prepared e-graph holding the prelude, inside a (push) scope
+            self.egraph = egraph
+            self._run(_scheduler(match_limit))
 
     def _run(self, text: str) -> list:
         try:
@@ -108,3 +121,42 @@ class Session:
 
     def freeze(self) -> bindings.FrozenEGraph:
         return self.egraph.freeze()
+
+
+class _Prepared:
+    """An e-graph holding the declarations and rules of one topic set, reused across calls:
+    each call runs between (push) and (pop), which restore the e-graph exactly."""
+
+    def __init__(self, topics: tuple[str, ...]) -> None:
+        self.lock = threading.Lock()
+        self.egraph = bindings.EGraph()
+        try:
+            self.egraph.parse_and_run_program(_prelude(topics))
+        except bindings.EggSmolError as err:  # pragma: no cover - our own programs
+            raise SymcoreError(f"egglog rejected the program: {err}") from None
+
+
+_PREPARED: dict[tuple[str, ...], _Prepared] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
+@contextmanager
+def session(topics: Sequence[str], match_limit: int) -> Iterator[Session]:
+    """A Session on the prepared e-graph of `topics` (built once per process), popped back to
+    its prelude state on exit; a fresh e-graph when another thread holds the prepared one."""
+    key = tuple(topics)
+    with _PREPARED_LOCK:
+        prep = _PREPARED.get(key)
+        if prep is None:
+            prep = _PREPARED[key] = _Prepared(key)
+    if not prep.lock.acquire(blocking=False):
+        yield Session(key, match_limit)
+        return
+    try:
+        prep.egraph.parse_and_run_program("(push)")
+        try:
+            yield Session(key, match_limit, prep.egraph)
+        finally:
+            prep.egraph.parse_and_run_program("(pop)")
+    finally:
+        prep.lock.release()
