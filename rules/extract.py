@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import defaultdict
+from itertools import count
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -83,8 +85,9 @@ class Extractor:
     """The frozen e-graph as Python arrays: nodes, their classes, and the root table."""
 
     def __init__(self, egraph: bindings.EGraph, frozen: bindings.FrozenEGraph) -> None:
-        ids: dict[Any, int] = {}
-        sd = ids.setdefault
+        # e-class id (an egglog Value) -> dense index in first-seen order, at C speed
+        ids: defaultdict[Any, int] = defaultdict(count().__next__)
+        cid = ids.__getitem__
         self.node_op: list[str] = []
         self.node_val: list[Any] = []
         self.node_kids: list[tuple[int, ...]] = []
@@ -95,17 +98,18 @@ class Extractor:
             if name == ROOT:
                 to_i = egraph.value_to_i64
                 for r in fn.rows:
-                    self.roots[to_i(r.inputs[0])] = sd(r.output, len(ids))
+                    self.roots[to_i(r.inputs[0])] = cid(r.output)
                 continue
             if name in OP_OF:
-                op = OP_OF[name]
+                k0 = len(kids_l)
                 for r in fn.rows:
                     if r.subsumed:
                         continue
-                    ops.append(op)
-                    vals.append(None)
-                    kids_l.append(tuple([sd(v, len(ids)) for v in r.inputs]))
-                    cls_l.append(sd(r.output, len(ids)))
+                    kids_l.append(tuple(map(cid, r.inputs)))
+                    cls_l.append(cid(r.output))
+                k = len(kids_l) - k0
+                ops.extend([OP_OF[name]] * k)
+                vals.extend([None] * k)
                 continue
             leaf = {"Num": "const", "Var": "var", "Par": "param", "Spec": "const",
                     FREE_PARAM: "param"}.get(name)
@@ -123,7 +127,7 @@ class Extractor:
                 ops.append(leaf)
                 vals.append(val)
                 kids_l.append(())
-                cls_l.append(sd(r.output, len(ids)))
+                cls_l.append(cid(r.output))
         self.n_classes = len(ids)
 
     def best(self, fn: CostFn) -> tuple[list[float], list[int]]:
