@@ -82,12 +82,15 @@ def prepare_all(exprs: Sequence[Expr], free: Sequence[frozenset[int]] | None = N
                     memo[id(n)] = n
                 continue
             args = tuple([memo[id(a)] for a in n.args])
-            if all(a.op == "const" or a is neg0 for a in args) or (
-                    n.op == "powi" and (args[0].op == "const" or args[0] is neg0)):
+            a0 = args[0]
+            # constant arguments (powi: a constant base) are folded; tested on the first
+            # argument first because most nodes have a non-constant one
+            if (a0.op == "const" or a0 is neg0) and (n.op == "powi" or all(
+                    a.op == "const" or a is neg0 for a in args[1:])):
                 vals = [np.float64(-0.0) if a is neg0 else np.float64(a.value) for a in args]
                 v = float(np.asarray(OPS[n.op].np(*vals), dtype=np.float64))
                 memo[id(n)] = neg0 if v == 0.0 and math.copysign(1.0, v) < 0 else const(v)
-            elif all(a is b for a, b in zip(args, n.args)):
+            elif args == n.args:   # Expr equality is identity (hash-consed)
                 memo[id(n)] = n
             else:
                 memo[id(n)] = Expr(n.op, args)
