@@ -50,7 +50,7 @@ import numpy as np
 
 from symcore.errors import DataError, FitError
 from symcore.evaluate import as_matrix
-from symcore.ir import Expr
+from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
 
 from .grad import GradKernels, Tier0Grad, jacobian_reference, prepare_data
@@ -572,12 +572,17 @@ _ALGORITHMS = {"lm": levenberg_marquardt, "bfgs": bfgs}
 # -------------------------------------------------------------------------------------------------
 # Front end
 
+def _n_params(expr: Expr) -> int:
+    # Expr.n_params flattens the expression on every call: count once per model
+    return max((n.value for n in topo([expr]) if n.op == "param"), default=-1) + 1
+
+
 def _prepare_model(expr: Expr, params0: Any, lift: Any) -> tuple[Expr, np.ndarray]:
     if not isinstance(expr, Expr):
         raise FitError(f"fit takes Expr objects, got {type(expr).__name__}")
     if lift not in ("auto", True, False):
         raise FitError(f"lift must be 'auto', True or False, got {lift!r}")
-    own = expr.n_params
+    own = _n_params(expr)
     do_lift = (own == 0) if lift == "auto" else bool(lift)
     start = None
     if params0 is not None:
@@ -586,12 +591,13 @@ def _prepare_model(expr: Expr, params0: Any, lift: Any) -> tuple[Expr, np.ndarra
             raise DataError(f"params0 must be a 1-D vector, got shape {start.shape}")
     base = np.ones(own) if start is None or start.shape[0] < own else start[:own]
     model, values = lift_constants(expr, params=base) if do_lift else (expr, base)
+    n_model = _n_params(model) if do_lift else own
     if start is not None:
-        if start.shape[0] == model.n_params:
+        if start.shape[0] == n_model:
             values = start.copy()
         elif start.shape[0] != own:
             raise DataError(f"params0 has {start.shape[0]} value(s); the model has {own} "
-                            f"parameter(s) of its own and {model.n_params} after lifting")
+                            f"parameter(s) of its own and {n_model} after lifting")
     if not np.all(np.isfinite(values)):
         raise DataError("params0 has non-finite values")
     return model, np.ascontiguousarray(values, dtype=np.float64)
@@ -606,7 +612,7 @@ def _check_data(X: Any, y: Any, weights: Any, exprs: Sequence[Expr]
                         f"{Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise DataError("y has non-finite values")
-    need = max((c + 1 for e in exprs for c in e.variables()[-1:]), default=0)
+    need = max((n.value + 1 for n in topo(exprs) if n.op == "var"), default=0)
     if need > A.shape[1]:
         raise DataError(f"expressions use {need} column(s), data has {A.shape[1]}")
     W = None
@@ -745,7 +751,8 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
             return lambda p: kernels.normal(k, data, np.ascontiguousarray(p, dtype=np.float64))
         normals = [_mk(k) for k in range(len(models))]
 
-    budgets = [max_iter if max_iter is not None else 100 * max(m.n_params, 1) for m, _ in models]
+    n_par = [_n_params(m) for m, _ in models]
+    budgets = [max_iter if max_iter is not None else 100 * max(n, 1) for n in n_par]
     rngs = [np.random.default_rng(s) for s in seeds]
     pool = ThreadPoolExecutor(max_workers=n_threads) if n_threads > 1 and len(exprs) > 1 else None
     try:
@@ -753,7 +760,7 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         problems: list[tuple[int, np.ndarray]] = []
         first_of: list[int] = []
         for k, (model, p0) in enumerate(models):
-            if model.n_params == 0:
+            if n_par[k] == 0:
                 f, _, _ = normals[k](p0)
                 results[k] = FitResult(model, p0, _loss(f, sum_w), 0, "converged", model)
             else:
@@ -767,7 +774,6 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         bud = np.where(is_first, bud, np.maximum(bud // RESTART_BUDGET_DIV, 1))
         if method == "lm" and problems:
             # every (candidate, start) in lockstep: batched linear algebra, threaded kernels
-            n_par = [m.n_params for m, _ in models]
             Pm = max(max(n_par), 1)
             cids = np.array([k for k, _ in problems], dtype=np.int64)
             starts = np.zeros((len(problems), Pm))

@@ -840,13 +840,19 @@ def _pack(expr: Expr) -> _Packed:
         flags = sum(1 << j for j, k in enumerate(kids) if nodes[k] in act)
         rev.append((OPCODE[op], i, kids[0], kids[1] if len(kids) > 1 else 0, flags))
     n_slots = len(nodes)
-    P = expr.n_params
+    # from the rows already flattened (Expr.n_params / variables() would flatten twice more)
+    P = max(pslot, default=-1) + 1
+    n_cols = max((v[0] if isinstance(v, tuple) else v for op, _, v in flat.rows if op == "var"),
+                 default=-1) + 1
     arr = lambda rows, w: np.ascontiguousarray(  # noqa: E731
         np.array(rows, dtype=np.int32).reshape(-1, w))
     return _Packed(arr(fills, 3), arr(fwd, 4), arr(rev, 5),
                    np.array([pslot.get(j, n_slots) for j in range(P)], dtype=np.int32),
-                   np.array(pool + [0.0], dtype=np.float64), n_slots - 1, n_slots, P,
-                   max(expr.variables(), default=-1) + 1)
+                   np.array(pool + [0.0], dtype=np.float64), n_slots - 1, n_slots, P, n_cols)
+
+
+#: Tier0Grad.normal_batch: fewest row-evaluations per thread chunk worth a thread hand-off
+_SPLIT_ROWS = 32768
 
 
 class Tier0Grad:
@@ -940,7 +946,10 @@ class Tier0Grad:
             self._batch(hi - lo, table[lo:].ctypes.data, params[lo:].ctypes.data, max(Pm, 1),
                         px, data.n_pad, py, pw, data.n_pad, pv, pa, pj, outs[lo:].ctypes.data,
                         width)
-        T = max(1, min(n_threads, K // 8)) if pool is not None else 1
+        # a chunk handed to another thread costs ~0.1 ms of hand-off: split only when each
+        # chunk carries at least _SPLIT_ROWS row-evaluations (a few hundred µs of kernel work)
+        T = max(1, min(n_threads, K // 8, K * data.n_pad // _SPLIT_ROWS)) \
+            if pool is not None else 1
         bounds = [K * t // T for t in range(T + 1)]
         futures = [pool.submit(run, bounds[t], bounds[t + 1]) for t in range(1, T)]
         run(bounds[0], bounds[1])
