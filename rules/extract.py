@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from itertools import count
+from itertools import chain, count
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -148,9 +148,14 @@ class Extractor:
             raise SymcoreError("cost weights must be positive")
         base = np.array([weights[op] for op in self.node_op])
         cls = np.array(self.node_cls, dtype=np.int64)
+        # children as an (n, 2) array, -1 for a missing child; every op is unary or binary
+        arity = np.fromiter(map(len, self.node_kids), dtype=np.int64, count=n)
+        flat = np.fromiter(chain.from_iterable(self.node_kids), dtype=np.int64,
+                           count=int(arity.sum()))
+        row = np.repeat(np.arange(n), arity)
+        col = np.arange(flat.size) - np.repeat(np.cumsum(arity) - arity, arity)
         k = np.full((n, 2), -1, dtype=np.int64)
-        for i, kids in enumerate(self.node_kids):
-            k[i, :len(kids)] = kids
+        k[row, col] = flat
         has0, has1 = k[:, 0] >= 0, k[:, 1] >= 0
         k0, k1 = np.where(has0, k[:, 0], 0), np.where(has1, k[:, 1], 0)
         cost = np.full(self.n_classes, np.inf)
