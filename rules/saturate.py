@@ -85,35 +85,39 @@ class Session:
             self._run(program_text)
 
     def enodes(self) -> int:
-        out = self._run("(print-size)")
-        return sum(n for name, n in out[0].sizes if name in ENODE_FUNCTIONS)
+        return self._count(self._run("(print-size)")[0])
 
-    def _shrink(self) -> bool:
-        out = self._run(f"(run-schedule (repeat {SHRINK_REPEAT} (run shrink)))")
-        return bool(out[0].report.updated)
+    @staticmethod
+    def _count(size_output) -> int:
+        return sum(n for name, n in size_output.sizes if name in ENODE_FUNCTIONS)
 
-    def step(self) -> bool:
-        """One growing pass (back-off scheduled) then the shrinking passes; True if changed."""
-        out = self._run("(run-schedule (run-with bo grow))")
+    def _shrink_and_count(self) -> tuple[bool, int]:
+        out = self._run(f"(run-schedule (repeat {SHRINK_REPEAT} (run shrink)))\n(print-size)")
+        return bool(out[0].report.updated), self._count(out[1])
+
+    def step(self) -> tuple[bool, int]:
+        """One growing pass (back-off scheduled) then the shrinking passes, in one egglog call;
+        returns whether anything changed and the e-node count after it."""
+        out = self._run("(run-schedule (run-with bo grow))\n"
+                        f"(run-schedule (repeat {SHRINK_REPEAT} (run shrink)))\n(print-size)")
         rep = out[0].report
         grew = bool(rep.updated) or not bool(rep.can_stop)
-        shrank = self._shrink()
+        shrank = bool(out[1].report.updated)
         self.iterations += 1
-        return grew or shrank
+        return grew or shrank, self._count(out[2])
 
     def saturate(self, limits: Limits, inserted_enodes: int) -> StopReason:
         node_limit = limits.node_limit or max(100_000, 20 * inserted_enodes)
         t0 = time.perf_counter()
-        self._shrink()
-        if self.enodes() > node_limit:
+        if self._shrink_and_count()[1] > node_limit:
             return StopReason.NODE_LIMIT
         for _ in range(limits.iterations):
             if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
                 return StopReason.TIME_LIMIT
-            changed = self.step()
+            changed, enodes = self.step()
             if not changed:
                 return StopReason.SATURATED
-            if self.enodes() > node_limit:
+            if enodes > node_limit:
                 return StopReason.NODE_LIMIT
             if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
                 return StopReason.TIME_LIMIT
