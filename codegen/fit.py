@@ -61,10 +61,11 @@ STATUSES = ("converged", "max_iter", "non-finite", "singular")
 METHODS = ("lm", "bfgs")
 TIERS = ("auto", 0, 1, "numpy")
 #: tier "auto" compiles fused kernels (tier 1) when rows × expected kernel calls reaches this:
-#: compiling one candidate costs ~15-30 ms, and a compiled call saves ~10 ns per row over the
-#: tier-0 interpreter, so compiling pays off from ~2e6 row-evaluations (~40k rows for one
-#: start with ~50 calls); below it the interpreter (no compilation at all) is faster end to end
-AUTO_TIER1_ROW_CALLS = 2e6
+#: compiling one candidate costs ~15-30 ms, which the faster compiled calls only win back
+#: over many row-evaluations.  Measured on bench_fit's population (200 candidates, one
+#: start): tier 0 3.3 s vs tier 1 4.3 s at 40k rows, 7.3 s vs 6.7 s at 100k rows (break-even
+#: ~4e6 row-calls); at 10k rows with 3 restarts (2e6 by this estimate) 2.1 s vs 3.7 s
+AUTO_TIER1_ROW_CALLS = 4e6
 _EXPECTED_CALLS = 50
 #: tier "auto" compiles the last, slow problems of a batch when remaining budget × rows
 #: reaches this (compile ~20 ms vs ~40 ns per row per call saved)
