@@ -16,7 +16,7 @@ import numpy as np
 from llvmlite import ir
 
 from symcore.errors import CompileError, DataError, SymcoreError
-from symcore.evaluate import as_matrix, evaluate
+from symcore.evaluate import as_matrix, evaluate, node_values
 from symcore.ir import Expr, Flat, const, flatten, topo, var
 from symcore.ops import LEAVES, OPS
 
@@ -77,20 +77,8 @@ def jacobian_reference(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarr
     n = A.shape[0]
     p = _params_vector(expr, params)
     order = topo([expr])
-    vals: dict[Expr, np.ndarray] = {}
+    vals = {nd: np.broadcast_to(v, (n,)) for nd, v in node_values(order, A, p).items()}
     with np.errstate(all="ignore"):
-        for nd in order:
-            if nd.op == "var":
-                if nd.value >= A.shape[1]:
-                    raise DataError(f"variable x{nd.value} needs column {nd.value}, data has "
-                                    f"{A.shape[1]} column(s)")
-                vals[nd] = A[:, nd.value]
-            elif nd.op == "const":
-                vals[nd] = np.full(n, nd.value)
-            elif nd.op == "param":
-                vals[nd] = np.full(n, p[nd.value])
-            else:
-                vals[nd] = np.broadcast_to(OPS[nd.op].np(*(vals[a] for a in nd.args)), (n,))
         J = np.zeros((n, expr.n_params))
         act = active_nodes(order)
         adj: dict[Expr, np.ndarray] = {expr: np.ones(n)} if expr in act else {}

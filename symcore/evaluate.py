@@ -57,6 +57,16 @@ def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) ->
         raise DataError(f"params must be a 1-D vector, got shape {p.shape}")
     if p.shape[0] < need:
         raise DataError(f"expression uses {need} parameter(s), got {p.shape[0]} value(s)")
+    vals = node_values(order, A, p, dtype)
+    out = vals[expr]
+    return np.broadcast_to(np.asarray(out, dtype=dtype), (n,)).copy()
+
+
+def node_values(order: Sequence[Expr], A: np.ndarray, p: np.ndarray,
+                dtype: Any = np.float64) -> dict[Expr, Any]:
+    """The value of every node of `order` (children before parents) on the rows of `A`: the
+    forward sweep shared by the reference evaluator and the reference Jacobian.  Leaves stay
+    scalars where they are constant, so callers broadcast."""
     vals: dict[Expr, Any] = {}
     with np.errstate(all="ignore"):
         for nd in order:
@@ -71,5 +81,5 @@ def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) ->
                 vals[nd] = np.asarray(p[nd.value], dtype=dtype)
             else:
                 vals[nd] = OPS[nd.op].np(*(vals[a] for a in nd.args))
-        out = vals[expr]
-    return np.broadcast_to(np.asarray(out, dtype=dtype), (n,)).copy()
+    return vals
+
