@@ -59,15 +59,7 @@ def _variant_once(rng: random.Random, e: Expr) -> Expr:
         new = call("mul", target.args[0], target.args[0])
     else:
         new = call("mul", const(1.0), target)
-    memo: dict[Expr, Expr] = {}
-    for n in symcore.ir.topo([e]):
-        if n is target:
-            memo[n] = new
-        elif n.is_leaf:
-            memo[n] = n
-        else:
-            memo[n] = Expr(n.op, tuple(memo[a] for a in n.args))
-    return memo[e]
+    return symcore.ir.replace(e, target, new)
 
 
 def population(n: int, seed: int, n_vars: int = 3) -> list[Expr]:

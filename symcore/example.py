@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .evaluate import evaluate
-from .ir import Expr, call, const, topo, var
+from .ir import Expr, call, const, replace, topo, var
 
 __all__ = ["formula", "true_expr", "example_data", "example_population", "write_example",
            "bundled_paths", "SEED", "N_ROWS", "N_CANDIDATES", "DIALECT"]
@@ -103,7 +103,7 @@ def _rewrite(rng: np.random.Generator, e: Expr, n: int) -> Expr:
         new = _rewrite_node(rng, target)
         if new is target:
             continue
-        e = _replace(e, target, new)
+        e = replace(e, target, new)
     return e
 
 
@@ -125,18 +125,6 @@ def _rewrite_node(rng: np.random.Generator, m: Expr) -> Expr:
     choices.append(lambda: m * const(1.0))
     choices.append(lambda: m + const(0.0))
     return choices[int(rng.integers(len(choices)))]()
-
-
-def _replace(e: Expr, old: Expr, new: Expr) -> Expr:
-    memo: dict[Expr, Expr] = {}
-    for n in topo([e]):
-        if n is old:
-            memo[n] = new
-        elif n.is_leaf:
-            memo[n] = n
-        else:
-            memo[n] = Expr(n.op, tuple(memo[a] for a in n.args))
-    return memo[e]
 
 
 _UNARY = ("exp", "sin", "cos", "sqrt", "log", "square", "neg")
@@ -163,7 +151,7 @@ def _mutate(rng: np.random.Generator, e: Expr) -> Expr:
     else:
         pool = _UNARY if len(target.args) == 1 else _BINARY
         new = call(str(rng.choice([o for o in pool if o != target.op])), *target.args)
-    return _replace(e, target, new)
+    return replace(e, target, new)
 
 
 def _distinct_candidates(rng: np.random.Generator, n: int) -> list[tuple[Expr, float]]:

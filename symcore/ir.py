@@ -298,3 +298,17 @@ def map_leaves(expr: Expr, fn: Callable[[Expr], Expr]) -> Expr:
     for n in topo([expr]):
         memo[n] = fn(n) if n.is_leaf else Expr(n.op, tuple(memo[a] for a in n.args))
     return memo[expr]
+
+
+def replace(expr: Expr, old: Expr, new: Expr) -> Expr:
+    """`expr` with every occurrence of the subterm `old` replaced by `new` (iterative)."""
+    memo: dict[Expr, Expr] = {}
+    for n in topo([expr]):
+        if n is old:
+            memo[n] = new
+        elif n.is_leaf:
+            memo[n] = n
+        else:
+            memo[n] = Expr(n.op, tuple(memo[a] for a in n.args))
+    return memo[expr]
+

@@ -122,3 +122,14 @@ def test_every_op_has_complete_entry():
             args[1] = const(3.0)
         node = call(name, *args)
         assert len(op.deriv(*args, node)) == op.arity
+
+
+@given(exprs())
+def test_replace_subterm(e):
+    from symcore.ir import replace, topo
+    for n in topo([e]):
+        assert replace(e, n, n) is e
+    target = topo([e])[0]
+    out = replace(e, target, var(7))
+    assert all(m is not target for m in topo([out]))
+    assert replace(out, var(7), target) is e or any(m is var(7) for m in topo([e]))
