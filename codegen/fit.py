@@ -30,11 +30,11 @@ runs): Moré's trust region with Jacobian column scaling, the same step acceptan
 update and ftol/xtol/gtol tests (all equal to ``tol``), budget 100 × n_params trial steps by
 default; the damped steps come from an eigendecomposition of the scaled normal matrix, so a
 rank-deficient Jacobian (redundant constants, common in SR candidates) gets the minimum-norm
-step.  A population (and every restart) is fitted in lockstep: one trial step of every
-unfinished problem per round, the small linear algebra batched across problems, and the trial
-points evaluated by one native call per thread (tier 0); the last few slow problems are handed
-to the one-problem loop (and, in tier "auto", to kernels compiled for them when their remaining
-budget × rows makes compiling pay).  Restarts (``restarts=k``: k extra starts jittered
+step.  In tier 0 a population (and every restart) is fitted entirely in native code
+(`codegen/lm.py`: this loop emitted as LLVM IR over the tier-0 Jacobian interpreter, one call
+per thread, problems taken from a shared counter).  In tier 1 and "numpy" the problems run in
+lockstep: one trial step of every unfinished problem per round, the small linear algebra
+batched across problems, the last few handed to the one-problem loop.  Restarts (``restarts=k``: k extra starts jittered
 log-normally around the first, seeded) run on a quarter of the budget; the best run is kept.
 """
 
@@ -67,9 +67,6 @@ TIERS = ("auto", 0, 1, "numpy")
 #: ~4e6 row-calls); at 10k rows with 3 restarts (2e6 by this estimate) 2.1 s vs 3.7 s
 AUTO_TIER1_ROW_CALLS = 4e6
 _EXPECTED_CALLS = 50
-#: tier "auto" compiles the last, slow problems of a batch when remaining budget × rows
-#: reaches this (compile ~20 ms vs ~40 ns per row per call saved)
-ESCALATE_ROW_CALLS = 1e6
 #: restarts run on budget // RESTART_BUDGET_DIV (a start that does not converge quickly rarely
 #: beats the first one; measured: same final losses as the full budget at half the time)
 RESTART_BUDGET_DIV = 4
@@ -336,16 +333,14 @@ HANDOVER = 4
 
 def _lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets: np.ndarray,
               tol: float, evaluate: BatchFn, normals: Sequence[NormalFn],
-              pool: ThreadPoolExecutor | None = None, factor: float = 100.0,
-              escalate: Callable[[np.ndarray, np.ndarray], dict[int, NormalFn]] | None = None
+              pool: ThreadPoolExecutor | None = None, factor: float = 100.0
               ) -> list[tuple[np.ndarray, float, int, str]]:
     """`levenberg_marquardt` on K independent problems in lockstep: one trial step of every
     unfinished problem per round, the small linear algebra batched across problems and the
     trial points evaluated in one `evaluate` call per round (so a round's Python cost is shared
     by the whole population).  Problem k fits candidate cands[k] from starts[k, :sizes[k]]
     (padded parameters have zero Jacobian columns and never move).  Same iterates as the
-    one-problem version up to rounding.  `escalate(candidates, remaining budgets)` may return
-    faster callbacks (compiled kernels) for the problems handed over at the end."""
+    one-problem version up to rounding."""
     K, Pm = starts.shape
     result: list[tuple[np.ndarray, float, int, str] | None] = [None] * K
     p = np.ascontiguousarray(starts, dtype=np.float64)
@@ -385,11 +380,10 @@ def _lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets:
                 # resume each at the start of an outer iteration: after a rejected trial that
                 # recomputes the same scaling and eigendecomposition, so the iterates are equal
                 rest = np.flatnonzero(live)
-                tail = escalate(cands[rest], budgets[rest] - it[rest]) if escalate else {}
 
                 def resume(k: int) -> tuple[np.ndarray, float, int, str]:
                     P = sizes[k]
-                    nf = tail.get(int(cands[k]), normals[cands[k]])
+                    nf = normals[cands[k]]
                     return _lm_core(nf, p[k, :P].copy(), float(f[k]),
                                     g[k, :P].copy(), A[k, :P, :P].copy(), D[k, :P].copy(),
                                     float(delta[k]), float(par[k]), int(it[k]),
@@ -643,26 +637,6 @@ def _normal_numpy(model: Expr, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     return normal
 
 
-def _escalation(models: list[tuple[Expr, np.ndarray]], data: Any, n_rows: int,
-                compiled: list[GradKernels]
-                ) -> Callable[[np.ndarray, np.ndarray], dict[int, NormalFn]]:
-    """Tier "auto": the few problems still running when a batch hands over are the slow ones;
-    compile fused kernels (tier 1) for those whose remaining budget × rows makes the ~20 ms of
-    compilation pay (ESCALATE_ROW_CALLS; a compiled call is ~4x cheaper than the interpreter)."""
-    def escalate(cands: np.ndarray, remaining: np.ndarray) -> dict[int, NormalFn]:
-        pick = sorted({int(c) for c, r in zip(cands, remaining)
-                       if r * n_rows >= ESCALATE_ROW_CALLS})
-        if not pick:
-            return {}
-        kk = GradKernels([models[c][0] for c in pick])
-        compiled.append(kk)
-
-        def mk(j: int) -> NormalFn:
-            return lambda p: kk.normal(j, data, np.ascontiguousarray(p, dtype=np.float64))
-        return {c: mk(j) for j, c in enumerate(pick)}
-    return escalate
-
-
 def _starts(p0: np.ndarray, restarts: int, rng: np.random.Generator) -> list[np.ndarray]:
     out = [p0]
     for _ in range(restarts):
@@ -737,7 +711,6 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
     auto = tier == "auto"
     if auto:
         tier = 1 if A.shape[0] * _EXPECTED_CALLS * (1 + restarts) >= AUTO_TIER1_ROW_CALLS else 0
-    compiled: list[GradKernels] = []
     kernels: GradKernels | Tier0Grad | None = None
     if tier == "numpy":
         sum_w = float(Y.shape[0] if W is None else W.sum())
@@ -780,17 +753,20 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
             starts = np.zeros((len(problems), Pm))
             for j, (k, s) in enumerate(problems):
                 starts[j, :len(s)] = s
-            escalate = None
             if isinstance(kernels, Tier0Grad):
-                def evaluate(ids: np.ndarray, params: np.ndarray
-                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                    return kernels.normal_batch(ids, params, data, pool, n_threads)
-                if auto:
-                    escalate = _escalation(models, data, A.shape[0], compiled)
+                # the whole loop in native code (codegen/lm.py); problems with the largest
+                # budgets first, so the slow ones do not start last on one thread
+                order = np.argsort(-bud, kind="stable")
+                rp, rf, rit, rst = kernels.fit_lm(cids[order], starts[order], bud[order], data,
+                                                  float(tol), pool=pool, n_threads=n_threads)
+                runs = [None] * len(problems)  # type: ignore[list-item]
+                for j, k in enumerate(order):
+                    P = n_par[cids[k]]
+                    runs[k] = (rp[j, :P].copy(), float(rf[j]), int(rit[j]), STATUSES[rst[j]])
             else:
                 evaluate = _batch_from_normals(normals, n_par, Pm, pool, n_threads)
-            runs = _lm_batch(cids, starts, np.array(n_par)[cids], bud,
-                             float(tol), evaluate, normals, pool, escalate=escalate)
+                runs = _lm_batch(cids, starts, np.array(n_par)[cids], bud,
+                                 float(tol), evaluate, normals, pool)
         else:
             def one(j: int) -> tuple[np.ndarray, float, int, str]:
                 k, s = problems[j]
@@ -807,7 +783,5 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
             pool.shutdown()
         if kernels is not None:
             kernels.close()
-        for kk in compiled:
-            kk.close()
     return results[0] if single else results  # type: ignore[return-value]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import hashlib
 import struct
 import threading
@@ -21,6 +22,7 @@ from symcore.ir import Expr, Flat, const, flatten, topo, var
 from symcore.ops import LEAVES, OPS
 
 from . import jit
+from . import lm as _lm
 from .lower import LOWER, lower_expr, lower_powi, needed_rows, splat
 from .vecmath import width
 
@@ -550,7 +552,7 @@ _T0_TABLE = ("fills", "nfill", "fwd", "nfwd", "rev", "nrev", "pslots", "P", "poo
 
 def _t0_ctype(args: list[str]) -> Any:
     m = {"i32p": ctypes.c_void_p, "i64p": ctypes.c_void_p, "f64p": ctypes.c_void_p,
-         "i64": ctypes.c_int64}
+         "i64": ctypes.c_int64, "f64": ctypes.c_double}
     return ctypes.CFUNCTYPE(None, *(m[a] for a in args))
 
 
@@ -776,17 +778,21 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
 
 @functools.lru_cache(maxsize=4)
 def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
-    key = f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|{jit.source_hash('grad.py')}"
+    key = (f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|"
+           f"{jit.source_hash('grad.py', 'lm.py')}")
     cache = jit.object_cache()
     obj = cache.get(key)
     if obj is None:
         module = ir.Module(name="symcore_grad_tier0")
-        emit_tier0_batch(module, emit_tier0(module, lanes))
+        normal = emit_tier0(module, lanes)
+        emit_tier0_batch(module, normal)
+        _lm.emit_lm(module, normal, lanes * T0_UNROLL)
         obj = jit.compile_object(str(module), 2, 2)
         cache.put(key, obj)
-    lib = jit.load_library([obj], ["g0_normal", "g0_batch"])
+    lib = jit.load_library([obj], ["g0_normal", "g0_batch", "g0_lm"])
     return lib, (_t0_ctype(_T0_ARGS)(lib.addresses["g0_normal"]),
-                 _t0_ctype(_T0_BATCH_ARGS)(lib.addresses["g0_batch"]))
+                 _t0_ctype(_T0_BATCH_ARGS)(lib.addresses["g0_batch"]),
+                 _t0_ctype(_lm.LM_ARGS)(lib.addresses["g0_lm"]))
 
 
 @dataclass(frozen=True)
@@ -854,7 +860,7 @@ class Tier0Grad:
                 raise SymcoreError(f"Tier0Grad takes Expr objects, got {type(e).__name__}")
         self.vector = lanes or width("float64")
         self.lanes = self.vector * T0_UNROLL   # rows per block: data is padded to a multiple
-        self._lib, (self._fn, self._batch) = _tier0_library(self.vector)
+        self._lib, (self._fn, self._batch, self._lm) = _tier0_library(self.vector)
         self._packed = [_pack(e) for e in self.exprs]
         self.max_params = max((pk.P for pk in self._packed), default=0)
         self._table = np.array([[pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,
@@ -944,6 +950,51 @@ class Tier0Grad:
         for fut in futures:
             fut.result()
         return _unpack_square(outs.reshape(K, 1 + Pm + Pm * Pm, self.lanes), Pm)
+
+    def fit_lm(self, ids: np.ndarray, starts: np.ndarray, budgets: np.ndarray, data: Data,
+               tol: float, factor: float = 100.0, pool: Any = None, n_threads: int = 1
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Levenberg–Marquardt (`codegen.lm`) on problems k: candidate ids[k] from starts[k]
+        ((K, Pm) float64, Pm = `max_params`) within budgets[k] trial steps, entirely in native
+        code: every thread (`pool` runs all but one) takes the next problem from a shared
+        counter.  Returns (params (K, Pm), Σ w r² (K,), trial steps (K,), status codes (K,),
+        indices into fit.STATUSES)."""
+        Pm = max(self.max_params, 1)
+        ids = np.asarray(ids, dtype=np.int64)
+        K = ids.shape[0]
+        starts = np.ascontiguousarray(starts, dtype=np.float64)
+        budgets = np.ascontiguousarray(budgets, dtype=np.int64)
+        if starts.shape != (K, Pm) or budgets.shape != (K,):
+            raise DataError(f"starts must be ({K}, {Pm}) and budgets ({K},)")
+        if data.n_pad % self.lanes:
+            raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
+        if K and max(self._packed[i].n_cols for i in set(ids.tolist())) > data.X.shape[0]:
+            raise DataError(f"data has {data.X.shape[0]} column(s), fewer than a candidate uses")
+        if not (math.isfinite(tol) and tol >= 0 and math.isfinite(factor) and factor > 0):
+            raise DataError("tol must be finite and >= 0, factor finite and > 0")
+        table = np.ascontiguousarray(self._table[ids])
+        res_p = starts.copy()
+        res_f = np.empty(K)
+        res_it = np.zeros(K, dtype=np.int64)
+        res_st = np.zeros(K, dtype=np.int64)
+        counter = np.zeros(1, dtype=np.int64)
+        px, py, pw = data.pointers
+
+        def run() -> None:
+            pv, pa, pj, arrays = self._buffers()
+            work = getattr(self._local, "work", None)
+            if work is None or work.shape[0] < _lm.work_size(Pm):
+                work = self._local.work = np.empty(_lm.work_size(Pm))
+            self._lm(K, table.ctypes.data, starts.ctypes.data, Pm, budgets.ctypes.data, px,
+                     data.n_pad, py, pw, data.n_pad, pv, pa, pj, arrays[3].ctypes.data,
+                     work.ctypes.data, float(tol), float(factor), counter.ctypes.data,
+                     res_p.ctypes.data, res_f.ctypes.data, res_it.ctypes.data, res_st.ctypes.data)
+        T = max(1, min(n_threads, K)) if pool is not None else 1
+        futures = [pool.submit(run) for _ in range(1, T)]
+        run()
+        for fut in futures:
+            fut.result()
+        return res_p, res_f, res_it, res_st
 
     def close(self) -> None:
         self._packed = []

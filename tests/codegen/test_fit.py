@@ -288,18 +288,23 @@ def test_bfgs_population_on_threads_and_restart_budget():
     assert r.iterations <= 6
 
 
-def test_lockstep_batch_equals_one_problem_loop(monkeypatch):
-    """A population fitted in lockstep (batched rounds, tail hand-over, tier-1 escalation) gives
-    the iterates of the one-problem Levenberg–Marquardt loop."""
-    from symcore.codegen import fit as fit_module
-    from symcore.codegen.grad import Tier0Grad, prepare_data
-    rng = np.random.default_rng(21)
+def _smooth_population(seed: int, n: int = 30):
+    rng = np.random.default_rng(seed)
     X = rng.uniform(0.2, 1.5, (300, 2))
     y = 1.3 * np.exp(-0.7 * X[:, 0]) + 0.4 * np.sin(2.0 * X[:, 1]) + 0.01 * rng.normal(size=300)
     pop = [float(a) * call("exp", float(b) * x0) + float(c) * call("sin", float(d) * x1)
-           for a, b, c, d in rng.uniform(-2, 2, (30, 4))]
-    monkeypatch.setattr(fit_module, "ESCALATE_ROW_CALLS", 1.0)  # escalate every tail problem
-    batched = fit(pop, X, y)
+           for a, b, c, d in rng.uniform(-2, 2, (n, 4))]
+    return X, y, pop
+
+
+@pytest.mark.parametrize("tier", [0, 1])
+def test_population_fit_equals_one_problem_loop(tier):
+    """Tier 0 fits a population in native code (codegen/lm.py), tier 1 in lockstep rounds with
+    a tail hand-over: both give the iterates of the Python one-problem Levenberg–Marquardt loop
+    (same status and step count, same loss up to rounding)."""
+    from symcore.codegen.grad import Tier0Grad, prepare_data
+    X, y, pop = _smooth_population(21)
+    batched = fit(pop, X, y, tier=tier)
     models = [r.model for r in batched]
     k = Tier0Grad(models)
     data = prepare_data(X, y, None, k.lanes)
@@ -308,3 +313,33 @@ def test_lockstep_batch_equals_one_problem_loop(monkeypatch):
         q, f, it, status = levenberg_marquardt(lambda v: k.normal(j, data, v), p0, 400, 1e-8)
         assert status == r.status and it == r.iterations, (str(e), status, r.status)
         np.testing.assert_allclose(f / 300, r.loss, rtol=1e-6, atol=1e-15)
+
+
+def test_native_fit_does_not_depend_on_threads():
+    """Problems are handed to threads from a shared counter; each one's result is computed by
+    one thread alone, so the results are bit-identical for any thread count."""
+    X, y, pop = _smooth_population(5, 40)
+    one = fit(pop, X, y, tier=0, threads=1, restarts=1, seed=3)
+    two = fit(pop, X, y, tier=0, threads=2, restarts=1, seed=3)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.params, b.params)
+        assert (a.loss, a.iterations, a.status) == (b.loss, b.iterations, b.status)
+
+
+def test_native_fit_statuses_and_edge_problems():
+    """The native loop reports every status like the Python one: a start that is not finite, a
+    Jacobian that is zero, a budget that runs out, an exact fit; mixed in one population."""
+    X = np.linspace(0.5, 2.0, 50)[:, None]
+    y = 2.0 * X[:, 0] + 1.0
+    pop = [call("log", param(0) * x0 - 5.0),            # log of negatives at the start: NaN
+           param(0) * call("sin", 0.0 * x0) + 0.0 * x0,  # d/dp is sin(0) = 0 everywhere
+           call("exp", param(0) * x0) * param(1),       # needs many steps
+           param(0) * x0 + param(1)]                     # exact
+    starts = [np.array([1.0]), np.array([1.0]), np.array([3.0, 0.01]), np.array([0.0, 0.0])]
+    res = fit(pop, X, y, params0=starts, tier=0, max_iter=3)
+    assert [r.status for r in res[:3]] == ["non-finite", "singular", "max_iter"]
+    assert res[0].loss == math.inf and res[0].iterations == 0
+    assert res[2].iterations == 3
+    exact = fit(pop[3], X, y, params0=starts[3], tier=0)
+    assert exact.status == "converged" and exact.loss < 1e-20
+    np.testing.assert_allclose(exact.params, [2.0, 1.0], rtol=1e-10)
