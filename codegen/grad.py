@@ -539,7 +539,7 @@ def jacobian(expr: Expr, X: Any, params: Any = None) -> tuple[np.ndarray, np.nda
 #: opcode of each operator = its position in the ops table; VAR loads a data column
 OPCODE: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 OP_VAR = len(OPS)
-_T0_VERSION = "g0-3"
+_T0_VERSION = "g0-5"
 _T0_ARGS = ["i32p", "i64", "i32p", "i64", "i32p", "i64", "i32p", "i64", "f64p", "f64p", "f64p",
             "i64", "f64p", "f64p", "i64", "i64", "i64", "f64p", "f64p", "f64p", "f64p", "i64"]
 #: g0_batch(K, table, params, Pm, X, ldx, y, w, n, vals, adj, jbuf, outs, out_stride)
@@ -626,6 +626,8 @@ def _t0_local_derivative(F: _Fn, op: str, i: int, args: list[ir.Value], out: ir.
 
 #: vectors per interpreted instruction (amortises the dispatch over unroll × lanes rows)
 T0_UNROLL = 4
+#: candidates with up to this many parameters get normal equations unrolled for their P
+T0_UNROLLED_PARAMS = 10
 
 
 def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Function:
@@ -700,6 +702,19 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                 sw.add_case(ir.Constant(_I64, OPCODE[name]), blk)
                 b.position_at_end(blk)
                 srcs = [a, bb][:o.arity]
+                if name == "div":
+                    # out = a / b: one division q = adj / b serves both adjoints (adj_a += q,
+                    # adj_b -= q * out) where the ops table's templates 1/b and -out/b take two
+                    qs = [b.fdiv(F.ld(adj, dst, u), F.ld(vals, bb, u)) for u in range(U)]
+                    for j, s in enumerate(srcs):
+                        on = b.icmp_signed("!=", b.and_(flags, c(1 << j)), c(0))
+                        with b.if_then(on):
+                            for u in range(U):
+                                upd = qs[u] if j == 0 else b.fneg(b.fmul(qs[u],
+                                                                         F.ld(vals, dst, u)))
+                                F.st(b.fadd(F.ld(adj, s, u), upd), adj, s, u)
+                    b.branch(done)
+                    continue
                 for j, s in enumerate(srcs):
                     if name == "powi" and j == 1:
                         continue
@@ -726,25 +741,62 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
             wrs.append(wr)
             wvs.append(wv)
 
-        def grad_j(j: ir.Value) -> None:
-            s = b.sext(b.load(b.gep(pslots, [j])), _I64)
-            acc = b.add(j, c(1))
-            for u in range(U):
-                Jj = b.select(ms[u], F.ld(adj, s, u), zero)
-                F.st(Jj, jbuf, j, u)
-                F.st(b.fadd(F.ld(out, acc, u), b.fmul(wrs[u], Jj)), out, acc, u)
-        F.loop(c(0), P, 1, grad_j)
-
-        def row_j(j: ir.Value) -> None:
-            wjs = [b.fmul(wvs[u], F.ld(jbuf, j, u)) for u in range(U)]
-            base = b.add(b.add(c(1), Pm), b.mul(j, Pm))
-
-            def col_k(k: ir.Value) -> None:
-                at = b.add(base, k)
+        def generic() -> None:
+            def grad_j(j: ir.Value) -> None:
+                s = b.sext(b.load(b.gep(pslots, [j])), _I64)
+                acc = b.add(j, c(1))
                 for u in range(U):
-                    F.st(b.fadd(F.ld(out, at, u), b.fmul(wjs[u], F.ld(jbuf, k, u))), out, at, u)
-            F.loop(j, P, 1, col_k)
-        F.loop(c(0), P, 1, row_j)
+                    Jj = b.select(ms[u], F.ld(adj, s, u), zero)
+                    F.st(Jj, jbuf, j, u)
+                    F.st(b.fadd(F.ld(out, acc, u), b.fmul(wrs[u], Jj)), out, acc, u)
+            F.loop(c(0), P, 1, grad_j)
+
+            def row_j(j: ir.Value) -> None:
+                wjs = [b.fmul(wvs[u], F.ld(jbuf, j, u)) for u in range(U)]
+                base = b.add(b.add(c(1), Pm), b.mul(j, Pm))
+
+                def col_k(k: ir.Value) -> None:
+                    at = b.add(base, k)
+                    for u in range(U):
+                        F.st(b.fadd(F.ld(out, at, u), b.fmul(wjs[u], F.ld(jbuf, k, u))), out, at,
+                             u)
+                F.loop(j, P, 1, col_k)
+            F.loop(c(0), P, 1, row_j)
+
+        def unrolled(npar: int) -> None:
+            # P known: the block's Jacobian stays in registers and every entry of the normal
+            # equations sums its U vectors before touching memory (one load/store per entry
+            # instead of U: the accumulation was bound by L1 traffic for P >= 4)
+            Js = []
+            for j in range(npar):
+                s = b.sext(b.load(b.gep(pslots, [c(j)])), _I64)
+                Js.append([b.select(ms[u], F.ld(adj, s, u), zero) for u in range(U)])
+
+            def bump(at: ir.Value, terms: list[ir.Value]) -> None:
+                tot = terms[0]
+                for t in terms[1:]:
+                    tot = b.fadd(tot, t)
+                F.st(b.fadd(F.ld(out, at, 0), tot), out, at, 0)
+            for j in range(npar):
+                bump(c(1 + j), [b.fmul(wrs[u], Js[j][u]) for u in range(U)])
+                wj = [b.fmul(wvs[u], Js[j][u]) for u in range(U)]
+                base = b.add(b.add(c(1), Pm), b.mul(c(j), Pm))
+                for k in range(j, npar):
+                    bump(b.add(base, c(k)), [b.fmul(wj[u], Js[k][u]) for u in range(U)])
+
+        merge = fn.append_basic_block("normal.done")
+        other = fn.append_basic_block("normal.any")
+        sw = b.switch(P, other)
+        for npar in range(1, T0_UNROLLED_PARAMS + 1):
+            blk = fn.append_basic_block(f"normal.p{npar}")
+            sw.add_case(ir.Constant(_I64, npar), blk)
+            b.position_at_end(blk)
+            unrolled(npar)
+            b.branch(merge)
+        b.position_at_end(other)
+        generic()
+        b.branch(merge)
+        b.position_at_end(merge)
     F.loop(c(0), n, lanes * U, block)
     b.ret_void()
     return fn
