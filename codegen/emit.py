@@ -13,11 +13,14 @@ Driver ABI:
              double* consts, i64* const_off, double* params, i64* param_off,
              T* out, i64 ldo, double* acc)
 for every candidate c of [c0, c1): if `out` is not null, its predictions of the n rows go to
-out + c·ldo (exactly n values: the last partial block goes through a buffer); otherwise it is evaluated chunk by chunk into an L1-resident
-buffer (a first short chunk, then CHUNK rows at a time) and acc[2c], acc[2c+1] get
-Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64
-(padded lanes masked).  Once Σ w·|p − y| is not finite the candidate stops early and both sums
-are +inf: a non-finite prediction makes the loss +inf without more work.
+out + c·ldo (exactly n values: the last partial block goes through a buffer).  Otherwise
+acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64 (padded
+lanes masked): rows are the outer loop (a first short chunk, then CHUNK rows at a time) and
+candidates the inner one, so one chunk of X, y and w stays in L1 while every candidate of the
+range reads it (candidate-outer order re-streamed X from L3 per candidate at large N); each
+candidate evaluates a chunk into an L1-resident buffer and adds the chunk's sums to its acc.
+Once Σ w·|p − y| is not finite both sums are +inf and the candidate skips its remaining
+chunks: a non-finite prediction makes the loss +inf without more work.
 """
 
 from __future__ import annotations
@@ -303,6 +306,19 @@ def emit_driver(name: str, dtype: str, lanes: int, chunk: int = CHUNK) -> str:
     red = f"llvm.vector.reduce.fadd.v{lanes}f64"
     pd = (f"  %pd = fpext {vt} %pv to {dvt}" if dtype == "float32"
           else f"  %pd = fadd {dvt} %pv, {z}")
+
+    def cand(c: str, p: str) -> str:
+        # kernel, constants and parameters of candidate %{c}, as %{p}k, %{p}cc, %{p}pc
+        return f"""  %{p}kp = getelementptr i8*, i8** %ks, i64 %{c}
+  %{p}kr = load i8*, i8** %{p}kp, align 8
+  %{p}k = bitcast i8* %{p}kr to {kt}
+  %{p}co.a = getelementptr i64, i64* %coff, i64 %{c}
+  %{p}co = load i64, i64* %{p}co.a, align 8
+  %{p}cc = getelementptr double, double* %cs, i64 %{p}co
+  %{p}po.a = getelementptr i64, i64* %poff, i64 %{c}
+  %{p}po = load i64, i64* %{p}po.a, align 8
+  %{p}pc = getelementptr double, double* %ps, i64 %{p}po"""
+
     return f"""declare {dvt} @{fabs}({dvt})
 declare double @{red}(double, {dvt})
 
@@ -320,23 +336,12 @@ entry:
   %any = icmp slt i64 %c0, %c1
   %pos = icmp sgt i64 %n, 0
   %go = and i1 %any, %pos
-  br i1 %go, label %cand, label %ret
+  br i1 %go, label %start, label %ret
+start:
+  br i1 %on, label %zero, label %cand
 cand:
-  %c = phi i64 [%c0, %entry], [%c.next, %next]
-  %kp = getelementptr i8*, i8** %ks, i64 %c
-  %kr = load i8*, i8** %kp, align 8
-  %k = bitcast i8* %kr to {kt}
-  %co.a = getelementptr i64, i64* %coff, i64 %c
-  %co = load i64, i64* %co.a, align 8
-  %cc = getelementptr double, double* %cs, i64 %co
-  %po.a = getelementptr i64, i64* %poff, i64 %c
-  %po = load i64, i64* %po.a, align 8
-  %pc = getelementptr double, double* %ps, i64 %po
-  %a0 = mul i64 %c, 2
-  %acc0 = getelementptr double, double* %acc, i64 %a0
-  %acc1 = getelementptr double, double* %acc0, i64 1
-  br i1 %on, label %chunk, label %pred
-pred:
+  %c = phi i64 [%c0, %start], [%c.next, %next]
+{cand("c", "")}
   %oo = mul i64 %c, %ldo
   %oc = getelementptr {t}, {t}* %out, i64 %oo
   %nfull = and i64 %n, {-lanes}
@@ -362,21 +367,44 @@ pcopy:
   %q.next = add i64 %q, 1
   %q.more = icmp slt i64 %q.next, %ntail
   br i1 %q.more, label %pcopy, label %next
+next:
+  %c.next = add i64 %c, 1
+  %c.more2 = icmp slt i64 %c.next, %c1
+  br i1 %c.more2, label %cand, label %ret
+zero:
+  %zc = phi i64 [%c0, %start], [%zc.next, %zero]
+  %z0 = mul i64 %zc, 2
+  %z.a = getelementptr double, double* %acc, i64 %z0
+  store double 0.0, double* %z.a, align 8
+  %z.b = getelementptr double, double* %z.a, i64 1
+  store double 0.0, double* %z.b, align 8
+  %zc.next = add i64 %zc, 1
+  %zc.more = icmp slt i64 %zc.next, %c1
+  br i1 %zc.more, label %zero, label %chunk
 chunk:
-  %s = phi i64 [0, %cand], [%s.e, %cont]
-  %sq = phi {dvt} [{z}, %cand], [%sq.n, %cont]
-  %ab = phi {dvt} [{z}, %cand], [%ab.n, %cont]
+  %s = phi i64 [0, %zero], [%s.e, %lnext]
   %first = icmp eq i64 %s, 0
   %step = select i1 %first, i64 {first}, i64 {chunk}
   %s.e0 = add i64 %s, %step
   %s.lt = icmp slt i64 %s.e0, %npad
   %s.e = select i1 %s.lt, i64 %s.e0, i64 %npad
-  call void %k({t}* %X, i64 %ldx, i64 %s, i64 %s.e, double* %cc, double* %pc, {t}* %bufp)
+  br label %lcand
+lcand:
+  %l = phi i64 [%c0, %chunk], [%l.next, %lskip]
+  %a0 = mul i64 %l, 2
+  %acc0 = getelementptr double, double* %acc, i64 %a0
+  %acc1 = getelementptr double, double* %acc0, i64 1
+  %ab.o = load double, double* %acc1, align 8
+  %dead = fcmp uge double %ab.o, {inf}
+  br i1 %dead, label %lskip, label %leval
+leval:
+{cand("l", "l")}
+  call void %lk({t}* %X, i64 %ldx, i64 %s, i64 %s.e, double* %lcc, double* %lpc, {t}* %bufp)
   br label %red
 red:
-  %j = phi i64 [%s, %chunk], [%j.next, %red]
-  %sq.r = phi {dvt} [%sq, %chunk], [%sq.n, %red]
-  %ab.r = phi {dvt} [%ab, %chunk], [%ab.n, %red]
+  %j = phi i64 [%s, %leval], [%j.next, %red]
+  %sq.r = phi {dvt} [{z}, %leval], [%sq.n, %red]
+  %ab.r = phi {dvt} [{z}, %leval], [%ab.n, %red]
   %jb = sub i64 %j, %s
   %pb.a = getelementptr {t}, {t}* %bufp, i64 %jb
   %pb.b = bitcast {t}* %pb.a to {vt}*
@@ -405,25 +433,24 @@ red:
   %j.more = icmp slt i64 %j.next, %s.e
   br i1 %j.more, label %red, label %check
 check:
-  %abt = call double @{red}(double 0.0, {dvt} %ab.n)
+  %abc = call double @{red}(double 0.0, {dvt} %ab.n)
+  %sqc = call double @{red}(double 0.0, {dvt} %sq.n)
+  %sq.o = load double, double* %acc0, align 8
+  %abt = fadd double %ab.o, %abc
+  %sqt = fadd double %sq.o, %sqc
   %bad = fcmp uge double %abt, {inf}
-  br i1 %bad, label %bail, label %cont
-cont:
-  %c.more = icmp slt i64 %s.e, %npad
-  br i1 %c.more, label %chunk, label %fin
-bail:
-  store double {inf}, double* %acc0, align 8
-  store double {inf}, double* %acc1, align 8
-  br label %next
-fin:
-  %sqt = call double @{red}(double 0.0, {dvt} %sq.n)
-  store double %sqt, double* %acc0, align 8
-  store double %abt, double* %acc1, align 8
-  br label %next
-next:
-  %c.next = add i64 %c, 1
-  %c.more2 = icmp slt i64 %c.next, %c1
-  br i1 %c.more2, label %cand, label %ret
+  %sqw = select i1 %bad, double {inf}, double %sqt
+  %abw = select i1 %bad, double {inf}, double %abt
+  store double %sqw, double* %acc0, align 8
+  store double %abw, double* %acc1, align 8
+  br label %lskip
+lskip:
+  %l.next = add i64 %l, 1
+  %l.more = icmp slt i64 %l.next, %c1
+  br i1 %l.more, label %lcand, label %lnext
+lnext:
+  %s.more = icmp slt i64 %s.e, %npad
+  br i1 %s.more, label %chunk, label %ret
 ret:
   ret void
 }}
