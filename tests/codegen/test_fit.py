@@ -204,6 +204,27 @@ def test_restarts_are_seeded_and_never_worse():
     assert a.iterations > base.iterations
 
 
+def test_restarts_on_a_row_subsample_refine_on_all_rows():
+    """On data of 2 x SUBSAMPLE_ROWS rows or more, tier-0 restarts run on a subsample and the
+    winners are refined on every row: each result's loss is its parameters' MSE on all rows
+    (reference evaluator), no candidate ends worse than with the first start alone, and the
+    sine below, stuck in a local minimum from its start, is rescued."""
+    from symcore.codegen import fit as fit_module
+    n = 2 * fit_module.SUBSAMPLE_ROWS + 37
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-3, 3, (n, 2))
+    y = np.sin(2.5 * X[:, 0]) + 0.3 * X[:, 1]
+    pop = [call("sin", 4.2 * x0) + 0.1 * x1, call("sin", 2.0 * x0) + 0.5 * x1,
+           1.5 * call("exp", -0.2 * x1) * call("cos", 0.3 * x0)]
+    base = fit(pop, X, y, tier=0)
+    more = fit(pop, X, y, tier=0, restarts=4, seed=2)
+    for b, m in zip(base, more):
+        assert m.loss <= b.loss
+        ref = float(np.mean((evaluate(m.expr, X) - y) ** 2))
+        np.testing.assert_allclose(m.loss, ref, rtol=1e-9, atol=1e-20)
+    assert base[0].loss > 0.1 and more[0].loss < 1e-20
+
+
 def test_algorithms_on_a_plain_callback():
     # Rosenbrock as least squares: r = (10 (p1 - p0²), 1 - p0)
     def normal(q):
