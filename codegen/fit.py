@@ -66,11 +66,12 @@ STATUSES = ("converged", "max_iter", "non-finite", "singular")
 METHODS = ("lm", "bfgs")
 TIERS = ("auto", 0, 1, "numpy")
 #: tier "auto" compiles fused kernels (tier 1) when rows × expected kernel calls reaches this:
-#: compiling one candidate costs ~15-30 ms, which the faster compiled calls only win back
-#: over many row-evaluations.  Measured on bench_fit's population (200 candidates, one
-#: start): tier 0 3.3 s vs tier 1 4.3 s at 40k rows, 7.3 s vs 6.7 s at 100k rows (break-even
-#: ~4e6 row-calls); at 10k rows with 3 restarts (2e6 by this estimate) 2.1 s vs 3.7 s
-AUTO_TIER1_ROW_CALLS = 4e6
+#: compiling one candidate costs ~15-30 ms, which the faster compiled calls only win back over
+#: many row-evaluations, and tier 0 runs the whole fit in native code.  Measured on bench_fit's
+#: population (200 candidates, one start, one thread, CPU s): tier 0 2.8 vs tier 1 4.1 at 40k
+#: rows, 6.6 vs 7.8 at 100k rows; the compiled calls are ~1.6x faster, so tier 1 wins from
+#: ~150-200k rows.  Restarts do not count: in tier 0 they run on a row subsample.
+AUTO_TIER1_ROW_CALLS = 1e7
 _EXPECTED_CALLS = 50
 #: in tier 0, restarts run on this many rows (a seeded random subsample) when the data has at
 #: least twice as many; only those that end below the first start there are refined on all rows
@@ -775,7 +776,7 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
 
     auto = tier == "auto"
     if auto:
-        tier = 1 if A.shape[0] * _EXPECTED_CALLS * (1 + restarts) >= AUTO_TIER1_ROW_CALLS else 0
+        tier = 1 if A.shape[0] * _EXPECTED_CALLS >= AUTO_TIER1_ROW_CALLS else 0
     kernels: GradKernels | Tier0Grad | None = None
     if tier == "numpy":
         sum_w = float(Y.shape[0] if W is None else W.sum())
