@@ -1018,6 +1018,9 @@ class Tier0Grad:
         budgets = np.ascontiguousarray(budgets, dtype=np.int64)
         if starts.shape != (K, Pm) or budgets.shape != (K,):
             raise DataError(f"starts must be ({K}, {Pm}) and budgets ({K},)")
+        if K and (ids.min() < 0 or ids.max() >= len(self._packed) or budgets.min() < 0):
+            raise DataError(f"candidate ids must lie in [0, {len(self._packed)}) and budgets "
+                            f"be >= 0")
         if data.n_pad % self.lanes:
             raise DataError(f"data padded to {data.n_pad} rows, not a multiple of {self.lanes}")
         if K and max(self._packed[i].n_cols for i in set(ids.tolist())) > data.X.shape[0]:

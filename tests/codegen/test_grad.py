@@ -346,3 +346,52 @@ def test_tier0_row_counts_at_block_boundaries_weights_and_batches():
                     np.all(Hb[i, :, P:] == 0), label
         if n >= 7:
             assert not math.isfinite(f0)   # the last candidate: log of negative x*p2 on a row
+
+
+@pytest.mark.parametrize("P", [1, 3, 10, 11, 13])
+def test_tier0_normal_equations_unrolled_and_generic(P):
+    """Tier 0 unrolls the normal equations for up to T0_UNROLLED_PARAMS parameters and loops
+    beyond: both equal the reference at every P, in a batch of mixed sizes too."""
+    from symcore.codegen.grad import T0_UNROLLED_PARAMS
+    assert T0_UNROLLED_PARAMS in (10, 11, 12)  # the cases above straddle the boundary
+    ps = [param(i) for i in range(P)]
+    e = ps[0] * x0
+    for i, q in enumerate(ps[1:], 1):
+        e = e + q * call("sin", float(i) * x1 + q)
+    rng = np.random.default_rng(P)
+    X = rng.uniform(-1, 1, (77, 2))
+    yv = rng.normal(size=77)
+    w = rng.uniform(0, 2, 77)
+    q = rng.normal(size=P)
+    k0 = Tier0Grad([e, p[0] * x0])
+    data = prepare_data(X, yv, w, k0.lanes)
+    pred, J = jacobian_reference(e, X, q)
+    f, g, H = normal_from(pred, J, yv, w)
+    f0, g0, H0 = k0.normal(0, data, q)
+    fb, gb, Hb = k0.normal_batch(np.array([0, 1]), np.stack([q, np.r_[0.5, np.zeros(P - 1)]]),
+                                 data)
+    for ff, gg, HH in ((f0, g0, H0), (fb[0], gb[0], Hb[0])):
+        np.testing.assert_allclose(ff, f, rtol=1e-11)
+        np.testing.assert_allclose(gg, g, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(HH, H, rtol=1e-10, atol=1e-12)
+
+
+def test_tier0_fit_lm_checks_its_arrays():
+    """The native LM entry refuses arrays that do not describe its problems before any native
+    code runs."""
+    k0 = Tier0Grad([p[0] * x0, p[0] * x0 + p[1]])
+    data = prepare_data(np.ones((8, 1)), np.ones(8), None, k0.lanes)
+    ids = np.array([0, 1])
+    good = np.ones((2, 2)), np.array([10, 10])
+    params, f, it, st = k0.fit_lm(ids, *good, data, 1e-8)
+    assert params.shape == (2, 2) and np.all(st == 0)
+    for bad in ((np.ones((2, 3)), good[1]), (good[0], np.array([10])),
+                (good[0], np.array([10, -1]))):
+        with pytest.raises(DataError):
+            k0.fit_lm(ids, *bad, data, 1e-8)
+    with pytest.raises(DataError):
+        k0.fit_lm(np.array([0, 2]), *good, data, 1e-8)
+    with pytest.raises(DataError):
+        k0.fit_lm(ids, *good, data, float("nan"))
+    with pytest.raises(DataError):
+        k0.fit_lm(ids, *good, prepare_data(np.ones((8, 2)), np.ones(8), None, 3), 1e-8)
