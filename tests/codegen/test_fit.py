@@ -10,12 +10,16 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symcore
 from symcore import DataError, FitError, call, const, evaluate, param, var
 from symcore.codegen.fit import (STATUSES, FitResult, bfgs, fit, levenberg_marquardt)
 from symcore.codegen.grad import jacobian_reference
 from symcore.params import bind_params, lift_constants
+
+from strategies import data as strat_data, exprs
 
 x0, x1 = var(0), var(1)
 p = [param(i) for i in range(4)]
@@ -364,3 +368,25 @@ def test_native_fit_statuses_and_edge_problems():
     exact = fit(pop[3], X, y, params0=starts[3], tier=0)
     assert exact.status == "converged" and exact.loss < 1e-20
     np.testing.assert_allclose(exact.params, [2.0, 1.0], rtol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(e=exprs(n_vars=2, n_params=3, max_leaves=8), X=strat_data(n_vars=2, min_rows=1,
+                                                                  max_rows=40, edge=False),
+       seed=st.integers(0, 2 ** 16))
+def test_native_fit_never_increases_the_loss_and_reports_it_truly(e, X, seed):
+    """Random expressions over every operator, random data: the native loop returns a status,
+    never ends above its start, and its loss is the reference MSE at the returned parameters."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=X.shape[0])
+    P = e.n_params
+    p0 = rng.uniform(-2, 2, P)
+    with np.errstate(all="ignore"):
+        start = float(np.mean((evaluate(bind_params(e, p0), X) - y) ** 2)) if P else None
+        r = fit(e, X, y, params0=p0, tier=0, lift=False, max_iter=60)
+        ref = float(np.mean((evaluate(r.expr, X) - y) ** 2))
+    assert r.status in STATUSES
+    if math.isfinite(r.loss):
+        np.testing.assert_allclose(r.loss, ref, rtol=1e-6, atol=1e-12)
+    if start is not None and math.isfinite(start):
+        assert r.loss <= start * (1 + 1e-12) + 1e-300
