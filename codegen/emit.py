@@ -137,7 +137,11 @@ class TextBuilder:
     """Duck-typed subset of `llvmlite.ir.IRBuilder` writing instruction text (declarations go
     to the real `module`)."""
 
-    def __init__(self, module: ir.Module, prefix: str = "%v") -> None:
+    def __init__(self, module: ir.Module, prefix: str = "%v", inline_math: str = "call") -> None:
+        # vecmath: "call" = math functions of vecmath.INLINE are calls to module-local helper
+        # functions (their bodies are written once per module by `declarations`); "inline" =
+        # their code is written in place
+        self.inline_math = inline_math
         self.module = module
         self.lines: list[str] = []
         self._prefix = prefix
@@ -185,6 +189,9 @@ class TextBuilder:
         text = f"call {_ts(ret)} @{fn.name}({', '.join(f'{_ts(a.type)} {_ref(a)}' for a in args)})"
         return self._new(ret, text)
 
+    def bitcast(self, v: Any, ty: ir.Type, name: str = "") -> TextValue:
+        return self._new(ty, f"bitcast {_ts(v.type)} {_ref(v)} to {_ts(ty)}")
+
     def shuffle_vector(self, a: Any, b: Any, mask: Any, name: str = "") -> TextValue:
         ty = ir.VectorType(a.type.element, mask.type.count)
         return self._new(ty, f"shufflevector {_ts(a.type)} {_ref(a)}, {_ts(b.type)} {_ref(b)}, "
@@ -200,9 +207,45 @@ class TextBuilder:
 
 
 def declarations(module: ir.Module) -> str:
-    """`declare` lines of every function declared in `module` (what the lowering calls)."""
-    return "\n".join(str(g).strip() for g in module.globals.values()
-                     if isinstance(g, ir.Function) and g.is_declaration)
+    """`declare` lines of every function declared in `module` (what the lowering calls), and the
+    definitions of the vecmath helpers it calls."""
+    out: dict[str, str] = {}
+    helpers = []
+    for g in list(module.globals.values()):
+        if not (isinstance(g, ir.Function) and g.is_declaration):
+            continue
+        h = _helper_text(g.name)
+        if h is None:
+            out[g.name] = str(g).strip()
+        else:
+            helpers.append(h[0])
+            out.update(h[1])
+    return "\n".join([*out.values(), *helpers])
+
+
+_HELPERS: dict[str, tuple[str, dict[str, str]] | None] = {}
+
+
+def _helper_text(name: str) -> tuple[str, dict[str, str]] | None:
+    """(definition, its declarations by name) of a vecmath helper function, None for others."""
+    if name in _HELPERS:
+        return _HELPERS[name]
+    from .vecmath import INLINE, helper_name
+    fn = next((f for f in INLINE if helper_name(f) == name), None)
+    if fn is None:
+        _HELPERS[name] = None
+        return None
+    scratch = ir.Module("symcore_helper")
+    vty = _vec_type("float64", 8)
+    tb = TextBuilder(scratch, "%h", inline_math="inline")
+    res = INLINE[fn](tb, TextValue(vty, "%x"))
+    decl = {g.name: str(g).strip() for g in scratch.globals.values()
+            if isinstance(g, ir.Function) and g.is_declaration}
+    body = "\n".join(tb.lines)
+    text = (f"define internal <8 x double> @\"{name}\"(<8 x double> %x) nounwind {{\n"
+            f"entry:\n{body}\n  ret <8 x double> {_ref(res)}\n}}\n")
+    _HELPERS[name] = (text, decl)
+    return _HELPERS[name]
 
 
 _VEC_TYPES: dict[tuple[str, int], ir.VectorType] = {}
