@@ -189,6 +189,9 @@ class TextBuilder:
         text = f"call {_ts(ret)} @{fn.name}({', '.join(f'{_ts(a.type)} {_ref(a)}' for a in args)})"
         return self._new(ret, text)
 
+    def lshr(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("lshr", a, b)
+
     def bitcast(self, v: Any, ty: ir.Type, name: str = "") -> TextValue:
         return self._new(ty, f"bitcast {_ts(v.type)} {_ref(v)} to {_ts(ty)}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -350,5 +351,81 @@ def _inline_exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return _scalef(b, _fma(b, t, q, t), b.fmul(k, _vsplat(ty, 1 / 16)))
 
 
+def _hex(*vals: str) -> list[float]:
+    return [float.fromhex(v) for v in vals]
+
+
+# log: x = m·2^e with m in [3/4, 3/2) (vgetmantpd/vgetexppd, exact also for subnormals); the top
+# 4 mantissa bits of m + 1/32 pick one of 16 intervals of m (those next to 1 use c = 1, so x
+# near 1 has no cancellation) with c ≈ 1/m; r = m·c - 1 (one FMA rounding, |r| <= 1/32) and
+# log x = e·ln2 - log c + log1p(r)
+_LOG_C = _hex("0x1.0000000000000p+0", "0x1.e1e1e1e1e1e1ep-1", "0x1.c71c71c71c71cp-1",
+              "0x1.af286bca1af28p-1", "0x1.999999999999ap-1", "0x1.8618618618618p-1",
+              "0x1.745d1745d1746p-1", "0x1.642c8590b2164p-1", "0x1.58ed2308158edp-1",
+              "0x1.4e5e0a72f0539p+0", "0x1.4141414141414p+0", "0x1.3521cfb2b78c1p+0",
+              "0x1.29e4129e4129ep+0", "0x1.1f7047dc11f70p+0", "0x1.15b1e5f75270dp+0",
+              "0x1.0c9714fbcda3bp+0")
+#: -log(c) of the double c above, as hi + lo (computed with mpmath at 200 bits)
+_LOG_HI = _hex("0x0.0p+0", "0x1.f0a30c01162a8p-5", "0x1.e27076e2af2eap-4",
+               "0x1.5ff3070a793d6p-3", "0x1.c8ff7c79a9a20p-3", "0x1.1675cababa60fp-2",
+               "0x1.4618bc21c5ec2p-2", "0x1.739d7f6bbd007p-2", "0x1.947941c2116fbp-2",
+               "-0x1.1178e8227e47ap-2", "-0x1.d1037f2655e7bp-3", "-0x1.823c16551a3c0p-3",
+               "-0x1.365fcb0159014p-3", "-0x1.da7276384469ep-4", "-0x1.4d3115d207eacp-4",
+               "-0x1.894aa149fb34bp-5")
+_LOG_LO = _hex("0x0.0p+0", "0x1.85f325c5bbacdp-59", "-0x1.61578001e015ap-60",
+               "-0x1.bc60efafc6f6cp-58", "-0x1.4f689f8434011p-57", "0x1.ce63eab883727p-61",
+               "-0x1.7a42642661c62p-61", "0x1.ce24c53fad3f0p-58", "0x1.1266e8a3e8838p-57",
+               "-0x1.b8ce2d07f1cb7p-56", "0x1.3f3adb7b71cbcp-58", "-0x1.6dcd318f4187ep-57",
+               "-0x1.bea08d2dca256p-57", "-0x1.401fa71733017p-58", "-0x1.da7d0b1e10b2fp-60",
+               "0x1.2ba0b44cfaee5p-59")
+_LN2_HI, _LN2_LO = _hex("0x1.62e42fefa39efp-1", "0x1.abc9e3b39803fp-56")
+#: Taylor coefficients of (log1p(r) - r + r²/2)/r³ = 1/3 - r/4 + …: the first dropped term,
+#: r^12/12, is below 2^-55 relative to r for |r| <= 1/32
+_LOG_POLY = [(-1.0) ** (n + 1) / n for n in range(11, 2, -1)]
+
+
+def _getmant_getexp(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:
+    ty = x.type
+    i8, i32 = ir.IntType(8), ir.IntType(32)
+    zero, all_, cur = _vsplat(ty, 0.0), ir.Constant(i8, -1), ir.Constant(i32, 4)
+    gm = _intr(b, "llvm.x86.avx512.mask.getmant.pd.512", ty, [ty, i32, ty, i8, i32])
+    ge = _intr(b, "llvm.x86.avx512.mask.getexp.pd.512", ty, [ty, ty, i8, i32])
+    # getmant imm 3: interval [3/4, 3/2), sign of the source (x > 0 here)
+    return (b.call(gm, [x, ir.Constant(i32, 3), zero, all_, cur]),
+            b.call(ge, [x, zero, all_, cur]))
+
+
+def _inline_log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """log x (see the tables above); x <= 0, inf and NaN take the C values by a select."""
+    ty = x.type
+    m, e = _getmant_getexp(b, x)
+    # getexp is floor(log2 x) for m in [1, 2); m in [3/4, 1) means one more
+    e = b.fadd(e, b.select(b.fcmp_ordered("<", m, _vsplat(ty, 1.0)), _vsplat(ty, 1.0),
+                           _vsplat(ty, 0.0)))
+    idx = b.fadd(m, _vsplat(ty, 1 / 32))
+    idx = b.bitcast(b.lshr(b.bitcast(idx, _I64V8), ir.Constant(_I64V8, [ir.Constant(
+        ir.IntType(64), 48)] * 8)), ty)
+    c = _table(b, ty, _LOG_C, idx)
+    r = _fma(b, m, c, _vsplat(ty, -1.0))
+    p = _vsplat(ty, _LOG_POLY[0])
+    for k in _LOG_POLY[1:]:
+        p = _fma(b, p, r, _vsplat(ty, k))
+    r2 = b.fmul(r, r)
+    lo = _fma(b, e, _vsplat(ty, _LN2_LO), _table(b, ty, _LOG_LO, idx))
+    t = _fma(b, b.fmul(r2, r), p, lo)
+    t = _fma(b, r2, _vsplat(ty, -0.5), t)
+    hi = _fma(b, e, _vsplat(ty, _LN2_HI), _table(b, ty, _LOG_HI, idx))
+    # hi + r with its rounding error (Fast2Sum: |hi| >= |r| unless hi = 0, then exact)
+    s = b.fadd(hi, r)
+    res = b.fadd(s, b.fadd(b.fadd(b.fsub(hi, s), r), t))
+    # log(±0) = -inf, log(x < 0) = NaN, log(+inf) = +inf, log(NaN) = NaN
+    c1 = b.fcmp_ordered(">", x, _vsplat(ty, 0.0))
+    ok = b.select(c1, b.fcmp_ordered("<", x, _vsplat(ty, math.inf)), c1)
+    special = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), _vsplat(ty, -math.inf),
+                       b.select(b.fcmp_ordered("<", x, _vsplat(ty, 0.0)),
+                                _vsplat(ty, math.nan), x))
+    return b.select(ok, res, special)
+
+
 #: functions written inline for builders with `inline_math` (see above)
-INLINE = {"exp": _inline_exp}
+INLINE = {"exp": _inline_exp, "log": _inline_log}
