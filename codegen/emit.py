@@ -189,6 +189,15 @@ class TextBuilder:
         text = f"call {_ts(ret)} @{fn.name}({', '.join(f'{_ts(a.type)} {_ref(a)}' for a in args)})"
         return self._new(ret, text)
 
+    def add(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("add", a, b)
+
+    def shl(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("shl", a, b)
+
+    def xor(self, a: Any, b: Any, name: str = "") -> TextValue:
+        return self._bin("xor", a, b)
+
     def lshr(self, a: Any, b: Any, name: str = "") -> TextValue:
         return self._bin("lshr", a, b)
 
@@ -238,15 +247,29 @@ def _helper_text(name: str) -> tuple[str, dict[str, str]] | None:
     if fn is None:
         _HELPERS[name] = None
         return None
+    from .vecmath import math_call
     scratch = ir.Module("symcore_helper")
     vty = _vec_type("float64", 8)
+    x = TextValue(vty, "%x")
     tb = TextBuilder(scratch, "%h", inline_math="inline")
-    res = INLINE[fn](tb, TextValue(vty, "%x"))
+    tb.fallback = None    # set by functions whose fast path does not cover every input
+    res = INLINE[fn](tb, x)
+    lines = tb.lines + [f"  ret <8 x double> {_ref(res)}"]
+    if tb.fallback is not None:
+        # any lane outside the fast path: the whole vector through libmvec (guarded)
+        slow = TextBuilder(scratch, "%s", inline_math="")
+        g = math_call(slow, fn, x)
+        lines = tb.lines + [
+            f"  %any.b = bitcast <8 x i1> {_ref(tb.fallback)} to i8",
+            "  %any = icmp ne i8 %any.b, 0",
+            "  br i1 %any, label %slow, label %fast",
+            "fast:", f"  ret <8 x double> {_ref(res)}",
+            "slow:", *slow.lines, f"  ret <8 x double> {_ref(g)}"]
     decl = {g.name: str(g).strip() for g in scratch.globals.values()
             if isinstance(g, ir.Function) and g.is_declaration}
-    body = "\n".join(tb.lines)
+    body = "\n".join(lines)
     text = (f"define internal <8 x double> @\"{name}\"(<8 x double> %x) nounwind {{\n"
-            f"entry:\n{body}\n  ret <8 x double> {_ref(res)}\n}}\n")
+            f"entry:\n{body}\n}}\n")
     _HELPERS[name] = (text, decl)
     return _HELPERS[name]
 

@@ -427,5 +427,63 @@ def _inline_log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.select(ok, res, special)
 
 
+# sin/cos: k = round(x/π) (cos: round(x/π - 1/2), r = x - (k + 1/2)π), r = x - kπ with π as
+# three doubles, the first of 36 bits so that x - k·π1 is exact for |k| < 2^17; then
+# sin x = (-1)^k sin r, cos x = (-1)^(k+1) sin r, |r| <= π/2 + tiny.  |x| > _TRIG_LIMIT (finite)
+# needs a longer reduction: the helper then calls libmvec for the whole vector (rare).
+_PI1, _PI2, _PI3 = _hex("0x1.921fb54440000p+1", "0x1.68c234c4c6629p-38", "-0x1.1fc8f8cbb5bf7p-92")
+_INV_PI = float.fromhex("0x1.45f306dc9c883p-2")
+_TRIG_LIMIT = 1e5
+#: (sin r - r)/r³ as a polynomial in u = r² on [0, (π/2 + 0.001)²] (mpmath.chebyfit, error
+#: 1.3e-18 relative to sin r)
+_SIN_POLY = _hex("0x1.89a0d15681efap-49", "-0x1.ae511b008fcd2p-41", "0x1.612400fe1fb8bp-33",
+                 "-0x1.ae6455a0b7356p-26", "0x1.71de3a5454ad1p-19", "-0x1.a01a01a018a83p-13",
+                 "0x1.1111111111107p-7", "-0x1.5555555555555p-3")
+
+
+def _sincos(b: ir.IRBuilder, x: ir.Value, cos: bool) -> ir.Value:
+    ty = x.type
+    i64 = ir.IntType(64)
+    if cos:
+        t = _fma(b, x, _vsplat(ty, _INV_PI), _vsplat(ty, -0.5))
+        s = b.fadd(t, _vsplat(ty, _SHIFTER))
+        kh = b.fadd(b.fsub(s, _vsplat(ty, _SHIFTER)), _vsplat(ty, 0.5))
+    else:
+        s = _fma(b, x, _vsplat(ty, _INV_PI), _vsplat(ty, _SHIFTER))
+        kh = b.fsub(s, _vsplat(ty, _SHIFTER))
+    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI1), x)
+    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI2), r)
+    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI3), r)
+    u = b.fmul(r, r)
+    p = _vsplat(ty, _SIN_POLY[0])
+    for c in _SIN_POLY[1:]:
+        p = _fma(b, p, u, _vsplat(ty, c))
+    sr = _fma(b, b.fmul(u, r), p, r)
+    # sign: the parity of k (bit 0 of s's integer part); cos flips it once more
+    kb = b.bitcast(s, _I64V8)
+    if cos:
+        kb = b.add(kb, ir.Constant(_I64V8, [ir.Constant(i64, 1)] * 8))
+    sign = b.shl(kb, ir.Constant(_I64V8, [ir.Constant(i64, 63)] * 8))
+    res = b.bitcast(b.xor(b.bitcast(sr, _I64V8), sign), ty)
+    if not cos:   # sin(-0) = -0 (r + r³·p is +0 there)
+        res = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), x, res)
+    ax = b.call(_intr(b, "llvm.fabs.v8f64", ty, [ty]), [x])
+    big = b.fcmp_ordered(">", ax, _vsplat(ty, _TRIG_LIMIT))
+    big = b.select(big, b.fcmp_ordered("<", ax, _vsplat(ty, math.inf)), big)
+    if hasattr(b, "fallback"):
+        b.fallback = big
+    return res
+
+
+def _inline_sin(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """sin x (see above; the helper falls back to libmvec when a lane is beyond the limit)."""
+    return _sincos(b, x, False)
+
+
+def _inline_cos(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """cos x (see above; the helper falls back to libmvec when a lane is beyond the limit)."""
+    return _sincos(b, x, True)
+
+
 #: functions written inline for builders with `inline_math` (see above)
-INLINE = {"exp": _inline_exp, "log": _inline_log}
+INLINE = {"exp": _inline_exp, "log": _inline_log, "sin": _inline_sin, "cos": _inline_cos}
