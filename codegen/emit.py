@@ -218,21 +218,42 @@ class TextBuilder:
                                  f"{_ref(x)}, {_ts(idx.type)} {_ref(idx)}")
 
 
-def declarations(module: ir.Module) -> str:
-    """`declare` lines of every function declared in `module` (what the lowering calls), and the
-    definitions of the vecmath helpers it calls."""
+def declarations(module: ir.Module, helpers: bool = True) -> str:
+    """`declare` lines of every function declared in `module` (what the lowering calls), and
+    (with `helpers`) module-local definitions of the vecmath helpers it calls; without, those
+    are declared too and must come from `helper_module` linked alongside."""
     out: dict[str, str] = {}
-    helpers = []
+    defs = []
     for g in list(module.globals.values()):
         if not (isinstance(g, ir.Function) and g.is_declaration):
             continue
-        h = _helper_text(g.name)
+        h = _helper_text(g.name) if helpers else None
         if h is None:
             out[g.name] = str(g).strip()
-        else:
-            helpers.append(h[0])
+            continue
+        defs.append(h[0])
+        out.update(h[1])
+        if g.name.endswith(".v16f64"):   # its slow path calls the 8-lane helper
+            h8 = _helper_text(g.name[:-len("v16f64")] + "v8f64")
+            if h8 is not None and g.name[:-len("v16f64")] + "v8f64" not in module.globals:
+                defs.append(h8[0])
+                out.update(h8[1])
+    return "\n".join([*out.values(), *defs])
+
+
+def helper_module() -> str:
+    """Text of a module defining every vecmath helper (vecmath.INLINE) with external linkage,
+    for kernels written with `declarations(module, helpers=False)`."""
+    from .vecmath import INLINE, helper_name
+    out: dict[str, str] = {}
+    defs = []
+    for fn in INLINE:
+        for lanes in (8, 16):
+            h = _helper_text(helper_name(fn, lanes))
+            assert h is not None
+            defs.append(h[0].replace("define internal ", "define ", 1))
             out.update(h[1])
-    return "\n".join([*out.values(), *helpers])
+    return "\n".join([*out.values(), *defs])
 
 
 _HELPERS: dict[str, tuple[str, dict[str, str]] | None] = {}
@@ -243,35 +264,86 @@ def _helper_text(name: str) -> tuple[str, dict[str, str]] | None:
     if name in _HELPERS:
         return _HELPERS[name]
     from .vecmath import INLINE, helper_name
-    fn = next((f for f in INLINE if helper_name(f) == name), None)
-    if fn is None:
+    hit = next(((f, w) for f in INLINE for w in (8, 16) if helper_name(f, w) == name), None)
+    if hit is None:
         _HELPERS[name] = None
         return None
-    from .vecmath import math_call
+    fn, lanes = hit
     scratch = ir.Module("symcore_helper")
-    vty = _vec_type("float64", 8)
-    x = TextValue(vty, "%x")
-    tb = TextBuilder(scratch, "%h", inline_math="inline")
-    tb.fallback = None    # set by functions whose fast path does not cover every input
-    res = INLINE[fn](tb, x)
-    lines = tb.lines + [f"  ret <8 x double> {_ref(res)}"]
-    if tb.fallback is not None:
-        # any lane outside the fast path: the whole vector through libmvec (guarded)
+    lines, res, fallback = _helper_body(scratch, fn, lanes)
+    vt = f"<{lanes} x double>"
+    if fallback is None:
+        lines += [f"  ret {vt} {res}"]
+    else:
+        # a lane outside the fast path: the whole vector through the slow path (rare)
         slow = TextBuilder(scratch, "%s", inline_math="")
-        g = math_call(slow, fn, x)
-        lines = tb.lines + [
-            f"  %any.b = bitcast <8 x i1> {_ref(tb.fallback)} to i8",
-            "  %any = icmp ne i8 %any.b, 0",
-            "  br i1 %any, label %slow, label %fast",
-            "fast:", f"  ret <8 x double> {_ref(res)}",
-            "slow:", *slow.lines, f"  ret <8 x double> {_ref(g)}"]
+        if lanes == 8:   # guarded libmvec
+            from .vecmath import math_call
+            g = _ref(math_call(slow, fn, TextValue(_vec_type("float64", 8), "%x")))
+        else:            # each half through the 8-lane helper (which decides per half)
+            g = _concat(slow, [_call8(slow, scratch, helper_name(fn, 8), h) for h in
+                               ("%x.lo", "%x.hi")])
+        lines += [f"  %any.b = bitcast <{lanes} x i1> {fallback} to i{lanes}",
+                  f"  %any = icmp ne i{lanes} %any.b, 0",
+                  "  br i1 %any, label %slow, label %fast",
+                  "fast:", f"  ret {vt} {res}",
+                  "slow:", *slow.lines, f"  ret {vt} {g}"]
     decl = {g.name: str(g).strip() for g in scratch.globals.values()
-            if isinstance(g, ir.Function) and g.is_declaration}
+            if isinstance(g, ir.Function) and g.is_declaration and _helper_text(g.name) is None}
     body = "\n".join(lines)
-    text = (f"define internal <8 x double> @\"{name}\"(<8 x double> %x) nounwind {{\n"
+    text = (f"define internal {vt} @\"{name}\"({vt} %x) nounwind {{\n"
             f"entry:\n{body}\n}}\n")
     _HELPERS[name] = (text, decl)
     return _HELPERS[name]
+
+
+def _call8(tb: "TextBuilder", module: ir.Module, name: str, arg: str) -> str:
+    vt = _vec_type("float64", 8)
+    if name not in module.globals:
+        ir.Function(module, ir.FunctionType(vt, [vt]), name=name)
+    return _ref(tb._new(vt, f"call <8 x double> @\"{name}\"(<8 x double> {arg})"))
+
+
+def _concat(tb: "TextBuilder", halves: list[str], ty: str = "double") -> str:
+    mask = ", ".join(f"i32 {j}" for j in range(16))
+    return _ref(tb._new(_vec_type("float64", 16), f"shufflevector <8 x {ty}> {halves[0]}, "
+                                                  f"<8 x {ty}> {halves[1]}, <16 x i32> <{mask}>"))
+
+
+def _helper_body(module: ir.Module, fn: str, lanes: int) -> tuple[list[str], str, str | None]:
+    """Lines computing the fast path of `fn` on %x (<lanes x double>, 8 or 16), the result's
+    reference and the reference of the lanes needing the slow path (None: every lane is exact).
+    16 lanes: the two halves' code side by side, for the scheduler to interleave."""
+    from .vecmath import INLINE
+    vty = _vec_type("float64", 8)
+    if lanes == 8:
+        tb = TextBuilder(module, "%h", inline_math="inline")
+        tb.fallback = None    # set by functions whose fast path does not cover every input
+        res = INLINE[fn](tb, TextValue(vty, "%x"))
+        return tb.lines, _ref(res), (None if tb.fallback is None else _ref(tb.fallback))
+    lines = []
+    halves = []
+    falls = []
+    for h, idx in (("lo", range(8)), ("hi", range(8, 16))):
+        mask = ", ".join(f"i32 {j}" for j in idx)
+        lines.append(f"  %x.{h} = shufflevector <16 x double> %x, <16 x double> undef, "
+                     f"<8 x i32> <{mask}>")
+        tb = TextBuilder(module, f"%{h}", inline_math="inline")
+        tb.fallback = None
+        halves.append((tb, INLINE[fn](tb, TextValue(vty, f"%x.{h}"))))
+        falls.append(tb.fallback)
+    a, b = halves[0][0].lines, halves[1][0].lines
+    for i in range(max(len(a), len(b))):   # same code: interleave line by line
+        lines += a[i:i + 1] + b[i:i + 1]
+    tb = TextBuilder(module, "%j")
+    res = _concat(tb, [_ref(halves[0][1]), _ref(halves[1][1])])
+    fall = None
+    if falls[0] is not None:
+        mask = ", ".join(f"i32 {j}" for j in range(16))
+        fall = _ref(tb._new(_vec_type("float64", 16), f"shufflevector <8 x i1> "
+                                                      f"{_ref(falls[0])}, <8 x i1> "
+                                                      f"{_ref(falls[1])}, <16 x i32> <{mask}>"))
+    return lines + tb.lines, res, fall
 
 
 _VEC_TYPES: dict[tuple[str, int], ir.VectorType] = {}

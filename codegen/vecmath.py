@@ -185,14 +185,18 @@ def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value,
     dtype = _dtype_of(elem)
     module = builder.module
     native = (isa or host_isa()).lanes(dtype)
-    if lanes > native >= 2 and lanes % native == 0 and _is_pow2(lanes // native) \
-            and mvec_symbol(fn, dtype, native, isa) is not None:
-        return _split_call(builder, fn, args, native, isa)
     mode = getattr(builder, "inline_math", None)
     if mode and fn in INLINE and inline_applies(ty, isa):
         if mode == "inline":
             return INLINE[fn](builder, args[0])
         return builder.call(_declare(module, helper_name(fn), ty, [ty]), list(args))
+    if mode == "call" and fn in INLINE and lanes == 16 and inline_applies(
+            ir.VectorType(elem, 8), isa):
+        # two native vectors: one helper evaluating both halves interleaved
+        return builder.call(_declare(module, helper_name(fn, 16), ty, [ty]), list(args))
+    if lanes > native >= 2 and lanes % native == 0 and _is_pow2(lanes // native) \
+            and mvec_symbol(fn, dtype, native, isa) is not None:
+        return _split_call(builder, fn, args, native, isa)
     sym = mvec_symbol(fn, dtype, lanes, isa) if lanes else None
     if sym is not None:
         f = _declare(module, sym, ty, [ty] * len(args))
@@ -290,9 +294,9 @@ _EXP_POLY = [1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5]
 _EXP_CLAMP = 750.0
 
 
-def helper_name(fn: str) -> str:
-    """Name of the module-local function computing `fn` inline (see `INLINE`)."""
-    return f"symcore.{fn}.v8f64"
+def helper_name(fn: str, lanes: int = 8) -> str:
+    """Name of the helper function computing `fn` (see `INLINE`) on <lanes x double>."""
+    return f"symcore.{fn}.v{lanes}f64"
 
 
 def inline_applies(ty: ir.Type, isa: VecISA | None = None) -> bool:
