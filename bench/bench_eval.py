@@ -257,7 +257,7 @@ def main() -> None:
         for name, k in ours:
             k.score(X, y)   # warm (tier-0 interpreter load, pool)
             subk[name].predict(X)
-        for _ in range(max(reps, 3)):
+        for _ in range(max(reps, 5)):
             for name, k in ours:
                 ks = subk[name]
                 times.setdefault((name, "score"), []).append(cpu(lambda: k.score(X, y), 1)[0])
@@ -333,7 +333,7 @@ def main() -> None:
         at: dict[str, list[float]] = {n: [] for n in ak}
         for name, k in ak.items():
             k.score(X, y)
-        for _ in range(max(reps, 3)):
+        for _ in range(max(reps, 5)):
             for name, k in ak.items():
                 at[name].append(cpu(lambda: k.score(X, y), 1)[0])
         for name in ak:

@@ -1,5 +1,6 @@
 """Host vector ISA detection and vector math: glibc libmvec calls chosen by the CPU's features,
-with a per-lane scalar libm fallback; declares and calls them inside an `llvmlite.ir.Module`.
+with a per-lane scalar libm fallback, and (for tier 1 on AVX-512) symcore's own exp/log/sin/cos;
+declares and calls them inside an `llvmlite.ir.Module`.
 """
 
 from __future__ import annotations
@@ -272,13 +273,17 @@ def _fabs_fn(b: ir.IRBuilder, ty: ir.VectorType) -> ir.Function:
     return fn
 
 
-# -- inline vector math (tier 1, AVX-512, float64) -------------------------------------------------
-# A fused kernel is bound by vector-port throughput, and most of its µops are in libmvec calls
-# plus the guards around them.  The functions below are written inline with AVX-512's table
-# permute (vpermi2pd: a 16-entry table in two registers, no gather) and vscalefpd (2^n scaling
-# that rounds overflow to inf and underflow to subnormals/0 and propagates NaN).  They are used
-# only by builders that ask for them (`inline_math = True`: tier 1's text builder) on
-# <8 x double> with AVX-512, and are accurate to about 1 ulp (tested against NumPy).
+# -- symcore's own vector math (tier 1, AVX-512, float64) ---------------------------------------
+# A fused kernel is bound by vector-port throughput, and most of its µops were in libmvec calls
+# plus the guards around them.  The functions below use AVX-512's table permute (vpermi2pd: a
+# 16-entry table in two registers, no gather), vgetmant/vgetexp and vscalefpd (2^n scaling that
+# rounds overflow to inf and underflow to subnormals/0 and propagates NaN), take every special
+# input (NaN, ±inf, ±0, subnormals) to the C result without a guard, and are accurate to 1 ulp
+# (exp, log) and 2 ulp (sin, cos) against NumPy (tests/codegen/test_tier1_vecmath.py).  A builder
+# opts in with its `inline_math` attribute: "inline" writes the code in place (used to write the
+# helper functions, emit.helper_module), "call" calls helper `symcore.<fn>.v8f64` (or .v16f64 for
+# two native vectors, both halves interleaved) that tier 1 compiles once at O2 and links into
+# every kernel library.  Other builders (tier 0, gradients) keep libmvec.
 
 _LN2 = 0.6931471805599453
 _EXP_TABLE = [2.0 ** (j / 16) for j in range(16)]
