@@ -15,12 +15,13 @@ Driver ABI:
 for every candidate c of [c0, c1): if `out` is not null, its predictions of the n rows go to
 out + c·ldo (exactly n values: the last partial block goes through a buffer).  Otherwise
 acc[2c], acc[2c+1] get Σ w·(p − y)² and Σ w·|p − y| over the n real rows, in float64 (padded
-lanes masked): rows are the outer loop (a first short chunk, then CHUNK rows at a time) and
-candidates the inner one, so one chunk of X, y and w stays in L1 while every candidate of the
-range reads it (candidate-outer order re-streamed X from L3 per candidate at large N); each
-candidate evaluates a chunk into an L1-resident buffer and adds the chunk's sums to its acc.
-Once Σ w·|p − y| is not finite both sums are +inf and the candidate skips its remaining
-chunks: a non-finite prediction makes the loss +inf without more work.
+lanes masked, on the last chunk only; a null w means unit weights): rows are the outer loop (a
+first short chunk, then CHUNK rows at a time) and candidates the inner one, so one chunk of X,
+y and w stays in L1 while every candidate of the range reads it (candidate-outer order
+re-streamed X from L3 per candidate at large N); each candidate evaluates a chunk into an
+L1-resident buffer and adds the chunk's sums to its acc.  Once Σ w·|p − y| is not finite both
+sums are +inf and the candidate skips its remaining chunks: a non-finite prediction makes the
+loss +inf without more work.
 """
 
 from __future__ import annotations
@@ -445,8 +446,6 @@ def emit_driver(name: str, dtype: str, lanes: int, chunk: int = CHUNK) -> str:
     iota = ", ".join(f"i64 {q}" for q in range(lanes))
     fabs = f"llvm.fabs.v{lanes}f64"
     red = f"llvm.vector.reduce.fadd.v{lanes}f64"
-    pd = (f"  %pd = fpext {vt} %pv to {dvt}" if dtype == "float32"
-          else f"  %pd = fadd {dvt} %pv, {z}")
 
     def cand(c: str, p: str) -> str:
         # kernel, constants and parameters of candidate %{c}, as %{p}k, %{p}cc, %{p}pc
@@ -460,6 +459,55 @@ def emit_driver(name: str, dtype: str, lanes: int, chunk: int = CHUNK) -> str:
   %{p}po = load i64, i64* %{p}po.a, align 8
   %{p}pc = getelementptr double, double* %ps, i64 %{p}po"""
 
+    def red_loop(tag: str, masked: bool, weighted: bool) -> str:
+        # Σ w·d² and Σ w·|d| over one chunk; the mask (rows >= n) only on the last chunk, the
+        # weights only when given (null w = unit weights)
+        pre = "sel.m" if masked else "sel.u"
+        q = f".{tag}"
+        lines = [f"red{q}:",
+                 f"  %j{q} = phi i64 [%s, %{pre}], [%j.next{q}, %red{q}]",
+                 f"  %sq.r{q} = phi {dvt} [{z}, %{pre}], [%sq.n{q}, %red{q}]",
+                 f"  %ab.r{q} = phi {dvt} [{z}, %{pre}], [%ab.n{q}, %red{q}]",
+                 f"  %jb{q} = sub i64 %j{q}, %s",
+                 f"  %pb.a{q} = getelementptr {t}, {t}* %bufp, i64 %jb{q}",
+                 f"  %pb.b{q} = bitcast {t}* %pb.a{q} to {vt}*",
+                 f"  %pv{q} = load {vt}, {vt}* %pb.b{q}, align {e}",
+                 (f"  %pd{q} = fpext {vt} %pv{q} to {dvt}" if dtype == "float32"
+                  else f"  %pd{q} = fadd {dvt} %pv{q}, {z}"),   # a copy, for uniform names
+                 f"  %y.a{q} = getelementptr double, double* %y, i64 %j{q}",
+                 f"  %y.b{q} = bitcast double* %y.a{q} to {dvt}*",
+                 f"  %yv{q} = load {dvt}, {dvt}* %y.b{q}, align 8",
+                 f"  %d{q} = fsub {dvt} %pd{q}, %yv{q}",
+                 f"  %ad{q} = call {dvt} @{fabs}({dvt} %d{q})",
+                 f"  %d2{q} = fmul {dvt} %d{q}, %d{q}"]
+        sq, ab = f"%d2{q}", f"%ad{q}"
+        if weighted:
+            lines += [f"  %w.a{q} = getelementptr double, double* %w, i64 %j{q}",
+                      f"  %w.b{q} = bitcast double* %w.a{q} to {dvt}*",
+                      f"  %wv{q} = load {dvt}, {dvt}* %w.b{q}, align 8",
+                      f"  %wd2{q} = fmul {dvt} %wv{q}, %d2{q}",
+                      f"  %wad{q} = fmul {dvt} %wv{q}, %ad{q}"]
+            sq, ab = f"%wd2{q}", f"%wad{q}"
+        if masked:
+            lines += [f"  %li.i{q} = insertelement {ivt} undef, i64 %j{q}, i32 0",
+                      f"  %li{q} = shufflevector {ivt} %li.i{q}, {ivt} undef, {zs}",
+                      f"  %lj{q} = add {ivt} %li{q}, <{iota}>",
+                      f"  %live{q} = icmp slt {ivt} %lj{q}, %nv",
+                      f"  %sq.s{q} = select <{lanes} x i1> %live{q}, {dvt} {sq}, {dvt} {z}",
+                      f"  %ab.s{q} = select <{lanes} x i1> %live{q}, {dvt} {ab}, {dvt} {z}"]
+            sq, ab = f"%sq.s{q}", f"%ab.s{q}"
+        lines += [f"  %sq.n{q} = fadd {dvt} %sq.r{q}, {sq}",
+                  f"  %ab.n{q} = fadd {dvt} %ab.r{q}, {ab}",
+                  f"  %j.next{q} = add i64 %j{q}, {lanes}",
+                  f"  %j.more{q} = icmp slt i64 %j.next{q}, %s.e",
+                  f"  br i1 %j.more{q}, label %red{q}, label %check"]
+        return "\n".join(lines)
+
+    tags = {"uw": (False, True), "un": (False, False), "mw": (True, True), "mn": (True, False)}
+    loops = "\n".join(red_loop(k, *v) for k, v in tags.items())
+    sq_in = ", ".join(f"[%sq.n.{k}, %red.{k}]" for k in tags)
+    ab_in = ", ".join(f"[%ab.n.{k}, %red.{k}]" for k in tags)
+
     return f"""declare {dvt} @{fabs}({dvt})
 declare double @{red}(double, {dvt})
 
@@ -472,6 +520,7 @@ entry:
   %nw = add i64 %n, {lanes - 1}
   %npad = and i64 %nw, {-lanes}
   %on = icmp eq {t}* %out, null
+  %hw = icmp ne double* %w, null
   %nv.i = insertelement {ivt} undef, i64 %n, i32 0
   %nv = shufflevector {ivt} %nv.i, {ivt} undef, {zs}
   %any = icmp slt i64 %c0, %c1
@@ -541,41 +590,18 @@ lcand:
 leval:
 {cand("l", "l")}
   call void %lk({t}* %X, i64 %ldx, i64 %s, i64 %s.e, double* %lcc, double* %lpc, {t}* %bufp)
-  br label %red
-red:
-  %j = phi i64 [%s, %leval], [%j.next, %red]
-  %sq.r = phi {dvt} [{z}, %leval], [%sq.n, %red]
-  %ab.r = phi {dvt} [{z}, %leval], [%ab.n, %red]
-  %jb = sub i64 %j, %s
-  %pb.a = getelementptr {t}, {t}* %bufp, i64 %jb
-  %pb.b = bitcast {t}* %pb.a to {vt}*
-  %pv = load {vt}, {vt}* %pb.b, align {e}
-{pd}
-  %y.a = getelementptr double, double* %y, i64 %j
-  %y.b = bitcast double* %y.a to {dvt}*
-  %yv = load {dvt}, {dvt}* %y.b, align 8
-  %w.a = getelementptr double, double* %w, i64 %j
-  %w.b = bitcast double* %w.a to {dvt}*
-  %wv = load {dvt}, {dvt}* %w.b, align 8
-  %d = fsub {dvt} %pd, %yv
-  %ad = call {dvt} @{fabs}({dvt} %d)
-  %li.i = insertelement {ivt} undef, i64 %j, i32 0
-  %li = shufflevector {ivt} %li.i, {ivt} undef, {zs}
-  %lj = add {ivt} %li, <{iota}>
-  %live = icmp slt {ivt} %lj, %nv
-  %d2 = fmul {dvt} %d, %d
-  %wd2 = fmul {dvt} %wv, %d2
-  %sq.s = select <{lanes} x i1> %live, {dvt} %wd2, {dvt} {z}
-  %sq.n = fadd {dvt} %sq.r, %sq.s
-  %wad = fmul {dvt} %wv, %ad
-  %ab.s = select <{lanes} x i1> %live, {dvt} %wad, {dvt} {z}
-  %ab.n = fadd {dvt} %ab.r, %ab.s
-  %j.next = add i64 %j, {lanes}
-  %j.more = icmp slt i64 %j.next, %s.e
-  br i1 %j.more, label %red, label %check
+  %full = icmp sle i64 %s.e, %n
+  br i1 %full, label %sel.u, label %sel.m
+sel.u:
+  br i1 %hw, label %red.uw, label %red.un
+sel.m:
+  br i1 %hw, label %red.mw, label %red.mn
+{loops}
 check:
-  %abc = call double @{red}(double 0.0, {dvt} %ab.n)
-  %sqc = call double @{red}(double 0.0, {dvt} %sq.n)
+  %sq.f = phi {dvt} {sq_in}
+  %ab.f = phi {dvt} {ab_in}
+  %abc = call double @{red}(double 0.0, {dvt} %ab.f)
+  %sqc = call double @{red}(double 0.0, {dvt} %sq.f)
   %sq.o = load double, double* %acc0, align 8
   %abt = fadd double %ab.o, %abc
   %sqt = fadd double %sq.o, %sqc

@@ -380,6 +380,8 @@ class Tier1Program:
         _need_contig(y, "y", np.float64, (ldx,))
         _need_contig(w, "w", np.float64, (ldx,))
         _need_contig(out_loss, "out_loss", np.float64, (self.n_candidates, 2))
-        args[6], args[7] = y.ctypes.data, w.ctypes.data
+        # unit weights (the unweighted case): the driver skips reading and multiplying them
+        unit = bool(n) and bool(np.all(w[:n] == 1.0))
+        args[6], args[7] = y.ctypes.data, (None if unit else w.ctypes.data)
         self._driver.run(*args, None, 0, out_loss.ctypes.data)
         del keep
