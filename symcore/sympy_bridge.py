@@ -36,7 +36,9 @@ def _col_names(names: Any) -> dict[int, str]:
 
 def to_sympy(expr: Expr, names: Any = None) -> Any:
     """The SymPy expression of `expr`: variables are Symbols x0.. (or their display names, or
-    `names`), parameters p0.., constants Floats (±oo / nan for non-finite ones)."""
+    `names`), parameters p0.., constants Floats (±oo / nan for non-finite ones); a literal
+    subterm SymPy evaluates to a non-real number or to AccumBounds becomes nan (its IEEE
+    real-domain value)."""
     try:
         return _to_sympy(expr, names)
     except RecursionError:
@@ -47,6 +49,7 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
     sp = _sp()
     cols = _col_names(names)
     memo: dict[Expr, Any] = {}
+    literal: set[Expr] = set()      # subterms without variables or parameters
     for n in topo([expr]):
         if n.op == "var":
             memo[n] = sp.Symbol(cols.get(n.value) or n.name or f"x{n.value}", real=True)
@@ -66,6 +69,17 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
                 # evaluating exp(exp(1e16)) exactly
                 raise SymcoreError(f"SymPy cannot build {n.op} of these operands: "
                                    f"{type(err).__name__}") from None
+        if n.op in ("var", "param", "const") or not all(
+                a.op == "const" or a in literal for a in n.args):
+            continue
+        literal.add(n)
+        v = memo[n]
+        if v.has(sp.AccumBounds) or (v.is_number and v.is_finite and v.is_real is False):
+            # SymPy folded a literal subterm to a complex number (acosh(0) = iπ/2) or to a set
+            # of limits (sin(oo) = <-1, 1>); over the reals, where symcore computes in IEEE
+            # arithmetic, it is NaN: keep that, or an enclosing protected op (plog(iπ/2) =
+            # log(π/2)) turns it into a wrong real number
+            memo[n] = sp.nan
     return memo[expr]
 
 

@@ -171,3 +171,20 @@ def test_ai_feynman_via_sympy_agrees_with_the_reader():
         ours = read(d["sympy_positional"], "sympy")
         theirs = from_sympy(sympy.sympify(d["sympy_positional"]))
         assert np.allclose(evaluate(ours, X), evaluate(theirs, X), rtol=1e-10, equal_nan=True)
+
+
+def test_literal_subterms_sympy_makes_complex_stay_nan():
+    """SymPy folds acosh(0) to iπ/2 and asin(2) to a complex number; symcore computes over the
+    reals, where both are NaN.  The bridge keeps NaN, so an enclosing protected op cannot turn
+    the value into a wrong real number (plog(iπ/2) would be log(π/2) in SymPy, 0 in symcore)."""
+    assert to_sympy(call("acosh", const(0.0))) is sympy.nan
+    assert to_sympy(call("asin", const(2.0)) + x0) is sympy.nan
+    assert to_sympy(call("sin", const(math.inf))) is sympy.nan      # SymPy: AccumBounds(-1, 1)
+    e = call("atanh", call("powi", const(0.0), const(-1.0))) + x0
+    assert close_where_finite(evaluate(e, ROWS), lambdified(e, ROWS))
+    e = call("plog", call("acosh", const(0.0))) + x0
+    try:
+        s = to_sympy(e)
+    except symcore.SymcoreError:
+        return                                  # refusing is sound too
+    assert close_where_finite(evaluate(e, ROWS), lambdified(e, ROWS))
