@@ -23,6 +23,7 @@ from symcore.ops import LEAVES, OPS
 
 from . import jit
 from . import lm as _lm
+from .irflow import Flow
 from .lower import LOWER, lower_expr, lower_powi, needed_rows, splat
 from .vecmath import width
 
@@ -556,37 +557,14 @@ def _t0_ctype(args: list[str]) -> Any:
     return ctypes.CFUNCTYPE(None, *(m[a] for a in args))
 
 
-class _Fn:
-    """Loop and memory helpers over one function's IRBuilder (allocas in the entry block).
-    A slot holds `unroll` vectors of `lanes` rows."""
+class _Fn(Flow):
+    """`Flow` plus slot addressing: a slot holds `unroll` vectors of `lanes` rows."""
 
     def __init__(self, fn: ir.Function, vt: ir.Type, unroll: int) -> None:
-        self.fn = fn
+        super().__init__(fn)
         self.vt = vt
         self.lanes = vt.count if isinstance(vt, ir.VectorType) else 1
         self.unroll = unroll
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-
-    def var(self, init: ir.Value) -> ir.Value:
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(init.type)
-        self.b.store(init, slot)
-        return slot
-
-    def loop(self, lo: ir.Value, hi: ir.Value, step: int, body: Callable[[ir.Value], None]) -> None:
-        b = self.b
-        i = self.var(lo)
-        head = self.fn.append_basic_block("head")
-        blk = self.fn.append_basic_block("body")
-        end = self.fn.append_basic_block("end")
-        b.branch(head)
-        b.position_at_end(head)
-        b.cbranch(b.icmp_signed("<", b.load(i), hi), blk, end)
-        b.position_at_end(blk)
-        body(b.load(i))
-        b.store(b.add(b.load(i), ir.Constant(_I64, step)), i)
-        b.branch(head)
-        b.position_at_end(end)
 
     def slot(self, base: ir.Value, s: ir.Value, u: int) -> ir.Value:
         """Pointer to vector u of slot s of a (slots × unroll × lanes) buffer."""
@@ -656,12 +634,12 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                                        b.load(b.gep(pool, [idx]))))
         for u in range(U):
             F.st(v, vals, s, u)
-    F.loop(c(0), nfill, 1, fill)
+    F.for_(c(0), nfill, fill)
 
     def zero_out(k: ir.Value) -> None:
         for u in range(U):
             F.st(zero, out, k, u)
-    F.loop(c(0), n_acc, 1, zero_out)
+    F.for_(c(0), n_acc, zero_out)
 
     def block(i: ir.Value) -> None:
         def forward(k: ir.Value) -> None:
@@ -684,12 +662,12 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                     F.st(LOWER[name](b, *args), vals, dst, u)
                 b.branch(done)
             b.position_at_end(done)
-        F.loop(c(0), nfwd, 1, forward)
+        F.for_(c(0), nfwd, forward)
 
         def zero_adj(s: ir.Value) -> None:
             for u in range(U):
                 F.st(zero, adj, s, u)
-        F.loop(c(0), b.add(nslots, c(1)), 1, zero_adj)
+        F.for_(c(0), b.add(nslots, c(1)), zero_adj)
         for u in range(U):
             F.st(splat(vt, 1.0), adj, root, u)
 
@@ -726,7 +704,7 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                             F.st(b.fadd(F.ld(adj, s, u), b.fmul(F.ld(adj, dst, u), d)), adj, s, u)
                 b.branch(done)
             b.position_at_end(done)
-        F.loop(c(0), nrev, 1, reverse)
+        F.for_(c(0), nrev, reverse)
 
         # normal equations of this block
         ms, wrs, wvs = [], [], []
@@ -749,7 +727,7 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                     Jj = b.select(ms[u], F.ld(adj, s, u), zero)
                     F.st(Jj, jbuf, j, u)
                     F.st(b.fadd(F.ld(out, acc, u), b.fmul(wrs[u], Jj)), out, acc, u)
-            F.loop(c(0), P, 1, grad_j)
+            F.for_(c(0), P, grad_j)
 
             def row_j(j: ir.Value) -> None:
                 wjs = [b.fmul(wvs[u], F.ld(jbuf, j, u)) for u in range(U)]
@@ -760,8 +738,8 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                     for u in range(U):
                         F.st(b.fadd(F.ld(out, at, u), b.fmul(wjs[u], F.ld(jbuf, k, u))), out, at,
                              u)
-                F.loop(j, P, 1, col_k)
-            F.loop(c(0), P, 1, row_j)
+                F.for_(j, P, col_k)
+            F.for_(c(0), P, row_j)
 
         def unrolled(npar: int) -> None:
             # P known: the block's Jacobian stays in registers and every entry of the normal
@@ -797,7 +775,7 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
         generic()
         b.branch(merge)
         b.position_at_end(merge)
-    F.loop(c(0), n, lanes * U, block)
+    F.for_(c(0), n, block, step=lanes * U)
     b.ret_void()
     return fn
 
@@ -823,7 +801,7 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
                         ptr("pool", _PTR), b.gep(params, [b.mul(k, Pm)]), X, ldx, Y, Wt, n,
                         f["root"], f["nslots"], vals, adj, jbuf,
                         b.gep(outs, [b.mul(k, stride)]), Pm])
-    F.loop(ir.Constant(_I64, 0), K, 1, one)
+    F.for_(ir.Constant(_I64, 0), K, one)
     b.ret_void()
     return fn
 

@@ -308,7 +308,7 @@ def source_hash(*files: str) -> str:
     so a change to the generator, the lowering or an op's semantics invalidates cached objects."""
     h = hashlib.blake2b(digest_size=16)
     here = Path(__file__).resolve().parent
-    for f in (*files, "lower.py", "vecmath.py"):
+    for f in (*files, "lower.py", "vecmath.py", "irflow.py"):
         h.update((here / f).read_bytes())
     import symcore.ops
     h.update(Path(symcore.ops.__file__).read_bytes())

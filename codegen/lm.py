@@ -15,6 +15,8 @@ from typing import Callable
 
 from llvmlite import ir
 
+from .irflow import Flow
+
 _F64 = ir.DoubleType()
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -36,13 +38,11 @@ def work_size(Pm: int) -> int:
     return 12 * Pm + 4 * Pm * Pm
 
 
-class _Code:
-    """Structured control flow over one function: locals (allocas, promoted by mem2reg), counted
-    loops, endless loops left by `brk`, if/else, and early returns."""
+class _Code(Flow):
+    """`Flow` plus the scalar double helpers the LM loop is written in."""
 
     def __init__(self, fn: ir.Function) -> None:
-        self.fn = fn
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        super().__init__(fn)
         m = fn.module
         self._sqrt = m.declare_intrinsic("llvm.sqrt", [_F64])
         self._fabs = m.declare_intrinsic("llvm.fabs", [_F64])
@@ -83,12 +83,6 @@ class _Code:
         return self.b.fcmp_ordered("<", self.abs(x), self.f(float("inf")))
 
     # memory
-    def local(self, init: ir.Value) -> ir.Value:
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(init.type)
-        self.b.store(init, slot)
-        return slot
-
     def get(self, slot: ir.Value) -> ir.Value:
         return self.b.load(slot)
 
@@ -103,65 +97,6 @@ class _Code:
 
     def st(self, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
         self.b.store(v, self.b.gep(base, [idx]))
-
-    # control flow
-    def _dead(self) -> None:
-        self.b.position_at_end(self.fn.append_basic_block("dead"))
-
-    def ret(self) -> None:
-        self.b.ret_void()
-        self._dead()
-
-    def if_(self, cond: ir.Value, then: Callable[[], None],
-            otherwise: Callable[[], None] | None = None) -> None:
-        b = self.b
-        t = self.fn.append_basic_block("then")
-        e = self.fn.append_basic_block("else") if otherwise else None
-        merge = self.fn.append_basic_block("merge")
-        b.cbranch(cond, t, e or merge)
-        b.position_at_end(t)
-        then()
-        if not b.block.is_terminated:
-            b.branch(merge)
-        if e is not None:
-            b.position_at_end(e)
-            otherwise()  # type: ignore[misc]
-            if not b.block.is_terminated:
-                b.branch(merge)
-        b.position_at_end(merge)
-
-    def for_(self, lo: ir.Value, hi: ir.Value, body: Callable[[ir.Value], None]) -> None:
-        b = self.b
-        i = self.local(lo)
-        head = self.fn.append_basic_block("for.head")
-        blk = self.fn.append_basic_block("for.body")
-        end = self.fn.append_basic_block("for.end")
-        b.branch(head)
-        b.position_at_end(head)
-        cur = b.load(i)
-        b.cbranch(b.icmp_signed("<", cur, hi), blk, end)
-        b.position_at_end(blk)
-        body(cur)
-        if not b.block.is_terminated:
-            b.store(b.add(b.load(i), self.i(1)), i)
-            b.branch(head)
-        b.position_at_end(end)
-
-    def loop(self, body: Callable[[Callable[[], None]], None]) -> None:
-        """An endless loop; body(brk) calls brk() (inside an if_) to leave it."""
-        b = self.b
-        head = self.fn.append_basic_block("loop.head")
-        end = self.fn.append_basic_block("loop.end")
-        b.branch(head)
-        b.position_at_end(head)
-
-        def brk() -> None:
-            b.branch(end)
-            self._dead()
-        body(brk)
-        if not b.block.is_terminated:
-            b.branch(head)
-        b.position_at_end(end)
 
     def sum(self, n: ir.Value, term: Callable[[ir.Value], ir.Value]) -> ir.Value:
         acc = self.local(self.f(0.0))

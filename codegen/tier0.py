@@ -45,6 +45,7 @@ from symcore.ops import OPS
 from . import jit as _jit
 from . import tape as _tape
 from . import vecmath as _vecmath
+from .irflow import Flow
 from .lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
 
 __all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
@@ -64,37 +65,8 @@ def _c64(v: int) -> ir.Constant:
     return ir.Constant(_I64, v)
 
 
-class _Emitter:
-    """Small helpers over an IRBuilder: allocas in the entry block and counted loops."""
-
-    def __init__(self, fn: ir.Function) -> None:
-        self.fn = fn
-        self.entry = fn.append_basic_block("entry")
-        self.b = ir.IRBuilder(self.entry)
-
-    def var(self, ty: ir.Type, init: ir.Value, name: str) -> ir.AllocaInstr:
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(ty, name=name)
-        self.b.store(init, slot)
-        return slot
-
-    def loop(self, lo: ir.Value, hi: ir.Value, body: Callable[[ir.Value], None],
-             name: str) -> None:
-        """for (i = lo; i < hi; ++i) body(i)  (i64)."""
-        b = self.b
-        i = self.var(_I64, lo, name + ".i")
-        head = self.fn.append_basic_block(name + ".head")
-        blk = self.fn.append_basic_block(name + ".body")
-        end = self.fn.append_basic_block(name + ".end")
-        b.branch(head)
-        b.position_at_end(head)
-        iv = b.load(i)
-        b.cbranch(b.icmp_signed("<", iv, hi), blk, end)
-        b.position_at_end(blk)
-        body(iv)
-        b.store(b.add(b.load(i), _c64(1)), i)
-        b.branch(head)
-        b.position_at_end(end)
+class _Emitter(Flow):
+    """`Flow` over the tier-0 generator's functions."""
 
 
 def _lowering() -> dict[str, Callable[..., ir.Value]]:
@@ -160,19 +132,19 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
                     b.store(v, b.gep(dst, [r]))
                 with other:
                     b.store(zero_t, b.gep(dst, [r]))
-        E.loop(_c64(0), cB, row, "tailrow")
+        E.for_(_c64(0), cB, row, name="tailrow")
 
     with b.if_then(b.icmp_signed(">", rem, _c64(0))):
-        E.loop(_c64(0), nvar, lambda v: copy_tail(b.gep(X, [b.mul(v, ldx)]),
-                                                  b.gep(tail, [b.mul(v, cB)])), "tailcol")
+        E.for_(_c64(0), nvar, lambda v: copy_tail(b.gep(X, [b.mul(v, ldx)]),
+                                                  b.gep(tail, [b.mul(v, cB)])), name="tailcol")
         if is_loss:
             copy_tail(y, b.gep(tail, [b.mul(nvar, cB)]))
         if weighted:
             copy_tail(w, b.gep(tail, [b.mul(b.add(nvar, _c64(1)), cB)]))
 
     # -- scratch slot pointers (fixed for the whole call) ------------------------------------
-    E.loop(nvar, nslot, lambda s: b.store(b.gep(slots, [b.mul(b.sub(s, nvar), cB)]),
-                                          b.gep(ptrs, [s])), "slotptr")
+    E.for_(nvar, nslot, lambda s: b.store(b.gep(slots, [b.mul(b.sub(s, nvar), cB)]),
+                                          b.gep(ptrs, [s])), name="slotptr")
 
     lanes_idx = ir.Constant(ir.VectorType(_I64, W), [i for i in range(W)])
 
@@ -209,15 +181,15 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             dst = b.load(b.gep(ptrs, [s]))
             for k in range(B // W):
                 vstore(vv, dst, k * W)
-        E.loop(_c64(0), n_fill, fill, "fill")
+        E.for_(_c64(0), n_fill, fill, name="fill")
 
         if is_loss:
             DV = ir.VectorType(_DBL, W)
             zero_d = ir.Constant(DV, [0.0] * W)
-            sse = E.var(DV, zero_d, "sse")
-            sae = E.var(DV, zero_d, "sae")
-            bad = E.var(ir.IntType(1), ir.Constant(ir.IntType(1), 0), "bad")
-        blk_i = E.var(_I64, _c64(0), "blk")
+            sse = E.local(zero_d, "sse")
+            sae = E.local(zero_d, "sae")
+            bad = E.local(ir.Constant(ir.IntType(1), 0), "bad")
+        blk_i = E.local(_c64(0), "blk")
         bhead = fn.append_basic_block("blk.head")
         bbody = fn.append_basic_block("blk.body")
         bend = fn.append_basic_block("blk.end")
@@ -233,8 +205,8 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
         full = b.icmp_signed("<", bi, nfull)
         base = b.select(full, b.gep(X, [r0]), tail)
         stride = b.select(full, ldx, cB)
-        E.loop(_c64(0), nvar, lambda v: b.store(b.gep(base, [b.mul(v, stride)]),
-                                                 b.gep(ptrs, [v])), "varptr")
+        E.for_(_c64(0), nvar, lambda v: b.store(b.gep(base, [b.mul(v, stride)]),
+                                                 b.gep(ptrs, [v])), name="varptr")
         b.call(_block_fn(mod, V, W, B, lower), [code, code_off, n_instr, ptrs])
         rp = b.load(b.gep(ptrs, [root]))
 
@@ -246,8 +218,8 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
                     for k in range(B // W):
                         vstore(vload(rp, k * W), orow, k * W)
                 with other:
-                    E.loop(_c64(0), rem, lambda r: b.store(
-                        b.load(b.gep(rp, [r])), b.gep(orow, [r])), "rowtail")
+                    E.for_(_c64(0), rem, lambda r: b.store(
+                        b.load(b.gep(rp, [r])), b.gep(orow, [r])), name="rowtail")
         else:
             yb = b.select(full, b.gep(y, [r0]), b.gep(tail, [b.mul(nvar, cB)]))
             if weighted:
@@ -295,7 +267,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             b.store(b.select(isbad, inf, s_tot), dst)
             b.store(b.select(isbad, inf, a_tot), b.gep(dst, [_c64(1)]))
 
-    E.loop(c0, c1, candidate, "cand")
+    E.for_(c0, c1, candidate, name="cand")
     b.ret_void()
 
 
@@ -396,7 +368,7 @@ def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Va
                 block_loop(lambda k: fl(b, vload(pa, k * W)))
         b.position_at_end(after)
 
-    E.loop(_c64(0), n_instr, instr, "instr")
+    E.for_(_c64(0), n_instr, instr, name="instr")
 
 
 # -- compile once per (dtype, machine), cache on disk ---------------------------------------------
