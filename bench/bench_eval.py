@@ -202,7 +202,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["SYMCORE_CACHE"] = tempfile.mkdtemp(prefix="symcore-bench-")  # cold caches
     import symcore
-    from symcore.codegen import kernels, pool
+    from symcore.codegen.eval import kernels
+    from symcore.codegen import pool
 
     P = 200 if args.quick else 1000
     sizes = (1000, 10000) if args.quick else (1000, 100000)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import symcore
-from symcore.codegen.export import find_compiler
-from symcore.example import true_expr
+from symcore.codegen.export.api import find_compiler
+from symcore.app.example import true_expr
 
 SEED = 0
 REPEATS = 7

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 import symcore
-from symcore.codegen import jit
+from symcore.codegen.llvm import jit
 from symcore import OPS, call, const, evaluate, var
 from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
@@ -181,7 +181,7 @@ def grad_cost(pop: list[Expr], rng: np.random.Generator, rows_list: list[int]) -
     "gradient" (+ Σ w r J: value and loss gradient in one pass) and "normal" (+ Σ w J Jᵀ, what
     Levenberg–Marquardt needs).  Tier 0: the codegen's tier-0 interpreter `predict` against
     grad.Tier0Grad's normal equations, both one population call."""
-    from symcore.codegen import grad
+    from symcore.codegen.grad import jacobian as grad
     models = [lift_constants(e)[0] for e in pop]
     starts = [lift_constants(e)[1] for e in pop]
     Pm = max(m.n_params for m in models)

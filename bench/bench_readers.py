@@ -20,7 +20,7 @@ from pathlib import Path
 
 import symcore
 from symcore import call, const, var
-from symcore.printers import write
+from symcore.io.printers import write
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"

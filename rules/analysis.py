@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from symcore.ops import OPS
 
-from .language import CTOR, FREE_PARAM
+from symcore.rules.language import CTOR, FREE_PARAM
 
 RELATIONS = ("finite", "nonneg", "nonzero", "pure")
 _MAXF = "1.7976931348623157e308"

@@ -18,10 +18,10 @@ from typing import Any, Iterable, Sequence
 from symcore.errors import SymcoreError
 from symcore.ir import Expr
 
-from . import rulesets
-from .extract import Extractor, cost_model, renumber_all, tree_cost
-from .language import prepare_all, single_use_params, write_tables
-from .saturate import Limits, StopReason, session as open_session
+from symcore.rules import rulesets
+from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
+from symcore.rules.language import prepare_all, single_use_params, write_tables
+from symcore.rules.saturate import Limits, StopReason, session as open_session
 
 __all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
 

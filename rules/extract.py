@@ -17,7 +17,7 @@ from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
 
-from .language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL
+from symcore.rules.language import FREE, FREE_PARAM, OP_OF, ROOT, SPECIAL
 
 #: lexicographic weight of one parameter in the "params" cost (parameter count, then size)
 PARAM_WEIGHT = 1e6

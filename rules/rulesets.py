@@ -17,8 +17,8 @@ from typing import Any, Sequence
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, var
 
-from .analysis import RELATIONS
-from .language import CTOR, FREE_PARAM, const_text
+from symcore.rules.analysis import RELATIONS
+from symcore.rules.language import CTOR, FREE_PARAM, const_text
 
 _MAXF = "1.7976931348623157e308"
 

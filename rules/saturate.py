@@ -14,8 +14,8 @@ from egglog import bindings
 
 from symcore.errors import SymcoreError
 
-from . import analysis, rulesets
-from .language import CTOR, FREE_PARAM, declarations
+from symcore.rules import analysis, rulesets
+from symcore.rules.language import CTOR, FREE_PARAM, declarations
 
 #: constructors whose rows are e-nodes (relations and the Root table are not counted)
 ENODE_FUNCTIONS = frozenset({"Num", "Var", "Par", "Spec", FREE_PARAM, *CTOR.values()})

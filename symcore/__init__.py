@@ -9,38 +9,38 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (ArityError, CompileError, DataError, DialectError, ExportError, FitError,
+from symcore.errors import (ArityError, CompileError, DataError, DialectError, ExportError, FitError,
                      ParseError, SymcoreError, UnknownOperatorError)
-from .evaluate import evaluate
-from .ir import Expr, call, const, flatten, param, unflatten, var
-from .ops import OPS
+from symcore.evaluate import evaluate
+from symcore.ir import Expr, call, const, flatten, param, unflatten, var
+from symcore.ops import OPS
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
-    "read": "symcore.readers", "read_many": "symcore.readers", "detect_dialect": "symcore.readers",
-    "read_file": "symcore.readers",
-    "write": "symcore.printers", "to_latex": "symcore.printers", "to_c": "symcore.printers",
-    "to_numpy_source": "symcore.printers",
-    "to_sympy": "symcore.sympy_bridge", "from_sympy": "symcore.sympy_bridge",
+    "read": "symcore.io.readers", "read_many": "symcore.io.readers", "detect_dialect": "symcore.io.readers",
+    "read_file": "symcore.io.readers",
+    "write": "symcore.io.printers", "to_latex": "symcore.io.printers", "to_c": "symcore.io.printers",
+    "to_numpy_source": "symcore.io.printers",
+    "to_sympy": "symcore.io.sympy_bridge", "from_sympy": "symcore.io.sympy_bridge",
     "lift_constants": "symcore.params", "bind_params": "symcore.params",
     "simplify": "symcore.rules.api", "dedupe": "symcore.rules.api", "Dedup": "symcore.rules.api",
     "StopReason": "symcore.rules.api",
-    "compile": "symcore.codegen.kernels", "Kernel": "symcore.codegen.kernels",
-    "fit": "symcore.codegen.fit", "FitResult": "symcore.codegen.fit",
-    "export": "symcore.codegen.export",
+    "compile": "symcore.codegen.eval.kernels", "Kernel": "symcore.codegen.eval.kernels",
+    "fit": "symcore.codegen.fit.api", "FitResult": "symcore.codegen.fit.api",
+    "export": "symcore.codegen.export.api",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
-    from .codegen.export import export
-    from .codegen.fit import FitResult, fit
-    from .codegen.kernels import Kernel, compile
-    from .params import bind_params, lift_constants
-    from .printers import to_c, to_latex, to_numpy_source, write
-    from .readers import detect_dialect, read, read_file, read_many
-    from .rules.api import Dedup, StopReason, dedupe, simplify
-    from .sympy_bridge import from_sympy, to_sympy
+    from symcore.codegen.export.api import export
+    from symcore.codegen.fit.api import FitResult, fit
+    from symcore.codegen.eval.kernels import Kernel, compile
+    from symcore.params import bind_params, lift_constants
+    from symcore.io.printers import to_c, to_latex, to_numpy_source, write
+    from symcore.io.readers import detect_dialect, read, read_file, read_many
+    from symcore.rules.api import Dedup, StopReason, dedupe, simplify
+    from symcore.io.sympy_bridge import from_sympy, to_sympy
 
 
 def __getattr__(name: str) -> Any:

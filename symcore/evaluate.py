@@ -6,9 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .ir import Expr, topo
-from .ops import OPS
+from symcore.errors import DataError
+from symcore.ir import Expr, topo
+from symcore.ops import OPS
 
 
 def as_matrix(X: Any, exprs: Sequence[Expr] = (), dtype: Any = np.float64) -> np.ndarray:

@@ -11,8 +11,8 @@ import struct
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from . import ops as _ops
-from .errors import ArityError, SymcoreError
+from symcore import ops as _ops
+from symcore.errors import ArityError, SymcoreError
 
 __all__ = ["Expr", "var", "const", "param", "call", "Flat", "flatten", "unflatten"]
 
@@ -126,7 +126,7 @@ class Expr:
 
     # -- printing -------------------------------------------------------------------------
     def __str__(self) -> str:
-        from .printers import to_text
+        from symcore.io.printers import to_text
         return to_text(self)
 
     def __repr__(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import UnknownOperatorError
+from symcore.errors import UnknownOperatorError
 
 # Dialects symcore reads and writes.  Each op lists its spellings per dialect; the first
 # spelling of a dialect is the one its printer uses.
@@ -41,7 +41,7 @@ class Op:
 
 
 def _ir() -> Any:
-    from . import ir  # ops is imported by ir; derivatives need the constructors lazily
+    from symcore import ir  # ops is imported by ir; derivatives need the constructors lazily
     return ir
 
 

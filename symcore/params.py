@@ -26,8 +26,8 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from .errors import DataError, SymcoreError
-from .ir import Expr, const, map_leaves, param, topo
+from symcore.errors import DataError, SymcoreError
+from symcore.ir import Expr, const, map_leaves, param, topo
 
 __all__ = ["lift_constants", "bind_params"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symcore
-from symcore.example import bundled_paths
+from symcore.app.example import bundled_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def sym(*args: str, cwd: Path | None = None, env: dict | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "symcore.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "symcore.app.cli", *args], capture_output=True,
                           text=True, cwd=cwd, env=e, timeout=timeout)
 
 
@@ -218,7 +218,7 @@ def test_bad_input(small, tmp_path, capsys, case):
         "both_example_and_file": (["run", pop, "--example"], "not both"),
         "population_is_dir": (["run", str(tmp_path), "--data", data], "directory"),
     }[case]
-    from symcore.cli import main
+    from symcore.app.cli import main
     try:
         rc = main(args)
     except SystemExit as exc:  # argparse rejects the command line itself
@@ -256,7 +256,7 @@ def test_missing_compiler_is_reported_before_the_run(small, tmp_path):
 def test_progress_bar_on_a_terminal(small):
     import pty
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "symcore.cli", "run", str(small["good"]),
+    proc = subprocess.Popen([sys.executable, "-m", "symcore.app.cli", "run", str(small["good"]),
                              "--data", str(small["data"]), "--fit"],
                             stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
@@ -302,7 +302,7 @@ def test_simplify(capsys):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["simplified"] == "x0" and doc["size_before"] == 5 and doc["size_after"] == 1
-    from symcore.cli import main
+    from symcore.app.cli import main
     assert main(["simplify", "x0 * 1.0 + 0.0"]) == 0
     assert capsys.readouterr().out.strip() == "x0"
     assert main(["simplify", "x0 + x0", "--to", "operon"]) == 0
@@ -358,7 +358,7 @@ def test_export_command(tmp_path):
 # In-process pieces of the CLI
 
 def test_progress_bar_only_on_a_terminal():
-    from symcore.cli import _Bar
+    from symcore.app.cli import _Bar
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -379,4 +379,4 @@ def test_progress_bar_only_on_a_terminal():
 
 def test_console_script_is_declared():
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'symcore = "symcore.cli:main"' in text
+    assert 'symcore = "symcore.app.cli:main"' in text

@@ -18,7 +18,7 @@ from strategies import exprs
 
 import symcore
 from symcore import OPS, ExportError, call, const, param, var
-from symcore.codegen import export as ex
+from symcore.codegen.export import api as ex
 from symcore.evaluate import evaluate
 
 CC = ex.find_compiler()
@@ -382,8 +382,8 @@ def test_json_round_trip(tmp_path_factory, e):
     assert symcore.read(doc[0]["expr"], dialect="symcore") is e
     assert symcore.unflatten([(op, tuple(k), tuple(v) if isinstance(v, list) else v)
                               for op, k, v in doc[0]["flat"]]) is e
-    from symcore.printers import to_json
-    from symcore.readers import read_file
+    from symcore.io.printers import to_json
+    from symcore.io.readers import read_file
     pop = read_file(path, dialect="symcore", on_error="raise")
     assert pop.exprs == [e]
     if e.n_params:  # the same item as the printers' population JSON, plus metadata
@@ -403,7 +403,7 @@ def test_json_bakes_parameters_and_names_variables(tmp_path):
 def test_sympy_and_latex_exports(tmp_path):
     import sympy
 
-    from symcore.sympy_bridge import to_sympy
+    from symcore.io.sympy_bridge import to_sympy
     for name, e in _op_exprs():
         src = symcore.export(e, tmp_path / f"s_{name}.py", format="sympy", name="model")
         ns: dict = {}

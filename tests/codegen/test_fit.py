@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import symcore
 from symcore import DataError, FitError, call, const, evaluate, param, var
-from symcore.codegen.fit import (STATUSES, FitResult, bfgs, fit, levenberg_marquardt)
-from symcore.codegen.grad import jacobian_reference
+from symcore.codegen.fit.api import (STATUSES, FitResult, bfgs, fit, levenberg_marquardt)
+from symcore.codegen.grad.jacobian import jacobian_reference
 from symcore.params import bind_params, lift_constants
 
 from strategies import data as strat_data, exprs
@@ -213,7 +213,7 @@ def test_restarts_on_a_row_subsample_refine_on_all_rows():
     winners are refined on every row: each result's loss is its parameters' MSE on all rows
     (reference evaluator), no candidate ends worse than with the first start alone, and the
     sine below, stuck in a local minimum from its start, is rescued."""
-    from symcore.codegen import fit as fit_module
+    from symcore.codegen.fit import api as fit_module
     n = 2 * fit_module.SUBSAMPLE_ROWS + 37
     rng = np.random.default_rng(4)
     X = rng.uniform(-3, 3, (n, 2))
@@ -327,7 +327,7 @@ def test_population_fit_equals_one_problem_loop(tier):
     """Tier 0 fits a population in native code (codegen/lm.py), tier 1 in lockstep rounds with
     a tail hand-over: both give the iterates of the Python one-problem Levenberg–Marquardt loop
     (same status and step count, same loss up to rounding)."""
-    from symcore.codegen.grad import Tier0Grad, prepare_data
+    from symcore.codegen.grad.jacobian import Tier0Grad, prepare_data
     X, y, pop = _smooth_population(21)
     batched = fit(pop, X, y, tier=tier)
     models = [r.model for r in batched]

@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings, strategies as st
 from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
 
 from symcore import DataError, OPS, call, const, evaluate, param, var
-from symcore.codegen import grad
-from symcore.codegen.grad import (GradKernels, Tier0Grad, deriv_template, jacobian,
+from symcore.codegen.grad import jacobian as grad
+from symcore.codegen.grad.jacobian import (GradKernels, Tier0Grad, deriv_template, jacobian,
                                   jacobian_reference, prepare_data)
 from symcore.params import lift_constants
 
@@ -94,7 +94,7 @@ def test_every_operator_has_an_opcode_and_a_derivative():
 @given(exprs(n_vars=2, n_params=3, unary=PLAIN_UNARY, binary=PLAIN_BINARY, max_leaves=8))
 def test_reference_equals_sympy_derivatives(e):
     import sympy
-    from symcore.sympy_bridge import to_sympy
+    from symcore.io.sympy_bridge import to_sympy
     P = e.n_params
     if P == 0:
         return
@@ -352,7 +352,7 @@ def test_tier0_row_counts_at_block_boundaries_weights_and_batches():
 def test_tier0_normal_equations_unrolled_and_generic(P):
     """Tier 0 unrolls the normal equations for up to T0_UNROLLED_PARAMS parameters and loops
     beyond: both equal the reference at every P, in a batch of mixed sizes too."""
-    from symcore.codegen.grad import T0_UNROLLED_PARAMS
+    from symcore.codegen.grad.jacobian import T0_UNROLLED_PARAMS
     assert T0_UNROLLED_PARAMS in (10, 11, 12)  # the cases above straddle the boundary
     ps = [param(i) for i in range(P)]
     e = ps[0] * x0

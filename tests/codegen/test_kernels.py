@@ -11,7 +11,8 @@ from strategies import exprs
 
 import symcore
 from symcore import CompileError, DataError, SymcoreError, call, const, evaluate, param, var
-from symcore.codegen import kernels, pool
+from symcore.codegen.eval import kernels
+from symcore.codegen import pool
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

@@ -11,8 +11,9 @@ import pytest
 from llvmlite import ir
 
 from symcore import OPS, call, const, evaluate, var
-from symcore.codegen import emit, jit, lower, vecmath
-from symcore.codegen.tier1 import Tier1Program
+from symcore.codegen.eval import emit
+from symcore.codegen.llvm import jit, lower, vecmath
+from symcore.codegen.eval.tier1 import Tier1Program
 from symcore.ir import flatten
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.001, -0.001, 0.0010000000000000002, 0.000999, 0.5, -0.5,

@@ -17,8 +17,9 @@ from symcore.errors import CompileError, DataError
 from symcore.evaluate import evaluate
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
-from symcore.codegen import jit, tier0
-from symcore.codegen.tape import OPCODES, pack
+from symcore.codegen.llvm import jit
+from symcore.codegen.eval import tier0
+from symcore.codegen.eval.tape import OPCODES, pack
 
 DTYPES = ("float64", "float32")
 # libmvec and NumPy's own SIMD math differ by a few ulp; correctly rounded ops must agree exactly
@@ -264,7 +265,7 @@ def test_tape_slots_are_reused_and_code_shared() -> None:
 @settings(max_examples=30)
 @given(es=st.lists(exprs(n_vars=3, n_params=2, max_leaves=10), min_size=1, max_size=8))
 def test_tape_cache_gives_the_same_tape(es: list[Expr]) -> None:
-    from symcore.codegen import tape as tape_mod
+    from symcore.codegen.eval import tape as tape_mod
     warm = pack(es)
     tape_mod._CACHE.clear()
     cold = pack(es)

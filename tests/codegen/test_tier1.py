@@ -16,7 +16,8 @@ from strategies import data, exprs
 import symcore
 from symcore import OPS, call, const, evaluate, param, var
 from symcore.ir import topo
-from symcore.codegen import jit, tier1
+from symcore.codegen.llvm import jit
+from symcore.codegen.eval import tier1
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -270,7 +271,7 @@ def test_disk_cache_stays_bounded(tmp_path, monkeypatch):
 _ISA_SCRIPT = """
 import numpy as np, symcore
 from symcore import call, const, var
-from symcore.codegen import vecmath
+from symcore.codegen.llvm import vecmath
 x0, x1 = var(0), var(1)
 es = [call(op, x0) for op in ("exp", "log", "sin", "cos", "tan", "cbrt", "plog", "atan")]
 es += [call("pow", x0, x1), call("pdiv", call("sinh", x0), x1), call("powi", x1, const(3.0))]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symcore import call, const, var
-from symcore.codegen import emit, tier1
+from symcore.codegen.eval import emit, tier1
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

@@ -12,7 +12,8 @@ from hypothesis.extra.numpy import arrays
 
 import symcore
 from symcore import call, var
-from symcore.codegen import emit, vecmath
+from symcore.codegen.eval import emit
+from symcore.codegen.llvm import vecmath
 from symcore.ir import flatten
 from llvmlite import ir
 

@@ -8,9 +8,9 @@ import pytest
 import sympy
 
 import symcore
-from symcore import example
+from symcore.app import example
 from symcore.errors import DataError
-from symcore.run import format_report, load_csv, result_json, run
+from symcore.app.run import format_report, load_csv, result_json, run
 
 
 def test_committed_files_are_what_the_generator_writes(tmp_path):

@@ -9,8 +9,8 @@ from strategies import exprs
 import symcore
 from symcore import SymcoreError
 from symcore.ops import DIALECTS, OPS
-from symcore.printers import write
-from symcore.readers import READ_DIALECTS, detect_dialect, read, read_many
+from symcore.io.printers import write
+from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_many
 
 SPELLINGS = sorted({s for op in OPS.values() for names in op.spell.values() for s in names})
 VOCAB = SPELLINGS + [

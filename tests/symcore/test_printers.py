@@ -16,8 +16,8 @@ import symcore
 from symcore import DialectError, call, const, evaluate, param, var
 from symcore.ir import map_leaves, topo
 from symcore.ops import DIALECTS, OPS
-from symcore.printers import to_c, to_latex, to_numpy_source, to_text, write
-from symcore.readers import read
+from symcore.io.printers import to_c, to_latex, to_numpy_source, to_text, write
+from symcore.io.readers import read
 
 x0, x1, x2 = var(0), var(1), var(2)
 OTHER = tuple(d for d in DIALECTS if d != "symcore")
@@ -213,8 +213,8 @@ def test_deep_expressions_print():
 def test_to_json_round_trips_through_read_file(tmp_path):
     import json
 
-    from symcore.printers import to_json
-    from symcore.readers import read_file
+    from symcore.io.printers import to_json
+    from symcore.io.readers import read_file
     es = [call("add", x0, const(-0.0)), call("pow", x1, param(0))]
     text = to_json(es, params=[None, [math.inf]])
     assert json.loads(text)[1] == {"expr": "x1^p0", "params": [None]}

@@ -16,7 +16,7 @@ import symcore
 from symcore import (ArityError, DataError, DialectError, ParseError, SymcoreError,
                      UnknownOperatorError, call, const, evaluate, param, var)
 from symcore.ir import topo
-from symcore.readers import READ_DIALECTS, Population, detect_dialect, read, read_file, read_many
+from symcore.io.readers import READ_DIALECTS, Population, detect_dialect, read, read_file, read_many
 
 _FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"   # copies of ../shared/data
 FRONTENDS = next((p for p in (_FIXTURES / "frontends", Path("/work/shared/data/frontends"))
@@ -535,7 +535,7 @@ def test_read_file_formats(tmp_path):
     js.write_text(json.dumps(["x0 + p0", {"expr": "sin(x1) * p0", "params": [2.0]}]))
     pop = read_file(js)
     assert pop[0] is call("add", x0, param(0)) and list(pop.params[1]) == [2.0]
-    from symcore.printers import to_json
+    from symcore.io.printers import to_json
     es = [call("mul", param(0), x0), call("sin", param(1))]
     (tmp_path / "ours.json").write_text(to_json(es, params=[[2.0], [np.nan, 0.5]]))
     pop = read_file(tmp_path / "ours.json")
@@ -583,9 +583,9 @@ def test_read_dialects_cover_the_ops_table():
 
 
 def test_facade_exposes_the_readers_and_printers():
-    import symcore.printers as printers
-    import symcore.readers as readers
-    import symcore.sympy_bridge as bridge
+    import symcore.io.printers as printers
+    import symcore.io.readers as readers
+    import symcore.io.sympy_bridge as bridge
     for name in ("read", "read_many", "read_file", "detect_dialect"):
         assert getattr(symcore, name) is getattr(readers, name)
     for name in ("write", "to_latex", "to_c", "to_numpy_source"):

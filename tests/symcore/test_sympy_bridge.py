@@ -17,8 +17,8 @@ import symcore
 from symcore import ParseError, UnknownOperatorError, call, const, evaluate, param, var
 from symcore.ir import topo
 from symcore.ops import OPS
-from symcore.readers import read
-from symcore.sympy_bridge import from_sympy, to_sympy
+from symcore.io.readers import read
+from symcore.io.sympy_bridge import from_sympy, to_sympy
 
 x0, x1 = var(0), var(1)
 ROWS = np.random.default_rng(11).uniform(-3, 3, size=(40, 3))

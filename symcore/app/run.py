@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError, DialectError, SymcoreError
-from .ir import Expr, map_leaves, var
-from .printers import to_text
+from symcore.errors import DataError, DialectError, SymcoreError
+from symcore.ir import Expr, map_leaves, var
+from symcore.io.printers import to_text
 
 __all__ = ["run", "RunResult", "Candidate", "Dataset", "load_csv", "format_report",
            "result_json", "pareto_plot", "METRICS"]
@@ -149,7 +149,7 @@ class RunResult:
 
 def _read_population(population: Any, dialect: str, names: list[str] | None
                      ) -> tuple[list[Expr], list[int], list[tuple[int, str]], str | None, str]:
-    from .readers import read_file, read_many
+    from symcore.io.readers import read_file, read_many
     opts: dict[str, Any] = {}
     if names and all(n.isidentifier() for n in names):
         opts["names"] = names
@@ -189,7 +189,7 @@ def _order_key(metric: str) -> Callable[[Candidate], tuple]:
 
 
 def _fittable(expr: Expr) -> tuple[Expr, np.ndarray]:
-    from .params import lift_constants
+    from symcore.params import lift_constants
     if expr.n_params:
         return lift_constants(expr, params=np.ones(expr.n_params))
     return lift_constants(expr)

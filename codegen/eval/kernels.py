@@ -26,8 +26,8 @@ from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix
 from symcore.ir import Expr
 
-from . import pool as _pool
-from .tier1 import info as _info
+from symcore.codegen import pool as _pool
+from symcore.codegen.eval.tier1 import info as _info
 
 __all__ = ["compile", "Kernel", "METRICS", "COMPILE_SECONDS", "TIER0_SPEED_RATIO"]
 
@@ -56,7 +56,7 @@ def _record_compile(seconds: float, n: int) -> None:
 
 def _tier0_module() -> Any | None:
     try:
-        from . import tier0
+        from symcore.codegen.eval import tier0
     except ImportError:
         return None
     return tier0 if hasattr(tier0, "Tier0Program") else None
@@ -117,7 +117,7 @@ class Kernel:
 
     def _tier1(self) -> Any:
         if self._t1 is None:
-            from .tier1 import Tier1Program
+            from symcore.codegen.eval.tier1 import Tier1Program
             self._t1 = Tier1Program(self.exprs, self.dtype)
             st = self._t1.stats
             _record_compile(st.seconds, st.compiled)

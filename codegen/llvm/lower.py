@@ -18,7 +18,7 @@ from symcore.errors import CompileError
 from symcore.ir import Expr, Flat, flatten
 from symcore.ops import DYSYMNET_LOG_EPS, GPLEARN_THRESHOLD, OPS
 
-from .vecmath import math_call
+from symcore.codegen.llvm.vecmath import math_call
 
 __all__ = ["LOWER", "lower_expr", "lower_powi", "splat", "needed_rows", "POWI_MAX_MULTIPLY"]
 

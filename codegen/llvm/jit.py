@@ -128,7 +128,7 @@ def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes
 @functools.lru_cache(maxsize=None)
 def _lljit() -> Any:
     _init()
-    from .vecmath import ensure_libraries
+    from symcore.codegen.llvm.vecmath import ensure_libraries
     ensure_libraries()
     return llvm.create_lljit_compiler(_make_tm(2))
 
@@ -304,11 +304,12 @@ def object_cache() -> ObjectCache:
 
 @functools.lru_cache(maxsize=None)
 def source_hash(*files: str) -> str:
-    """Hash of the given codegen source files and the ops table: part of every on-disk cache key,
-    so a change to the generator, the lowering or an op's semantics invalidates cached objects."""
+    """Hash of the given codegen source files (paths relative to codegen/) and the ops table: part
+    of every on-disk cache key, so a change to the generator, the lowering or an op's semantics
+    invalidates cached objects."""
     h = hashlib.blake2b(digest_size=16)
-    here = Path(__file__).resolve().parent
-    for f in (*files, "lower.py", "vecmath.py", "irflow.py"):
+    here = Path(__file__).resolve().parent.parent
+    for f in (*files, "llvm/lower.py", "llvm/vecmath.py", "llvm/irflow.py"):
         h.update((here / f).read_bytes())
     import symcore.ops
     h.update(Path(symcore.ops.__file__).read_bytes())

@@ -42,11 +42,11 @@ from symcore.errors import CompileError, DataError
 from symcore.ir import Expr
 from symcore.ops import OPS
 
-from . import jit as _jit
-from . import tape as _tape
-from . import vecmath as _vecmath
-from .irflow import Flow
-from .lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
+from symcore.codegen.llvm import jit as _jit
+from symcore.codegen.eval import tape as _tape
+from symcore.codegen.llvm import vecmath as _vecmath
+from symcore.codegen.llvm.irflow import Flow
+from symcore.codegen.llvm.lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
 
 __all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
 
@@ -383,7 +383,7 @@ _LOSS_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P)
 def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
     """Everything the interpreter's code depends on besides the machine (which the cache
     directory names): this generator, the lowering, the vector math, the opcode numbering."""
-    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{_jit.source_hash('tier0.py', 'tape.py')}"
+    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{_jit.source_hash('eval/tier0.py', 'eval/tape.py')}"
 
 
 class _Interpreter:

@@ -11,10 +11,10 @@ import re as _re
 import string as _string
 from typing import Any as _Any, Union
 
-from . import ops as _ops
-from .errors import DialectError, ExportError
-from .ir import Expr, topo
-from .ops import OPS
+from symcore import ops as _ops
+from symcore.errors import DialectError, ExportError
+from symcore.ir import Expr, topo
+from symcore.ops import OPS
 
 _LEAF_PREC = 100
 
@@ -159,7 +159,7 @@ def write(expr: Expr, dialect: str, *, names: _Any = None, var_base: int | None 
     if dialect == "symcore":
         cols = _names_by_col(names)
         if cols:
-            from .ir import map_leaves, var
+            from symcore.ir import map_leaves, var
             expr = map_leaves(expr, lambda n: var(n.value, cols[n.value])
                               if n.op == "var" and n.value in cols else n)
         return to_text(expr)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from llvmlite import ir
 
-from .irflow import Flow
+from symcore.codegen.llvm.irflow import Flow
 
 _F64 = ir.DoubleType()
 _I64 = ir.IntType(64)

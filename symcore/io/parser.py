@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import ops as _ops
-from ._lexer import END, ID, NUM, SYM, Token
-from .errors import ArityError, ParseError, SymcoreError, UnknownOperatorError
-from .ir import Expr, call, const, param
+from symcore import ops as _ops
+from symcore.io.lexer import END, ID, NUM, SYM, Token
+from symcore.errors import ArityError, ParseError, SymcoreError, UnknownOperatorError
+from symcore.ir import Expr, call, const, param
 
 NEG_PREC = 30  # unary minus: tighter than * and /, looser than ^ / ** (Python, Julia, symcore)
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from .errors import SymcoreError
+from symcore.errors import SymcoreError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _MAX_REPORTED_ERRORS = 20
@@ -89,9 +89,9 @@ def _check_output_path(path: str, what: str) -> None:
 # symcore run
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from . import run as R
+    from symcore.app import run as R
     if a.example:
-        from .example import bundled_paths, formula
+        from symcore.app.example import bundled_paths, formula
         if a.population:
             raise _UserError("give either POPULATION or --example, not both")
         pop_path, data_path = bundled_paths()
@@ -113,7 +113,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise _UserError("--top must be >= 0 (0 shows every model)")
     if a.export:
         _check_output_path(a.export, "export path")
-        from .codegen.export import check_name, find_compiler, infer_format
+        from symcore.codegen.export.api import check_name, find_compiler, infer_format
         fmt = infer_format(a.export, a.export_format)
         check_name(a.name)
         if fmt == "so":
@@ -156,7 +156,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 
 def _with_names(expr: Any, features: Sequence[str]) -> Any:
-    from .ir import map_leaves, var
+    from symcore.ir import map_leaves, var
     names = {j: n for j, n in enumerate(features) if n.isidentifier()}
     return map_leaves(expr, lambda leaf: var(leaf.value, names[leaf.value])
                       if leaf.op == "var" and leaf.value in names else leaf)
@@ -195,7 +195,7 @@ def _cmd_simplify(a: argparse.Namespace) -> int:
 
 def _cmd_dedupe(a: argparse.Namespace) -> int:
     import symcore
-    from .readers import read_file
+    from symcore.io.readers import read_file
     p = Path(a.file)
     if not p.exists():
         raise _UserError(f"file not found: {a.file}")
@@ -265,8 +265,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
 # Parser and entry point
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .run import METRICS
+    from symcore import __version__
+    from symcore.app.run import METRICS
     p = argparse.ArgumentParser(prog="symcore", description=(
         "symcore: read, deduplicate, simplify, score, fit and export symbolic-regression "
         "candidates."), epilog="exit status: 0 ok, 1 error, 2 usage, 3 some lines unreadable")

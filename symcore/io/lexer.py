@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ParseError
+from symcore.errors import ParseError
 
 NUM, ID, SYM, END = "num", "id", "sym", "end"
 

@@ -30,9 +30,9 @@ from llvmlite import ir
 from symcore.errors import CompileError, DataError
 from symcore.ir import Expr, Flat, flatten
 
-from . import emit as _emit
-from . import jit as _jit
-from . import vecmath as _vecmath
+from symcore.codegen.eval import emit as _emit
+from symcore.codegen.llvm import jit as _jit
+from symcore.codegen.llvm import vecmath as _vecmath
 
 __all__ = ["Tier1Program", "structure_key", "load_kernels", "CompileStats", "driver",
            "MODULE_MAX_FUNCTIONS", "PARALLEL_COMPILE_MIN"]
@@ -110,7 +110,7 @@ def _shape_hash(flat: Flat) -> str:
 
 
 def _source_hash() -> str:
-    return _jit.source_hash("emit.py", "tier1.py")
+    return _jit.source_hash("eval/emit.py", "eval/tier1.py")
 
 
 def _symbol(key: str) -> str:

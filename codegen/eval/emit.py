@@ -34,7 +34,7 @@ from llvmlite import ir
 
 from symcore.ir import Flat
 
-from .lower import lower_expr, needed_rows
+from symcore.codegen.llvm.lower import lower_expr, needed_rows
 
 __all__ = ["kernel_type", "emit_kernel", "emit_driver", "const_slots", "declarations",
            "TextBuilder", "TextValue", "CHUNK"]
@@ -245,7 +245,7 @@ def declarations(module: ir.Module, helpers: bool = True) -> str:
 def helper_module() -> str:
     """Text of a module defining every vecmath helper (vecmath.INLINE) with external linkage,
     for kernels written with `declarations(module, helpers=False)`."""
-    from .vecmath import INLINE, helper_name
+    from symcore.codegen.llvm.vecmath import INLINE, helper_name
     out: dict[str, str] = {}
     defs = []
     for fn in INLINE:
@@ -264,7 +264,7 @@ def _helper_text(name: str) -> tuple[str, dict[str, str]] | None:
     """(definition, its declarations by name) of a vecmath helper function, None for others."""
     if name in _HELPERS:
         return _HELPERS[name]
-    from .vecmath import INLINE, helper_name
+    from symcore.codegen.llvm.vecmath import INLINE, helper_name
     hit = next(((f, w) for f in INLINE for w in (8, 16) if helper_name(f, w) == name), None)
     if hit is None:
         _HELPERS[name] = None
@@ -279,7 +279,7 @@ def _helper_text(name: str) -> tuple[str, dict[str, str]] | None:
         # a lane outside the fast path: the whole vector through the slow path (rare)
         slow = TextBuilder(scratch, "%s", inline_math="")
         if lanes == 8:   # guarded libmvec
-            from .vecmath import math_call
+            from symcore.codegen.llvm.vecmath import math_call
             g = _ref(math_call(slow, fn, TextValue(_vec_type("float64", 8), "%x")))
         else:            # each half through the 8-lane helper (which decides per half)
             g = _concat(slow, [_call8(slow, scratch, helper_name(fn, 8), h) for h in
@@ -315,7 +315,7 @@ def _helper_body(module: ir.Module, fn: str, lanes: int) -> tuple[list[str], str
     """Lines computing the fast path of `fn` on %x (<lanes x double>, 8 or 16), the result's
     reference and the reference of the lanes needing the slow path (None: every lane is exact).
     16 lanes: the two halves' code side by side, for the scheduler to interleave."""
-    from .vecmath import INLINE
+    from symcore.codegen.llvm.vecmath import INLINE
     vty = _vec_type("float64", 8)
     if lanes == 8:
         tb = TextBuilder(module, "%h", inline_math="inline")

@@ -21,7 +21,7 @@ from symcore.errors import ExportError
 from symcore.ir import Expr, topo
 from symcore.ops import OPS
 from symcore.params import bind_params
-from symcore.printers import to_text
+from symcore.io.printers import to_text
 
 __all__ = ["export", "FORMATS", "c_source", "c_header", "llvm_ir", "find_compiler",
            "infer_format", "check_name", "json_document"]
@@ -294,14 +294,14 @@ EXPORT_OPT_CODEGEN = 2
 def _ir_text(model: Expr, name: str, runtime: bool) -> str:
     from llvmlite import ir
 
-    from .lower import lower_expr
+    from symcore.codegen.llvm.lower import lower_expr
 
     f64 = ir.DoubleType()
     i64 = ir.IntType(64)
     dptr = f64.as_pointer()
     from llvmlite import binding
 
-    from .jit import target_machine
+    from symcore.codegen.llvm.jit import target_machine
     mod = ir.Module(name=f"symcore_{name}")
     mod.triple = binding.get_process_triple()
     mod.data_layout = str(target_machine(EXPORT_OPT_CODEGEN).target_data)
@@ -349,7 +349,7 @@ def _ir_text(model: Expr, name: str, runtime: bool) -> str:
 
 
 def _object_code(model: Expr, name: str, runtime: bool, cpu: str = "generic") -> bytes:
-    from .jit import compile_object, optimise, target_machine
+    from symcore.codegen.llvm.jit import compile_object, optimise, target_machine
     text = _ir_text(model, name, runtime)
     if cpu == "host":
         return compile_object(text, opt_ir=EXPORT_OPT_IR, opt_codegen=EXPORT_OPT_CODEGEN)
@@ -405,7 +405,7 @@ def _write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runti
         except OSError as err:
             raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
     import llvmlite.binding as llvm
-    from .jit import host_cpu
+    from symcore.codegen.llvm.jit import host_cpu
     target = f"{llvm.get_default_triple()}, " + (
         "baseline instruction set (runs on any CPU of the architecture)" if cpu == "generic"
         else f"tuned for this machine's CPU ({host_cpu()}); may not run elsewhere")
@@ -431,7 +431,7 @@ def llvm_ir(expr: Expr, name: str = "model", params: Any = None, bake_params: bo
 
 def _np_templates(model: Expr) -> dict[str, str]:
     # the printers' NumPy form of each op, as a template over {0}, {1}
-    from symcore.printers import to_numpy_source
+    from symcore.io.printers import to_numpy_source
     out: dict[str, str] = {}
     for n in topo([model]):
         if n.is_leaf:
@@ -452,7 +452,7 @@ def _np_templates(model: Expr) -> dict[str, str]:
 
 def _write_py(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
               original: Expr) -> str:
-    from symcore.printers import to_numpy_source
+    from symcore.io.printers import to_numpy_source
     tmpl = _np_templates(model)
     body: list[str] = []
     ref: dict[Expr, str] = {}
@@ -494,7 +494,7 @@ def _write_sympy(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool
                  original: Expr) -> str:
     import sympy
 
-    from symcore.sympy_bridge import to_sympy
+    from symcore.io.sympy_bridge import to_sympy
     se = to_sympy(model)
     doc = "\n".join(f"# {ln}" for ln in _doc_lines(model, name, pvals, runtime, original))
     return (f"{doc}\nfrom sympy import *  # noqa: F401,F403\n"
@@ -504,7 +504,7 @@ def _write_sympy(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool
 
 def _write_latex(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
                  original: Expr) -> str:
-    from symcore.printers import to_latex
+    from symcore.io.printers import to_latex
     return to_latex(model) + "\n"
 
 
@@ -512,7 +512,7 @@ def json_document(expr: Expr, params: Any = None, name: str = "model") -> list[d
     """symcore's own JSON for one expression: a one-item list (the population-file form that
     `symcore.read_file` reads) whose object holds the canonical text under "expr", the parameter
     values, the flat form and metadata."""
-    # the population-file form of symcore.printers.to_json: non-finite values are null
+    # the population-file form of symcore.io.printers.to_json: non-finite values are null
     pvals = None if params is None else [float(v) if math.isfinite(v) else None
                                          for v in np.asarray(params, dtype=float)]
     return [{"expr": to_text(expr), "params": pvals, "format": JSON_FORMAT,

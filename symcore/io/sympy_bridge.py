@@ -14,9 +14,9 @@ import math
 import re
 from typing import Any
 
-from . import ops as _ops
-from .errors import ParseError, SymcoreError, UnknownOperatorError
-from .ir import Expr, call, const, param, topo, var
+from symcore import ops as _ops
+from symcore.errors import ParseError, SymcoreError, UnknownOperatorError
+from symcore.ir import Expr, call, const, param, topo, var
 
 __all__ = ["to_sympy", "from_sympy"]
 

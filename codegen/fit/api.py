@@ -58,7 +58,7 @@ from symcore.evaluate import as_matrix
 from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
 
-from .grad import GradKernels, Tier0Grad, jacobian_reference, prepare_data
+from symcore.codegen.grad.jacobian import GradKernels, Tier0Grad, jacobian_reference, prepare_data
 
 __all__ = ["fit", "FitResult", "levenberg_marquardt", "bfgs", "STATUSES", "METHODS"]
 

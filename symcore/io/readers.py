@@ -42,11 +42,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import ops as _ops
-from ._lexer import ID, NUM, SYM, Token, parse_number, tokenize
-from ._parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
-from .errors import DataError, DialectError, ParseError, SymcoreError
-from .ir import Expr, const, map_leaves, param, topo, var
+from symcore import ops as _ops
+from symcore.io.lexer import ID, NUM, SYM, Token, parse_number, tokenize
+from symcore.io.parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
+from symcore.errors import DataError, DialectError, ParseError, SymcoreError
+from symcore.ir import Expr, const, map_leaves, param, topo, var
 
 __all__ = ["read", "read_many", "read_file", "detect_dialect", "Population", "READ_DIALECTS"]
 
@@ -647,7 +647,7 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
     eggp/symregg results CSV (Expression, or Numpy + theta with dialect="eggp_numpy");
     reggression test files (`expression,params,fitness`; dialect from the suffix); SNIP/TPSR
     problem_formula_pairs.tsv (predicted_tree); a JSON list of symcore texts (or of
-    {"expr": text, "params": [...]} objects, as `symcore.printers.to_json` writes them)."""
+    {"expr": text, "params": [...]} objects, as `symcore.io.printers.to_json` writes them)."""
     o = _opts(opts)
     p = os.fspath(path)
     try:

@@ -64,7 +64,7 @@ def _libmvec() -> ctypes.CDLL | None:
 def host_isa() -> VecISA:
     """Widest ISA the host CPU supports and libmvec implements (`$SYMCORE_ISA` may narrow it:
     avx512, avx2, avx, sse or scalar)."""
-    from . import jit
+    from symcore.codegen.llvm import jit
     feats = jit.host_features()
     if feats.get("avx512f"):
         best = "avx512"
@@ -232,7 +232,7 @@ _EXP_BOUNDS = {"float64": (720.0, -750.0), "float32": (90.0, -110.0)}
 
 
 def _vsplat(ty: ir.VectorType, v: float) -> ir.Constant:
-    from .lower import splat   # cached; imported here because lower imports this module
+    from symcore.codegen.llvm.lower import splat   # cached; imported here because lower imports this module
     return splat(ty, v)
 
 

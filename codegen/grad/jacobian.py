@@ -21,11 +21,11 @@ from symcore.evaluate import as_matrix, evaluate, node_values
 from symcore.ir import Expr, Flat, const, flatten, topo, var
 from symcore.ops import LEAVES, OPS
 
-from . import jit
-from . import lm as _lm
-from .irflow import Flow
-from .lower import LOWER, lower_expr, lower_powi, needed_rows, splat
-from .vecmath import width
+from symcore.codegen.llvm import jit
+from symcore.codegen.fit import native_lm as _lm
+from symcore.codegen.llvm.irflow import Flow
+from symcore.codegen.llvm.lower import LOWER, lower_expr, lower_powi, needed_rows, splat
+from symcore.codegen.llvm.vecmath import width
 
 __all__ = ["deriv_template", "active_nodes", "jacobian_reference", "emit_normal", "emit_jacobian",
            "GradKernels", "Data", "prepare_data", "jacobian"]
@@ -417,7 +417,7 @@ def _unpack_normal(out: np.ndarray, P: int) -> tuple[float, np.ndarray, np.ndarr
 def _key(kind: str, lanes: int, exprs: Sequence[Expr]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"grad|{_T1_VERSION}|{kind}|{lanes}|{OPT_IR}|{OPT_CODEGEN}|"
-             f"{jit.source_hash('grad.py')}\n".encode())
+             f"{jit.source_hash('grad/jacobian.py')}\n".encode())
     for e in exprs:
         h.update(e.digest().encode())
     return h.hexdigest()
@@ -809,7 +809,7 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
 @functools.lru_cache(maxsize=4)
 def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
     key = (f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|"
-           f"{jit.source_hash('grad.py', 'lm.py')}")
+           f"{jit.source_hash('grad/jacobian.py', 'fit/native_lm.py')}")
     cache = jit.object_cache()
     obj = cache.get(key)
     if obj is None:
