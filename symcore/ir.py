@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from symcore import ops as _ops
 from symcore.errors import ArityError, SymcoreError
+from symcore.text import to_text
+from symcore.walk import topo
 
 __all__ = ["Expr", "var", "const", "param", "call", "Flat", "flatten", "unflatten"]
 
@@ -126,7 +128,6 @@ class Expr:
 
     # -- printing -------------------------------------------------------------------------
     def __str__(self) -> str:
-        from symcore.io.printers import to_text
         return to_text(self)
 
     def __repr__(self) -> str:
@@ -242,30 +243,6 @@ class Flat:
     @property
     def root(self) -> Expr:
         return self.nodes[-1]
-
-
-def topo(roots: Iterable[Expr]) -> list[Expr]:
-    """Distinct nodes reachable from `roots`, children before parents (iterative: no recursion
-    limit on deep trees)."""
-    seen: set[int] = set()
-    out: list[Expr] = []
-    for root in roots:
-        if id(root) in seen:
-            continue
-        stack: list[tuple[Expr, int]] = [(root, 0)]
-        while stack:
-            node, i = stack[-1]
-            if i < len(node.args):
-                stack[-1] = (node, i + 1)
-                child = node.args[i]
-                if id(child) not in seen:
-                    stack.append((child, 0))
-            else:
-                stack.pop()
-                if id(node) not in seen:
-                    seen.add(id(node))
-                    out.append(node)
-    return out
 
 
 def flatten(expr: Expr) -> Flat:
