@@ -9,7 +9,7 @@ import hashlib
 import math
 import struct
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from symcore import ops as _ops
 from symcore.errors import ArityError, SymcoreError
