@@ -38,6 +38,12 @@ class Op:
     right_assoc: bool = False
     protected: bool = False                # a tool's protected variant with its own semantics
     spell: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Algebraic facts (read by the canonicalising pass and the e-graph rules; set in _FACTS):
+    commutative: bool = False              # f(a, b) = f(b, a) for every a, b (values, not bits)
+    associative: bool = False              # f(f(a, b), c) = f(a, f(b, c)) up to rounding
+    # per operand: "odd" when f(.., -a, ..) = -f(.., a, ..), "even" when it equals f(.., a, ..)
+    # (up to the sign of a zero), None otherwise
+    parity: tuple[str | None, ...] = ()
 
 
 def _ir() -> Any:
@@ -343,6 +349,26 @@ for _p in [o for o in OPS.values() if o.protected]:
                     else:
                         del sp[_d]
                     OPS[_o.name] = Op(**{**_o.__dict__, "spell": sp})
+
+# Algebraic facts of the built-in ops (user ops registered later default to none).
+_FACTS: dict[str, dict[str, Any]] = {
+    "add": dict(commutative=True, associative=True),
+    "mul": dict(commutative=True, associative=True, parity=("odd", "odd")),
+    "div": dict(parity=("odd", "odd")),
+    "max": dict(commutative=True, associative=True),
+    "min": dict(commutative=True, associative=True),
+    "fmax": dict(commutative=True, associative=True),
+    "fmin": dict(commutative=True, associative=True),
+    "aq": dict(parity=("odd", "even")),
+    "pow_abs": dict(parity=("even", None)),
+    **{f: dict(parity=("odd",)) for f in ("neg", "inv", "cube", "sign", "sin", "tan", "tanh",
+                                          "sinh", "asin", "atan", "cbrt", "asinh", "atanh",
+                                          "pinv")},
+    **{f: dict(parity=("even",)) for f in ("abs", "square", "cos", "cosh", "sqrt_abs",
+                                           "log_abs", "plog", "dlog")},
+}
+for _name, _facts in _FACTS.items():
+    OPS[_name] = Op(**{**OPS[_name].__dict__, **_facts})
 
 LEAVES = ("var", "const", "param")
 
