@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 
 import symcore
 from symcore import OPS, Expr, call, const, param, var
@@ -14,6 +14,15 @@ BINARY = tuple(n for n, o in OPS.items() if o.arity == 2 and n != "powi")
 PLAIN_UNARY = ("neg", "square", "cube", "inv", "abs", "sqrt", "exp", "log", "sin", "cos", "tan",
                "tanh", "sinh", "cosh", "asin", "acos", "atan", "cbrt")
 PLAIN_BINARY = ("add", "sub", "mul", "div", "pow")
+
+
+def examples(fraction: float) -> int:
+    """`fraction` of the active Hypothesis profile's `max_examples` (at least 1), for properties
+    whose examples are slow (tests/conftest.py loads the profile before any test module)."""
+    if not fraction > 0:
+        raise ValueError(f"fraction must be positive, got {fraction!r}")
+    return max(1, round(settings.default.max_examples * fraction))
+
 
 finite_consts = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False,
                           allow_subnormal=False, width=64)

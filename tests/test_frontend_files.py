@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 import symcore
 from symcore.ir import topo
@@ -121,7 +122,7 @@ def sample_ranges(entry: dict, rng: np.random.Generator, rows: int) -> np.ndarra
     return np.column_stack([rng.uniform(v["low"], v["high"], rows) for v in entry["variables"]])
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(0.17), deadline=None)
 @given(seed=st.integers(0, 2 ** 32 - 1))
 def test_tpsr_prefix_and_infix_files_are_the_same_models(seed):
     """TPSR wrote each model twice (infix and comma prefix): both read to the same function on

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import exprs
+from strategies import examples, exprs
 
 import symcore
 from symcore import OPS, ExportError, call, const, param, var
@@ -153,7 +153,7 @@ def test_c_every_operator_matches_reference(tmp_path):
     del dll
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(0.42))
 @given(e=exprs(n_vars=3, unary=EXACT_UNARY, binary=EXACT_BINARY, max_leaves=14),
        seed=st.integers(0, 2**16))
 def test_c_random_expressions_match_reference(tmp_path_factory, e, seed):
@@ -242,7 +242,7 @@ def test_so_every_operator_matches_reference(tmp_path):
         assert_matches(np.array([one(_ptr(row))]), want[5:6], label=name)
 
 
-@settings(max_examples=12)
+@settings(max_examples=examples(0.2))
 @given(e=exprs(n_vars=3, unary=EXACT_UNARY, binary=EXACT_BINARY, max_leaves=14),
        seed=st.integers(0, 2**16))
 def test_so_random_expressions_match_reference(tmp_path_factory, e, seed):
@@ -253,7 +253,7 @@ def test_so_random_expressions_match_reference(tmp_path_factory, e, seed):
     assert_matches(_run_batch(batch, X), evaluate(e, X))
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(0.17))
 @given(e=exprs(n_vars=2, max_leaves=10, powi=False), seed=st.integers(0, 2**16))
 def test_so_and_c_agree_on_every_operator_mix(tmp_path_factory, e, seed):
     # both call the same libm, so transcendental functions agree too (the reference's NumPy
@@ -349,7 +349,7 @@ def _import_py(path: Path):
     return mod
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(0.67))
 @given(e=exprs(n_vars=3, n_params=2, max_leaves=14), seed=st.integers(0, 2**16))
 def test_py_export_equals_reference_for_every_operator(tmp_path_factory, e, seed):
     d = tmp_path_factory.mktemp("py")
@@ -372,7 +372,7 @@ def test_py_export_every_operator(tmp_path):
         assert_matches(mod.f(X), evaluate(e, X), label=name)
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(0.5))
 @given(e=exprs(n_vars=3, n_params=1, max_leaves=10))
 def test_json_round_trip(tmp_path_factory, e):
     d = tmp_path_factory.mktemp("js")

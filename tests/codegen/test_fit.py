@@ -370,7 +370,7 @@ def test_native_fit_statuses_and_edge_problems():
     np.testing.assert_allclose(exact.params, [2.0, 1.0], rtol=1e-10)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(e=exprs(n_vars=2, n_params=3, max_leaves=8), X=strat_data(n_vars=2, min_rows=1,
                                                                   max_rows=40, edge=False),
        seed=st.integers(0, 2 ** 16))

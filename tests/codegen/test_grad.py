@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
-from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
+from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs
 
 from symcore import DataError, OPS, call, const, evaluate, param, var
 from symcore.codegen.grad import jacobian as grad
@@ -90,7 +90,7 @@ def test_every_operator_has_an_opcode_and_a_derivative():
             assert deriv_template(name, consts, i) is not None
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(0.42))
 @given(exprs(n_vars=2, n_params=3, unary=PLAIN_UNARY, binary=PLAIN_BINARY, max_leaves=8))
 def test_reference_equals_sympy_derivatives(e):
     import sympy
@@ -127,7 +127,7 @@ def test_reference_equals_sympy_derivatives(e):
         np.testing.assert_allclose(J[ok, j], want[ok], rtol=1e-7, atol=1e-9)
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(0.67))
 @given(exprs(n_vars=2, n_params=3, max_leaves=10),
        st.integers(0, 2 ** 31 - 1))
 def test_tiers_agree_on_random_expressions(e, seed):

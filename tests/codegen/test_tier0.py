@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import data, exprs
+from strategies import data, examples, exprs
 
 from symcore.errors import CompileError, DataError
 from symcore.evaluate import evaluate
@@ -121,7 +121,7 @@ def test_every_op_matches_reference(dtype: str) -> None:
 
 # -- random expressions (Hypothesis) ----------------------------------------------------------
 
-@settings(max_examples=80)
+@settings(max_examples=examples(1.33))
 @given(e=exprs(n_vars=3, n_params=2, max_leaves=10), X=data(3, max_rows=70),
        p=st.lists(st.floats(-3, 3), min_size=2, max_size=2), dtype=st.sampled_from(DTYPES))
 def test_random_exprs_node_by_node(e: Expr, X: np.ndarray, p: list[float], dtype: str) -> None:
@@ -132,7 +132,6 @@ EXACT_UNARY = tuple(n for n in sorted(EXACT) if OPS[n].arity == 1)
 EXACT_BINARY = tuple(n for n in sorted(EXACT) if OPS[n].arity == 2)
 
 
-@settings(max_examples=60)
 @given(es=st.lists(exprs(n_vars=3, n_params=2, unary=EXACT_UNARY, binary=EXACT_BINARY,
                          powi=False, max_leaves=10), min_size=1, max_size=12),
        X=data(3, max_rows=140), dtype=st.sampled_from(DTYPES),
@@ -262,7 +261,7 @@ def test_tape_slots_are_reused_and_code_shared() -> None:
     assert pack([]).n_candidates == 0
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(0.5))
 @given(es=st.lists(exprs(n_vars=3, n_params=2, max_leaves=10), min_size=1, max_size=8))
 def test_tape_cache_gives_the_same_tape(es: list[Expr]) -> None:
     from symcore.codegen.eval import tape as tape_mod

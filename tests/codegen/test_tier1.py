@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import data, exprs
+from strategies import data, examples, exprs
 
 import symcore
 from symcore import OPS, call, const, evaluate, param, var
@@ -96,20 +96,19 @@ def _predict(es, X, dtype, params=None):
 
 
 @given(e=exprs(n_vars=3), X=data(3, max_rows=40))
-@settings(max_examples=60)
 def test_random_expression_equals_reference_f64(e, X):
     assert_matches_reference(_predict(e, X, "float64")[0], e, X, "float64")
 
 
 @given(e=exprs(n_vars=3), X=data(3, max_rows=40))
-@settings(max_examples=40)
+@settings(max_examples=examples(0.67))
 def test_random_expression_equals_reference_f32(e, X):
     assert_matches_reference(_predict(e, X, "float32")[0], e, X, "float32")
 
 
 @given(e=exprs(n_vars=2, n_params=3), X=data(2, max_rows=20),
        p=st.lists(st.floats(-10, 10), min_size=3, max_size=3))
-@settings(max_examples=30)
+@settings(max_examples=examples(0.5))
 def test_parameters_equal_reference(e, X, p):
     pv = np.array(p)
     for dtype in ("float64", "float32"):
@@ -118,7 +117,7 @@ def test_parameters_equal_reference(e, X, p):
 
 @given(pop=st.lists(exprs(n_vars=3, max_leaves=8), min_size=1, max_size=12),
        n=st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 65, 515]))
-@settings(max_examples=15)
+@settings(max_examples=examples(0.25))
 def test_population_every_size_equals_reference(pop, n):
     rng = np.random.default_rng(n)
     X = rng.normal(0, 3, (n, 3))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from symcore import call, const, var
 from symcore.codegen.eval import emit, tier1
@@ -30,7 +31,7 @@ def _loss(prog, X, y, w, c0=0, c1=None, fill=np.nan):
 
 
 @given(n=st.integers(1, 3 * emit.CHUNK + 5), seed=st.integers(0, 2**16))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(0.42), deadline=None)
 def test_chunked_sums_equal_numpy(n, seed):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.5, 2.0, (n, 2))

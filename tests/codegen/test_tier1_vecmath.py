@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from strategies import examples
 
 import symcore
 from symcore import call, var
@@ -65,7 +66,7 @@ def test_inline_function_equals_numpy(fn):
 
 @pytest.mark.parametrize("fn", sorted(vecmath.INLINE))
 @given(xs=arrays(np.float64, st.integers(1, 40)))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(0.67), deadline=None)
 def test_inline_function_any_bits(fn, xs):
     _check(fn, xs)
 

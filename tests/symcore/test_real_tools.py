@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 import symcore
 from symcore.ir import topo
@@ -126,7 +127,8 @@ _GPLEARN_THRESHOLD_ROWS = np.array([[0.0, 0.0005, -0.0005], [0.001, -0.001, 0.00
                                     [1e-4, 2.0, -1.0], [-0.0009, 0.0, 3.0]])
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(0.07), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 31 - 1))
 def test_gplearn_live_every_program_of_final_population(seed):
     """Run gplearn on tiny data, read every program of the final population from its printed

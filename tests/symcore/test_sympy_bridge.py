@@ -11,7 +11,7 @@ import pytest
 import sympy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from strategies import PLAIN_BINARY, PLAIN_UNARY, exprs
+from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs
 
 import symcore
 from symcore import ParseError, UnknownOperatorError, call, const, evaluate, param, var
@@ -67,7 +67,7 @@ def no_overflow_or_underflow(e: symcore.Expr, X: np.ndarray, p: np.ndarray) -> b
 MODERATE = st.one_of(st.just(0.0), st.floats(1e-3, 1e3), st.floats(-1e3, -1e-3))
 
 
-@settings(max_examples=max(1, settings.default.max_examples * 2 // 3))  # lambdify: slow
+@settings(max_examples=examples(0.67))  # lambdify: slow
 @given(exprs(n_vars=3, n_params=2, max_leaves=6, constants=MODERATE))
 def test_evaluate_equals_lambdify_of_to_sympy(e):
     p = np.array([0.75, -1.5])
