@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-__all__ = ["n_threads", "run_ranges", "MIN_WORK_PER_TASK"]
+__all__ = ["n_threads", "executor", "run_ranges", "MIN_WORK_PER_TASK"]
 
 #: below this many node·rows of work per task, splitting costs more than it saves
 MIN_WORK_PER_TASK = 200_000
@@ -30,12 +30,15 @@ def n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
+def executor(workers: int | None = None) -> ThreadPoolExecutor:
+    """The process's one worker pool, with at least `workers` threads (default `n_threads()`).
+    Tasks it runs must not wait on other tasks of this pool (a full pool would deadlock)."""
     global _pool
+    workers = n_threads() if workers is None else max(1, int(workers))
     with _lock:
         if _pool is None or _pool._max_workers < workers:  # noqa: SLF001 - sizing only
             old, _pool = _pool, ThreadPoolExecutor(max_workers=workers,
-                                                   thread_name_prefix="symcore-eval")
+                                                   thread_name_prefix="symcore")
             if old is not None:
                 old.shutdown(wait=False)
         return _pool
@@ -52,7 +55,7 @@ def run_ranges(n: int, work: float, fn: Callable[[int, int], None],
             fn(0, n)
         return
     bounds = [n * i // tasks for i in range(tasks + 1)]
-    ex = _executor(threads)
+    ex = executor(threads)
     futs = [ex.submit(fn, bounds[i], bounds[i + 1]) for i in range(tasks)
             if bounds[i] < bounds[i + 1]]
     for f in futs:
