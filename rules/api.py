@@ -23,7 +23,7 @@ from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
 from symcore.rules.language import prepare_all, single_use_params, write_tables
 from symcore.rules.saturate import Limits, StopReason, session as open_session
 
-__all__ = ["simplify", "dedupe", "Dedup", "StopReason"]
+__all__ = ["simplify", "dedupe", "DedupeResult", "StopReason"]
 
 MATCH_LIMIT_PER_INPUT = 1    # back-off match limit = population size (measured: 10x N grew 5x the
 #                                e-nodes for the same classes on 10,000 inputs)
@@ -31,8 +31,8 @@ MIN_MATCH_LIMIT = 300
 
 
 @dataclass(frozen=True)
-class Dedup:
-    """Population deduplication result: `class_of[i]` is the class of input i, class k has
+class DedupeResult:
+    """What `dedupe` returns for a population: `class_of[i]` is the class of input i, class k has
     `members[k]` (input indices) and `representatives[k]` (its cheapest extracted term)."""
 
     class_of: list[int]
@@ -49,6 +49,16 @@ class Dedup:
         return len(self.representatives)
 
 
+def __getattr__(name: str) -> Any:
+    # the result class was called `Dedup` in 0.1; the old name works for one more release
+    if name == "Dedup":
+        import warnings
+        warnings.warn("symcore.rules.api.Dedup is renamed DedupeResult", DeprecationWarning,
+                      stacklevel=2)
+        return DedupeResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
     if isinstance(exprs, Expr):
         raise SymcoreError("dedupe takes a sequence of expressions, got one Expr")
@@ -61,7 +71,7 @@ def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
 
 def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
            cost: Any = None, iterations: int = 8, node_limit: int | None = None,
-           time_limit: float | None = 10.0) -> Dedup:
+           time_limit: float | None = 10.0) -> DedupeResult:
     """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
     function.  Limits (iterations, e-nodes, seconds) are checked after every iteration.
 
@@ -108,7 +118,7 @@ def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
                   "eclasses": ex.n_classes, "iterations": iterations,
                   "seconds": {"insert": t1 - t0, "saturate": t2 - t1, "extract": t3 - t2,
                               "total": t3 - t0}})
-    return Dedup(class_of, reps, members, stop, stats)
+    return DedupeResult(class_of, reps, members, stop, stats)
 
 
 def _auto_cost(cost: Any, topics: Sequence[str]) -> Any:

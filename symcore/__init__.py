@@ -25,8 +25,9 @@ _LAZY = {
     "to_numpy_source": "symcore.io.printers",
     "to_sympy": "symcore.io.sympy_bridge", "from_sympy": "symcore.io.sympy_bridge",
     "lift_constants": "symcore.params", "bind_params": "symcore.params",
-    "simplify": "symcore.rules.api", "dedupe": "symcore.rules.api", "Dedup": "symcore.rules.api",
-    "StopReason": "symcore.rules.api",
+    "simplify": "symcore.rules.api", "dedupe": "symcore.rules.api",
+    "DedupeResult": "symcore.rules.api", "StopReason": "symcore.rules.api",
+    "Dedup": "symcore.rules.api",  # old name of DedupeResult (DeprecationWarning), until 0.3
     "compile": "symcore.codegen.eval.kernels", "Kernel": "symcore.codegen.eval.kernels",
     "fit": "symcore.codegen.fit.api", "FitResult": "symcore.codegen.fit.api",
     "export": "symcore.codegen.export.api",
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.params import bind_params, lift_constants
     from symcore.io.printers import to_c, to_latex, to_numpy_source, write
     from symcore.io.readers import detect_dialect, read, read_file, read_many
-    from symcore.rules.api import Dedup, StopReason, dedupe, simplify
+    from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
 
 
@@ -59,5 +60,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "Expr", "var", "const", "param", "call", "flatten", "unflatten", "OPS", "evaluate",
     "SymcoreError", "ParseError", "UnknownOperatorError", "ArityError", "DialectError",
-    "DataError", "CompileError", "ExportError", "FitError", *_LAZY,
+    "DataError", "CompileError", "ExportError", "FitError",
+    # `compile` would shadow the builtin under `from symcore import *`: use `symcore.compile`;
+    # deprecated aliases stay out of the star import too
+    *(name for name in _LAZY if name not in ("compile", "Dedup")),
 ]

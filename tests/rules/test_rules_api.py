@@ -10,7 +10,7 @@ import pytest
 import symcore
 from symcore import Expr, call, const, param, var
 from symcore.errors import SymcoreError
-from symcore.rules.api import Dedup, StopReason
+from symcore.rules.api import DedupeResult, StopReason
 from symcore.rules.extract import cost_model, tree_cost
 
 x, y = var(0), var(1)
@@ -23,11 +23,11 @@ def _long_sum(n: int) -> Expr:
 def test_dedup_shape_and_stats():
     pop = [x + y, y + x, (x + 0.0) + y, x * y, y * x, x - x, const(0.0)]
     d = symcore.dedupe(pop)
-    assert isinstance(d, Dedup)
+    assert isinstance(d, DedupeResult)
     assert d.class_of[0] == d.class_of[1] == d.class_of[2]
     assert d.class_of[3] == d.class_of[4] and d.class_of[5] == d.class_of[6]
     assert len(set(d.class_of)) == 3 == len(d.representatives) == len(d.members) == len(d)
-    assert d.class_of == sorted(d.class_of) or d.class_of[0] == 0   # numbered by first member
+    assert _numbered_by_first_member(d.class_of)
     for k, mem in enumerate(d.members):
         assert all(d.class_of[i] == k for i in mem)
     assert all(isinstance(r, Expr) for r in d.representatives)
@@ -36,6 +36,21 @@ def test_dedup_shape_and_stats():
         assert key in d.stats
     assert set(d.stats["seconds"]) >= {"insert", "saturate", "extract"}
     assert d.stats["enodes"] >= d.stats["eclasses"] > 0
+
+
+def _numbered_by_first_member(class_of: list[int]) -> bool:
+    # class k is the k-th distinct class met scanning the inputs in order: 0, then 0 or 1, ...
+    firsts = list(dict.fromkeys(class_of))
+    return firsts == list(range(len(firsts)))
+
+
+def test_classes_are_numbered_by_their_first_member():
+    # interleaved, so a numbering by e-class id or by representative would show
+    pop = [x * y, x + y, y * x, const(3.0), y + x, x * y + 0.0, const(1.0) + 2.0]
+    d = symcore.dedupe(pop)
+    assert d.class_of == [0, 1, 0, 2, 1, 0, 2]
+    assert _numbered_by_first_member(d.class_of)
+    assert d.members == [[0, 2, 5], [1, 4], [3, 6]]
 
 
 def test_stop_reasons_are_the_four():

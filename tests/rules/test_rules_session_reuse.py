@@ -44,7 +44,7 @@ def _fresh(rules: str):
         yield
 
 
-def _summary(d: symcore.Dedup) -> tuple:
+def _summary(d: symcore.DedupeResult) -> tuple:
     s = d.stats
     return (d.class_of, d.representatives, d.members, d.stop_reason, s["enodes_inserted"],
             s["enodes"], s["eclasses"], s["iterations"])
