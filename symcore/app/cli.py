@@ -64,6 +64,16 @@ def _warn_errors(errors: Sequence[tuple[int, Any]], stream: TextIO) -> None:
 
 
 def _check_output_path(path: str, what: str) -> None:
+    if "\0" in path:
+        raise _UserError(f"{what} {path!r} contains a NUL byte")
+    try:
+        _probe_output_path(path, what)
+    except (OSError, ValueError) as err:  # e.g. a file name longer than the file system allows
+        raise _UserError(f"cannot write {what} {path[:80]!r}: "
+                         f"{getattr(err, 'strerror', None) or err}") from None
+
+
+def _probe_output_path(path: str, what: str) -> None:
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
@@ -113,9 +123,9 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise _UserError("--top must be >= 0 (0 shows every model)")
     if a.export:
         _check_output_path(a.export, "export path")
-        from symcore.codegen.export.api import check_name, find_compiler, infer_format
-        fmt = infer_format(a.export, a.export_format)
-        check_name(a.name)
+        from symcore.codegen.export.api import check_name, check_target, find_compiler
+        fmt = check_target(a.export, a.export_format)
+        check_name(a.name, fmt)
         if fmt == "so":
             find_compiler()  # before the run: a missing linker is reported at once
     if a.pareto:
@@ -143,7 +153,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
         res.timings["export"] = time.perf_counter() - t0
         res.exported.append(str(out))
         if fmt == "so":
-            res.exported.append(str(out.with_suffix(".h")))
+            from symcore.codegen.export.api import header_path
+            res.exported.append(str(header_path(out)))
     if a.pareto:
         R.pareto_plot(res, a.pareto)
     _warn_errors(res.errors, sys.stderr)
@@ -257,7 +268,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
                          params=pv, bake_params=not a.runtime_params, cpu=a.cpu)
     sys.stdout.write(f"wrote {out}\n")
     if (a.format or "").lower() == "so" or (a.format is None and out.suffix in (".so", ".dylib")):
-        sys.stdout.write(f"wrote {out.with_suffix('.h')}\n")
+        from symcore.codegen.export.api import header_path
+        sys.stdout.write(f"wrote {header_path(out)}\n")
     return EXIT_OK
 
 

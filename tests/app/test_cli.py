@@ -17,7 +17,7 @@ import pytest
 import symcore
 from symcore.app.example import bundled_paths
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sym(*args: str, cwd: Path | None = None, env: dict | None = None,
