@@ -82,12 +82,35 @@ def test_every_operator_compiled_tiers_equal_reference(name):
     k1.close()
 
 
-def test_every_operator_has_an_opcode_and_a_derivative():
-    for name, op in OPS.items():
-        assert name in grad.OPCODE
-        consts = (None, 2.0) if name == "powi" else (None,) * op.arity
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_operator_derivative_template_equals_finite_differences(name):
+    # The local derivative d out / d arg_i of each op, evaluated on its own (arguments as data
+    # columns, `out` as the last column), against central differences of the op's NumPy
+    # reference.  Points come from two intervals (|a| < 1 for asin/atanh, a > 1 for acosh);
+    # b is offset so max/min have no ties; only points where the op is finite around them count.
+    op = OPS[name]
+    consts = (None, 2.0) if name == "powi" else (None,) * op.arity
+    rng = np.random.default_rng(11)
+    cols = [np.concatenate([rng.uniform(0.3, 0.8, 40), rng.uniform(1.2, 1.8, 40)])
+            + 0.23 * j for j in range(op.arity)]
+    args = [np.full_like(cols[0], c) if c is not None else col for c, col in zip(consts, cols)]
+    with np.errstate(all="ignore"):
+        out = op.np(*args)
+        h = 1e-6
+        fd = []
         for i in range(op.arity):
-            assert deriv_template(name, consts, i) is not None
+            up = [a + h if j == i else a for j, a in enumerate(args)]
+            dn = [a - h if j == i else a for j, a in enumerate(args)]
+            fd.append((op.np(*up) - op.np(*dn)) / (2 * h))
+    ok = np.isfinite(out) & np.all(np.isfinite(fd), axis=0)
+    assert ok.sum() >= 20, f"{name}: too few points inside its domain"
+    X = np.column_stack([*args, out])[ok]
+    for i in range(op.arity):
+        if consts[i] is not None:
+            continue   # a literal operand (powi's exponent) is not differentiated
+        got = evaluate(deriv_template(name, consts, i), X)
+        np.testing.assert_allclose(got, fd[i][ok], rtol=1e-5, atol=1e-7,
+                                   err_msg=f"d {name} / d arg{i}")
 
 
 @settings(max_examples=examples(0.42))
