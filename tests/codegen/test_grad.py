@@ -11,7 +11,6 @@ from hypothesis import assume, given, settings, strategies as st
 from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs
 
 from symcore import DataError, OPS, call, const, evaluate, param, var
-from symcore.codegen.grad import jacobian as grad
 from symcore.codegen.grad.jacobian import (GradKernels, Tier0Grad, deriv_template, jacobian,
                                   jacobian_reference, prepare_data)
 from symcore.params import lift_constants
