@@ -1,0 +1,570 @@
+"""The canonicalising pass on the IR itself (before anything goes into egglog): one linear,
+iterative sweep over the hash-consed DAG that folds, flattens, orders and gathers, so that most
+equal candidates of a population become the very same `Expr`.
+
+Two modes:
+  "exact"       only rewrites that give bit-for-bit the same value as the original under
+                symcore's kernels and the NumPy reference (every NaN counts as one NaN):
+                add/mul arguments sorted (IEEE + and * are commutative; max/min are not on
+                +-0), x*1, x/1, x-(+0), x+(-0), --x, x*-1 and x/-1 -> -x, powi(x, 1) -> x,
+                (-a)*b -> -(a*b), (-a)/b and a/(-b) -> -(a/b), a-(-b) -> a+b, a+(-b) -> a-b,
+                (-a)+b -> b-a, and folding of + - * / neg sqrt abs over constants (IEEE
+                correctly rounded, so the kernels compute the same bits).  Never x+0.0
+                (-0 + 0 = +0), never reassociation, never a libm function.
+  "equivalent"  inside the soundness contract of symcore.rules.api: wherever the original is
+                finite the result has the same value up to rounding, and (so that merging
+                two inputs by their canonical form is symmetric) a cancellation x - x, x / x,
+                0 * f only happens where f is provably finite / non-zero.  Sums become a
+                constant plus sorted terms with gathered coefficients (2x + 3x = 5x),
+                products a coefficient times sorted integer powers (x*x = square(x)), a
+                numeric coefficient distributes over a sum (as SymPy does), every op over
+                constants folds with the ops table's NumPy reference, odd/even operands
+                (Op.parity) take out their sign, associative-commutative ops (Op.commutative
+                and Op.associative) are flattened and sorted.
+
+Output shape (equivalent mode): a sum is a left-leaning chain of `add`/`sub` starting at its
+first positive term in key order, with the constant last (`x0 - x1 + 3`); an all-negative sum is
+`neg` of the positive one; a product is `c * a * b^2 ... / (d * e^3)`; a negative coefficient
+is `neg` on the outside.  The order of terms, factors and commutative operands is a total
+order on a stable structural key (the same in every process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import weakref
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from symcore.errors import SymcoreError
+from symcore.ir import Expr, const, map_leaves, topo, var
+from symcore.ops import GPLEARN_THRESHOLD, OPS
+
+from symcore.rules import analysis
+
+__all__ = ["canonical", "canonical_all", "canonical_key", "sort_key", "Mode"]
+
+Mode = Literal["exact", "equivalent"]
+_MODES = ("exact", "equivalent")
+
+#: largest |integer exponent| the product form keeps (beyond it pow(x, k) stays as written)
+MAX_EXPONENT = 64
+
+# Ops whose value is finite for finite operands (the e-graph analysis' tables: + - * of finite
+# values count as finite, an overflow there being rounding at an intermediate).
+_FINITE_OPS = frozenset(getattr(analysis, "FINITE_ARITH", ()) + getattr(analysis, "FINITE_ARITH_UNARY", ())
+                        + getattr(analysis, "FINITE_UNARY", ()) + getattr(analysis, "FINITE_BINARY", ()))
+# Ops whose value is >= 0 or NaN for every operand: abs() of them is the identity.
+_NONNEG_OR_NAN = frozenset({"abs", "square", "exp", "sqrt", "sqrt_abs", "cosh", "pow_abs"})
+# Folding over constants in exact mode: IEEE correctly rounded operations only.
+_EXACT_FOLD = frozenset({"add", "sub", "mul", "div", "neg", "sqrt", "abs"})
+_LIN_OPS = frozenset({"add", "sub", "neg"})
+_MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
+_POW_OF = {"square": 2, "cube": 3, "inv": -1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stable order: a byte key per node, computed once per node (cached weakly across calls).
+
+_KEYS: "weakref.WeakKeyDictionary[Expr, bytes]" = weakref.WeakKeyDictionary()
+
+
+def _leaf_key(n: Expr) -> bytes:
+    if n.op == "const":
+        v = n.value
+        return b"\x00" + (b"\x7f\xf8" + bytes(6) if math.isnan(v) else struct.pack(">d", v))
+    if n.op == "var":
+        return b"\x01" + struct.pack(">I", n.value) + (n.name or "").encode()
+    if n.op == "param":
+        return b"\x02" + struct.pack(">q", n.value)
+    raise SymcoreError(f"unknown leaf kind {n.op!r}")  # pragma: no cover
+
+
+def sort_key(e: Expr) -> bytes:
+    """Total order of canonical operands: constants, then variables by column, then parameters
+    by slot, then compound terms by a structural digest (stable across processes)."""
+    k = _KEYS.get(e)
+    if k is not None:
+        return k
+    stack = [e]
+    while stack:
+        n = stack[-1]
+        if n in _KEYS:
+            stack.pop()
+            continue
+        if not n.args:
+            _KEYS[n] = _leaf_key(n)
+            stack.pop()
+            continue
+        todo = [a for a in n.args if a not in _KEYS]
+        if todo:
+            stack.extend(todo)
+            continue
+        stack.pop()
+        h = hashlib.blake2b(n.op.encode(), digest_size=15)
+        for a in n.args:
+            ka = _KEYS[a]
+            h.update(len(ka).to_bytes(2, "little"))
+            h.update(ka)
+        _KEYS[n] = b"\x03" + h.digest()
+    return _KEYS[e]
+
+
+# ---------------------------------------------------------------------------------------------
+# Guards on canonical nodes
+
+class _Facts:
+    """Per-call memo of `finite` (finite wherever the inputs are) and `nonzero` (finite and
+    never 0) over canonical nodes, mirroring the e-graph analysis."""
+
+    def __init__(self) -> None:
+        self.fin: dict[Expr, bool] = {}
+
+    def finite(self, e: Expr) -> bool:
+        fin = self.fin
+        r = fin.get(e)
+        if r is not None:
+            return r
+        stack = [e]
+        while stack:
+            n = stack[-1]
+            if n in fin:
+                stack.pop()
+                continue
+            if not n.args:
+                fin[n] = n.op != "const" or math.isfinite(n.value)
+                stack.pop()
+                continue
+            todo = [a for a in n.args if a not in fin]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            if n.op == "powi":
+                fin[n] = fin[n.args[0]] and n.args[1].value >= 0
+            else:
+                fin[n] = n.op in _FINITE_OPS and all(fin[a] for a in n.args)
+        return fin[e]
+
+    def nonzero(self, e: Expr) -> bool:
+        while e.op in ("neg", "abs"):
+            e = e.args[0]
+        return e.op == "const" and math.isfinite(e.value) and e.value != 0.0
+
+
+def _finite_num(v: float) -> bool:
+    return math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact mode
+
+def _exact_node(op: str, args: tuple[Expr, ...]) -> Expr:
+    a0 = args[0]
+    if op in _EXACT_FOLD and all(a.op == "const" for a in args):
+        with np.errstate(all="ignore"):
+            v = OPS[op].np(*(np.float64(a.value) for a in args))
+        return const(float(v))
+    if op == "neg":
+        if a0.op == "neg":
+            return a0.args[0]
+        return Expr(op, args)
+    if op == "powi" and args[1].value == 1.0:
+        return a0
+    if len(args) != 2:
+        return Expr(op, args)
+    a1 = args[1]
+    c1 = a1.value if a1.op == "const" else None
+    c0 = a0.value if a0.op == "const" else None
+    if op == "mul":
+        if c1 == 1.0 or c0 == 1.0:
+            return a0 if c1 == 1.0 else a1
+        if c1 == -1.0 or c0 == -1.0:
+            return _exact_node("neg", (a0 if c1 == -1.0 else a1,))
+        if a0.op == "neg" or a1.op == "neg":
+            n0, n1 = a0.op == "neg", a1.op == "neg"
+            inner = _exact_node("mul", (a0.args[0] if n0 else a0, a1.args[0] if n1 else a1))
+            return inner if n0 and n1 else _exact_node("neg", (inner,))
+    elif op == "div":
+        if c1 == 1.0:
+            return a0
+        if c1 == -1.0:
+            return _exact_node("neg", (a0,))
+        if a0.op == "neg" or a1.op == "neg":
+            n0, n1 = a0.op == "neg", a1.op == "neg"
+            inner = _exact_node("div", (a0.args[0] if n0 else a0, a1.args[0] if n1 else a1))
+            return inner if n0 and n1 else _exact_node("neg", (inner,))
+    elif op == "add":
+        # x + (-0.0) is x bit for bit; x + 0.0 is not (-0 + 0 = +0)
+        if _is_neg_zero(a1) or _is_neg_zero(a0):
+            return a0 if _is_neg_zero(a1) else a1
+        if a1.op == "neg":
+            return _exact_node("sub", (a0, a1.args[0]))
+        if a0.op == "neg":
+            return _exact_node("sub", (a1, a0.args[0]))
+    elif op == "sub":
+        if a1.op == "const" and a1.value == 0.0 and not _is_neg_zero(a1):
+            return a0
+        if a1.op == "neg":
+            return _exact_node("add", (a0, a1.args[0]))
+    if OPS[op].commutative and op in ("add", "mul") and sort_key(a1) < sort_key(a0):
+        return Expr(op, (a1, a0))
+    return Expr(op, args)
+
+
+def _is_neg_zero(e: Expr) -> bool:
+    return e.op == "const" and e.value == 0.0 and math.copysign(1.0, e.value) < 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalent mode: sums and products as normal forms
+
+class _Abort(Exception):
+    """A normal form would change a value (coefficient over/underflow, a non-finite constant):
+    the node stays as written."""
+
+
+def _mul_coef(a: float, b: float) -> float:
+    r = a * b
+    if not math.isfinite(r) or (r == 0.0 and a != 0.0 and b != 0.0):
+        raise _Abort
+    return r
+
+
+def _pow_coef(c: float, k: int) -> float:
+    try:
+        r = c ** k
+    except (OverflowError, ZeroDivisionError):
+        raise _Abort from None
+    if not math.isfinite(r) or (r == 0.0 and c != 0.0):
+        raise _Abort
+    return float(r)
+
+
+class _Canon:
+    """State of one equivalent-mode pass: memo of canonical nodes and their normal forms."""
+
+    def __init__(self) -> None:
+        self.facts = _Facts()
+        self.mono: dict[Expr, tuple[float, tuple[tuple[Expr, int, int], ...]]] = {}
+        self.lin: dict[Expr, tuple[float, tuple[tuple[Expr, float], ...]]] = {}
+        self.units: dict[Expr, tuple[tuple[Expr, int, int], ...]] = {}
+
+    # -- products ----------------------------------------------------------------------------
+    def mono_of(self, e: Expr) -> tuple[float, tuple[tuple[Expr, int, int], ...]]:
+        """(coefficient, ((base, positive exponent, negative exponent), ...)) sorted by base;
+        bases are never products, powers, negations or negative-led sums."""
+        hit = self.mono.get(e)
+        if hit is not None:
+            return hit
+        coef = 1.0
+        pows: dict[Expr, list[int]] = {}
+        stack: list[tuple[Expr, int]] = [(e, 1)]
+        while stack:
+            n, m = stack.pop()
+            op = n.op
+            if op == "const":
+                v = n.value
+                if not math.isfinite(v):
+                    raise _Abort
+                coef = _mul_coef(coef, _pow_coef(v, m)) if m != 1 else _mul_coef(coef, v)
+            elif op == "mul":
+                stack.append((n.args[0], m))
+                stack.append((n.args[1], m))
+            elif op == "div":
+                stack.append((n.args[0], m))
+                stack.append((n.args[1], -m))
+            elif op == "neg":
+                if m % 2:
+                    coef = -coef
+                stack.append((n.args[0], m))
+            elif op in _POW_OF or op == "powi":
+                k = _POW_OF[op] if op != "powi" else int(n.args[1].value)
+                if k == 0 or abs(k * m) > MAX_EXPONENT:
+                    self._add_pow(pows, n, m)
+                else:
+                    stack.append((n.args[0], k * m))
+            else:
+                b, flipped = self.positive(n)
+                if flipped and m % 2:
+                    coef = -coef
+                self._add_pow(pows, b, m)
+        fin = self.facts
+        out = []
+        for b in sorted(pows, key=sort_key):
+            p, q = pows[b]
+            if p and q and fin.nonzero(b):
+                p, q = max(p - q, 0), max(q - p, 0)
+            if p or q:
+                out.append((b, p, q))
+        res = (coef, tuple(out))
+        self.mono[e] = res
+        return res
+
+    @staticmethod
+    def _add_pow(pows: dict[Expr, list[int]], b: Expr, m: int) -> None:
+        pq = pows.setdefault(b, [0, 0])
+        if m > 0:
+            pq[0] += m
+        else:
+            pq[1] -= m
+        if max(pq) > MAX_EXPONENT:
+            raise _Abort
+
+    def build_mono(self, coef: float, factors: tuple[tuple[Expr, int, int], ...]) -> Expr:
+        if coef < 0 or (coef == 0.0 and math.copysign(1.0, coef) < 0):
+            return Expr("neg", (self.build_mono(-coef, factors),))
+        if not factors:
+            return const(coef)
+        if coef == 0.0 and all(q == 0 and self.facts.finite(b) for b, _, q in factors):
+            return const(0.0)
+        num = [_power(b, p) for b, p, _ in factors if p]
+        den = [_power(b, q) for b, _, q in factors if q]
+        if coef != 1.0:
+            num.insert(0, const(coef))
+        top = _chain("mul", num) if num else None
+        if not den:
+            assert top is not None
+            return top
+        bottom = _chain("mul", den)
+        return Expr("inv", (bottom,)) if top is None else Expr("div", (top, bottom))
+
+    def unit(self, factors: tuple[tuple[Expr, int, int], ...]) -> Expr:
+        u = self.build_mono(1.0, factors)
+        self.units.setdefault(u, factors)
+        return u
+
+    # -- sums --------------------------------------------------------------------------------
+    def lin_of(self, e: Expr) -> tuple[float, tuple[tuple[Expr, float], ...]]:
+        """(constant, ((unit term, coefficient), ...)) sorted by term."""
+        hit = self.lin.get(e)
+        if hit is not None:
+            return hit
+        c0 = 0.0
+        terms: dict[Expr, float] = {}
+        stack: list[tuple[Expr, float]] = [(e, 1.0)]
+        while stack:
+            n, s = stack.pop()
+            op = n.op
+            if op == "add":
+                stack.append((n.args[0], s))
+                stack.append((n.args[1], s))
+            elif op == "sub":
+                stack.append((n.args[0], s))
+                stack.append((n.args[1], -s))
+            elif op == "neg":
+                stack.append((n.args[0], -s))
+            elif op == "const":
+                if not math.isfinite(n.value):
+                    raise _Abort
+                c0 += _mul_coef(s, n.value)
+            else:
+                coef, factors = self.mono_of(n)
+                if len(factors) == 1 and factors[0][1:] == (1, 0) and \
+                        factors[0][0].op in ("add", "sub"):
+                    stack.append((factors[0][0], _mul_coef(s, coef)))   # c*(a + b) = c*a + c*b
+                    continue
+                u = self.unit(factors) if factors else None
+                if u is None:
+                    c0 += _mul_coef(s, coef)
+                else:
+                    terms[u] = terms.get(u, 0.0) + _mul_coef(s, coef)
+        if not math.isfinite(c0) or not all(map(math.isfinite, terms.values())):
+            raise _Abort
+        fin = self.facts
+        out = tuple((u, terms[u]) for u in sorted(terms, key=sort_key)
+                    if terms[u] != 0.0 or not fin.finite(u))
+        res = (c0 + 0.0, out)
+        self.lin[e] = res
+        return res
+
+    def build_lin(self, c0: float, terms: tuple[tuple[Expr, float], ...]) -> Expr:
+        items: list[tuple[bool, Expr]] = []
+        for u, c in terms:
+            items.append((c >= 0, self.build_mono(abs(c), self.units[u])))
+        if c0 != 0.0 or not items:
+            items.append((not c0 < 0, const(abs(c0)) if items else const(c0)))
+        if len(items) == 1:
+            pos, x = items[0]
+            return x if pos else Expr("neg", (x,))
+        head = next((i for i, (pos, _) in enumerate(items) if pos), None)
+        if head is None:
+            return Expr("neg", (self._sum_chain(items, 0, flip=True),))
+        return self._sum_chain(items, head, flip=False)
+
+    @staticmethod
+    def _sum_chain(items: list[tuple[bool, Expr]], head: int, flip: bool) -> Expr:
+        acc = items[head][1]
+        for i, (pos, x) in enumerate(items):
+            if i != head:
+                acc = Expr("add" if pos != flip else "sub", (acc, x))
+        return acc
+
+    def negative_led(self, e: Expr) -> bool:
+        c0, terms = self.lin_of(e)
+        return terms[0][1] < 0 if terms else c0 < 0
+
+    def positive(self, e: Expr) -> tuple[Expr, bool]:
+        """(e or -e, whether negated): the sign convention for operands of odd/even ops and
+        for bases of powers (a sum whose first term in key order is positive)."""
+        if e.op == "neg":
+            return e.args[0], True
+        if e.op in ("add", "sub"):
+            try:
+                c0, terms = self.lin_of(e)
+            except _Abort:
+                return e, False
+            if (terms[0][1] < 0) if terms else (c0 < 0):
+                return self.build_lin(-c0, tuple((u, -c) for u, c in terms)), True
+        return e, False
+
+    # -- one node ----------------------------------------------------------------------------
+    def node(self, op: str, args: tuple[Expr, ...]) -> Expr:
+        if all(a.op == "const" for a in args) or (op == "powi" and args[0].op == "const"):
+            with np.errstate(all="ignore"):
+                v = OPS[op].np(*(np.float64(a.value) for a in args))
+            return const(float(np.asarray(v, dtype=np.float64)))
+        if op == "powi" and args[1].value == 0.0:
+            return const(1.0)   # x**0 is 1 for every x, NaN included (C pow, np.power)
+        if op == "pow" and args[1].op == "const":
+            k = args[1].value
+            if math.isfinite(k) and k == int(k) and abs(k) <= MAX_EXPONENT:
+                op, args = "powi", (args[0], const(float(int(k))))
+            elif k == 0.5:
+                op, args = "sqrt", (args[0],)
+        if op == "pdiv" and args[1].op == "const" and abs(args[1].value) > GPLEARN_THRESHOLD:
+            op = "div"   # gplearn divides plainly by a constant above its threshold
+        if op in _LIN_OPS or op in _MONO_OPS:
+            raw = Expr(op, args)
+            try:
+                if op in _LIN_OPS:
+                    return self.build_lin(*self.lin_of(raw))
+                coef, factors = self.mono_of(raw)
+                if len(factors) == 1 and factors[0][1:] == (1, 0) and \
+                        factors[0][0].op in ("add", "sub"):
+                    return self.build_lin(*self.lin_of(raw))
+                if factors:
+                    self.units.setdefault(self.build_mono(1.0, factors), factors)
+                return self.build_mono(coef, factors)
+            except _Abort:
+                o = OPS[op]
+                if o.commutative and len(args) == 2 and sort_key(args[1]) < sort_key(args[0]):
+                    args = (args[1], args[0])
+                return Expr(op, args)
+        o = OPS[op]
+        negate = False
+        if o.parity:
+            new = list(args)
+            for i, p in enumerate(o.parity):
+                if p is None:
+                    continue
+                b, flipped = self.positive(args[i])
+                if flipped:
+                    new[i] = b
+                    negate ^= p == "odd"
+            args = tuple(new)
+        if op == "abs" and (args[0].op in _NONNEG_OR_NAN or _even_powi(args[0])):
+            out = args[0]
+        elif o.commutative and o.associative and len(args) == 2:
+            out = _ac_chain(op, args)
+        elif o.commutative and len(args) == 2 and sort_key(args[1]) < sort_key(args[0]):
+            out = Expr(op, (args[1], args[0]))
+        else:
+            out = Expr(op, args)
+        if negate:
+            return self.build_lin(*self.lin_of(Expr("neg", (out,))))
+        return out
+
+
+def _even_powi(e: Expr) -> bool:
+    return e.op == "powi" and int(e.args[1].value) % 2 == 0
+
+
+def _power(b: Expr, k: int) -> Expr:
+    if k == 1:
+        return b
+    if k == 2:
+        return Expr("square", (b,))
+    if k == 3:
+        return Expr("cube", (b,))
+    return Expr("powi", (b, const(float(k))))
+
+
+def _chain(op: str, xs: Sequence[Expr]) -> Expr:
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = Expr(op, (acc, x))
+    return acc
+
+
+def _ac_chain(op: str, args: tuple[Expr, ...]) -> Expr:
+    """An associative-commutative op: operands of nested same-op nodes flattened, constants
+    folded into one (last), the rest sorted; a left-leaning chain."""
+    flat: list[Expr] = []
+    stack = list(reversed(args))
+    while stack:
+        n = stack.pop()
+        if n.op == op:
+            stack.extend(reversed(n.args))
+        else:
+            flat.append(n)
+    consts = [a for a in flat if a.op == "const"]
+    rest = sorted((a for a in flat if a.op != "const"), key=sort_key)
+    if len(consts) > 1:
+        with np.errstate(all="ignore"):
+            v = consts[0].value
+            for c in consts[1:]:
+                v = float(OPS[op].np(np.float64(v), np.float64(c.value)))
+        consts = [const(v)]
+    return _chain(op, rest + consts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+def _check(mode: str) -> None:
+    if mode not in _MODES:
+        raise SymcoreError(f"canonical mode must be one of {_MODES}, got {mode!r}")
+
+
+def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent") -> list[Expr]:
+    """`canonical` of every expression, in one sweep over their shared DAG."""
+    _check(mode)
+    roots = list(exprs)
+    for i, e in enumerate(roots):
+        if not isinstance(e, Expr):
+            raise SymcoreError(f"canonical takes Expr, input {i} is {type(e).__name__}")
+    memo: dict[Expr, Expr] = {}
+    canon = _Canon() if mode == "equivalent" else None
+    for n in topo(roots):
+        if not n.args:
+            memo[n] = n
+            continue
+        args = tuple([memo[a] for a in n.args])
+        memo[n] = canon.node(n.op, args) if canon is not None else _exact_node(n.op, args)
+    return [memo[e] for e in roots]
+
+
+def canonical(e: Expr, mode: Mode = "equivalent") -> Expr:
+    """The canonical form of `e` (see the module docstring for the two modes).  Idempotent;
+    inputs that differ only by the rewrites of the mode give the identical `Expr`."""
+    if not isinstance(e, Expr):
+        raise SymcoreError(f"canonical takes an Expr, got {type(e).__name__}")
+    return canonical_all([e], mode)[0]
+
+
+def _unnamed(leaf: Expr) -> Expr:
+    return var(leaf.value) if leaf.op == "var" and leaf.name is not None else leaf
+
+
+def canonical_key(e: Expr, mode: Mode = "equivalent") -> bytes:
+    """A 16-byte digest of the canonical form (variable display names ignored), equal across
+    processes: a cache key for `e` as a function."""
+    _check(mode)
+    if not isinstance(e, Expr):
+        raise SymcoreError(f"canonical_key takes an Expr, got {type(e).__name__}")
+    c = canonical(map_leaves(e, _unnamed), mode)
+    return hashlib.blake2b(sort_key(c), digest_size=16).digest()
