@@ -31,6 +31,7 @@ _LAZY = {
     "compile": "symcore.codegen.eval.kernels", "Kernel": "symcore.codegen.eval.kernels",
     "fit": "symcore.codegen.fit.api", "FitResult": "symcore.codegen.fit.api",
     "export": "symcore.codegen.export.api",
+    "Session": "symcore.session",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects

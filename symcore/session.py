@@ -1,0 +1,493 @@
+"""Session: one search over one data set — scores whole populations through the tier-0
+interpreter (zero compilation) with a fitness cache that spans generations.
+
+A search frontend keeps one `Session` for its whole run and hands it each generation:
+``losses = session.score(candidates)``.  Candidates already seen (reproduction, duplicates,
+unchanged mutants) are answered from an LRU cache keyed by their canonical form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from symcore.errors import DataError, SymcoreError
+from symcore.evaluate import as_matrix
+from symcore.ir import Expr
+
+__all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
+
+Metric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman"]
+CacheMode = Literal["exact", "equivalent"]
+
+METRICS: tuple[str, ...] = ("mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman")
+#: metrics where a larger value is a better fit (the others are losses)
+GREATER_IS_BETTER = frozenset({"r2", "pearson", "spearman"})
+#: metrics the interpreter reduces in native code (the rest come from predictions)
+_NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
+#: predictions computed at once on the predictions path: (candidates x rows) <= this
+_PRED_BLOCK = 1 << 21
+#: estimated bytes of one cache entry besides its key (OrderedDict node, float, tuple)
+_ENTRY_BYTES = 160
+
+
+@dataclass
+class SessionStats:
+    """Counters of a session (cumulative over every `score` call)."""
+
+    calls: int = 0
+    candidates: int = 0
+    hits: int = 0          # answered from the cache (incl. repeats within one call)
+    misses: int = 0        # scored
+    classes: int = 0       # distinct cache classes scored
+    entries: int = 0       # entries in the cache now
+    evictions: int = 0
+    bytes: int = 0         # estimated memory of the cache
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "read": 0.0, "canonicalise": 0.0, "compile": 0.0, "score": 0.0})
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.candidates if self.candidates else 0.0
+
+
+def _canonical_all() -> Any:
+    from symcore.rules.canonical import canonical_all
+    return canonical_all
+
+
+class Session:
+    """One search over data ``X`` (rows x columns), target ``y``.
+
+    metric: mse rmse mae nmse r2 pearson spearman (r2, pearson, spearman: higher is better;
+    pearson is the signed weighted correlation of prediction and y, spearman that of their
+    ranks).  weights: the session's row weights (non-negative, finite).  dtype: float64 or
+    float32 (data and arithmetic; reductions in float64).  cache: "exact" (keys up to
+    value-preserving rewrites, so a hit is bit-for-bit what scoring gives), "equivalent" (keys
+    on the canonical class: values equal wherever finite) or None.  max_entries bounds the
+    LRU cache.  nonfinite: the value of a candidate whose prediction is non-finite on some
+    row, or whose metric is undefined: "inf" (the worst: +inf for losses, -inf for
+    higher-is-better metrics), "nan", or a number.
+    """
+
+    def __init__(self, X: Any, y: Any, *, metric: Metric = "mse", weights: Any = None,
+                 dtype: Literal["float64", "float32"] = "float64",
+                 cache: CacheMode | None = "exact", max_entries: int = 1_000_000,
+                 nonfinite: Literal["nan", "inf"] | float = "inf") -> None:
+        if metric not in METRICS:
+            raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+        if dtype not in ("float64", "float32"):
+            raise DataError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if cache not in ("exact", "equivalent", None):
+            raise SymcoreError(f"cache must be 'exact', 'equivalent' or None, got {cache!r}")
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
+            raise SymcoreError(f"max_entries must be a non-negative int, got {max_entries!r}")
+        self.metric: str = metric
+        self.greater_is_better = metric in GREATER_IS_BETTER
+        self.dtype = dtype
+        self._np = np.dtype(dtype)
+        self.cache_mode = cache
+        self.max_entries = max_entries
+        self._nonfinite = self._policy(nonfinite)
+        A = as_matrix(X, (), self._np)
+        N = A.shape[0]
+        if N == 0:
+            raise DataError("cannot score on zero rows")
+        self.n_rows, self.n_features = N, A.shape[1]
+        # column-major, one contiguous row per feature (the interpreter's layout); at least one
+        self._Xcol = np.ascontiguousarray(A.T) if A.shape[1] else np.zeros((1, N), self._np)
+        self._y = self._vector(y, "y")                      # float64, rounded to dtype
+        self._w = None if weights is None else self._weight_vector(weights, "weights")
+        self._yd = self._y.astype(self._np)
+        self._wd = None if self._w is None else self._w.astype(self._np)
+        self._sw = float(N) if self._w is None else float(self._w.sum())
+        self._cache: OrderedDict[Any, float] = OrderedDict()
+        self._canon: dict[int, tuple[Any, Expr]] = {}    # id(expr) -> (weakref, canonical)
+        self._ranked_y: np.ndarray | None = None
+        self.stats = SessionStats()
+
+    # -- checks -------------------------------------------------------------------------------
+    @staticmethod
+    def _policy(nonfinite: Any) -> float | None:
+        if isinstance(nonfinite, str):
+            if nonfinite == "nan":
+                return float("nan")
+            if nonfinite == "inf":
+                return None          # the worst value of the metric
+            raise SymcoreError(f"nonfinite must be 'nan', 'inf' or a number, got {nonfinite!r}")
+        if isinstance(nonfinite, bool) or not isinstance(nonfinite, (int, float, np.floating)):
+            raise SymcoreError(f"nonfinite must be 'nan', 'inf' or a number, got {nonfinite!r}")
+        return float(nonfinite)
+
+    def _vector(self, v: Any, name: str) -> np.ndarray:
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{name} is not numeric: {err}") from None
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 1 or a.shape[0] != self.n_rows:
+            raise DataError(f"{name} must have one value per row of X ({self.n_rows}), "
+                            f"got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise DataError(f"{name} has non-finite values")
+        # the data's dtype is the session's: rounded to it like X, then used in float64
+        return np.ascontiguousarray(a.astype(self._np).astype(np.float64))
+
+    def _weight_vector(self, v: Any, name: str) -> np.ndarray:
+        w = self._vector(v, name)
+        if np.any(w < 0):
+            raise DataError(f"{name} must be non-negative")
+        if not w.sum() > 0:
+            raise DataError(f"{name} sum to zero")
+        return w
+
+    # -- public API ---------------------------------------------------------------------------
+    def score(self, candidates: Sequence[Expr | str] | Expr | str, *,
+              weights: Any = None, dialect: str | None = None) -> np.ndarray:
+        """The metric of every candidate, a float64 array in input order.
+
+        candidates: `Expr`s, or strings read with `dialect` (default: detected).  weights:
+        per-candidate rows instead of the session's weights — a (P, N) array of weights, or
+        a sequence of P row-index arrays (the session's weights on those rows, a repeated
+        index counting again, as a bootstrap sample); such a candidate hits the cache only
+        for the identical expression with identical weights."""
+        st = self.stats
+        t0 = time.perf_counter()
+        exprs = self._exprs(candidates, dialect)
+        t1 = time.perf_counter()
+        st.seconds["read"] += t1 - t0
+        P = len(exprs)
+        wkeys, wrows = self._candidate_weights(weights, P)
+        keys = self._keys(exprs)
+        t2 = time.perf_counter()
+        st.seconds["canonicalise"] += t2 - t1
+        out = np.empty(P, dtype=np.float64)
+        cache = self._cache if self.cache_mode is not None else None
+        todo: dict[Any, list[int]] = {}
+        hits = 0
+        for i, k in enumerate(keys):
+            if wkeys is not None:
+                k = (k, wkeys[i])
+            if cache is not None:
+                v = cache.get(k)
+                if v is not None:
+                    cache.move_to_end(k)
+                    out[i] = v
+                    hits += 1
+                    continue
+            at = todo.get(k)
+            if at is None:
+                todo[k] = [i]
+            else:
+                at.append(i)
+                hits += 1
+        st.calls += 1
+        st.candidates += P
+        st.hits += hits
+        st.misses += P - hits
+        if todo:
+            reps = [v[0] for v in todo.values()]
+            rep_exprs = [keys[i] if self.cache_mode == "equivalent" else exprs[i] for i in reps]
+            if wrows is None:
+                vals = self._score_fresh(rep_exprs, None)
+            else:
+                vals = self._score_fresh(rep_exprs, wrows[np.asarray(reps)])
+            st.classes += len(todo)
+            for (k, idx), v in zip(todo.items(), vals.tolist()):
+                out[idx] = v
+                if cache is not None:
+                    self._insert(k, v)
+        st.entries = len(self._cache)
+        return out
+
+    def predict(self, candidates: Sequence[Expr | str] | Expr | str, *,
+                dialect: str | None = None) -> np.ndarray:
+        """Predictions of every candidate on every row: a (P, N) array of the session's dtype
+        (not cached)."""
+        exprs = self._exprs(candidates, dialect)
+        return self._predict(exprs)
+
+    def clear(self) -> None:
+        """Empty the fitness cache (the counters stay)."""
+        self._cache.clear()
+        self.stats.entries = 0
+        self.stats.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __repr__(self) -> str:
+        return (f"Session({self.n_rows} rows x {self.n_features} features, metric={self.metric}, "
+                f"cache={self.cache_mode}, {len(self._cache)} entries)")
+
+    # -- candidates and keys --------------------------------------------------------------------
+    def _exprs(self, candidates: Any, dialect: str | None) -> list[Expr]:
+        if isinstance(candidates, (Expr, str)):
+            candidates = [candidates]
+        elif not hasattr(candidates, "__iter__"):
+            raise SymcoreError(f"score takes Expr or str candidates, got "
+                               f"{type(candidates).__name__}")
+        out = list(candidates)
+        reader = None
+        for i, c in enumerate(out):
+            if type(c) is Expr:
+                continue
+            if isinstance(c, str):
+                if reader is None:
+                    from symcore.io.readers import read as reader
+                out[i] = reader(c, dialect or "auto")
+            else:
+                raise SymcoreError(f"candidate {i} is not an Expr or str "
+                                   f"(got {type(c).__name__})")
+        return out
+
+    def _keys(self, exprs: list[Expr]) -> list[Any]:
+        """Cache key of every candidate: its canonical form (an interned Expr), memoised per
+        expression for as long as the expression lives."""
+        mode = self.cache_mode
+        if mode is None:
+            return exprs
+        memo = self._canon
+        keys: list[Any] = [None] * len(exprs)
+        new: dict[int, Expr] = {}
+        for i, e in enumerate(exprs):
+            hit = memo.get(id(e))
+            if hit is not None and hit[0]() is e:
+                keys[i] = hit[1]
+            else:
+                new[id(e)] = e
+        if new:
+            canon = _canonical_all()(list(new.values()), mode)
+            for e, c in zip(new.values(), canon):
+                k = id(e)
+                memo[k] = (weakref.ref(e, lambda _r, k=k, m=memo: m.pop(k, None)), c)
+            for i, e in enumerate(exprs):
+                if keys[i] is None:
+                    keys[i] = memo[id(e)][1]
+        return keys
+
+    def _insert(self, k: Any, v: float) -> None:
+        cache = self._cache
+        if self.max_entries == 0:
+            return
+        cache[k] = v
+        self.stats.bytes += _ENTRY_BYTES + _key_bytes(k)
+        while len(cache) > self.max_entries:
+            old, _ = cache.popitem(last=False)
+            self.stats.bytes -= _ENTRY_BYTES + _key_bytes(old)
+            self.stats.evictions += 1
+
+    def _candidate_weights(self, weights: Any, P: int
+                           ) -> tuple[list[bytes] | None, np.ndarray | None]:
+        """Per-candidate weights as (digest per candidate, (P, N) float64 rows)."""
+        if weights is None:
+            return None, None
+        N = self.n_rows
+        if isinstance(weights, np.ndarray) and weights.ndim == 2:
+            if weights.shape != (P, N):
+                raise DataError(f"per-candidate weights must have shape ({P}, {N}), "
+                                f"got {weights.shape}")
+            try:
+                W = np.ascontiguousarray(weights, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise DataError(f"weights are not numeric: {err}") from None
+        else:
+            sets = list(weights)
+            if len(sets) != P:
+                raise DataError(f"{len(sets)} row-index set(s) for {P} candidate(s)")
+            W = np.empty((P, N), dtype=np.float64)
+            base = self._w
+            for c, s in enumerate(sets):
+                idx = np.asarray(s)
+                if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+                    raise DataError(f"row-index set {c} must be a 1-D integer array")
+                if idx.size and (idx.min() < 0 or idx.max() >= N):
+                    raise DataError(f"row-index set {c} has an index outside 0..{N - 1}")
+                cnt = np.bincount(idx.astype(np.int64), minlength=N).astype(np.float64)
+                W[c] = cnt if base is None else cnt * base
+        if not np.all(np.isfinite(W)) or np.any(W < 0):
+            raise DataError("per-candidate weights must be finite and non-negative")
+        W = W.astype(self._np).astype(np.float64)
+        if np.any(W.sum(axis=1) <= 0):
+            raise DataError("a candidate's weights sum to zero")
+        keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in W]
+        return keys, W
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _program(self, exprs: list[Expr]) -> Any:
+        from symcore.codegen.eval.tier0 import Tier0Program
+        t = time.perf_counter()
+        prog = Tier0Program(exprs, self.dtype)
+        if prog.n_params:
+            raise DataError("a Session scores candidates without parameter slots; bind "
+                            "them first (symcore.bind_params)")
+        if prog.n_vars > self.n_features:
+            raise DataError(f"the candidates read {prog.n_vars} column(s), X has "
+                            f"{self.n_features}")
+        self.stats.seconds["compile"] += time.perf_counter() - t
+        return prog
+
+    def _score_fresh(self, exprs: list[Expr], W: np.ndarray | None) -> np.ndarray:
+        if not exprs:
+            return np.zeros(0)
+        if W is None and self.metric in _NATIVE:
+            prog = self._program(exprs)
+            t = time.perf_counter()
+            P = len(exprs)
+            acc = np.zeros((P, 2), dtype=np.float64)
+            from symcore.codegen import pool
+            work = float(sum(e.size for e in exprs)) * self.n_rows
+            X, yd, wd = self._Xcol, self._yd, self._wd
+            pool.run_ranges(P, work, lambda c0, c1: prog.loss_range(X, yd, wd, acc, c0, c1))
+            out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
+            self.stats.seconds["score"] += time.perf_counter() - t
+            return out
+        out = np.empty(len(exprs), dtype=np.float64)
+        step = max(1, _PRED_BLOCK // self.n_rows)
+        for c0 in range(0, len(exprs), step):
+            c1 = min(len(exprs), c0 + step)
+            pred = self._predict(exprs[c0:c1])
+            t = time.perf_counter()
+            Wb = None if W is None else W[c0:c1]
+            out[c0:c1] = self._from_predictions(pred, Wb)
+            self.stats.seconds["score"] += time.perf_counter() - t
+        return out
+
+    def _predict(self, exprs: list[Expr]) -> np.ndarray:
+        P, N = len(exprs), self.n_rows
+        out = np.empty((P, N), dtype=self._np)
+        if not P:
+            return out
+        prog = self._program(exprs)
+        t = time.perf_counter()
+        from symcore.codegen import pool
+        work = float(sum(e.size for e in exprs)) * N
+        X = self._Xcol
+        pool.run_ranges(P, work, lambda c0, c1: prog.predict_range(X, None, out, c0, c1))
+        self.stats.seconds["score"] += time.perf_counter() - t
+        return out
+
+    def _from_predictions(self, pred: np.ndarray, W: np.ndarray | None) -> np.ndarray:
+        """Metric of each row of `pred` ((P, N)), with per-row weights W or the session's."""
+        p = pred.astype(np.float64, copy=False)
+        bad = ~np.isfinite(p).all(axis=1)
+        y = self._y
+        w = self._w if W is None else W
+        with np.errstate(all="ignore"):
+            if self.metric in _NATIVE:
+                err = p - y
+                if w is None:
+                    sse = np.einsum("ij,ij->i", err, err)
+                    sae = np.abs(err).sum(axis=1)
+                else:
+                    sse = (w * (err * err)).sum(axis=1)
+                    sae = (w * np.abs(err)).sum(axis=1)
+                return self._finish(sse, sae, bad, w)
+            ones = np.ones(self.n_rows) if w is None else w
+            if self.metric == "pearson":
+                r = _pearson_rows(p, y, ones, pred_first=True)
+            else:
+                if self._ranked_y is None:
+                    self._ranked_y = _rank_rows(y[None, :])[0]
+                pr = _rank_rows(np.where(bad[:, None], 0.0, p))
+                r = _pearson_rows(pr, self._ranked_y, ones, pred_first=False)
+        return self._policy_apply(r, bad | ~np.isfinite(r))
+
+    def _finish(self, sse: np.ndarray, sae: np.ndarray, bad: np.ndarray,
+                w: np.ndarray | None) -> np.ndarray:
+        """mse rmse mae nmse r2 from the sums; `w` is None, the session's (N,) or per-row
+        (P, N) weights."""
+        y = self._y
+        with np.errstate(all="ignore"):
+            sw = self._sw if w is None else (w.sum() if w.ndim == 1 else w.sum(axis=1))
+            m = self.metric
+            if m == "mae":
+                out = sae / sw
+            elif m == "mse":
+                out = sse / sw
+            elif m == "rmse":
+                out = np.sqrt(sse / sw)
+            else:
+                ww = np.ones_like(y) if w is None else w
+                if ww.ndim == 1:
+                    ybar = (ww * y).sum() / sw
+                    sst = (ww * (y - ybar) ** 2).sum()
+                else:
+                    ybar = (ww * y).sum(axis=1) / sw
+                    sst = (ww * (y[None, :] - ybar[:, None]) ** 2).sum(axis=1)
+                sst = np.broadcast_to(sst, sse.shape)
+                pos = sst > 0
+                if m == "r2":
+                    out = np.where(pos, 1.0 - sse / np.where(pos, sst, 1.0),
+                                   np.where(sse == 0, 1.0, 0.0))
+                else:
+                    out = np.where(pos, (sse / sw) / (np.where(pos, sst, 1.0) / sw),
+                                   np.where(sse == 0, 0.0, np.inf))
+        out = np.asarray(out, dtype=np.float64)
+        return self._policy_apply(out, bad | ~np.isfinite(out))
+
+    def _policy_apply(self, out: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        if bad.any():
+            v = self._nonfinite
+            if v is None:
+                v = -np.inf if self.greater_is_better else np.inf
+            out = np.where(bad, v, out)
+        return np.asarray(out, dtype=np.float64)
+
+
+def _key_bytes(k: Any) -> int:
+    if isinstance(k, tuple):
+        return sum(_key_bytes(x) for x in k) + 56
+    if isinstance(k, bytes):
+        return sys.getsizeof(k)
+    return 0    # an interned Expr: shared with the candidates, counted there
+
+
+def _pearson_rows(A: np.ndarray, b: np.ndarray, w: np.ndarray, pred_first: bool) -> np.ndarray:
+    """Weighted Pearson correlation of every row of A with b, written as gplearn writes it
+    (`_weighted_pearson(y, y_pred, w)` with y_pred = A, y = b when pred_first, else swapped),
+    so the rounding is the same: means as np.average, products in gplearn's order."""
+    sw = np.sum(w)
+    w2 = w if w.ndim == 2 else w[None, :]
+    ad = A - (np.multiply(A, w2).sum(axis=1) / (w2.sum(axis=1)))[:, None]
+    if w.ndim == 2:
+        bd = b[None, :] - (np.multiply(b[None, :], w).sum(axis=1) / w.sum(axis=1))[:, None]
+        sw = w.sum(axis=1)
+    else:
+        bd = (b - np.multiply(b, w).sum() / w.sum())[None, :]
+    if pred_first:     # gplearn: y_pred_demean = A, y_demean = b
+        num = (w2 * ad * bd).sum(axis=1) / sw
+        den = np.sqrt(((w2 * ad ** 2).sum(axis=1) * (w2 * bd ** 2).sum(axis=1)) / sw ** 2)
+    else:              # spearman: gplearn passes (pred ranks, y ranks) as (y, y_pred)
+        num = (w2 * bd * ad).sum(axis=1) / sw
+        den = np.sqrt(((w2 * bd ** 2).sum(axis=1) * (w2 * ad ** 2).sum(axis=1)) / sw ** 2)
+    return num / den
+
+
+def _rank_rows(A: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) of every row, as
+    scipy.stats.rankdata(method="average")."""
+    P, N = A.shape
+    order = np.argsort(A, axis=1, kind="mergesort")
+    s = np.take_along_axis(A, order, axis=1)
+    new = np.ones((P, N), dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    flat = new.ravel()
+    starts = np.flatnonzero(flat)
+    ends = np.append(starts[1:], flat.size)
+    # a group never spans two rows (each row starts a new group)
+    pos0 = starts % N
+    avg = pos0 + (ends - starts + 1) / 2.0
+    gid = np.cumsum(flat) - 1
+    ranked_sorted = avg[gid].reshape(P, N)
+    out = np.empty((P, N), dtype=np.float64)
+    np.put_along_axis(out, order, ranked_sorted, axis=1)
+    return out
