@@ -12,6 +12,9 @@ from symcore.errors import ParseError
 
 NUM, ID, SYM, END = "num", "id", "sym", "end"
 
+#: the operator symbols the tokenizer produces (a dialect may spell binary operators with these)
+OPERATOR_SYMBOLS = ("**", "+", "-", "*", "/", "^")
+
 _NUM = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 

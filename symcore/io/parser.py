@@ -90,7 +90,8 @@ class Infix:
     unary_minus: str = "any"                       # "any" | "literal" (only before a number)
     unary_plus: bool = False
     implicit_mul: bool = False                     # Bingo: `(a)(b)` is a product
-    small_int_pow: bool = False                    # E2E: `(a)**2` is pow2, `(a)**3` is pow3
+    # (operator token, literal exponent) -> op: E2E's `(a)**2` is square, `(a)**3` is cube
+    literal_powers: dict[tuple[str, float], str] = field(default_factory=dict)
     fn_prefix: str = ""                            # eggp's Numpy column: `np.sin`
     tight_neg_literal: bool = False                # eggp: `-2.5` is one literal token
     keep_const_args: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"powi": (1,)})
@@ -133,9 +134,10 @@ def parse_infix(toks: list[Token], syn: Infix, ctx: Ctx) -> "Expr | Lit":
             b = out.pop()
             a = out.pop()
             op = top[1]
-            if syn.small_int_pow and top[5] == "**" and isinstance(b, Lit) and b.raw \
-                    and b.value in (2.0, 3.0):
-                out.append(_build(ctx, "square" if b.value == 2.0 else "cube", [a], top[4]))
+            lp = syn.literal_powers.get((top[5], b.value)) \
+                if syn.literal_powers and isinstance(b, Lit) and b.raw else None
+            if lp is not None:
+                out.append(_build(ctx, lp, [a], top[4]))
             else:
                 out.append(_build(ctx, op, [a, b], top[4], syn.keep_const_args.get(op, ())))
 

@@ -1,22 +1,9 @@
 """Readers: the text every SR frontend prints (one dialect each) into symcore's IR.
 
-Each dialect has its own variable and constant conventions (see ../shared/FORMATS.md); operator
-spellings come from the ops table.  Parsing is iterative (explicit stacks), so depth is unbounded.
-
-dialect     syntax                         variables          parameters / placeholders
-symcore     infix ^, calls by op name      x0, x0:name        p0 (explicit slot)
-gplearn     calls only: add(X0, -0.5)      X0 (0-based)       -
-operon      infix ^, parenthesised         X1 (1-based)       -
-eggp        infix ^, Sin/Exp/...           x0                 -   (`-0.5 ^ x` is (-0.5)^x)
-eggp_numpy  Python, np.sin, **             x[:, 0]            t[0] (values: theta)
-pysr        Julia infix ^, 1.5f0           x0, or names       -
-sympy       Python infix **                x0, x_0; X1 (RSRM) C (each one a new slot)
-dysymnet    SymPy str, log/sqrt protected  x_1 (1-based)      -
-e2e         (a add b), (a)**2 = pow2       x_0                -
-e2e_prefix  add,mul,... + N3142 E-3, INT+  x_0                -
-dso         traversal add,x1,n2,...        x1 (1-based)       const
-nesymres    SymPy infix, or prefix tokens  x_1 (1-based)      c
-bingo       implicit products (a)(b)       X_0                -   (read-only)
+Each dialect is one `Dialect` record (symcore/io/dialects.py: syntax, variable and constant
+conventions, operator spellings, protected ops, detection order; the real tools' formats are
+described in the project's FORMATS notes).  Parsing is iterative (explicit stacks), so depth is
+unbounded.
 
 Decisions on awkward input (all raise a `SymcoreError` subclass, never anything else):
 * empty text, unbalanced parentheses, trailing tokens, misplaced operators -> `ParseError`
@@ -43,6 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from symcore import ops as _ops
+from symcore.io.dialects import DIALECTS, Dialect, detection_order, get_dialect
 from symcore.io.lexer import ID, NUM, SYM, Token, parse_number, tokenize
 from symcore.io.parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
 from symcore.errors import DataError, DialectError, ParseError, SymcoreError
@@ -51,86 +39,38 @@ from symcore.ir import Expr, const, map_leaves, param, topo, var
 __all__ = ["read", "read_many", "read_file", "detect_dialect", "Population", "READ_DIALECTS"]
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """Conventions of one dialect."""
+def __getattr__(name: str) -> Any:
+    if name == "READ_DIALECTS":     # every dialect `read` accepts, user dialects included
+        return tuple(DIALECTS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    kind: str                                   # "infix" | "prefix"
-    spell: str                                  # dialect name in the ops table's spellings
-    vars: tuple[tuple[str, int], ...]           # (regex with one group = index, base)
-    consts: tuple[tuple[str, float], ...] = ()  # named constants (pi, E)
-    placeholders: tuple[str, ...] = ()          # names that become fresh parameters
-    word_binops: bool = False                   # E2E: `(a add b)`
-    unary_minus: str = "any"
-    unary_plus: bool = False
-    implicit_mul: bool = False
-    small_int_pow: bool = False
-    fn_prefix: str = ""
-    special: str = ""                           # "symcore" | "eggp_numpy" | "e2e_prefix"
-    prefix_too: bool = False                    # NeSymReS: infix, or a prefix skeleton
-    tight_neg_literal: bool = False             # eggp (Haskell show): `-2.5 ^ x` is (-2.5)^x
-
-
-_PI_E = (("pi", math.pi), ("E", math.e))
-
-_SPECS: dict[str, _Spec] = {
-    "symcore": _Spec("infix", "symcore", ((r"x(\d+)", 0),), special="symcore"),
-    "gplearn": _Spec("infix", "gplearn", ((r"X(\d+)", 0),), unary_minus="literal"),
-    "operon": _Spec("infix", "operon", ((r"X(\d+)", 1),)),
-    "eggp": _Spec("infix", "eggp", ((r"x(\d+)", 0),), tight_neg_literal=True),
-    "eggp_numpy": _Spec("infix", "eggp_numpy", (), consts=(("np.pi", math.pi), ("np.e", math.e)),
-                        fn_prefix="np.", special="eggp_numpy", unary_plus=True),
-    "pysr": _Spec("infix", "pysr", ((r"x(\d+)", 0),), consts=(("pi", math.pi),)),
-    "sympy": _Spec("infix", "sympy", ((r"x(\d+)", 0), (r"x_(\d+)", 0), (r"X(\d+)", 1)),
-                   consts=_PI_E, placeholders=("C",), unary_plus=True),
-    "dysymnet": _Spec("infix", "dysymnet", ((r"x_(\d+)", 1),), consts=_PI_E, unary_plus=True),
-    "e2e": _Spec("infix", "e2e", ((r"x_(\d+)", 0),), word_binops=True, small_int_pow=True),
-    "e2e_prefix": _Spec("prefix", "e2e_prefix", ((r"x_(\d+)", 0),), special="e2e_prefix"),
-    "dso": _Spec("prefix", "dso", ((r"x(\d+)", 1),), placeholders=("const",)),
-    "nesymres": _Spec("infix", "nesymres", ((r"x_(\d+)", 1),), consts=_PI_E,
-                      placeholders=("c",), unary_plus=True, prefix_too=True),
-    # read-only: Bingo strings as stored in reggression's test files (implicit products)
-    "bingo": _Spec("infix", "pysr", ((r"X_(\d+)", 0),), implicit_mul=True),
-}
-
-#: every dialect `read` accepts (the ops table's dialects plus read-only "bingo")
-READ_DIALECTS: tuple[str, ...] = tuple(_SPECS)
-# detection order: the first dialect of this list wins among those that read a text identically
-_DETECT_ORDER = ("symcore", "gplearn", "operon", "eggp", "eggp_numpy", "pysr", "e2e",
-                 "e2e_prefix", "dso", "sympy", "dysymnet", "nesymres", "bingo")
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-
-def _spec(dialect: str) -> _Spec:
-    try:
-        return _SPECS[dialect]
-    except (KeyError, TypeError):
-        raise DialectError(f"unknown dialect {dialect!r}; known: {', '.join(_SPECS)}") from None
+_SYNTAX_CACHE: dict[tuple[str, str], tuple[object, tuple[dict[str, tuple[str, int, bool]],
+                                                         dict[str, str]]]] = {}
 
 
-_SYNTAX_CACHE: dict[str, tuple[dict[str, tuple[str, int, bool]], dict[str, str]]] = {}
-
-
-def _syntax(spec: _Spec) -> tuple[dict[str, tuple[str, int, bool]], dict[str, str]]:
-    """Binary infix operators and callable names of a dialect, from the ops table."""
-    key = f"{spec.spell}|{spec.word_binops}|{spec.kind}"
-    hit = _SYNTAX_CACHE.get(key)
-    if hit is not None:
-        return hit
+def _syntax(d: Dialect, kind: str) -> tuple[dict[str, tuple[str, int, bool]], dict[str, str]]:
+    """Binary infix operators and callable names of a dialect read as `kind`, from its record
+    and the ops registered now."""
+    table = d.table()
+    hit = _SYNTAX_CACHE.get((d.name, kind))
+    if hit is not None and hit[0] is table:
+        return hit[1]
     binops: dict[str, tuple[str, int, bool]] = {}
     funcs: dict[str, str] = {}
-    for s, name in _ops.spellings(spec.spell).items():
+    for s, name in d.reader_names().items():
         op = _ops.OPS[name]
         if _IDENT.match(s):
-            if spec.kind == "infix" and spec.word_binops and op.arity == 2:
+            if kind == "infix" and d.layout == "words" and op.arity == 2:
                 # E2E: `**` applies to the group just before it, tighter than any word operator
                 binops[s] = (name, min(op.prec, 35), op.right_assoc)
             else:
                 funcs[s] = name
-        elif op.arity == 2 and spec.kind == "infix":
+        elif op.arity == 2 and kind == "infix":
             binops[s] = (name, op.prec, op.right_assoc)
-    _SYNTAX_CACHE[key] = (binops, funcs)
+    _SYNTAX_CACHE[(d.name, kind)] = (table, (binops, funcs))
     return binops, funcs
 
 
@@ -139,7 +79,7 @@ def _syntax(spec: _Spec) -> tuple[dict[str, tuple[str, int, bool]], dict[str, st
 
 @dataclass
 class _Leaves:
-    spec: _Spec
+    spec: Dialect
     names: dict[str, int]
     var_base: int | None
     patterns: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
@@ -147,8 +87,8 @@ class _Leaves:
     def __post_init__(self) -> None:
         self.patterns = [(re.compile(rx + r"\Z", re.ASCII),
                           b if self.var_base is None else self.var_base)
-                         for rx, b in self.spec.vars]
-        self.consts = dict(self.spec.consts)
+                         for rx, b in self.spec.variables]
+        self.consts = dict(self.spec.constants)
 
     def ident(self, name: str, pos: int, ctx: Ctx) -> "Expr | Lit":
         """A variable, named constant or placeholder spelled `name`."""
@@ -193,7 +133,7 @@ def _infix_leaf(lv: _Leaves):
 
     def leaf(toks: list[Token], i: int, ctx: Ctx) -> tuple["Expr | Lit", int]:
         t = toks[i]
-        if spec.special == "symcore":
+        if spec.canonical:
             if t.text in ("inf", "nan"):     # never a parameter's starting value
                 return Lit(math.inf if t.text == "inf" else math.nan, None, t.pos), i + 1
             m = re.match(r"p(\d+)\Z", t.text)
@@ -212,8 +152,8 @@ def _infix_leaf(lv: _Leaves):
                 if k < 0:
                     raise ctx.error(f"variable {t.text!r} is out of range", t.pos)
                 return var(k, nm.text), i + 3
-        elif spec.special == "eggp_numpy" and t.text in ("x", "t") and t.text not in lv.names:
-            return _numpy_index(toks, i, ctx, t.text == "x")
+        elif spec.indexed is not None and t.text in spec.indexed and t.text not in lv.names:
+            return _numpy_index(toks, i, ctx, t.text == spec.indexed[0])
         return lv.ident(t.text, t.pos, ctx), i + 1
 
     return leaf
@@ -281,7 +221,7 @@ def _prefix_leaf(lv: _Leaves):
         tok, pos = toks[i]
         if _PREFIX_NUM.match(tok):
             return ctx.value(ctx.literal(parse_number(tok, pos, ctx.src, ctx.dialect), pos)), i + 1
-        if spec.special == "e2e_prefix":
+        if spec.split_floats:
             if tok in ("+", "-"):           # split float: sign, N<digits>..., E<exponent>
                 j = i + 1
                 digits = ""
@@ -356,18 +296,18 @@ def _capped(digits: str) -> int:
     return int(digits) if len(digits) <= 7 else MAX_PARAMS
 
 
-def _explicit_slots(spec: _Spec, toks: list[Token], names: dict[str, int]) -> int:
+def _explicit_slots(spec: Dialect, toks: list[Token], names: dict[str, int]) -> int:
     """1 + the highest explicitly numbered parameter (symcore `p3`, eggp `t[3]`)."""
     hi = -1
-    if spec.special == "symcore":
+    if spec.canonical:
         for t in toks:
             if t.kind == ID and t.text not in names:
                 m = re.match(r"p(\d+)\Z", t.text)
                 if m:
                     hi = max(hi, _capped(m.group(1)))
-    elif spec.special == "eggp_numpy":
+    elif spec.indexed is not None:
         for a, b, c in zip(toks, toks[1:], toks[2:]):
-            if a.kind == ID and a.text == "t" and b.text == "[" and c.kind == NUM \
+            if a.kind == ID and a.text == spec.indexed[1] and b.text == "[" and c.kind == NUM \
                     and c.text.isdigit():
                 hi = max(hi, _capped(c.text))
     return hi + 1
@@ -394,9 +334,10 @@ def _compact(expr: Expr, ctx: Ctx) -> tuple[Expr, dict[int, float]]:
     return new, vals
 
 
-def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numbers: str,
+def _read_one(text: str, dialect: "str | Dialect", *, var_base: int | None, names: Any, numbers: str,
               placeholders: bool, theta: Any) -> tuple[Expr, np.ndarray]:
-    spec = _spec(dialect)
+    spec = get_dialect(dialect)
+    dialect = spec.name
     if not isinstance(text, str):
         raise ParseError(f"expected a string, got {type(text).__name__}", None, None, dialect)
     if numbers not in ("const", "params"):
@@ -410,22 +351,21 @@ def _read_one(text: str, dialect: str, *, var_base: int | None, names: Any, numb
     if not text.strip():
         raise ParseError("empty expression", text, 0, dialect)
     if spec.kind == "prefix" or (spec.prefix_too and _looks_prefix(text, spec)):
-        pspec = _Spec("prefix", spec.spell, spec.vars, spec.consts, spec.placeholders,
-                      special=spec.special)
-        _, funcs = _syntax(pspec)
+        _, funcs = _syntax(spec, "prefix")
         ptoks = _prefix_tokens(text)
         ctx.next_slot = 0
         expr = parse_prefix(ptoks, Prefix(funcs, _prefix_leaf(lv)), ctx)
     else:
-        binops, funcs = _syntax(spec)
-        toks = tokenize(text, dialect, dotted=bool(spec.fn_prefix), julia=spec.spell == "pysr")
+        binops, funcs = _syntax(spec, "infix")
+        toks = tokenize(text, dialect, dotted=bool(spec.fn_prefix), julia=spec.julia_floats)
         base = _explicit_slots(spec, toks, nm)
-        if spec.special == "eggp_numpy" and th is not None:
+        if spec.indexed is not None and th is not None:
             base = max(base, len(th))
         ctx.next_slot = base
         syn = Infix(binops, funcs, _infix_leaf(lv), unary_minus=spec.unary_minus,
                     unary_plus=spec.unary_plus, implicit_mul=spec.implicit_mul,
-                    small_int_pow=spec.small_int_pow, fn_prefix=spec.fn_prefix,
+                    literal_powers={(tok, k): op for op, tok, k in spec.literal_powers},
+                    fn_prefix=spec.fn_prefix,
                     tight_neg_literal=spec.tight_neg_literal)
         expr = ctx.value(parse_infix(toks, syn, ctx))
     if not ctx.values and not ctx.auto_slots:
@@ -458,18 +398,18 @@ def _prefix_tokens(text: str) -> list[tuple[str, int]]:
     return [(m.group(), m.start()) for m in _PREFIX_TOKEN.finditer(text)]
 
 
-def _looks_prefix(text: str, spec: _Spec) -> bool:
+def _looks_prefix(text: str, spec: Dialect) -> bool:
     s = text.strip()
     if s.startswith("[") and s.endswith("]") and ("'" in s or '"' in s):
         return True
     toks = _PREFIX_TOKEN.findall(text)
     if "(" in text or len(toks) < 2:
         return False
-    _, funcs = _syntax(_Spec("prefix", spec.spell, spec.vars))
+    _, funcs = _syntax(spec, "prefix")
     return toks[0] in funcs
 
 
-def read(text: str, dialect: str = "auto", *, var_base: int | None = None, names: Any = None,
+def read(text: str, dialect: "str | Dialect" = "auto", *, var_base: int | None = None, names: Any = None,
          numbers: str = "const", placeholders: bool = True, theta: Any = None,
          with_params: bool = False) -> "Expr | tuple[Expr, np.ndarray]":
     """Read one expression written in `dialect` ("auto" detects it where unambiguous).
@@ -493,13 +433,17 @@ def read(text: str, dialect: str = "auto", *, var_base: int | None = None, names
 
 
 def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarray]:
-    """The dialect that reads every text, choosing the first in _DETECT_ORDER when several read
-    them to the same expressions; DialectError when they disagree or none reads them."""
+    """The dialect that reads every text, choosing the first in the detection order (the
+    records' `detect_rank`) when several read them to the same expressions; DialectError when
+    they disagree or none reads them."""
     results: dict[str, list[tuple[Expr, np.ndarray]]] = {}
     first_err: SymcoreError | None = None
-    for d in _DETECT_ORDER:
+    for dia in detection_order():
+        if dia.detect_hint is not None and not all(re.search(dia.detect_hint, t) for t in texts):
+            continue
+        d = dia.name
         try:
-            results[d] = [_read_one(t, d, **opts) for t in texts]
+            results[d] = [_read_one(t, dia, **opts) for t in texts]
         except SymcoreError as err:
             first_err = first_err or err
     if not results:
@@ -584,7 +528,7 @@ def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
                     continue
             else:
                 raise
-    pop.dialect = dialect
+    pop.dialect = dialect.name if isinstance(dialect, Dialect) else dialect
     # real populations repeat candidates (one gplearn population holds the same program 480
     # times): each distinct text is parsed once
     seen: dict[tuple[str, str], tuple[Expr, np.ndarray] | SymcoreError] = {}
@@ -624,7 +568,7 @@ def read_many(lines: "str | Iterable[str]", dialect: str = "auto", *, on_error: 
     o = _opts(opts)
     rows = [(i, s, None) for i, s in _lines(lines)]
     if dialect != "auto":
-        _spec(dialect)
+        get_dialect(dialect)
     return _read_rows(rows, dialect, on_error, o)
 
 
@@ -658,7 +602,7 @@ def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {p}: {err}") from None
     if dialect != "auto":
-        _spec(dialect)
+        get_dialect(dialect)
     suffix = os.path.splitext(p)[1].lower()
     rows: list[tuple[int, str, Any]]
     if suffix == ".json" or (dialect in ("auto", "symcore") and _is_json_list(content)):
@@ -728,6 +672,12 @@ def _csv_rows(content: str, header: list[str], dialect: str,
               delim: str = ",") -> tuple[list[tuple[int, str, Any]], str]:
     reader = csv.reader(io.StringIO(content), delimiter=delim)
     next(reader)
+    if dialect == "eggp_numpy" and "Numpy" not in header:
+        raise DataError(f"dialect eggp_numpy reads the CSV's 'Numpy' column, which this file "
+                        f"does not have (columns: {', '.join(header)}); use dialect eggp for "
+                        f"its 'Expression' column" if "Expression" in header else
+                        f"dialect eggp_numpy reads the CSV's 'Numpy' column, which this file "
+                        f"does not have (columns: {', '.join(header)})")
     if dialect == "eggp_numpy" or ("Expression" not in header and "Numpy" in header):
         col, guess, tcol = header.index("Numpy"), "eggp_numpy", (
             header.index("theta") if "theta" in header else None)
