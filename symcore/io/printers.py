@@ -13,6 +13,7 @@ from typing import Any as _Any, Union
 
 from symcore import ops as _ops
 from symcore.errors import DialectError, ExportError
+from symcore.io.dialects import DIALECTS, Dialect, printable_dialects
 from symcore.ir import Expr, topo
 from symcore.ops import OPS
 from symcore.text import LEAF_PREC, Parts, emit, to_text
@@ -29,30 +30,6 @@ _emit = emit
 # same tree back whatever its precedence rules.
 
 _IDENT = _re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-# dialect -> (variable format, default base, parameter format or None, layout)
-#   layout: "infix" (symbols), "calls" (gplearn: every op is a call), "words" (E2E word infix),
-#   "prefix" (comma-separated Polish tokens)
-_WRITE: dict[str, tuple[str, int, str | None, str]] = {
-    "gplearn": ("X{}", 0, None, "calls"),
-    "operon": ("X{}", 1, None, "infix"),
-    "eggp": ("x{}", 0, None, "infix"),
-    "eggp_numpy": ("x[:, {}]", 0, "t[{}]", "infix"),
-    "pysr": ("x{}", 0, None, "infix"),
-    "sympy": ("x{}", 0, "C", "infix"),
-    "dysymnet": ("x_{}", 1, None, "infix"),
-    "e2e": ("x_{}", 0, None, "words"),
-    "e2e_prefix": ("x_{}", 0, None, "prefix"),
-    "dso": ("x{}", 1, "const", "prefix"),
-    "nesymres": ("x_{}", 1, "c", "infix"),
-}
-# the tools' own vocabulary where the ops table lists a generic spelling first
-_TOOL_NAME = {("e2e", "square"): "pow2", ("e2e", "cube"): "pow3",
-              ("e2e_prefix", "square"): "pow2", ("e2e_prefix", "cube"): "pow3",
-              ("dso", "square"): "n2", ("dso", "cube"): "n3"}
-# dialects whose readers take `-x` as negation (the others spell neg as a call)
-_MINUS_NEG = ("operon", "eggp", "eggp_numpy", "pysr", "sympy", "dysymnet", "nesymres")
-
 
 def _names_by_col(names: _Any) -> dict[int, str]:
     if names is None:
@@ -73,78 +50,91 @@ def _names_by_col(names: _Any) -> dict[int, str]:
     return out
 
 
-def _symbol(op: str, dialect: str) -> str | None:
-    for s in _ops.OPS[op].spell.get(dialect, ()):
+def _symbol(d: Dialect, op: str) -> str | None:
+    for s in d.spellings_of(op):
         if not _IDENT.match(s):
             return s
     return None
 
 
-def write(expr: Expr, dialect: str, *, names: _Any = None, var_base: int | None = None) -> str:
+def _k_text(k: float) -> str:
+    return str(int(k)) if float(k).is_integer() else repr(float(k))
+
+
+def write(expr: Expr, dialect: "str | Dialect", *, names: _Any = None,
+          var_base: int | None = None) -> str:
     """`expr` as text of `dialect`, for that dialect's reader (`read(write(e, d), d)` evaluates
     like `e`).  DialectError if the dialect cannot express an operator, a parameter or a
     non-finite constant.  `powi` is written with the dialect's power syntax where it has no
     integer power of its own.  Placeholder dialects (sympy `C`, nesymres `c`, dso `const`) number
-    parameters by their order of appearance."""
-    if dialect == "symcore":
+    parameters by their order of appearance.  Driven by the dialect's `Dialect` record."""
+    d = DIALECTS.get(dialect) if isinstance(dialect, str) else dialect
+    if not isinstance(d, Dialect) or not d.printable:
+        raise DialectError(f"cannot write dialect {dialect!r}; writable: "
+                           f"{', '.join(printable_dialects())}")
+    if d.canonical:
         cols = _names_by_col(names)
         if cols:
             from symcore.ir import map_leaves, var
             expr = map_leaves(expr, lambda n: var(n.value, cols[n.value])
                               if n.op == "var" and n.value in cols else n)
         return to_text(expr)
-    try:
-        vfmt, base, pfmt, layout = _WRITE[dialect]
-    except (KeyError, TypeError):
-        raise DialectError(f"cannot write dialect {dialect!r}; writable: symcore, "
-                           f"{', '.join(_WRITE)}") from None
-    if var_base is not None:
-        base = var_base
+    name_ = d.name
+    vfmt, pfmt, layout = d.var_format, d.param_format, d.layout
+    base = d.var_base if var_base is None else var_base
+    powers = {op: (tok, k) for op, tok, k in d.literal_powers}
     cols = _names_by_col(names)
     parts: dict[Expr, _Parts] = {}
     for n in topo([expr]):
         if n.op == "var":
-            parts[n] = (cols[n.value] if n.value in cols else vfmt.format(n.value + base),)
+            if n.value in cols:
+                parts[n] = (cols[n.value],)
+            elif vfmt is None:
+                raise DialectError(f"dialect {name_} has no variable syntax (x{n.value})")
+            else:
+                parts[n] = (vfmt.format(n.value + base),)
             continue
         if n.op == "param":
             if pfmt is None:
-                raise DialectError(f"dialect {dialect} has no parameter syntax (p{n.value})")
+                raise DialectError(f"dialect {name_} has no parameter syntax (p{n.value})")
             parts[n] = (pfmt.format(n.value),)
             continue
         if n.op == "const":
             v = float(n.value)
             if not _math.isfinite(v):
-                raise DialectError(f"dialect {dialect} cannot express the constant {v!r}")
+                raise DialectError(f"dialect {name_} cannot express the constant {v!r}")
             s = repr(v)
             parts[n] = (f"({s})" if s.startswith("-") and layout in ("infix", "words") else s,)
             continue
         args = n.args
         op = n.op
-        if op == "powi" and _ops.printed_name("powi", dialect) is None:
+        if op == "powi" and not d.spellings_of("powi"):
             op = "pow"
-        name = _TOOL_NAME.get((dialect, op)) or _ops.printed_name(op, dialect)
-        if name is None:
-            raise DialectError(f"dialect {dialect} cannot express operator {n.op!r}")
+        spelled = d.spellings_of(op)
+        if not spelled:
+            raise DialectError(f"dialect {name_} cannot express operator {n.op!r}")
+        name = spelled[0]
         if layout == "prefix":
             parts[n] = _joined(name + ",", args, ",", "")
         elif layout == "calls":
             parts[n] = _joined(name + "(", args, ", ", ")")
-        elif op == "neg" and dialect in _MINUS_NEG:
+        elif op in powers:
+            tok, k = powers[op]
+            sep = " " if _IDENT.match(tok) else ""
+            parts[n] = ("(", args[0], ")" + sep + tok + sep + _k_text(k))
+        elif op == "neg" and d.neg_as_minus:
             parts[n] = ("(-(", args[0], "))")
         elif layout == "words":
-            if name in ("pow2", "pow3"):
-                parts[n] = ("(", args[0], ")**" + name[-1])
-            elif len(args) == 2:
+            if len(args) == 2:
                 parts[n] = ("(", args[0], f" {name} ", args[1], ")")
             else:
                 parts[n] = (f"{name}(", args[0], ")")
         else:
-            sym = _symbol(op, dialect) if len(args) == 2 else None
+            sym = _symbol(d, op) if len(args) == 2 else None
             if sym is not None:
                 parts[n] = ("(", args[0], f" {sym} ", args[1], ")")
             else:
-                fn = ("np." + name) if dialect == "eggp_numpy" else name
-                parts[n] = _joined(fn + "(", args, ", ", ")")
+                parts[n] = _joined(d.fn_prefix + name + "(", args, ", ", ")")
     return _emit(expr, parts)
 
 
