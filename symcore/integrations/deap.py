@@ -47,6 +47,45 @@ __all__ = ["Evaluator", "Translator", "ZDIV", "known_functions", "is_protected_d
 ZDIV = "zdiv"
 
 
+def _zdiv_np(a: Any, b: Any) -> Any:
+    with np.errstate(all="ignore"):
+        return np.where(b == 0, 1.0, np.divide(a, b))
+
+
+def _zdiv_sympy(a: Any, b: Any) -> Any:
+    import sympy
+    return sympy.Piecewise((sympy.Integer(1), sympy.Eq(b, 0)), (a / b, True))
+
+
+def _zdiv_lower(L: Any, a: Any, b: Any) -> Any:
+    # an ordered compare: -0.0 == 0.0 takes the protected branch, a NaN divisor divides
+    return L.select(L.eq(b, L.const(0.0, b)), L.const(1.0, a), L.fdiv(a, b))
+
+
+def zdiv_op() -> Any:
+    """The `zdiv` Op record: DEAP symbreg's protectedDiv on floats (1 only for a zero divisor,
+    unlike gplearn's `pdiv`, which protects |b| <= 0.001).  Its derivative at b == 0 (where the
+    function jumps) is that of the division branch with 1/0 read as 1."""
+    from symcore.ops import Op
+
+    return Op(name=ZDIV, arity=2, np=_zdiv_np, sympy=_zdiv_sympy, lower=_zdiv_lower,
+              c="({1} == 0.0 ? 1.0 : {0} / {1})",
+              latex=r"\operatorname{{zdiv}}\left({0}, {1}\right)",
+              np_src="(lambda a, b: np.where(b == 0, 1.0, np.divide(a, b)))({0}, {1})",
+              deriv=((ZDIV, 1.0, "{1}"), ("neg", (ZDIV, "{y}", "{1}"))),
+              protected=True, domain="DEAP protectedDiv: a/b, 1 where b == 0")
+
+
+def _register_zdiv() -> None:
+    from symcore import ops
+
+    if ZDIV not in OPS and hasattr(ops, "register"):
+        ops.register(zdiv_op())
+
+
+_register_zdiv()
+
+
 def known_functions() -> dict[Any, str]:
     """Python / NumPy callables that DEAP primitive sets use, mapped to ops-table names.
 
@@ -100,20 +139,19 @@ def _code_key(code: types.CodeType) -> tuple[Any, ...]:
 
 
 def is_protected_div(fn: Any) -> bool:
-    """True if `fn` is DEAP's protectedDiv (same code up to names), checked on probe values."""
+    """True if `fn` is DEAP's protectedDiv: the same code up to names (a handler for
+    ZeroDivisionError, ArithmeticError, Exception or anything, returning 1 or 1.0), with the
+    exception names meaning the builtins."""
     code = getattr(fn, "__code__", None)
     if not isinstance(code, types.CodeType) or getattr(fn, "__defaults__", None) \
             or getattr(fn, "__closure__", None) or _code_key(code) not in _pdiv_codes():
         return False
-    if getattr(fn, "__globals__", {}).get("ZeroDivisionError", ZeroDivisionError) \
-            is not ZeroDivisionError:
-        return False
-    try:
-        probes = [(1.0, 0.0, 1.0), (1.0, -0.0, 1.0), (6.0, 3.0, 2.0), (1.0, 2.0 ** -1000, 2.0 ** 1000),
-                  (-2.0, 4.0, -0.5)]
-        return all(float(fn(a, b)) == r for a, b, r in probes) and math.isnan(fn(1.0, math.nan))
-    except Exception:  # noqa: BLE001 - a function that raises on a probe is not protectedDiv
-        return False
+    glb = getattr(fn, "__globals__", {})
+    return all(glb.get(n, exc) is exc for n, exc in _BUILTIN_EXC.items() if n in code.co_names)
+
+
+_BUILTIN_EXC = {"ZeroDivisionError": ZeroDivisionError, "ArithmeticError": ArithmeticError,
+                "Exception": Exception}
 
 
 # -- translation ----------------------------------------------------------------------------------
@@ -205,3 +243,135 @@ def _hashable(x: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+Metric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman"]
+
+
+class Evaluator:
+    """DEAP fitness for a primitive set on data (X, y), one native batch per generation.
+
+    `ev(individual)` returns DEAP's 1-tuple `(loss,)`; `ev.map(func, individuals)` scores all
+    of them in one `Session.score` call when `func` is this evaluator (or `toolbox.evaluate`,
+    a partial of it) and is plain `map` otherwise.  Columns of X follow `pset.arguments`.
+    `ops` maps primitive names (or their functions) to ops-table names for primitives the
+    evaluator does not know; the others run in Python (see the module docstring).  The other
+    keywords are `Session`'s."""
+
+    def __init__(self, pset: Any, X: Any, y: Any, metric: Metric = "mse", *,
+                 weights: Any = None, dtype: Literal["float64", "float32"] = "float64",
+                 cache: Literal["exact", "equivalent"] | None = "exact",
+                 max_entries: int = 1_000_000, nonfinite: Any = "inf",
+                 ops: Mapping[Any, str] | None = None) -> None:
+        from symcore.session import Session   # the session layer (codegen + rules) on demand
+
+        self.translator = Translator(pset, ops)
+        n_args = self.translator.n_args
+        try:
+            A = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"X is not numeric: {err}") from None
+        if A.ndim == 1 and n_args == 1:
+            A = A.reshape(-1, 1)
+        if A.ndim != 2 or A.shape[1] != n_args:
+            raise DataError(f"X must have one column per argument of the primitive set "
+                            f"({n_args}: {', '.join(pset.arguments)}), got shape {A.shape}")
+        self.pset = pset
+        self.X = A
+        self.session = Session(A, y, metric=metric, weights=weights, dtype=dtype, cache=cache,
+                               max_entries=max_entries, nonfinite=nonfinite)
+        self.metric = metric
+        self.y = np.asarray(y, dtype=np.float64).reshape(-1)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.nonfinite = nonfinite
+        self._rows: list[tuple[float, ...]] | None = None
+        self._ys: list[float] = []
+        self.stats = {"individuals": 0, "batches": 0, "native": 0, "python": 0}
+
+    # -- DEAP's interface -------------------------------------------------------------------
+    def __call__(self, individual: Sequence[Any]) -> tuple[float]:
+        return self.evaluate([individual])[0]
+
+    def map(self, func: Callable[..., Any], *iterables: Iterable[Any]) -> Any:
+        """`toolbox.map`: one batch when `func` is this evaluator, else the builtin `map`."""
+        if len(iterables) == 1 and _is_evaluator(func, self):
+            return self.evaluate(list(iterables[0]))
+        return map(func, *iterables)
+
+    def evaluate(self, individuals: Sequence[Sequence[Any]]) -> list[tuple[float]]:
+        """DEAP fitness tuples of many individuals (one native call for all translatable ones)."""
+        exprs: list[Expr] = []
+        where: list[int] = []
+        out: list[tuple[float] | None] = [None] * len(individuals)
+        translate = self.translator.translate
+        for i, ind in enumerate(individuals):
+            e = translate(ind)
+            if e is None:
+                out[i] = (self._python_loss(ind),)
+            else:
+                exprs.append(e)
+                where.append(i)
+        if exprs:
+            losses = self.session.score(exprs)
+            for i, v in zip(where, losses.tolist()):
+                out[i] = (v,)
+        self.stats["individuals"] += len(individuals)
+        self.stats["batches"] += 1
+        self.stats["native"] += len(exprs)
+        self.stats["python"] += len(individuals) - len(exprs)
+        return out  # type: ignore[return-value]
+
+    def expr(self, individual: Sequence[Any]) -> Expr:
+        """The IR of one individual; UnknownOperatorError if a primitive has no op."""
+        e = self.translator.translate(individual)
+        if e is None:
+            why = "; ".join(f"{k}: {v}" for k, v in self.translator.reasons.items()) or \
+                "a terminal that is not a number or an argument"
+            raise UnknownOperatorError(f"individual {individual} has no IR ({why})")
+        return e
+
+    # -- the Python fallback ----------------------------------------------------------------
+    def _python_loss(self, individual: Any) -> float:
+        """Loss from DEAP's own compiled function, row by row on Python floats."""
+        from deap import gp
+
+        if self._rows is None:
+            self._rows = [tuple(r) for r in self.X.tolist()]
+            self._ys = self.y.tolist()
+        func = gp.compile(individual, self.pset)
+        try:
+            pred = [func(*r) for r in self._rows]
+            if self.metric == "mse" and self.weights is None:
+                # DEAP's example, term for term: fsum of squared errors over the row count
+                loss = math.fsum((p - t) ** 2 for p, t in zip(pred, self._ys)) / len(pred)
+            else:
+                # the session's own metric definitions, on these predictions
+                P = np.asarray(pred, dtype=np.float64).reshape(1, -1)
+                return float(self.session._from_predictions(P, None)[0])
+        except (ArithmeticError, ValueError, TypeError):
+            return self._nonfinite_loss()
+        if not math.isfinite(loss):
+            return self._nonfinite_loss()
+        return loss
+
+    def _nonfinite_loss(self) -> float:
+        p = self.nonfinite
+        if isinstance(p, str):
+            if p == "nan":
+                return math.nan
+            return -math.inf if self.session.greater_is_better else math.inf
+        return float(p)
+
+
+def _is_evaluator(func: Any, ev: Evaluator) -> bool:
+    """True for `ev` itself, its bound `__call__`, or partials of it without extra arguments
+    (DEAP's toolbox.register wraps every function in a functools.partial)."""
+    while isinstance(func, functools.partial):
+        if func.args or func.keywords:
+            return False
+        func = func.func
+    if getattr(func, "__self__", None) is ev and getattr(func, "__name__", "") == "__call__":
+        return True
+    return func is ev
