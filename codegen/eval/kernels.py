@@ -324,6 +324,10 @@ class Kernel:
     def __len__(self) -> int:
         return self.n_candidates
 
+    def __reduce__(self) -> tuple:
+        # only the IR travels (to Dask workers, other processes): the receiver compiles anew
+        return (Kernel, (self.exprs, self.dtype, self.requested_tier))
+
     def __repr__(self) -> str:
         return (f"Kernel({self.n_candidates} candidate(s), dtype={self.dtype}, "
                 f"tier={'closed' if self._closed else self.tier})")
