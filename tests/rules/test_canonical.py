@@ -1,0 +1,212 @@
+"""The canonicalising pass (symcore.rules.canonical): equivalent mode keeps values wherever
+finite (and merges nothing numerically different), exact mode is bit-for-bit through the tier-0
+kernel and the NumPy reference, both are idempotent and blind to commutative argument order."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import symcore
+from symcore.errors import SymcoreError
+from symcore.ir import Expr, call, const, topo, var
+from symcore.ops import OPS
+from symcore.rules.canonical import canonical, canonical_all, canonical_key
+
+from rules_numeric import numerically_different, points, same_where_finite
+from strategies import data, exprs
+
+X3 = points(3, seed=3)
+
+
+def trivially_reducible(e: Expr) -> list[str]:
+    """Nodes any canonical form must not keep: an op over constants only, x*1, x+0, x-0, x/1,
+    --x, powi/pow(x, 1)."""
+    bad = []
+    for n in topo([e]):
+        if not n.args:
+            continue
+        consts = [a.value for a in n.args if a.op == "const"]
+        if len(consts) == len(n.args) or (n.op == "powi" and n.args[0].op == "const"):
+            bad.append(f"constant {n.op}")
+        elif n.op == "mul" and 1.0 in consts or n.op == "add" and 0.0 in consts:
+            bad.append(f"identity {n.op}")
+        elif n.op in ("sub", "div", "pow", "powi") and n.args[1].op == "const" and \
+                n.args[1].value == (0.0 if n.op == "sub" else 1.0):
+            bad.append(f"identity {n.op}")
+        elif n.op == "neg" and n.args[0].op == "neg":
+            bad.append("double negation")
+    return bad
+
+
+def _swap_commutative(e: Expr, flips: list[bool], only: tuple[str, ...] | None = None) -> Expr:
+    """`e` with the operands of commutative nodes (of `only`) swapped where flips says so."""
+    memo: dict[Expr, Expr] = {}
+    i = 0
+    for n in topo([e]):
+        if not n.args:
+            memo[n] = n
+            continue
+        args = tuple(memo[a] for a in n.args)
+        if OPS[n.op].commutative and (only is None or n.op in only) and flips[i % len(flips)]:
+            args = args[::-1]
+        i += 1
+        memo[n] = Expr(n.op, args)
+    return memo[e]
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    nan = np.isnan(a)
+    if not np.array_equal(nan, np.isnan(b)):
+        return False
+    return bool(np.array_equal(a[~nan].view(np.int64), b[~nan].view(np.int64)))
+
+
+# -- equivalent mode ------------------------------------------------------------------------
+
+@given(exprs(n_vars=3, max_leaves=12))
+def test_equivalent_keeps_values_and_merges_nothing_different(e):
+    c = canonical(e)
+    assert same_where_finite(e, c, X3), f"{e}  ->  {c}"
+    assert not numerically_different(e, c, X3), f"{e}  ->  {c}"
+
+
+@given(exprs(n_vars=3, max_leaves=12), st.sampled_from(["exact", "equivalent"]))
+@example(call("sub", var(1), call("neg", var(0))), "exact")
+@example(call("mul", call("neg", var(2)), call("sin", call("sub", var(1), var(0)))), "equivalent")
+def test_idempotent(e, mode):
+    c = canonical(e, mode)
+    assert canonical(c, mode) is c, f"{e} -> {c} -> {canonical(c, mode)}"
+
+
+@given(exprs(n_vars=3, max_leaves=12), st.lists(st.booleans(), min_size=1, max_size=8),
+       st.sampled_from(["exact", "equivalent"]))
+def test_commutative_permutations_give_identical_output(e, flips, mode):
+    # exact mode orders add and mul only (max/min give different bits on +0 vs -0)
+    f = _swap_commutative(e, flips, ("add", "mul") if mode == "exact" else None)
+    assert canonical(f, mode) is canonical(e, mode), f"{e} vs {f}"
+    assert canonical_key(f, mode) == canonical_key(e, mode)
+
+
+@given(exprs(n_vars=3, max_leaves=12))
+def test_equivalent_leaves_nothing_trivially_reducible(e):
+    c = canonical(e)
+    assert not trivially_reducible(c), f"{e} -> {c}: {trivially_reducible(c)}"
+
+
+# -- exact mode -----------------------------------------------------------------------------
+
+EXACT_CONSTS = st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0, 0.5]),
+                         st.floats(-1e3, 1e3, allow_subnormal=False))
+
+
+@given(exprs(n_vars=3, max_leaves=12, constants=EXACT_CONSTS), data(n_vars=3, min_rows=1))
+def test_exact_is_bitwise_through_reference_and_tier0(e, X):
+    c = canonical(e, "exact")
+    with np.errstate(all="ignore"):
+        assert _same_bits(symcore.evaluate(e, X), symcore.evaluate(c, X)), f"{e} -> {c}"
+    k = symcore.compile([e, c], tier=0).predict(X)
+    assert _same_bits(k[0], k[1]), f"{e} -> {c}"
+
+
+def test_exact_keeps_the_sign_of_zero():
+    x = var(0)
+    X = np.array([[-0.0], [0.0], [1.0]])
+    e = call("add", x, const(0.0))                       # -0 + 0 = +0: must stay
+    assert canonical(e, "exact").op == "add"
+    assert canonical(call("add", x, const(-0.0)), "exact") is x
+    assert canonical(call("sub", x, const(0.0)), "exact") is x
+    assert canonical(call("sub", x, const(-0.0)), "exact") is not x
+    m = call("max", x, const(-0.0))                      # max(+0, -0) depends on the order
+    assert canonical(m, "exact") is m
+    assert _same_bits(symcore.evaluate(canonical(call("sub", x, const(0.0)), "exact"), X),
+                      symcore.evaluate(call("sub", x, const(0.0)), X))
+
+
+def test_exact_folds_only_correctly_rounded_ops():
+    assert canonical(call("mul", const(3.0), const(0.1)), "exact").value == 3.0 * 0.1
+    assert canonical(call("sqrt", const(2.0)), "exact").value == math.sqrt(2.0)
+    s = call("sin", const(1.0))
+    assert canonical(s, "exact") is s
+    assert canonical(s).value == math.sin(1.0)
+
+
+# -- examples of the issue ------------------------------------------------------------------
+
+def _r(text: str) -> Expr:
+    return symcore.read(text, dialect="operon")
+
+
+@pytest.mark.parametrize("a, b", [
+    ("((1.000000 * X1) * sin((1.000000 * X2)))", "(X1 * sin(X2))"),
+    ("sin(X2) * X1", "X1 * sin(X2)"),
+    ("(X1 + 0.0) / 1.0 - 0.0", "X1"),
+    ("2*X1 + 3*X1", "5*X1"),
+    ("X1*X1", "X1^2"),
+    ("sin(-X1)", "-sin(X1)"),
+    ("cos(-X1)", "cos(X1)"),
+    ("sin(X2 - X1)", "-sin(X1 - X2)"),
+    ("(X2 - X1)^2", "(X1 - X2)^2"),
+    ("X1 - X1 + X2", "X2"),
+    ("0 * sin(X1)", "0"),
+    ("2*(X1 + X2) - X2", "X2 + 2*X1"),
+    ("--X1", "X1"),
+    ("X1 ^ 1", "X1"),
+])
+def test_issue_examples_merge(a, b):
+    assert canonical(_r(a)) is canonical(_r(b)), f"{canonical(_r(a))} vs {canonical(_r(b))}"
+
+
+@pytest.mark.parametrize("a, b", [
+    ("0 * log(X1)", "0"),              # log may be -inf / NaN: 0*f needs f finite
+    ("exp(X1) - exp(X1)", "0"),        # exp may overflow: inf - inf is NaN
+    ("X1 / X1", "1"),                  # 0/0
+    ("X1 * X1 / X1", "X1"),
+    ("sqrt(X1 * X1)", "X1"),
+])
+def test_unsound_merges_are_not_made(a, b):
+    assert canonical(_r(a)) is not canonical(_r(b))
+
+
+def test_deep_expression_is_iterative():
+    e = var(0)
+    for i in range(20000):
+        e = call("add" if i % 3 else "mul", e, var(i % 4) if i % 5 else const(1.0))
+    c = canonical(e)
+    assert c.depth < e.depth
+    assert canonical(c) is c
+    canonical(e, "exact")
+
+
+def test_canonical_all_matches_canonical():
+    pop = [_r("X1 * 1"), _r("sin(X1) + X2"), _r("X2 + sin(X1)")]
+    assert canonical_all(pop) == [canonical(e) for e in pop]
+
+
+def test_key_is_stable_across_processes_and_ignores_display_names():
+    e = _r("sin(X2 - X1) * 2.5 + X1 ^ 2")
+    k = canonical_key(e)
+    assert isinstance(k, bytes) and len(k) == 16
+    code = ("import symcore; from symcore.rules.canonical import canonical_key; "
+            "print(canonical_key(symcore.read('X1 ^ 2 + 2.5 * sin(X2 - X1)', dialect='operon')).hex())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONHASHSEED": "123"})
+    assert out.stdout.strip() == k.hex()
+    assert canonical_key(call("sin", var(0, "a"))) == canonical_key(call("sin", var(0)))
+    assert canonical_key(call("sin", var(0))) != canonical_key(call("sin", var(1)))
+
+
+def test_bad_input_raises_typed_errors():
+    with pytest.raises(SymcoreError):
+        canonical(var(0), mode="fast")  # type: ignore[arg-type]
+    with pytest.raises(SymcoreError):
+        canonical("x0")  # type: ignore[arg-type]
+    with pytest.raises(SymcoreError):
+        canonical_key(var(0), mode="nope")  # type: ignore[arg-type]
