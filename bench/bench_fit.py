@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 import symcore
-from symcore.codegen.llvm import jit
+from symcore.codegen.llvm import cache
 from symcore import OPS, call, const, evaluate, var
 from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
@@ -151,7 +151,7 @@ def main() -> None:
               f"final parameters for {sum(d for _, d in peer)} of {len(pop)} candidates "
               f"({int(np.sum(~np.isfinite(sp)))} of them NaN there)")
         for restarts in args.restarts:
-            jit.object_cache().clear_memory()
+            cache.object_cache().clear_memory()
             t0, c0 = time.perf_counter(), time.process_time()
             res = symcore.fit(pop, X, y, restarts=restarts, seed=args.seed)
             t_sc, c_sc = time.perf_counter() - t0, time.process_time() - c0
@@ -180,17 +180,17 @@ def grad_cost(pop: list[Expr], rng: np.random.Generator, rows_list: list[int]) -
     modes, called the same way (raw ctypes, one call per candidate): "value" (Σ w r²),
     "gradient" (+ Σ w r J: value and loss gradient in one pass) and "normal" (+ Σ w J Jᵀ, what
     Levenberg–Marquardt needs).  Tier 0: the codegen's tier-0 interpreter `predict` against
-    grad.Tier0Grad's normal equations, both one population call."""
-    from symcore.codegen.grad import jacobian as grad
+    grad.tier0.Tier0Grad's normal equations, both one population call."""
+    from symcore.codegen.grad import data as grad_data, tier0 as grad_t0, tier1 as grad_t1
     models = [lift_constants(e)[0] for e in pop]
     starts = [lift_constants(e)[1] for e in pop]
     Pm = max(m.n_params for m in models)
     params = np.zeros((len(models), Pm))
     for i, p in enumerate(starts):
         params[i, :len(p)] = p
-    kernels = {mode: grad.compile_loss_kernels(models, mode) for mode in grad.NORMAL_MODES}
+    kernels = {mode: grad_t1.compile_loss_kernels(models, mode) for mode in grad_t1.NORMAL_MODES}
     k0v = symcore.compile(models, tier=0)
-    g0 = grad.Tier0Grad(models)
+    g0 = grad_t0.Tier0Grad(models)
     print("\nreverse-mode cost over one evaluation (CPU s for the whole population, median of 5):")
     print(f"{'rows':>6} {'t1 value':>9} {'t1 value+grad':>13} {'ratio':>6} {'t1 normal eq':>12} "
           f"{'ratio':>6} {'t0 predict':>10} {'t0 normal eq':>12} {'ratio':>6}")
@@ -199,7 +199,7 @@ def grad_cost(pop: list[Expr], rng: np.random.Generator, rows_list: list[int]) -
         y = np.sin(X[:, 0])
         t = {}
         for mode, (lib, fns, lanes) in kernels.items():
-            d = grad.prepare_data(X, y, None, lanes)
+            d = grad_data.prepare_data(X, y, None, lanes)
             outs = [np.empty((1 + m.n_params + m.n_params * (m.n_params + 1) // 2, lanes))
                     for m in models]
             args = [(*d.pointers, d.n_pad, d.n_pad, starts[i].ctypes.data, outs[i].ctypes.data)
@@ -209,7 +209,7 @@ def grad_cost(pop: list[Expr], rng: np.random.Generator, rows_list: list[int]) -
                 for f, a in zip(fns, args):
                     f(*a)
             t[mode] = _cpu(run)
-        d0 = grad.prepare_data(X, y, None, g0.lanes)
+        d0 = grad_data.prepare_data(X, y, None, g0.lanes)
         ids = np.arange(len(models))
         t0v = _cpu(lambda: k0v.predict(X, params))
         t0n = _cpu(lambda: g0.normal_batch(ids, params, d0))

@@ -42,10 +42,12 @@ from symcore.errors import CompileError, DataError
 from symcore.ir import Expr
 from symcore.ops import OPS
 
+from symcore.codegen.llvm import cache as _cache
 from symcore.codegen.llvm import jit as _jit
 from symcore.codegen.eval import tape as _tape
 from symcore.codegen.llvm import vecmath as _vecmath
 from symcore.codegen.llvm.irflow import Flow
+from symcore.codegen.llvm.values import broadcast
 from symcore.codegen.llvm.lower import LOWER, POWI_MAX_MULTIPLY, lower_powi
 
 __all__ = ["Tier0Program", "interpreter", "BLOCK", "emit_module"]
@@ -148,11 +150,6 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
 
     lanes_idx = ir.Constant(ir.VectorType(_I64, W), [i for i in range(W)])
 
-    def splat(val: ir.Value, ty: ir.VectorType) -> ir.Value:
-        u = ir.Constant(ty, ir.Undefined)
-        v = b.insert_element(u, val, ir.Constant(_I32, 0))
-        return b.shuffle_vector(v, u, ir.Constant(ir.VectorType(_I32, ty.count), [0] * ty.count))
-
     vload, vstore = _vec_io(b, V)
 
     def field(row: ir.Value, k: int) -> ir.Value:
@@ -177,7 +174,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             val = b.load(src)
             if not isinstance(T, ir.DoubleType):
                 val = b.fptrunc(val, T)
-            vv = splat(val, V)
+            vv = broadcast(b, V, val)
             dst = b.load(b.gep(ptrs, [s]))
             for k in range(B // W):
                 vstore(vv, dst, k * W)
@@ -225,7 +222,7 @@ def _emit_function(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: i
             if weighted:
                 wb = b.select(full, b.gep(w, [r0]),
                               b.gep(tail, [b.mul(b.add(nvar, _c64(1)), cB)]))
-            cntv = splat(b.select(full, cB, rem), ir.VectorType(_I64, W))
+            cntv = broadcast(b, ir.VectorType(_I64, W), b.select(full, cB, rem))
             acc_s = b.load(sse)
             acc_a = b.load(sae)
             nonfin = ir.Constant(ir.VectorType(ir.IntType(1), W), [0] * W)
@@ -357,9 +354,7 @@ def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Va
                     block_loop(lambda k, kexp=kexp: lower_powi(b, vload(pa, k * W), kexp))
                 b.position_at_end(dflt)
                 kv = b.sitofp(bfield, V.element)
-                u = ir.Constant(V, ir.Undefined)
-                kv = b.shuffle_vector(b.insert_element(u, kv, ir.Constant(_I32, 0)), u,
-                                      ir.Constant(ir.VectorType(_I32, W), [0] * W))
+                kv = broadcast(b, V, kv)
                 block_loop(lambda k: fl(b, vload(pa, k * W), kv))
             elif arity == 2:
                 pb = b.load(b.gep(ptrs, [b.sext(bfield, _I64)]))
@@ -404,13 +399,12 @@ class _Interpreter:
 
     def _load(self, kinds: tuple[str, ...]) -> Any:
         key = _source_key(self.dtype, self.lanes, self.block, self.isa) + "|" + ",".join(kinds)
-        cache = _jit.object_cache()
-        obj = cache.get(key)
-        if obj is None:
-            mod = emit_module(self.dtype, self.lanes, self.block, kinds)
-            obj = _jit.compile_object(str(mod), opt_ir=2, opt_codegen=3)
-            cache.put(key, obj)
+
+        def build() -> bytes:
             self.compiled = True
+            mod = emit_module(self.dtype, self.lanes, self.block, kinds)
+            return _jit.compile_object(str(mod), opt_ir=2, opt_codegen=3)
+        obj = _cache.get_or_compile(key, build)
         _vecmath.ensure_libraries()
         return _jit.load_library([obj], [f"t0_{k}" for k in kinds])
 
@@ -437,7 +431,7 @@ def _addr(a: np.ndarray | None) -> int:
     return 0 if a is None else a.ctypes.data
 
 
-class _Packed:
+class _TapeArrays:
     """A tape's arrays kept alive, non-empty (a zero-size array may have no valid address)."""
 
     def __init__(self, t: _tape.Tape) -> None:
@@ -461,7 +455,7 @@ class Tier0Program:
         self.tape = _tape.pack(self.exprs)
         self.interp = interpreter(self.dtype, block)
         self._np = np.dtype(self.dtype)
-        self._fw = _Packed(self.tape)
+        self._fw = _TapeArrays(self.tape)
         self._tls = threading.local()
 
     @property

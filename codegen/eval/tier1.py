@@ -15,12 +15,10 @@ non-finite prediction.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -30,7 +28,9 @@ from llvmlite import ir
 from symcore.errors import CompileError, DataError
 from symcore.ir import Expr, Flat, flatten
 
+from symcore.codegen import pool as _pool
 from symcore.codegen.eval import emit as _emit
+from symcore.codegen.llvm import cache as _cache
 from symcore.codegen.llvm import jit as _jit
 from symcore.codegen.llvm import vecmath as _vecmath
 
@@ -68,10 +68,18 @@ class _Info:
     __slots__ = ("flat", "n_vars", "n_params", "shape", "consts")
 
     def __init__(self, expr: Expr) -> None:
-        self.flat = flatten(expr)
+        self.flat = _rows_only(flatten(expr))
         self.n_vars, self.n_params = _extent([self.flat])
         self.shape = _shape_hash(self.flat)
         self.consts = [float(self.flat.rows[r][2]) for r in _emit.const_slots(self.flat)]
+
+
+def _rows_only(flat: Flat) -> Flat:
+    """`flat` without its nodes (rows are all the generators read): a cached `_Info` holding
+    the nodes would hold its own key, the root `Expr`, and the weak cache would never drop it."""
+    out = Flat.__new__(Flat)
+    out.rows, out.nodes, out.index = flat.rows, (), {}
+    return out
 
 
 _INFO: "weakref.WeakKeyDictionary[Expr, _Info]" = weakref.WeakKeyDictionary()
@@ -129,7 +137,7 @@ def _extent(flats: Sequence[Flat]) -> tuple[int, int]:
     return nv, npar
 
 
-class _Code:
+class _LoadedKernel:
     """One loaded kernel; keeps its library loaded while referenced."""
 
     __slots__ = ("key", "address", "library", "__weakref__")
@@ -138,9 +146,8 @@ class _Code:
         self.key, self.address, self.library = key, address, library
 
 
-_LIVE: "weakref.WeakValueDictionary[str, _Code]" = weakref.WeakValueDictionary()
+_LIVE: "weakref.WeakValueDictionary[str, _LoadedKernel]" = weakref.WeakValueDictionary()
 _LIVE_LOCK = threading.Lock()
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="symcore-compile")
 
 
 @dataclass
@@ -162,18 +169,34 @@ def _module_text(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> s
     return _emit.declarations(mod, helpers=False) + "\n" + "\n".join(bodies)
 
 
+def _object_id(raw: bytes | None) -> str | None:
+    """An index entry's object id (32 hex digits), or None."""
+    if raw is None or len(raw) != 32:
+        return None
+    try:
+        oid = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return oid if all(c in "0123456789abcdef" for c in oid) else None
+
+
 def _compile_group(items: Sequence[tuple[str, Flat]], dtype: str,
                    lanes: int) -> tuple[str, bytes, float]:
-    t0 = time.perf_counter()
-    text = _module_text(items, dtype, lanes)
-    t1 = time.perf_counter()
-    obj = _jit.compile_object(text, KERNEL_OPT_IR, KERNEL_OPT_CODEGEN)
+    """Object code of one module of kernels, through the object cache (key "obj|" + id)."""
     oid = hashlib.blake2b("\n".join(k for k, _ in items).encode(), digest_size=16).hexdigest()
-    return oid, obj, t1 - t0
+    ir_seconds = [0.0]
+
+    def build() -> bytes:
+        t0 = time.perf_counter()
+        text = _module_text(items, dtype, lanes)
+        ir_seconds[0] = time.perf_counter() - t0
+        return _jit.compile_object(text, KERNEL_OPT_IR, KERNEL_OPT_CODEGEN)
+    obj = _cache.get_or_compile("obj|" + oid, build)
+    return oid, obj, ir_seconds[0]
 
 
 def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
-                 lanes: int) -> tuple[dict[str, _Code], CompileStats]:
+                 lanes: int) -> tuple[dict[str, _LoadedKernel], CompileStats]:
     """Kernels for (structure key, flat) pairs: live ones reused, cached objects loaded, the
     rest compiled (several modules on several threads when there are many) and cached."""
     stats = CompileStats()
@@ -182,22 +205,23 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
         want.setdefault(k, f)
     stats.structures = len(want)
     stats.keys = list(want)
-    out: dict[str, _Code] = {}
+    out: dict[str, _LoadedKernel] = {}
     with _LIVE_LOCK:
         for k in want:
             c = _LIVE.get(k)
             if c is not None:
                 out[k] = c
     stats.live = len(out)
-    cache = _jit.object_cache()
+    cache = _cache.object_cache()
     groups: dict[str, list[str]] = {}
     todo: list[tuple[str, Flat]] = []
     for k, f in want.items():
         if k in out:
             continue
-        oid = cache.get("idx|" + k)
-        if oid is not None and cache.get("obj|" + oid.decode()) is not None:
-            groups.setdefault(oid.decode(), []).append(k)
+        # index entry: structure key -> id of the object holding its kernel (both verified)
+        oid = _object_id(cache.get("idx|" + k))
+        if oid is not None and cache.get("obj|" + oid) is not None:
+            groups.setdefault(oid, []).append(k)
         else:
             todo.append((k, f))
     for oid, keys in groups.items():
@@ -207,7 +231,8 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
             continue
         try:
             _attach(out, [obj], keys)
-        except CompileError:   # a damaged cache file: compile these again (and overwrite it)
+        except CompileError:   # verified yet not loadable: forget it, compile these again
+            cache.discard("obj|" + oid)
             todo.extend((k, want[k]) for k in keys)
             continue
         stats.cached += len(keys)
@@ -218,12 +243,12 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
             n_mod = max(n_mod, 2)
         size = -(-len(todo) // n_mod)
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-        if len(chunks) > 1:
-            results = list(_POOL.map(lambda ch: _compile_group(ch, dtype, lanes), chunks))
+        if len(chunks) > 1 and _pool.n_threads() > 1:
+            results = list(_pool.executor().map(lambda ch: _compile_group(ch, dtype, lanes),
+                                                chunks))
         else:
             results = [_compile_group(chunks[0], dtype, lanes)]
         for ch, (oid, obj, irs) in zip(chunks, results):
-            cache.put("obj|" + oid, obj)
             for k, _ in ch:
                 cache.put("idx|" + k, oid.encode())
             _attach(out, [obj], [k for k, _ in ch])
@@ -245,22 +270,18 @@ def _helpers() -> list[bytes]:
     with _HELPER_LOCK:
         if not _HELPER_OBJ:
             key = f"t1helpers|{_source_hash()}|{_isa_tag(_vecmath.host_isa())}"
-            cache = _jit.object_cache()
-            obj = cache.get(key)
-            if obj is None:
-                obj = _jit.compile_object(_emit.helper_module(), 2, 2)
-                cache.put(key, obj)
-            _HELPER_OBJ.append(obj)
+            _HELPER_OBJ.append(_cache.get_or_compile(
+                key, lambda: _jit.compile_object(_emit.helper_module(), 2, 2)))
         return list(_HELPER_OBJ)
 
 
-def _attach(out: dict[str, _Code], objs: list[bytes], keys: list[str]) -> None:
+def _attach(out: dict[str, _LoadedKernel], objs: list[bytes], keys: list[str]) -> None:
     lib = _jit.load_library(objs + _helpers(), [_symbol(k) for k in keys])
     with _LIVE_LOCK:
         for k in keys:
             c = _LIVE.get(k)
             if c is None:
-                c = _Code(k, lib.addresses[_symbol(k)], lib)
+                c = _LoadedKernel(k, lib.addresses[_symbol(k)], lib)
                 _LIVE[k] = c
             out[k] = c
 
@@ -271,11 +292,8 @@ class _Driver:
     def __init__(self, dtype: str, lanes: int) -> None:
         key = (f"t1drv|{_source_hash()}|{_emit.CHUNK}|{_emit.FIRST_CHUNK}|{dtype}|{lanes}|"
                f"{_isa_tag(_vecmath.host_isa())}")
-        cache = _jit.object_cache()
-        obj = cache.get(key)
-        if obj is None:
-            obj = _jit.compile_object(_emit.emit_driver("run", dtype, lanes), 2, 2)
-            cache.put(key, obj)
+        obj = _cache.get_or_compile(
+            key, lambda: _jit.compile_object(_emit.emit_driver("run", dtype, lanes), 2, 2))
         self.library = _jit.load_library([obj], ["run"])
         self.run = _DRIVER_T(self.library.addresses["run"])
 

@@ -23,6 +23,7 @@ from symcore.codegen.fit import native_lm as _lm
 from symcore.codegen.grad.data import Data, unpack_square
 from symcore.codegen.grad.templates import active_nodes, deriv_template
 from symcore.codegen.llvm import jit
+from symcore.codegen.llvm.cache import get_or_compile
 from symcore.codegen.llvm.irflow import Flow
 from symcore.codegen.llvm.lower import LOWER, lower_expr
 from symcore.codegen.llvm.values import broadcast, literal, ptr_at, splat, vector_type
@@ -319,15 +320,14 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
 def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
     key = (f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|"
            f"{jit.source_hash(*SOURCES)}")
-    cache = jit.object_cache()
-    obj = cache.get(key)
-    if obj is None:
+
+    def build() -> bytes:
         module = ir.Module(name="symcore_grad_tier0")
         normal = emit_tier0(module, lanes)
         emit_tier0_batch(module, normal)
         _lm.emit_lm(module, normal, lanes * T0_UNROLL)
-        obj = jit.compile_object(str(module), 2, 2)
-        cache.put(key, obj)
+        return jit.compile_object(str(module), 2, 2)
+    obj = get_or_compile(key, build)
     lib = jit.load_library([obj], ["g0_normal", "g0_batch", "g0_lm"])
     return lib, (_t0_ctype(_T0_ARGS)(lib.addresses["g0_normal"]),
                  _t0_ctype(_T0_BATCH_ARGS)(lib.addresses["g0_batch"]),

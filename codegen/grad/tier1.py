@@ -18,6 +18,7 @@ from symcore.codegen.grad.data import Data, prepare_data, unpack_normal
 from symcore.codegen.grad.reference import params_vector
 from symcore.codegen.grad.templates import active_nodes, deriv_template, node_consts
 from symcore.codegen.llvm import jit
+from symcore.codegen.llvm.cache import get_or_compile
 from symcore.codegen.llvm.lower import LOWER, lower_expr, lower_powi, needed_rows
 from symcore.codegen.llvm.values import broadcast, literal, ptr_at, splat, vector_type
 from symcore.codegen.llvm.vecmath import width
@@ -282,16 +283,15 @@ class GradKernels:
             chunk = distinct[start:start + EXPRS_PER_MODULE]
             key = _key("+".join(kinds), self.lanes, chunk)
             names = [f"sc_{kind}_{key[:12]}_{k}" for k in range(len(chunk)) for kind in kinds]
-            cache = jit.object_cache()
-            obj = cache.get(key)
-            if obj is None:
+
+            def build(chunk: list[Expr] = chunk, key: str = key) -> bytes:
                 module = ir.Module(name=f"grad_{key[:12]}")
                 for k, e in enumerate(chunk):
                     emit_normal(module, f"sc_normal_{key[:12]}_{k}", e, self.lanes)
                     if jacobian:
                         emit_jacobian(module, f"sc_jac_{key[:12]}_{k}", e, self.lanes)
-                obj = jit.compile_object(str(module), OPT_IR, OPT_CODEGEN)
-                cache.put(key, obj)
+                return jit.compile_object(str(module), OPT_IR, OPT_CODEGEN)
+            obj = get_or_compile(key, build)
             lib = jit.load_library([obj], names)
             self._libs.append(lib)
             for k in range(len(chunk)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 from typing import Any, Callable
 
 from llvmlite import ir
@@ -18,6 +17,7 @@ from symcore.errors import CompileError
 from symcore.ir import Expr, Flat, flatten
 from symcore.ops import DYSYMNET_LOG_EPS, GPLEARN_THRESHOLD, OPS
 
+from symcore.codegen.llvm.values import splat  # noqa: F401 - re-exported
 from symcore.codegen.llvm.vecmath import math_call
 
 __all__ = ["LOWER", "lower_expr", "lower_powi", "splat", "needed_rows", "POWI_MAX_MULTIPLY"]
@@ -37,28 +37,6 @@ def _intrinsic(builder: ir.IRBuilder, base: str, ty: ir.Type, nargs: int = 1) ->
     if fn is None:
         fn = ir.Function(m, ir.FunctionType(ty, [ty] * nargs), name=name)
     return fn
-
-
-_SPLATS: dict[tuple[int, float], tuple[ir.Type, ir.Constant]] = {}
-
-
-def splat(ty: ir.Type, v: float) -> ir.Constant:
-    """The constant `v` in type `ty` (broadcast over lanes for a vector type)."""
-    # cached by the type's identity (llvmlite types hash by printing themselves); an entry
-    # keeps its type alive so the id is not reused while cached
-    # keyed on the bit pattern: -0.0 == 0.0 as floats, yet 1/-0.0 must stay -inf
-    key = (id(ty), struct.pack("<d", float(v)))
-    hit = _SPLATS.get(key)
-    if hit is not None and hit[0] is ty:
-        return hit[1]
-    if isinstance(ty, ir.VectorType):
-        c = ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
-    else:
-        c = ir.Constant(ty, v)
-    if len(_SPLATS) > 2048:
-        _SPLATS.clear()
-    _SPLATS[key] = (ty, c)
-    return c
 
 
 def _fabs(b: ir.IRBuilder, a: ir.Value) -> ir.Value:

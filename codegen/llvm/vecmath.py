@@ -16,6 +16,9 @@ from llvmlite import ir
 
 from symcore.errors import CompileError
 
+from symcore.codegen.llvm.host import host_features
+from symcore.codegen.llvm.values import splat
+
 __all__ = ["VecISA", "host_isa", "width", "math_call", "MATH_UNARY", "MATH_BINARY",
            "mvec_symbol", "ensure_libraries", "lane_type"]
 
@@ -64,8 +67,7 @@ def _libmvec() -> ctypes.CDLL | None:
 def host_isa() -> VecISA:
     """Widest ISA the host CPU supports and libmvec implements (`$SYMCORE_ISA` may narrow it:
     avx512, avx2, avx, sse or scalar)."""
-    from symcore.codegen.llvm import jit
-    feats = jit.host_features()
+    feats = host_features()
     if feats.get("avx512f"):
         best = "avx512"
     elif feats.get("avx2"):
@@ -231,37 +233,32 @@ _GUARDED = frozenset(("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh",
 _EXP_BOUNDS = {"float64": (720.0, -750.0), "float32": (90.0, -110.0)}
 
 
-def _vsplat(ty: ir.VectorType, v: float) -> ir.Constant:
-    from symcore.codegen.llvm.lower import splat   # cached; imported here because lower imports this module
-    return splat(ty, v)
-
-
 def _guarded_call(b: ir.IRBuilder, f: ir.Function, fn: str, x: ir.Value, dtype: str) -> ir.Value:
     # only fcmp/select/call: emit.TextBuilder implements that subset of IRBuilder too;
     # select(c1, c2, c1) is c1 AND c2
     ty = x.type
     inf, nan = float("inf"), float("nan")
     if fn == "log":
-        c1 = b.fcmp_ordered(">", x, _vsplat(ty, 0.0))
-        ok = b.select(c1, b.fcmp_ordered("<", x, _vsplat(ty, inf)), c1)
+        c1 = b.fcmp_ordered(">", x, splat(ty, 0.0))
+        ok = b.select(c1, b.fcmp_ordered("<", x, splat(ty, inf)), c1)
         # log(±0) = -inf, log(x < 0) = NaN, log(+inf) = +inf, log(NaN) = NaN
-        special = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), _vsplat(ty, -inf),
-                           b.select(b.fcmp_ordered("<", x, _vsplat(ty, 0.0)), _vsplat(ty, nan), x))
+        special = b.select(b.fcmp_ordered("==", x, splat(ty, 0.0)), splat(ty, -inf),
+                           b.select(b.fcmp_ordered("<", x, splat(ty, 0.0)), splat(ty, nan), x))
     elif fn == "exp":
         hi, lo = _EXP_BOUNDS[dtype]
-        c1 = b.fcmp_ordered("<=", x, _vsplat(ty, hi))
-        ok = b.select(c1, b.fcmp_ordered(">=", x, _vsplat(ty, lo)), c1)
-        special = b.select(b.fcmp_ordered(">", x, _vsplat(ty, hi)), _vsplat(ty, inf),
-                           b.select(b.fcmp_ordered("<", x, _vsplat(ty, lo)), _vsplat(ty, 0.0), x))
+        c1 = b.fcmp_ordered("<=", x, splat(ty, hi))
+        ok = b.select(c1, b.fcmp_ordered(">=", x, splat(ty, lo)), c1)
+        special = b.select(b.fcmp_ordered(">", x, splat(ty, hi)), splat(ty, inf),
+                           b.select(b.fcmp_ordered("<", x, splat(ty, lo)), splat(ty, 0.0), x))
     elif fn in ("sin", "cos", "tan"):
         # sin/cos/tan(±inf) = NaN, of NaN = NaN
-        ok = b.fcmp_ordered("<", b.call(_fabs_fn(b, ty), [x]), _vsplat(ty, inf))
-        special = _vsplat(ty, nan)
+        ok = b.fcmp_ordered("<", b.call(_fabs_fn(b, ty), [x]), splat(ty, inf))
+        special = splat(ty, nan)
     else:
         # every other guarded function maps NaN to NaN (the input NaN, like libm)
         ok = b.fcmp_ordered("ord", x, x)
         special = x
-    r = b.call(f, [b.select(ok, x, _vsplat(ty, 0.5))])
+    r = b.call(f, [b.select(ok, x, splat(ty, 0.5))])
     return b.select(ok, r, special)
 
 
@@ -338,7 +335,7 @@ def _scalef(b: ir.IRBuilder, x: ir.Value, n: ir.Value) -> ir.Value:
     ty = x.type
     i8, i32 = ir.IntType(8), ir.IntType(32)
     fn = _intr(b, "llvm.x86.avx512.mask.scalef.pd.512", ty, [ty, ty, ty, i8, i32])
-    return b.call(fn, [x, n, _vsplat(ty, 0.0), ir.Constant(i8, -1), ir.Constant(i32, 4)])
+    return b.call(fn, [x, n, splat(ty, 0.0), ir.Constant(i8, -1), ir.Constant(i32, 4)])
 
 
 def _inline_exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -346,18 +343,18 @@ def _inline_exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     a 16-entry table (j = k mod 16), 2^floor(k/16) by vscalefpd, e^r by a degree-7 polynomial."""
     ty = x.type
     # clamp (NaN stays NaN: ordered compares are false for it); ±inf give inf and 0
-    x = b.select(b.fcmp_ordered(">", x, _vsplat(ty, _EXP_CLAMP)), _vsplat(ty, _EXP_CLAMP), x)
-    x = b.select(b.fcmp_ordered("<", x, _vsplat(ty, -_EXP_CLAMP)), _vsplat(ty, -_EXP_CLAMP), x)
-    s = _fma(b, x, _vsplat(ty, 16 / _LN2), _vsplat(ty, _SHIFTER))
-    k = b.fsub(s, _vsplat(ty, _SHIFTER))
-    r = _fma(b, k, _vsplat(ty, -_LN2_16_HI), x)
-    r = _fma(b, k, _vsplat(ty, -_LN2_16_LO), r)
-    p = _vsplat(ty, _EXP_POLY[0])
+    x = b.select(b.fcmp_ordered(">", x, splat(ty, _EXP_CLAMP)), splat(ty, _EXP_CLAMP), x)
+    x = b.select(b.fcmp_ordered("<", x, splat(ty, -_EXP_CLAMP)), splat(ty, -_EXP_CLAMP), x)
+    s = _fma(b, x, splat(ty, 16 / _LN2), splat(ty, _SHIFTER))
+    k = b.fsub(s, splat(ty, _SHIFTER))
+    r = _fma(b, k, splat(ty, -_LN2_16_HI), x)
+    r = _fma(b, k, splat(ty, -_LN2_16_LO), r)
+    p = splat(ty, _EXP_POLY[0])
     for c in _EXP_POLY[1:]:
-        p = _fma(b, p, r, _vsplat(ty, c))
+        p = _fma(b, p, r, splat(ty, c))
     q = _fma(b, p, b.fmul(r, r), r)               # e^r - 1
     t = _table(b, ty, _EXP_TABLE, s)
-    return _scalef(b, _fma(b, t, q, t), b.fmul(k, _vsplat(ty, 1 / 16)))
+    return _scalef(b, _fma(b, t, q, t), b.fmul(k, splat(ty, 1 / 16)))
 
 
 def _hex(*vals: str) -> list[float]:
@@ -396,7 +393,7 @@ _LOG_POLY = [(-1.0) ** (n + 1) / n for n in range(11, 2, -1)]
 def _getmant_getexp(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:
     ty = x.type
     i8, i32 = ir.IntType(8), ir.IntType(32)
-    zero, all_, cur = _vsplat(ty, 0.0), ir.Constant(i8, -1), ir.Constant(i32, 4)
+    zero, all_, cur = splat(ty, 0.0), ir.Constant(i8, -1), ir.Constant(i32, 4)
     gm = _intr(b, "llvm.x86.avx512.mask.getmant.pd.512", ty, [ty, i32, ty, i8, i32])
     ge = _intr(b, "llvm.x86.avx512.mask.getexp.pd.512", ty, [ty, ty, i8, i32])
     # getmant imm 3: interval [3/4, 3/2), sign of the source (x > 0 here)
@@ -409,30 +406,30 @@ def _inline_log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     ty = x.type
     m, e = _getmant_getexp(b, x)
     # getexp is floor(log2 x) for m in [1, 2); m in [3/4, 1) means one more
-    e = b.fadd(e, b.select(b.fcmp_ordered("<", m, _vsplat(ty, 1.0)), _vsplat(ty, 1.0),
-                           _vsplat(ty, 0.0)))
-    idx = b.fadd(m, _vsplat(ty, 1 / 32))
+    e = b.fadd(e, b.select(b.fcmp_ordered("<", m, splat(ty, 1.0)), splat(ty, 1.0),
+                           splat(ty, 0.0)))
+    idx = b.fadd(m, splat(ty, 1 / 32))
     idx = b.bitcast(b.lshr(b.bitcast(idx, _I64V8), ir.Constant(_I64V8, [ir.Constant(
         ir.IntType(64), 48)] * 8)), ty)
     c = _table(b, ty, _LOG_C, idx)
-    r = _fma(b, m, c, _vsplat(ty, -1.0))
-    p = _vsplat(ty, _LOG_POLY[0])
+    r = _fma(b, m, c, splat(ty, -1.0))
+    p = splat(ty, _LOG_POLY[0])
     for k in _LOG_POLY[1:]:
-        p = _fma(b, p, r, _vsplat(ty, k))
+        p = _fma(b, p, r, splat(ty, k))
     r2 = b.fmul(r, r)
-    lo = _fma(b, e, _vsplat(ty, _LN2_LO), _table(b, ty, _LOG_LO, idx))
+    lo = _fma(b, e, splat(ty, _LN2_LO), _table(b, ty, _LOG_LO, idx))
     t = _fma(b, b.fmul(r2, r), p, lo)
-    t = _fma(b, r2, _vsplat(ty, -0.5), t)
-    hi = _fma(b, e, _vsplat(ty, _LN2_HI), _table(b, ty, _LOG_HI, idx))
+    t = _fma(b, r2, splat(ty, -0.5), t)
+    hi = _fma(b, e, splat(ty, _LN2_HI), _table(b, ty, _LOG_HI, idx))
     # hi + r with its rounding error (Fast2Sum: |hi| >= |r| unless hi = 0, then exact)
     s = b.fadd(hi, r)
     res = b.fadd(s, b.fadd(b.fadd(b.fsub(hi, s), r), t))
     # log(±0) = -inf, log(x < 0) = NaN, log(+inf) = +inf, log(NaN) = NaN
-    c1 = b.fcmp_ordered(">", x, _vsplat(ty, 0.0))
-    ok = b.select(c1, b.fcmp_ordered("<", x, _vsplat(ty, math.inf)), c1)
-    special = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), _vsplat(ty, -math.inf),
-                       b.select(b.fcmp_ordered("<", x, _vsplat(ty, 0.0)),
-                                _vsplat(ty, math.nan), x))
+    c1 = b.fcmp_ordered(">", x, splat(ty, 0.0))
+    ok = b.select(c1, b.fcmp_ordered("<", x, splat(ty, math.inf)), c1)
+    special = b.select(b.fcmp_ordered("==", x, splat(ty, 0.0)), splat(ty, -math.inf),
+                       b.select(b.fcmp_ordered("<", x, splat(ty, 0.0)),
+                                splat(ty, math.nan), x))
     return b.select(ok, res, special)
 
 
@@ -454,19 +451,19 @@ def _sincos(b: ir.IRBuilder, x: ir.Value, cos: bool) -> ir.Value:
     ty = x.type
     i64 = ir.IntType(64)
     if cos:
-        t = _fma(b, x, _vsplat(ty, _INV_PI), _vsplat(ty, -0.5))
-        s = b.fadd(t, _vsplat(ty, _SHIFTER))
-        kh = b.fadd(b.fsub(s, _vsplat(ty, _SHIFTER)), _vsplat(ty, 0.5))
+        t = _fma(b, x, splat(ty, _INV_PI), splat(ty, -0.5))
+        s = b.fadd(t, splat(ty, _SHIFTER))
+        kh = b.fadd(b.fsub(s, splat(ty, _SHIFTER)), splat(ty, 0.5))
     else:
-        s = _fma(b, x, _vsplat(ty, _INV_PI), _vsplat(ty, _SHIFTER))
-        kh = b.fsub(s, _vsplat(ty, _SHIFTER))
-    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI1), x)
-    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI2), r)
-    r = _fma(b, b.fneg(kh), _vsplat(ty, _PI3), r)
+        s = _fma(b, x, splat(ty, _INV_PI), splat(ty, _SHIFTER))
+        kh = b.fsub(s, splat(ty, _SHIFTER))
+    r = _fma(b, b.fneg(kh), splat(ty, _PI1), x)
+    r = _fma(b, b.fneg(kh), splat(ty, _PI2), r)
+    r = _fma(b, b.fneg(kh), splat(ty, _PI3), r)
     u = b.fmul(r, r)
-    p = _vsplat(ty, _SIN_POLY[0])
+    p = splat(ty, _SIN_POLY[0])
     for c in _SIN_POLY[1:]:
-        p = _fma(b, p, u, _vsplat(ty, c))
+        p = _fma(b, p, u, splat(ty, c))
     sr = _fma(b, b.fmul(u, r), p, r)
     # sign: the parity of k (bit 0 of s's integer part); cos flips it once more
     kb = b.bitcast(s, _I64V8)
@@ -475,10 +472,10 @@ def _sincos(b: ir.IRBuilder, x: ir.Value, cos: bool) -> ir.Value:
     sign = b.shl(kb, ir.Constant(_I64V8, [ir.Constant(i64, 63)] * 8))
     res = b.bitcast(b.xor(b.bitcast(sr, _I64V8), sign), ty)
     if not cos:   # sin(-0) = -0 (r + r³·p is +0 there)
-        res = b.select(b.fcmp_ordered("==", x, _vsplat(ty, 0.0)), x, res)
+        res = b.select(b.fcmp_ordered("==", x, splat(ty, 0.0)), x, res)
     ax = b.call(_intr(b, "llvm.fabs.v8f64", ty, [ty]), [x])
-    big = b.fcmp_ordered(">", ax, _vsplat(ty, _TRIG_LIMIT))
-    big = b.select(big, b.fcmp_ordered("<", ax, _vsplat(ty, math.inf)), big)
+    big = b.fcmp_ordered(">", ax, splat(ty, _TRIG_LIMIT))
+    big = b.select(big, b.fcmp_ordered("<", ax, splat(ty, math.inf)), big)
     if hasattr(b, "fallback"):
         b.fallback = big
     return res

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import symcore
 from symcore import DataError, FitError, call, const, evaluate, param, var
 from symcore.codegen.fit.api import (STATUSES, FitResult, bfgs, fit, levenberg_marquardt)
-from symcore.codegen.grad.jacobian import jacobian_reference
+from symcore.codegen.grad.reference import jacobian_reference
 from symcore.params import bind_params, lift_constants
 
 from strategies import data as strat_data, exprs
@@ -327,7 +327,8 @@ def test_population_fit_equals_one_problem_loop(tier):
     """Tier 0 fits a population in native code (codegen/lm.py), tier 1 in lockstep rounds with
     a tail hand-over: both give the iterates of the Python one-problem Levenberg–Marquardt loop
     (same status and step count, same loss up to rounding)."""
-    from symcore.codegen.grad.jacobian import Tier0Grad, prepare_data
+    from symcore.codegen.grad.data import prepare_data
+    from symcore.codegen.grad.tier0 import Tier0Grad
     X, y, pop = _smooth_population(21)
     batched = fit(pop, X, y, tier=tier)
     models = [r.model for r in batched]

@@ -11,8 +11,11 @@ from hypothesis import assume, given, settings, strategies as st
 from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs
 
 from symcore import DataError, OPS, call, const, evaluate, param, var
-from symcore.codegen.grad.jacobian import (GradKernels, Tier0Grad, deriv_template, jacobian,
-                                  jacobian_reference, prepare_data)
+from symcore.codegen.grad.data import prepare_data
+from symcore.codegen.grad.reference import jacobian_reference
+from symcore.codegen.grad.templates import deriv_template
+from symcore.codegen.grad.tier0 import T0_UNROLLED_PARAMS, Tier0Grad
+from symcore.codegen.grad.tier1 import GradKernels, compile_loss_kernels, jacobian
 from symcore.params import lift_constants
 
 x0, x1 = var(0), var(1)
@@ -266,7 +269,7 @@ def test_value_and_gradient_modes_are_prefixes_of_the_normal_equations():
     params = np.array([0.3, 0.7, -0.2])
     outs = {}
     for mode in ("value", "gradient", "normal"):
-        lib, (fn,), lanes = grad.compile_loss_kernels([e], mode)
+        lib, (fn,), lanes = compile_loss_kernels([e], mode)
         d = prepare_data(X, y, None, lanes)
         n_acc = {"value": 1, "gradient": 4, "normal": 10}[mode]
         out = np.empty((n_acc, lanes))
@@ -374,7 +377,6 @@ def test_tier0_row_counts_at_block_boundaries_weights_and_batches():
 def test_tier0_normal_equations_unrolled_and_generic(P):
     """Tier 0 unrolls the normal equations for up to T0_UNROLLED_PARAMS parameters and loops
     beyond: both equal the reference at every P, in a batch of mixed sizes too."""
-    from symcore.codegen.grad.jacobian import T0_UNROLLED_PARAMS
     assert T0_UNROLLED_PARAMS in (10, 11, 12)  # the cases above straddle the boundary
     ps = [param(i) for i in range(P)]
     e = ps[0] * x0

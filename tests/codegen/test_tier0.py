@@ -17,9 +17,10 @@ from symcore.errors import CompileError, DataError
 from symcore.evaluate import evaluate
 from symcore.ir import Expr, call, const, param, topo, var
 from symcore.ops import OPS
-from symcore.codegen.llvm import jit
+from symcore.codegen.llvm import cache, jit
 from symcore.codegen.eval import tier0
-from symcore.codegen.eval.tape import OPCODES, pack
+from symcore.codegen.bytecode import opcodes
+from symcore.codegen.eval.tape import pack
 
 DTYPES = ("float64", "float32")
 # libmvec and NumPy's own SIMD math differ by a few ulp; correctly rounded ops must agree exactly
@@ -111,7 +112,7 @@ def test_every_op_matches_reference(dtype: str) -> None:
         else:
             cands.append(call(name, x) if op.arity == 1 else call(name, x, y))
             names.append(name)
-    assert set(OPCODES) == set(OPS)
+    assert set(opcodes()) == set(OPS)
     got = _predict(cands, X, dtype)
     for i, (e, name) in enumerate(zip(cands, names)):
         base = e.op
@@ -253,8 +254,8 @@ def test_tape_slots_are_reused_and_code_shared() -> None:
     assert t.n_vars == 2 and t.n_params == 0
     # a powi exponent is an immediate (no slot); beyond int32 it becomes pow with a slot
     t2 = pack([call("powi", var(0), const(3.0)), call("powi", var(0), const(2.0 ** 40))])
-    assert t2.code[0, 0] == OPCODES["powi"] and t2.code[0, 3] == 3
-    assert t2.code[1, 0] == OPCODES["pow"] and t2.fills.shape[0] == 1
+    assert t2.code[0, 0] == opcodes()["powi"] and t2.code[0, 3] == 3
+    assert t2.code[1, 0] == opcodes()["pow"] and t2.fills.shape[0] == 1
     # the same constant as exponent and as operand still gets its slot
     t3 = pack([call("powi", var(0), const(2.0)) + const(2.0)])
     assert t3.fills.shape[0] == 1
@@ -292,7 +293,7 @@ def test_second_construction_does_not_recompile(tmp_path, monkeypatch) -> None:
     real = jit.compile_object
     monkeypatch.setattr(jit, "compile_object", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(tier0, "_INTERPS", {})
-    jit.object_cache().clear_memory()
+    cache.object_cache().clear_memory()
     es = [call("exp", var(0)) + 1.0]
     X = np.ascontiguousarray([[0.5, 1.0, 2.0]])
     a = np.zeros((1, 3))
@@ -301,7 +302,7 @@ def test_second_construction_does_not_recompile(tmp_path, monkeypatch) -> None:
     tier0.Tier0Program(es, "float64", block=16)          # same process: nothing is rebuilt
     assert len(calls) == 1
     monkeypatch.setattr(tier0, "_INTERPS", {})            # a "new process": memory caches gone
-    jit.object_cache().clear_memory()
+    cache.object_cache().clear_memory()
     prog = tier0.Tier0Program(es, "float64", block=16)
     assert len(calls) == 1 and not prog.interp.compiled
     b = np.zeros((1, 3))

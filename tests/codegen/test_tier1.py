@@ -16,7 +16,7 @@ from strategies import data, examples, exprs
 import symcore
 from symcore import OPS, call, const, evaluate, param, var
 from symcore.ir import topo
-from symcore.codegen.llvm import jit
+from symcore.codegen.llvm import cache, jit
 from symcore.codegen.eval import tier1
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -166,7 +166,7 @@ def test_disk_cache_serves_a_fresh_process_state(tmp_path, monkeypatch):
     assert any(tmp_path.rglob("*.o"))
     del k
     gc.collect()
-    jit.object_cache().clear_memory()   # forget everything but the disk
+    cache.object_cache().clear_memory()   # forget everything but the disk
     k = symcore.compile([e], tier=1)
     st_ = k.compile_stats
     assert st_.compiled == 0 and st_.cached == 1
@@ -176,7 +176,7 @@ def test_disk_cache_serves_a_fresh_process_state(tmp_path, monkeypatch):
 
 def test_disabled_disk_cache(monkeypatch):
     monkeypatch.setenv("SYMCORE_CACHE", "")
-    assert jit.cache_dir() is None
+    assert cache.cache_dir() is None
     e = call("cos", call("add", var(0), const(0.123)))
     np.testing.assert_allclose(_predict(e, np.array([[1.0]]), "float64")[0], np.cos(1.123))
 
@@ -210,7 +210,7 @@ def test_compile_discard_loop_keeps_memory_bounded(monkeypatch, tmp_path):
         del k
         gc.collect()
 
-    monkeypatch.setattr(jit.object_cache(), "capacity_bytes", 1 << 18)
+    monkeypatch.setattr(cache.object_cache(), "capacity_bytes", 1 << 18)
     for i in range(6):
         round_(i, close=i % 2 == 0)      # close() or plain garbage collection
     libs, base = jit.open_libraries(), _rss_mb()
@@ -220,7 +220,7 @@ def test_compile_discard_loop_keeps_memory_bounded(monkeypatch, tmp_path):
     grown = _rss_mb() - base
     # leaked JIT code grows ~0.2 MB a round here; released code leaves allocator noise only
     assert grown < 4, f"RSS grew by {grown:.1f} MB over 24 compile-and-discard rounds"
-    assert jit.object_cache().memory_bytes <= 1 << 18
+    assert cache.object_cache().memory_bytes <= 1 << 18
 
 
 def test_native_layer_rejects_bad_arrays():
@@ -262,7 +262,9 @@ def test_disk_cache_stays_bounded(tmp_path, monkeypatch):
     for i in range(40):
         (d / f"{i:02d}.o").write_bytes(b"x" * 1000)
         os.utime(d / f"{i:02d}.o", (i, i))
-    jit._prune(d, 20_000)
+    blk = (d / "00.o").stat().st_blocks * 512    # what a 1000-byte file really uses
+    assert blk >= 1000
+    cache._prune(d, 20 * blk)
     left = sorted(f.name for f in d.iterdir())
     assert len(left) == 15 and left[0] == "25.o"     # the oldest went first, down to 3/4
 
@@ -307,7 +309,7 @@ def test_damaged_cache_file_is_recompiled(tmp_path, monkeypatch):
     e = call("tanh", call("sub", call("mul", var(0), const(2.5)), var(1)))
     symcore.compile([e], tier=1)
     gc.collect()
-    jit.object_cache().clear_memory()
+    cache.object_cache().clear_memory()
     for f in tmp_path.rglob("*.o"):
         if f.stat().st_size > 100:      # the object file (index files are tiny)
             f.write_bytes(f.read_bytes()[:100])

@@ -1,0 +1,373 @@
+"""The one object-code cache: `get_or_compile(key, build)` in front of an in-memory LRU and an
+on-disk directory whose every file is verified (checksum, compiler identity, key) before use.
+
+On disk (`$SYMCORE_CACHE`, default ~/.cache/symcore; empty string = memory only), one
+subdirectory per machine identity, one file per key: a fixed header (magic, identity length,
+payload length, blake2b-256 over identity and payload), the identity (llvmlite and LLVM versions,
+CPU name and features, `CODEGEN_VERSION`, the key itself), then the payload.  A file that fails
+any check (truncated, flipped bits, garbage, another key's or machine's entry, unreadable) is
+deleted and reported once per process; the caller recompiles and the entry is rewritten.
+
+Loading object code is running it: a cache directory or file owned by another user, or
+writable by group or others, is never read or written (warned once; code is compiled in memory),
+as Python refuses untrusted bytecode.  Writes go to a temporary file renamed into place, so
+concurrent processes see a whole entry or none.  `$SYMCORE_CACHE_MAX_MB` (default 512, may be
+fractional) caps the blocks the directory uses (st_blocks, not apparent size): checked on every
+write against a running total, rescanned every `RESCAN_WRITES` writes or `RESCAN_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import stat
+import struct
+import tempfile
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+from symcore.codegen.llvm import host
+
+__all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
+           "CacheWarning", "CODEGEN_VERSION"]
+
+#: bump when the generated code or the file format changes meaning
+CODEGEN_VERSION = "2"
+
+_MAGIC = b"SYMCORE\x00OBJ\x00v2"
+#: magic, identity length, payload length, blake2b-256(identity + payload)
+_HEAD = struct.Struct(f"<{len(_MAGIC)}sIQ32s")
+_SUFFIX = ".o"
+#: running disk total: rescan the directory after this many writes or seconds (other
+#: processes write too)
+RESCAN_WRITES = 256
+RESCAN_SECONDS = 60.0
+
+_log = logging.getLogger("symcore.cache")
+
+
+class CacheWarning(RuntimeWarning):
+    """A cache entry was damaged (and recompiled), or a cache directory is not trusted."""
+
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def _report(kind: str, msg: str) -> None:
+    """Log every event at debug level; warn once per process and kind."""
+    _log.debug(msg)
+    with _warn_lock:
+        if kind in _warned:
+            return
+        _warned.add(kind)
+    _log.warning(msg)
+    warnings.warn(msg, CacheWarning, stacklevel=4)
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_key() -> str:
+    return hashlib.blake2b(f"{host.identity()}|{CODEGEN_VERSION}".encode(),
+                           digest_size=8).hexdigest()
+
+
+def cache_dir() -> Path | None:
+    """On-disk cache directory: `$SYMCORE_CACHE` or ~/.cache/symcore (empty string = disabled),
+    one subdirectory per machine identity."""
+    env = os.environ.get("SYMCORE_CACHE")
+    if env is not None and env.strip() == "":
+        return None
+    base = Path(env) if env else Path.home() / ".cache" / "symcore"
+    return base / _machine_key()
+
+
+def disk_limit() -> int:
+    """`$SYMCORE_CACHE_MAX_MB` (default 512) in bytes."""
+    env = os.environ.get("SYMCORE_CACHE_MAX_MB", "").strip()
+    try:
+        mb = float(env) if env else 512.0
+    except ValueError:
+        mb = 512.0
+    return int(max(mb, 0.0) * (1 << 20))
+
+
+def _identity(key: str) -> bytes:
+    return f"{host.identity()}|codegen {CODEGEN_VERSION}|{key}".encode()
+
+
+def _digest(ident: bytes, payload: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    h.update(ident)
+    h.update(payload)
+    return h.digest()
+
+
+def encode(key: str, payload: bytes) -> bytes:
+    """The file contents for `payload` under `key`."""
+    ident = _identity(key)
+    return _HEAD.pack(_MAGIC, len(ident), len(payload), _digest(ident, payload)) + ident + payload
+
+
+def decode(key: str, data: bytes) -> tuple[bytes | None, str]:
+    """(payload, "") when `data` is a whole, intact entry for `key` made under this identity,
+    else (None, why)."""
+    if len(data) < _HEAD.size:
+        return None, "truncated header"
+    magic, n_ident, n_payload, digest = _HEAD.unpack_from(data)
+    if magic != _MAGIC:
+        return None, "not a symcore cache entry"
+    if len(data) != _HEAD.size + n_ident + n_payload:
+        return None, "length mismatch (truncated or extended)"
+    ident = data[_HEAD.size:_HEAD.size + n_ident]
+    payload = data[_HEAD.size + n_ident:]
+    if ident != _identity(key):
+        return None, "made for another key, compiler or CPU"
+    if _digest(ident, payload) != digest:
+        return None, "checksum mismatch"
+    return payload, ""
+
+
+def _untrusted(st: os.stat_result) -> str:
+    """Why a directory or file with this status must not be loaded from ("" when trusted)."""
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "writable by group or others"
+    return ""
+
+
+class _Disk:
+    """Running total of the blocks a cache directory uses (this process's view)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.writes = 0
+        self.scanned = -1e30
+
+
+class ObjectCache:
+    """Object code keyed by a string: an in-memory LRU in front of the verified on-disk
+    directory.  Keys must include everything the code depends on except the machine identity
+    (which the directory and every file's header carry)."""
+
+    def __init__(self, capacity_bytes: int = 64 << 20) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._disk: dict[Path, _Disk] = {}
+
+    # -- directory --------------------------------------------------------------------------
+    def _dir(self, create: bool) -> Path | None:
+        """The trusted cache directory (created if asked), or None (disabled or untrusted)."""
+        d = cache_dir()
+        if d is None:
+            return None
+        try:
+            if create:
+                d.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                d.mkdir(exist_ok=True, mode=0o700)
+            st_base, st = d.parent.stat(), d.stat()
+        except OSError:
+            return None
+        for p, s in ((d.parent, st_base), (d, st)):
+            why = _untrusted(s)
+            if why:
+                _report("untrusted", f"symcore: not using the object cache {p} ({why}); "
+                                     f"compiling in memory")
+                return None
+        return d
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest() + _SUFFIX
+
+    def _read(self, key: str) -> bytes | None:
+        d = self._dir(create=False)
+        if d is None:
+            return None
+        p = d / self._name(key)
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            self._discard_file(p, f"unreadable ({err.strerror})")
+            return None
+        try:
+            st = os.fstat(fd)
+            why = _untrusted(st) or ("" if stat.S_ISREG(st.st_mode) else "not a regular file")
+            if why:
+                _report("untrusted", f"symcore: not loading cache file {p} ({why})")
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read()
+        except OSError as err:
+            self._discard_file(p, f"unreadable ({err.strerror})")
+            return None
+        finally:
+            os.close(fd)
+        payload, why = decode(key, data)
+        if payload is None:
+            self._discard_file(p, why)
+        return payload
+
+    def _discard_file(self, p: Path, why: str) -> None:
+        _report("damaged", f"symcore: discarded damaged cache file {p} ({why}); recompiling")
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+    def _write(self, key: str, payload: bytes) -> None:
+        d = self._dir(create=True)
+        if d is None:
+            return
+        p = d / self._name(key)
+        try:
+            try:
+                old = p.stat().st_blocks * 512
+            except FileNotFoundError:
+                old = 0
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(encode(key, payload))
+                os.replace(tmp, p)  # atomic: other processes see the old entry or this one
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            new = p.stat().st_blocks * 512
+        except OSError:
+            return  # an unwritable cache only costs recompilation
+        self._account(d, new - old)
+
+    def _account(self, d: Path, delta: int) -> None:
+        """Add a write to the running total; prune when it passes the cap."""
+        limit = disk_limit()
+        with self._lock:
+            u = self._disk.setdefault(d, _Disk())
+            u.writes += 1
+            rescan = u.writes >= RESCAN_WRITES or time.monotonic() - u.scanned > RESCAN_SECONDS
+            if rescan:
+                u.total, u.writes, u.scanned = _used(d), 0, time.monotonic()
+            else:
+                u.total += delta
+            if u.total > limit:
+                u.total = _prune(d, limit)
+                u.writes, u.scanned = 0, time.monotonic()
+
+    # -- public -----------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """The verified payload under `key` (memory, then disk), or None."""
+        with self._lock:
+            obj = self._mem.get(key)
+            if obj is not None:
+                self._mem.move_to_end(key)
+                return obj
+        obj = self._read(key)
+        if obj is not None:
+            self._remember(key, obj)
+        return obj
+
+    def put(self, key: str, obj: bytes) -> None:
+        self._remember(key, obj)
+        self._write(key, obj)
+
+    def discard(self, key: str) -> None:
+        """Forget `key` in memory and on disk (a verified entry that still failed to load)."""
+        with self._lock:
+            old = self._mem.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+        d = self._dir(create=False)
+        if d is not None:
+            try:
+                (d / self._name(key)).unlink()
+            except OSError:
+                pass
+
+    def _remember(self, key: str, obj: bytes) -> None:
+        with self._lock:
+            old = self._mem.pop(key, None)
+            self._bytes += len(obj) - (len(old) if old is not None else 0)
+            self._mem[key] = obj
+            while self._bytes > self.capacity_bytes and len(self._mem) > 1:
+                _, dropped = self._mem.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of object code held in memory (bounded by `capacity_bytes`)."""
+        return self._bytes
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._mem.clear()
+            self._bytes = 0
+
+
+def _entries(d: Path) -> list[tuple[os.stat_result, Path]]:
+    """Cache files and stale temporary files (a crashed writer's, over an hour old)."""
+    out = []
+    now = time.time()
+    try:
+        it = list(d.iterdir())
+    except OSError:
+        return out
+    for f in it:
+        try:
+            st = f.lstat()
+        except OSError:
+            continue
+        if f.suffix == _SUFFIX or (f.suffix == ".tmp" and now - st.st_mtime > 3600):
+            out.append((st, f))
+    return out
+
+
+def _used(d: Path) -> int:
+    return sum(st.st_blocks * 512 for st, _ in _entries(d))
+
+
+def _prune(d: Path, limit: int) -> int:
+    """Delete the least recently written cache files until `d` uses at most 3/4 of `limit`
+    bytes of blocks; returns the blocks still used."""
+    files = _entries(d)
+    total = sum(st.st_blocks * 512 for st, _ in files)
+    if total <= limit:
+        return total
+    for st, f in sorted(files, key=lambda t: t[0].st_mtime):
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        total -= st.st_blocks * 512
+        if total <= limit * 3 // 4:
+            break
+    return total
+
+
+@functools.lru_cache(maxsize=None)
+def object_cache() -> ObjectCache:
+    """The process-wide object-code cache."""
+    return ObjectCache()
+
+
+def get_or_compile(key: str, build: Callable[[], bytes]) -> bytes:
+    """The object code under `key`: from memory, else from a verified disk entry, else
+    `build()` (then cached in memory and on disk)."""
+    cache = object_cache()
+    obj = cache.get(key)
+    if obj is None:
+        obj = build()
+        cache.put(key, obj)
+    return obj
