@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
-    "read": "symcore.io.readers", "read_many": "symcore.io.readers", "detect_dialect": "symcore.io.readers",
+    "read": "symcore.io.readers", "read_with_params": "symcore.io.readers",
+    "read_many": "symcore.io.readers", "detect_dialect": "symcore.io.readers",
     "read_file": "symcore.io.readers",
     "write": "symcore.io.printers", "to_latex": "symcore.io.printers", "to_c": "symcore.io.printers",
     "to_numpy_source": "symcore.io.printers",
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.codegen.eval.kernels import Kernel, compile
     from symcore.params import bind_params, lift_constants
     from symcore.io.printers import to_c, to_latex, to_numpy_source, write
-    from symcore.io.readers import detect_dialect, read, read_file, read_many
+    from symcore.io.readers import detect_dialect, read, read_file, read_many, read_with_params
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
 

@@ -35,8 +35,10 @@ from symcore.io.lexer import ID, NUM, SYM, Token, parse_number, tokenize
 from symcore.io.parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
 from symcore.errors import DataError, DialectError, ParseError, SymcoreError
 from symcore.ir import Expr, const, map_leaves, param, topo, var
+from symcore.types import DialectName, Numbers, OnError
 
-__all__ = ["read", "read_many", "read_file", "detect_dialect", "Population", "READ_DIALECTS"]
+__all__ = ["read", "read_with_params", "read_many", "read_file", "detect_dialect", "Population",
+           "READ_DIALECTS"]
 
 
 def __getattr__(name: str) -> Any:
@@ -409,9 +411,9 @@ def _looks_prefix(text: str, spec: Dialect) -> bool:
     return toks[0] in funcs
 
 
-def read(text: str, dialect: "str | Dialect" = "auto", *, var_base: int | None = None, names: Any = None,
-         numbers: str = "const", placeholders: bool = True, theta: Any = None,
-         with_params: bool = False) -> "Expr | tuple[Expr, np.ndarray]":
+def read(text: str, dialect: "DialectName | Dialect" = "auto", *, var_base: int | None = None,
+         names: Any = None, numbers: Numbers = "const", placeholders: bool = True,
+         theta: Any = None, with_params: bool = False) -> "Expr | tuple[Expr, np.ndarray]":
     """Read one expression written in `dialect` ("auto" detects it where unambiguous).
 
     var_base: override the dialect's 0/1-based variable numbering.  names: identifiers -> columns
@@ -421,15 +423,30 @@ def read(text: str, dialect: "str | Dialect" = "auto", *, var_base: int | None =
     Placeholders (`C`, `c`, `const`, `t[i]`) become parameters (placeholders=False rejects
     them).  theta: values of eggp's `t[i]` (a sequence or its `;`-separated CSV text;
     substituted as constants unless numbers="params"), of symcore's `p<i>`, or of the
-    placeholders in their order.  with_params=True returns (expr, starting parameter values);
-    slots without a value hold NaN."""
+    placeholders in their order.  with_params=True (deprecated: use `read_with_params`) returns
+    (expr, starting parameter values)."""
+    expr, values = read_with_params(text, dialect, var_base=var_base, names=names,
+                                    numbers=numbers, placeholders=placeholders, theta=theta)
+    if with_params:
+        import warnings
+        warnings.warn("read(..., with_params=True) is deprecated: use read_with_params, which "
+                      "always returns (expr, params)", DeprecationWarning, stacklevel=2)
+        return expr, values
+    return expr
+
+
+def read_with_params(text: str, dialect: "DialectName | Dialect" = "auto", *,
+                     var_base: int | None = None, names: Any = None, numbers: Numbers = "const",
+                     placeholders: bool = True, theta: Any = None) -> tuple[Expr, np.ndarray]:
+    """`read`, also returning the starting values of the expression's parameters (one per slot,
+    from `theta` or from the literals that numbers="params" lifted; NaN where none is known)."""
     opts = dict(var_base=var_base, names=names, numbers=numbers, placeholders=placeholders,
                 theta=theta)
     if dialect == "auto":
-        dialect, expr, values = _detect([text], opts)[0:3]
+        _, expr, values = _detect([text], opts)[0:3]
     else:
         expr, values = _read_one(text, dialect, **opts)
-    return (expr, values) if with_params else expr
+    return expr, values
 
 
 def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarray]:
@@ -561,7 +578,8 @@ def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
     return pop
 
 
-def read_many(lines: "str | Iterable[str]", dialect: str = "auto", *, on_error: str = "raise",
+def read_many(lines: "str | Iterable[str]", dialect: DialectName = "auto", *,
+              on_error: OnError = "raise",
               **opts: Any) -> Population:
     """Read one expression per line (blank lines and `#` comments skipped).  on_error="collect"
     keeps going and lists (line, error) pairs in `Population.errors`."""
@@ -585,7 +603,8 @@ def _opts(opts: dict[str, Any]) -> dict[str, Any]:
 _REGG_DIALECT = {".operon": "operon", ".pysr": "pysr", ".bingo": "bingo"}
 
 
-def read_file(path: "str | os.PathLike[str]", dialect: str = "auto", *, on_error: str = "collect",
+def read_file(path: "str | os.PathLike[str]", dialect: DialectName = "auto", *,
+              on_error: OnError = "collect",
               **opts: Any) -> Population:
     """Read a population file: one expression per line; PySR's hall_of_fame.csv (Equation);
     eggp/symregg results CSV (Expression, or Numpy + theta with dialect="eggp_numpy");
