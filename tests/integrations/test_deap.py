@@ -252,6 +252,31 @@ def test_unknown_primitive_falls_back_to_python_or_uses_a_mapped_op():
         Evaluator(pset, X, y, ops={"soft": "no_such_op"})
 
 
+@pytest.mark.parametrize("metric", ["r2", "mae", "spearman"])
+def test_python_fallback_uses_the_session_metric_and_weights(metric):
+    def twice(a):
+        return a + a
+
+    pset = symbreg_pset()
+    pset.addPrimitive(twice, 1)
+    X, y = data(80)
+    w = np.random.default_rng(1).uniform(0.1, 2.0, 80)
+    ev = Evaluator(pset, X, y, metric=metric, weights=w)
+    slow = gp.PrimitiveTree.from_string("sub(twice(sin(x)), x)", pset)
+    fast = gp.PrimitiveTree.from_string("sub(add(sin(x), sin(x)), x)", pset)
+    (a,), (b,) = ev.evaluate([slow, fast])
+    assert ev.stats["python"] == 1 and ev.stats["native"] == 1
+    assert a == pytest.approx(b, rel=1e-12) and a != pytest.approx(0.0, abs=1e-3)
+
+
+def test_importing_symcore_does_not_import_deap():
+    import subprocess
+    import sys
+    code = ("import sys, symcore, symcore.integrations; "
+            "assert 'deap' not in sys.modules, 'deap imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_domain_errors_and_overflow_get_the_nonfinite_loss():
     pset = gp.PrimitiveSet("MAIN", 1)
     pset.addPrimitive(math.log, 1)
