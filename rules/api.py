@@ -13,10 +13,11 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from symcore.errors import SymcoreError
 from symcore.ir import Expr
+from symcore.types import CostName, RulesPreset
 
 from symcore.rules import rulesets
 from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
@@ -69,8 +70,8 @@ def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
     return out
 
 
-def dedupe(exprs: Iterable[Expr], *, rules: str | Sequence[str] = "default",
-           cost: Any = None, iterations: int = 8, node_limit: int | None = None,
+def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "default",
+           cost: CostName | Mapping[str, float] | Callable[..., float] | None = None, iterations: int = 8, node_limit: int | None = None,
            time_limit: float | None = 10.0) -> DedupeResult:
     """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
     function.  Limits (iterations, e-nodes, seconds) are checked after every iteration.
@@ -127,7 +128,8 @@ def _auto_cost(cost: Any, topics: Sequence[str]) -> Any:
     return cost
 
 
-def simplify(expr: Expr, *, rules: str | Sequence[str] = "default", cost: Any = None,
+def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
+             cost: CostName | Mapping[str, float] | Callable[..., float] | None = None,
              iterations: int = 8, node_limit: int | None = None,
              time_limit: float | None = 10.0) -> Expr:
     """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`)."""

@@ -25,6 +25,7 @@ import numpy as np
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix
 from symcore.ir import Expr
+from symcore.types import Dtype, Metric, Tier
 
 from symcore.codegen import pool as _pool
 from symcore.codegen.eval.tier1 import info as _info
@@ -252,7 +253,7 @@ class Kernel:
         self._count_tier0(time.perf_counter() - t)
         return out
 
-    def score(self, X: Any, y: Any, metric: str = "mse", weights: Any = None,
+    def score(self, X: Any, y: Any, metric: Metric = "mse", weights: Any = None,
               params: Any = None) -> np.ndarray:
         """Fitness of every candidate, (P,) float64: mse, rmse, mae, nmse (lower is better) or
         r2 (higher is better), optionally weighted.  A candidate with a non-finite prediction
@@ -369,8 +370,8 @@ def _metric(metric: str, sse: np.ndarray, sae: np.ndarray, y: np.ndarray,
     return np.asarray(out, dtype=np.float64)
 
 
-def compile(exprs: Expr | Sequence[Expr], dtype: Any = "float64",  # noqa: A001 - public name
-            tier: Any = "auto") -> Kernel:
+def compile(exprs: Expr | Sequence[Expr], dtype: Dtype = "float64",  # noqa: A001 - public name
+            tier: Tier = "auto") -> Kernel:
     """Compile one expression or a population into a `Kernel`.
 
     dtype: "float64" or "float32" (data and arithmetic; losses are summed in float64).

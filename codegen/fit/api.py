@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from symcore.errors import DataError, FitError
 from symcore.evaluate import as_matrix
 from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
+from symcore.types import FitMethod, Lift, Tier
 
 from symcore.codegen import pool as _pool
 from symcore.codegen.fit.bfgs import bfgs
@@ -199,10 +200,10 @@ def _best(model: Expr, runs: list[tuple[np.ndarray, float, int, str]], sum_w: fl
 
 
 def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = None,
-        method: Literal["lm", "bfgs"] = "lm", max_iter: int | None = None, tol: float = 1e-8,
+        method: FitMethod = "lm", max_iter: int | None = None, tol: float = 1e-8,
         weights: Any = None,
-        restarts: int = 0, seed: int | None = None, *, lift: Any = "auto",
-        tier: Any = "auto", threads: int | None = None) -> FitResult | list[FitResult]:
+        restarts: int = 0, seed: int | None = None, *, lift: Lift = "auto",
+        tier: Tier = "auto", threads: int | None = None) -> FitResult | list[FitResult]:
     """Fit the parameters of one expression (-> FitResult) or of each expression of a list
     (-> list of FitResult, fitted independently on `threads` threads, default
     `$SYMCORE_THREADS` or every core) to
