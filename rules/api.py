@@ -71,7 +71,8 @@ def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
 
 
 def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "default",
-           cost: CostName | Mapping[str, float] | Callable[..., float] | None = None, iterations: int = 8, node_limit: int | None = None,
+           cost: CostName | Mapping[str, float] | Callable[..., float] | None = None,
+           iterations: int = 8, node_limit: int | None = None,
            time_limit: float | None = 10.0) -> DedupeResult:
     """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
     function.  Limits (iterations, e-nodes, seconds) are checked after every iteration.
