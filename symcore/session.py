@@ -14,13 +14,16 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+import operator
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from symcore.errors import DataError, SymcoreError
 from symcore.evaluate import as_matrix
 from symcore.ir import Expr
+
+_is = operator.is_
 
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
@@ -215,6 +218,68 @@ class Session:
         exprs = self._exprs(candidates, dialect)
         return self._predict(exprs)
 
+    def score_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str], *,
+                     weights: Any = None) -> np.ndarray:
+        """`score` for programs given as prefix token lists, without building IR: the fast
+        path for a search that keeps its own trees (gplearn's `program` lists).
+
+        A token is an `int` (a column of X), a `float` (a constant) or a key of `symbols`
+        (token -> ops-table name, e.g. gplearn's `_Function` objects).  The cache key is the
+        token list itself (tokens compared by identity), so a program seen before — reproduced,
+        duplicated, or unchanged by a mutation — costs one tuple hash; a new one is packed
+        straight into the interpreter's tape in one pass over its tokens."""
+        st = self.stats
+        t0 = time.perf_counter()
+        P = len(programs)
+        wkeys, wrows = self._candidate_weights(weights, P)
+        out = np.empty(P, dtype=np.float64)
+        cache = self._cache if self.cache_mode is not None else None
+        groups: dict[Any, int] = {}
+        first: list[int] = []
+        members: list[list[int]] = []
+        toks: list[tuple[Any, ...]] = []
+        ckeys: list[Any] = []
+        hits = 0
+        for i, prog in enumerate(programs):
+            t = tuple(prog)
+            k = t if wkeys is None else (t, wkeys[i])
+            if cache is not None:
+                hit = cache.get(k)
+                # tokens compare by value in a dict (1 == 1.0 == True, 0.0 == -0.0): an entry
+                # keeps the tokens it was scored for, and only the very same objects hit
+                if hit is not None and all(map(_is, hit[1], t)):
+                    cache.move_to_end(k)
+                    out[i] = hit[0]
+                    hits += 1
+                    continue
+            g = groups.get(k)
+            if g is not None and all(map(_is, toks[g], t)):
+                members[g].append(i)
+                hits += 1
+                continue
+            if g is None:
+                groups[k] = len(first)
+            first.append(i)
+            members.append([i])
+            toks.append(t)
+            ckeys.append(k if g is None else None)   # equal values, other objects: uncached
+        st.seconds["read"] += time.perf_counter() - t0
+        st.calls += 1
+        st.candidates += P
+        st.hits += hits
+        st.misses += P - hits
+        if first:
+            table = self._symbol_table(symbols)
+            vals = self._run(lambda ts: self._prefix_program(ts, table), toks,
+                             None if wrows is None else wrows[np.asarray(first)])
+            st.classes += len(first)
+            for idx, t, k, v in zip(members, toks, ckeys, vals.tolist()):
+                out[idx] = v
+                if cache is not None and k is not None:
+                    self._insert(k, (v, t))
+        st.entries = len(self._cache)
+        return out
+
     def clear(self) -> None:
         """Empty the fitness cache (the counters stay)."""
         self._cache.clear()
@@ -321,6 +386,112 @@ class Session:
         keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in W]
         return keys, W
 
+    # -- the prefix-token path ----------------------------------------------------------------
+    @staticmethod
+    def _symbol_table(symbols: Mapping[Any, str]) -> dict[Any, tuple[int, int]]:
+        """token -> (opcode, arity), numbered as the tape packer numbers the ops now."""
+        from symcore.codegen.eval import tape as _tape
+        from symcore.ir import call, var
+        from symcore.ops import get as _get_op
+        table: dict[Any, tuple[int, int]] = {}
+        codes: dict[str, tuple[int, int]] = {}
+        for tok, name in symbols.items():
+            if type(tok) in (int, float, bool):
+                raise SymcoreError(f"symbol {tok!r}: ints and floats are variables and constants")
+            hit = codes.get(name)
+            if hit is None:
+                op = _get_op(name)
+                if op.arity not in (1, 2) or name == "powi":
+                    raise SymcoreError(f"operator {name!r} cannot be a prefix token (arity "
+                                       f"{op.arity}{', immediate exponent' if name == 'powi' else ''})")
+                packed = _tape.pack([call(name, *(var(i) for i in range(op.arity)))])
+                hit = codes[name] = (int(packed.code[0, 0]), op.arity)
+            table[tok] = hit
+        return table
+
+    def _prefix_program(self, programs: list[tuple[Any, ...]],
+                        table: dict[Any, tuple[int, int]]) -> Any:
+        """Pack prefix programs straight into one tier-0 tape: one reversed pass per program
+        with a value stack whose depth is the scratch slot (a result overwrites its first
+        operand's slot; the interpreter reads operands before writing), constants in slots of
+        their own after the stack's deepest slot."""
+        t0 = time.perf_counter()
+        nv = max(self.n_features, 1)
+        nfeat = self.n_features
+        code: list[tuple[int, int, int, int]] = []
+        fills: list[tuple[int, int, int]] = []
+        pool: list[float] = []
+        cands: list[tuple[int, int, int, int, int]] = []
+        bases: list[int] = []
+        n_scratch = 0
+        get = table.get
+        for c, toks in enumerate(programs):
+            stack: list[int] = []
+            push, pop = stack.append, stack.pop
+            c_off, f_off = len(code), len(fills)
+            nconst = depth = 0
+            for tok in reversed(toks):
+                info = get(tok)
+                if info is None:
+                    ty = type(tok)
+                    if ty is int or (ty is not bool and isinstance(tok, np.integer)):
+                        if not 0 <= tok < nfeat:
+                            raise DataError(f"program {c} reads column {tok}, X has {nfeat}")
+                        push(int(tok))
+                    elif ty is float or isinstance(tok, np.floating):
+                        nconst += 1
+                        fills.append((-nconst, 0, len(pool)))   # slot fixed below
+                        pool.append(float(tok))
+                        push(-nconst)
+                    else:
+                        raise SymcoreError(f"program {c}: token {tok!r} is neither a column "
+                                           f"(int), a constant (float) nor a symbol")
+                    continue
+                opc, ar = info
+                if len(stack) < ar:
+                    raise SymcoreError(f"program {c} is not a complete prefix expression")
+                a = pop()
+                b = pop() if ar == 2 else 0
+                d = len(stack)
+                if d >= depth:
+                    depth = d + 1
+                code.append((opc, nv + d, a, b))
+                push(nv + d)
+            if len(stack) != 1:
+                raise SymcoreError(f"program {c} is not one complete prefix expression")
+            cands.append((c_off, len(code) - c_off, f_off, len(fills) - f_off, stack[0]))
+            bases.append(nv + depth)
+            n_scratch = max(n_scratch, depth + nconst)
+        P = len(programs)
+        code_a = np.array(code, dtype=np.int64).reshape(-1, 4)
+        fills_a = np.array(fills, dtype=np.int64).reshape(-1, 3)
+        cands_a = np.array(cands, dtype=np.int64).reshape(-1, 5)
+        base = np.asarray(bases, dtype=np.int64)
+        # constant placeholder -j (j = 1, 2, ...) -> the candidate's base + j - 1
+        for arr, col, owner in ((code_a, 2, cands_a[:, 1]), (code_a, 3, cands_a[:, 1]),
+                                (fills_a, 0, cands_a[:, 3])):
+            b = np.repeat(base, owner)
+            v = arr[:, col]
+            neg = v < 0
+            v[neg] = b[neg] - v[neg] - 1
+        r = cands_a[:, 4]
+        r[r < 0] = base[r < 0] - r[r < 0] - 1
+        n_slots = nv + n_scratch
+        # every slot the interpreter will touch, checked before native code sees it
+        unary = np.isin(code_a[:, 0], [o for o, ar in set(table.values()) if ar == 1])
+        ok = (np.all((code_a[:, 1] >= nv) & (code_a[:, 1] < n_slots))
+              and np.all((code_a[:, 2] >= 0) & (code_a[:, 2] < n_slots))
+              and np.all(unary | ((code_a[:, 3] >= 0) & (code_a[:, 3] < n_slots)))
+              and np.all((fills_a[:, 0] >= nv) & (fills_a[:, 0] < n_slots))
+              and np.all((r >= 0) & (r < n_slots)))
+        if not ok:   # pragma: no cover - a packing bug, never data
+            raise SymcoreError("internal error: prefix packing produced an out-of-range slot")
+        prog = _tape_program(code_a, fills_a, np.asarray(pool, dtype=np.float64), cands_a,
+                             nv, n_scratch, tuple(len(t) for t in programs), self.dtype)
+        self.stats.seconds["compile"] += time.perf_counter() - t0
+        assert prog.n_candidates == P
+        return prog
+
     # -- scoring ----------------------------------------------------------------------------------
     def _program(self, exprs: list[Expr]) -> Any:
         from symcore.codegen.eval.tier0 import Tier0Program
@@ -336,28 +507,40 @@ class Session:
         return prog
 
     def _score_fresh(self, exprs: list[Expr], W: np.ndarray | None) -> np.ndarray:
-        if not exprs:
+        return self._run(self._program, exprs, W)
+
+    def _run(self, make: Callable[[list[Any]], Any], items: list[Any],
+             W: np.ndarray | None) -> np.ndarray:
+        """The metric of every candidate in `items`, packed by `make` into tier-0 programs
+        (W: per-candidate weights): the interpreter's own reduction where it has the metric,
+        otherwise from predictions, a block of candidates at a time."""
+        from symcore.codegen import pool
+        P, N = len(items), self.n_rows
+        if not P:
             return np.zeros(0)
+        X = self._Xcol
         if W is None and self.metric in _NATIVE:
-            prog = self._program(exprs)
+            prog = make(items)
             t = time.perf_counter()
-            P = len(exprs)
+            work = float(sum(prog.tape.n_nodes)) * N
             acc = np.zeros((P, 2), dtype=np.float64)
-            from symcore.codegen import pool
-            work = float(sum(e.size for e in exprs)) * self.n_rows
-            X, yd, wd = self._Xcol, self._yd, self._wd
+            yd, wd = self._yd, self._wd
             pool.run_ranges(P, work, lambda c0, c1: prog.loss_range(X, yd, wd, acc, c0, c1))
             out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
             self.stats.seconds["score"] += time.perf_counter() - t
             return out
-        out = np.empty(len(exprs), dtype=np.float64)
-        step = max(1, _PRED_BLOCK // self.n_rows)
-        for c0 in range(0, len(exprs), step):
-            c1 = min(len(exprs), c0 + step)
-            pred = self._predict(exprs[c0:c1])
+        out = np.empty(P, dtype=np.float64)
+        step = max(1, _PRED_BLOCK // N)
+        for c0 in range(0, P, step):
+            c1 = min(P, c0 + step)
+            prog = make(items[c0:c1])
             t = time.perf_counter()
-            Wb = None if W is None else W[c0:c1]
-            out[c0:c1] = self._from_predictions(pred, Wb)
+            pred = np.empty((c1 - c0, N), dtype=self._np)
+            work = float(sum(prog.tape.n_nodes)) * N
+            pool.run_ranges(c1 - c0, work,
+                            lambda a, b, prog=prog, pred=pred: prog.predict_range(X, None, pred,
+                                                                                  a, b))
+            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
             self.stats.seconds["score"] += time.perf_counter() - t
         return out
 
@@ -369,7 +552,7 @@ class Session:
         prog = self._program(exprs)
         t = time.perf_counter()
         from symcore.codegen import pool
-        work = float(sum(e.size for e in exprs)) * N
+        work = float(sum(prog.tape.n_nodes)) * N
         X = self._Xcol
         pool.run_ranges(P, work, lambda c0, c1: prog.predict_range(X, None, out, c0, c1))
         self.stats.seconds["score"] += time.perf_counter() - t
@@ -443,9 +626,29 @@ class Session:
         return np.asarray(out, dtype=np.float64)
 
 
+def _tape_program(code: np.ndarray, fills: np.ndarray, pool: np.ndarray, cands: np.ndarray,
+                  n_vars: int, n_scratch: int, n_nodes: tuple[int, ...], dtype: str) -> Any:
+    """A tier-0 program over arrays packed here (the tape's layout, see codegen.eval.tape)."""
+    import dataclasses
+
+    from symcore.codegen.eval import tape as _tape
+    from symcore.codegen.eval.tier0 import Tier0Program
+    prog = Tier0Program((), dtype)
+    t = dataclasses.replace(prog.tape, code=code.astype(np.int32), fills=fills.astype(np.int32),
+                            pool=pool, cands=cands.astype(np.int32), n_vars=n_vars,
+                            n_scratch=n_scratch, n_params=0, n_nodes=n_nodes)
+    assert isinstance(t, _tape.Tape)
+    prog.tape = t
+    prog._fw = type(prog._fw)(t)   # the program's holder of the arrays' addresses
+    return prog
+
+
 def _key_bytes(k: Any) -> int:
-    if isinstance(k, tuple):
-        return sum(_key_bytes(x) for x in k) + 56
+    if type(k) is tuple:
+        n = sys.getsizeof(k)
+        if len(k) == 2 and type(k[1]) is bytes:     # (key, per-candidate weights digest)
+            n += sys.getsizeof(k[1]) + (sys.getsizeof(k[0]) if type(k[0]) is tuple else 0)
+        return n
     if isinstance(k, bytes):
         return sys.getsizeof(k)
     return 0    # an interned Expr: shared with the candidates, counted there
