@@ -244,33 +244,60 @@ def _pow_coef(c: float, k: int) -> float:
     return float(r)
 
 
+Factors = tuple[tuple[Expr, int, int], ...]   # ((base, positive exp, negative exp), ...)
+Terms = tuple[tuple[Factors, float], ...]      # ((factors of a unit term, coefficient), ...)
+
+
 class _Canon:
-    """State of one equivalent-mode pass: memo of canonical nodes and their normal forms."""
+    """State of one equivalent-mode pass: normal forms of the canonical nodes built so far (so
+    a walk stops at a known node instead of descending: linear time on chains)."""
 
     def __init__(self) -> None:
         self.facts = _Facts()
-        self.mono: dict[Expr, tuple[float, tuple[tuple[Expr, int, int], ...]]] = {}
-        self.lin: dict[Expr, tuple[float, tuple[tuple[Expr, float], ...]]] = {}
-        self.units: dict[Expr, tuple[tuple[Expr, int, int], ...]] = {}
+        self.mono: dict[Expr, tuple[float, Factors]] = {}
+        self.lin: dict[Expr, tuple[float, Terms]] = {}
+        self.keys: dict[Expr, bytes] = {}
+
+    def key(self, e: Expr) -> bytes:
+        k = self.keys.get(e)
+        if k is None:
+            k = self.keys[e] = sort_key(e)
+        return k
+
+    def fkey(self, factors: Factors) -> tuple:
+        return tuple([(self.key(b), p, q) for b, p, q in factors])
 
     # -- products ----------------------------------------------------------------------------
-    def mono_of(self, e: Expr) -> tuple[float, tuple[tuple[Expr, int, int], ...]]:
+    def mono_of(self, e: Expr | None, seed: list[tuple[Expr, int]] | None = None
+                ) -> tuple[float, Factors]:
         """(coefficient, ((base, positive exponent, negative exponent), ...)) sorted by base;
-        bases are never products, powers, negations or negative-led sums."""
-        hit = self.mono.get(e)
-        if hit is not None:
-            return hit
+        bases are never products, powers, negations or negative-led sums.  `seed` instead of
+        `e`: the (operand, exponent) pairs of a node not built yet."""
+        if e is not None:
+            hit = self.mono.get(e)
+            if hit is not None:
+                return hit
         coef = 1.0
         pows: dict[Expr, list[int]] = {}
-        stack: list[tuple[Expr, int]] = [(e, 1)]
+        stack: list[tuple[Expr, int]] = [(e, 1)] if seed is None else seed
+        memo = self.mono
         while stack:
             n, m = stack.pop()
             op = n.op
-            if op == "const":
+            known = memo.get(n) if n is not e else None
+            if known is not None:
+                c, fs = known
+                coef = _mul_coef(coef, c if m == 1 else _pow_coef(c, m))
+                for b, p, q in fs:
+                    if p:
+                        self._add_pow(pows, b, p * m)
+                    if q:
+                        self._add_pow(pows, b, -q * m)
+            elif op == "const":
                 v = n.value
                 if not math.isfinite(v):
                     raise _Abort
-                coef = _mul_coef(coef, _pow_coef(v, m)) if m != 1 else _mul_coef(coef, v)
+                coef = _mul_coef(coef, v if m == 1 else _pow_coef(v, m))
             elif op == "mul":
                 stack.append((n.args[0], m))
                 stack.append((n.args[1], m))
@@ -294,14 +321,15 @@ class _Canon:
                 self._add_pow(pows, b, m)
         fin = self.facts
         out = []
-        for b in sorted(pows, key=sort_key):
+        for b in sorted(pows, key=self.key):
             p, q = pows[b]
             if p and q and fin.nonzero(b):
                 p, q = max(p - q, 0), max(q - p, 0)
             if p or q:
                 out.append((b, p, q))
         res = (coef, tuple(out))
-        self.mono[e] = res
+        if e is not None:
+            memo[e] = res
         return res
 
     @staticmethod
@@ -314,9 +342,11 @@ class _Canon:
         if max(pq) > MAX_EXPONENT:
             raise _Abort
 
-    def build_mono(self, coef: float, factors: tuple[tuple[Expr, int, int], ...]) -> Expr:
+    def build_mono(self, coef: float, factors: Factors) -> Expr:
         if coef < 0 or (coef == 0.0 and math.copysign(1.0, coef) < 0):
-            return Expr("neg", (self.build_mono(-coef, factors),))
+            out = Expr("neg", (self.build_mono(-coef, factors),))
+            self.mono.setdefault(out, (coef, factors))
+            return out
         if not factors:
             return const(coef)
         if coef == 0.0 and all(q == 0 and self.facts.finite(b) for b, _, q in factors):
@@ -328,28 +358,36 @@ class _Canon:
         top = _chain("mul", num) if num else None
         if not den:
             assert top is not None
-            return top
-        bottom = _chain("mul", den)
-        return Expr("inv", (bottom,)) if top is None else Expr("div", (top, bottom))
-
-    def unit(self, factors: tuple[tuple[Expr, int, int], ...]) -> Expr:
-        u = self.build_mono(1.0, factors)
-        self.units.setdefault(u, factors)
-        return u
+            out = top
+        else:
+            bottom = _chain("mul", den)
+            out = Expr("inv", (bottom,)) if top is None else Expr("div", (top, bottom))
+        self.mono.setdefault(out, (coef, factors))
+        return out
 
     # -- sums --------------------------------------------------------------------------------
-    def lin_of(self, e: Expr) -> tuple[float, tuple[tuple[Expr, float], ...]]:
-        """(constant, ((unit term, coefficient), ...)) sorted by term."""
-        hit = self.lin.get(e)
-        if hit is not None:
-            return hit
+    def lin_of(self, e: Expr | None, seed: list[tuple[Expr, float]] | None = None
+               ) -> tuple[float, Terms]:
+        """(constant, ((factors of a unit term, coefficient), ...)) sorted by term; `seed`
+        instead of `e`: the (operand, sign) pairs of a node not built yet."""
+        if e is not None:
+            hit = self.lin.get(e)
+            if hit is not None:
+                return hit
         c0 = 0.0
-        terms: dict[Expr, float] = {}
-        stack: list[tuple[Expr, float]] = [(e, 1.0)]
+        terms: dict[Factors, float] = {}
+        stack: list[tuple[Expr, float]] = [(e, 1.0)] if seed is None else seed
+        memo = self.lin
         while stack:
             n, s = stack.pop()
             op = n.op
-            if op == "add":
+            known = memo.get(n) if n is not e else None
+            if known is not None:
+                k0, ts = known
+                c0 += _mul_coef(s, k0)
+                for fs, c in ts:
+                    terms[fs] = terms.get(fs, 0.0) + _mul_coef(s, c)
+            elif op == "add":
                 stack.append((n.args[0], s))
                 stack.append((n.args[1], s))
             elif op == "sub":
@@ -363,37 +401,41 @@ class _Canon:
                 c0 += _mul_coef(s, n.value)
             else:
                 coef, factors = self.mono_of(n)
-                if len(factors) == 1 and factors[0][1:] == (1, 0) and \
+                if len(factors) == 1 and factors[0][1] == 1 and factors[0][2] == 0 and \
                         factors[0][0].op in ("add", "sub"):
                     stack.append((factors[0][0], _mul_coef(s, coef)))   # c*(a + b) = c*a + c*b
-                    continue
-                u = self.unit(factors) if factors else None
-                if u is None:
-                    c0 += _mul_coef(s, coef)
+                elif factors:
+                    terms[factors] = terms.get(factors, 0.0) + _mul_coef(s, coef)
                 else:
-                    terms[u] = terms.get(u, 0.0) + _mul_coef(s, coef)
+                    c0 += _mul_coef(s, coef)
         if not math.isfinite(c0) or not all(map(math.isfinite, terms.values())):
             raise _Abort
         fin = self.facts
-        out = tuple((u, terms[u]) for u in sorted(terms, key=sort_key)
-                    if terms[u] != 0.0 or not fin.finite(u))
+        out = tuple((fs, terms[fs]) for fs in sorted(terms, key=self.fkey)
+                    if terms[fs] != 0.0 or not all(q == 0 and fin.finite(b) for b, _, q in fs))
         res = (c0 + 0.0, out)
-        self.lin[e] = res
+        if e is not None:
+            memo[e] = res
         return res
 
-    def build_lin(self, c0: float, terms: tuple[tuple[Expr, float], ...]) -> Expr:
+    def build_lin(self, c0: float, terms: Terms) -> Expr:
         items: list[tuple[bool, Expr]] = []
-        for u, c in terms:
-            items.append((c >= 0, self.build_mono(abs(c), self.units[u])))
+        for fs, c in terms:
+            items.append((c >= 0, self.build_mono(abs(c), fs)))
         if c0 != 0.0 or not items:
             items.append((not c0 < 0, const(abs(c0)) if items else const(c0)))
         if len(items) == 1:
             pos, x = items[0]
-            return x if pos else Expr("neg", (x,))
-        head = next((i for i, (pos, _) in enumerate(items) if pos), None)
-        if head is None:
-            return Expr("neg", (self._sum_chain(items, 0, flip=True),))
-        return self._sum_chain(items, head, flip=False)
+            out = x if pos else Expr("neg", (x,))
+        else:
+            head = next((i for i, (pos, _) in enumerate(items) if pos), None)
+            if head is None:
+                out = Expr("neg", (self._sum_chain(items, 0, flip=True),))
+            else:
+                out = self._sum_chain(items, head, flip=False)
+        if out.op in ("add", "sub", "neg"):
+            self.lin.setdefault(out, (c0, terms))
+        return out
 
     @staticmethod
     def _sum_chain(items: list[tuple[bool, Expr]], head: int, flip: bool) -> Expr:
@@ -422,7 +464,7 @@ class _Canon:
         return e, False
 
     # -- one node ----------------------------------------------------------------------------
-    def node(self, op: str, args: tuple[Expr, ...]) -> Expr:
+    def node(self, op: str, args: tuple[Expr, ...], orig: Expr | None = None) -> Expr:
         if all(a.op == "const" for a in args) or (op == "powi" and args[0].op == "const"):
             with np.errstate(all="ignore"):
                 v = OPS[op].np(*(np.float64(a.value) for a in args))
@@ -438,20 +480,17 @@ class _Canon:
         if op == "pdiv" and args[1].op == "const" and abs(args[1].value) > GPLEARN_THRESHOLD:
             op = "div"   # gplearn divides plainly by a constant above its threshold
         if op in _LIN_OPS or op in _MONO_OPS:
-            raw = Expr(op, args)
             try:
                 if op in _LIN_OPS:
-                    return self.build_lin(*self.lin_of(raw))
-                coef, factors = self.mono_of(raw)
+                    return self.build_lin(*self.lin_of(None, _lin_seed(op, args)))
+                coef, factors = self.mono_of(None, _mono_seed(op, args))
                 if len(factors) == 1 and factors[0][1:] == (1, 0) and \
                         factors[0][0].op in ("add", "sub"):
-                    return self.build_lin(*self.lin_of(raw))
-                if factors:
-                    self.units.setdefault(self.build_mono(1.0, factors), factors)
+                    return self.build_lin(*self.lin_of(None, [(factors[0][0], coef)]))
                 return self.build_mono(coef, factors)
             except _Abort:
                 o = OPS[op]
-                if o.commutative and len(args) == 2 and sort_key(args[1]) < sort_key(args[0]):
+                if o.commutative and len(args) == 2 and self.key(args[1]) < self.key(args[0]):
                     args = (args[1], args[0])
                 return Expr(op, args)
         o = OPS[op]
@@ -470,13 +509,32 @@ class _Canon:
             out = args[0]
         elif o.commutative and o.associative and len(args) == 2:
             out = _ac_chain(op, args)
-        elif o.commutative and len(args) == 2 and sort_key(args[1]) < sort_key(args[0]):
+        elif o.commutative and len(args) == 2 and self.key(args[1]) < self.key(args[0]):
             out = Expr(op, (args[1], args[0]))
+        elif orig is not None and orig.op == op and orig.args == args:
+            out = orig
         else:
             out = Expr(op, args)
         if negate:
             return self.build_lin(*self.lin_of(Expr("neg", (out,))))
         return out
+
+
+def _lin_seed(op: str, args: tuple[Expr, ...]) -> list[tuple[Expr, float]]:
+    if op == "neg":
+        return [(args[0], -1.0)]
+    return [(args[0], 1.0), (args[1], -1.0 if op == "sub" else 1.0)]
+
+
+def _mono_seed(op: str, args: tuple[Expr, ...]) -> list[tuple[Expr, int]]:
+    if op == "mul":
+        return [(args[0], 1), (args[1], 1)]
+    if op == "div":
+        return [(args[0], 1), (args[1], -1)]
+    k = _POW_OF[op] if op != "powi" else int(args[1].value)
+    if abs(k) > MAX_EXPONENT:
+        raise _Abort
+    return [(args[0], k)]
 
 
 def _even_powi(e: Expr) -> bool:
@@ -544,7 +602,7 @@ def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent") -> list[Expr
             memo[n] = n
             continue
         args = tuple([memo[a] for a in n.args])
-        memo[n] = canon.node(n.op, args) if canon is not None else _exact_node(n.op, args)
+        memo[n] = canon.node(n.op, args, n) if canon is not None else _exact_node(n.op, args)
     return [memo[e] for e in roots]
 
 
