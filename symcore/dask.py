@@ -288,10 +288,27 @@ def _partitions(X: Any, y: Any, weights: Any, columns: Sequence[str] | None
             if missing:
                 raise DataError(f"column(s) {', '.join(map(str, missing))} not in the DataFrame")
             feats = list(columns)
-        Xf = X[feats].astype("float64")
-        xs = [dask.delayed(np.asarray)(p) for p in Xf.to_delayed()]
-        ys = _series_parts(yser, X.npartitions)
-        ws = None if weights is None else _series_parts(weights, X.npartitions)
+        # one frame, so features, target and weights are partitioned alike (Dask may fuse
+        # the partitions of a projection differently from those of the whole frame)
+        extra = {"__symcore_y": yser}
+        if weights is not None:
+            if isinstance(weights, str):
+                if weights not in X.columns:
+                    raise DataError(f"weights column {weights!r} is not in the DataFrame")
+                weights = X[weights]
+            elif not isinstance(weights, dd.Series):
+                raise DataError("with a DataFrame X, weights must be a column name or a Dask "
+                                f"Series, got {type(weights).__name__}")
+            extra["__symcore_w"] = weights
+        if not isinstance(yser, dd.Series):
+            raise DataError("with a DataFrame X, y must be a column name or a Dask Series, "
+                            f"got {type(yser).__name__}")
+        frame = X[feats].assign(**extra).astype("float64")
+        split = [dask.delayed(_split_frame, nout=3, pure=True)(p, len(feats))
+                 for p in frame.to_delayed()]
+        xs = [sp[0] for sp in split]
+        ys = [sp[1] for sp in split]
+        ws = [sp[2] for sp in split] if weights is not None else None
         return xs, ys, ws, len(feats)
     if isinstance(y, str):
         raise DataError("y as a column name needs X to be a Dask DataFrame")
@@ -307,15 +324,10 @@ def _partitions(X: Any, y: Any, weights: Any, columns: Sequence[str] | None
     return xs, ys, ws, int(X.shape[1])
 
 
-def _series_parts(s: Any, nparts: int) -> list[Any]:
-    import dask.dataframe as dd
-    if not isinstance(s, (dd.Series, dd.DataFrame)):
-        raise DataError(f"with a DataFrame X, y/weights must be a column name or a Dask Series, "
-                        f"got {type(s).__name__}")
-    parts = list(s.to_delayed())
-    if len(parts) != nparts:
-        raise DataError(f"y/weights have {len(parts)} partitions, X has {nparts}")
-    return parts
+def _split_frame(part: Any, n_feats: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    A = np.asarray(part, dtype=np.float64)
+    w = A[:, n_feats + 1].copy() if A.shape[1] > n_feats + 1 else None
+    return np.ascontiguousarray(A[:, :n_feats]), A[:, n_feats].copy(), w
 
 
 def _array_parts(a: Any, chunks: tuple[int, ...], what: str) -> list[Any]:
