@@ -19,18 +19,24 @@ from symcore.rules.language import CTOR, FREE_PARAM
 RELATIONS = ("finite", "nonneg", "nonzero", "pure")
 _MAXF = "1.7976931348623157e308"
 
-# Arithmetic closure: + - * of finite numbers is taken as finite.  An overflow there is the
-# "rounding at an intermediate over/underflow" that the soundness contract allows; what the
-# guards exclude are genuine non-finite producers: x/0, log 0, sqrt of a negative, exp, inf-inf.
-FINITE_ARITH = ("add", "sub", "mul")
-FINITE_ARITH_UNARY = ("square", "cube")
-# Unary ops whose value is finite for every finite operand.
-FINITE_UNARY = ("neg", "abs", "sign", "sin", "cos", "tan", "tanh", "atan", "cbrt", "sqrt_abs",
-                "plog", "pinv", "dlog")
-# Binary ops finite for finite operands (aq: b*b may overflow, then a/inf = 0).
-FINITE_BINARY = ("max", "min", "aq")
-# Unary ops that are >= 0 (or +inf), never NaN, for a finite operand.
-NONNEG_OF_FINITE = ("abs", "square", "exp", "sqrt_abs", "cosh")
+# The facts live on the ops (symcore.ops, field `facts`): (relation of the node, relations every
+# operand must have).  Arithmetic closure: + - * of finite numbers is taken as finite.  An
+# overflow there is the "rounding at an intermediate over/underflow" that the soundness contract
+# allows; what the guards exclude are genuine non-finite producers: x/0, log 0, sqrt of a
+# negative, exp, inf-inf.
+
+
+def finite_ops() -> frozenset[str]:
+    """Ops whose value is finite for finite operands (live: user ops included)."""
+    return frozenset(n for n, o in OPS.items() if ("finite", ("finite",)) in o.facts)
+
+
+# Built-in ops finite for finite operands, by arity (read by the canonicalising pass); derived
+# from the table at import.  Prefer `finite_ops()`, which also sees ops registered later.
+FINITE_UNARY = tuple(n for n in finite_ops() if OPS[n].arity == 1)
+FINITE_BINARY = tuple(n for n in finite_ops() if OPS[n].arity == 2)
+FINITE_ARITH: tuple[str, ...] = ()
+FINITE_ARITH_UNARY: tuple[str, ...] = ()
 
 
 def program(params: bool = False) -> str:
@@ -54,22 +60,9 @@ def program(params: bool = False) -> str:
         f"(rule ((= e (Num v)) (>= v 0.0) (< v {_MAXF})) ((nonneg e)) {rs})",
         f"(rule ((= e (Num v)) (!= v 0.0) (< v {_MAXF}) (> v (- 0.0 {_MAXF}))) ((nonzero e)) {rs})",
     ]
-    for f in FINITE_UNARY + FINITE_ARITH_UNARY:
-        lines.append(f"(rule ((= e ({c[f]} a)) (finite a)) ((finite e)) {rs})")
-    for f in FINITE_BINARY + FINITE_ARITH:
-        lines.append(f"(rule ((= e ({c[f]} a b)) (finite a) (finite b)) ((finite e)) {rs})")
-    for f in NONNEG_OF_FINITE:
-        lines.append(f"(rule ((= e ({c[f]} a)) (finite a)) ((nonneg e)) {rs})")
-    lines += [
-        # sqrt of a value >= 0 (or +inf) is >= 0 (or +inf)
-        f"(rule ((= e ({c['sqrt']} a)) (nonneg a)) ((nonneg e)) {rs})",
-        # inf + inf = inf, never inf - inf: sums of non-negatives stay non-negative
-        f"(rule ((= e ({c['add']} a b)) (nonneg a) (nonneg b)) ((nonneg e)) {rs})",
-        # 0 * inf is NaN: products need finite factors
-        f"(rule ((= e ({c['mul']} a b)) (nonneg a) (nonneg b) (finite a) (finite b)) "
-        f"((nonneg e)) {rs})",
-        f"(rule ((= e ({c['pow_abs']} a b)) (finite a) (finite b)) ((nonneg e)) {rs})",
-        f"(rule ((= e ({c['neg']} a)) (nonzero a)) ((nonzero e)) {rs})",
-        f"(rule ((= e ({c['abs']} a)) (nonzero a)) ((nonzero e)) {rs})",
-    ]
+    for name, op in OPS.items():
+        kids = ("a", "b")[:op.arity]
+        for rel, need in op.facts:
+            conds = " ".join(f"({r} {k})" for r in need for k in kids)
+            lines.append(f"(rule ((= e ({c[name]} {' '.join(kids)})) {conds}) (({rel} e)) {rs})")
     return "\n".join(lines)

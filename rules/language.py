@@ -14,12 +14,34 @@ import numpy as np
 
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, topo
-from symcore.ops import OPS
+from symcore.ops import OPS, generation
 
 SORT = "M"
-#: ops-table name -> egglog constructor name (one constructor per op, generated)
-CTOR: dict[str, str] = {name: f"o_{name}" for name in OPS}
-OP_OF: dict[str, str] = {c: n for n, c in CTOR.items()}
+#: ops-table name -> egglog constructor name (one constructor per op, generated; refreshed in
+#: place by `sync` when ops are registered, so imported references stay valid)
+CTOR: dict[str, str] = {}
+OP_OF: dict[str, str] = {}
+#: fact-table code of each op (its position in the table)
+_OPCODE: dict[str, int] = {}
+_SYNCED = [-1]
+
+
+def sync() -> None:
+    """Bring CTOR, OP_OF and the fact-table codes up to the ops table (cheap when unchanged)."""
+    gen = generation()
+    if _SYNCED[0] == gen:
+        return
+    names = list(OPS)
+    CTOR.clear()
+    CTOR.update({name: f"o_{name}" for name in names})
+    OP_OF.clear()
+    OP_OF.update({c: n for n, c in CTOR.items()})
+    _OPCODE.clear()
+    _OPCODE.update({name: i for i, name in enumerate(names)})
+    _SYNCED[0] = gen
+
+
+sync()
 #: non-finite constants (codes of the Spec leaf)
 SPECIAL: dict[int, float] = {0: math.nan, 1: math.inf, 2: -math.inf}
 #: anonymous free parameter (params mode): every occurrence is its own fittable slot
@@ -29,7 +51,9 @@ _MAXF = "1.7976931348623157e308"
 
 
 def declarations() -> str:
-    """The datatype: leaves, one constructor per op, and the unextractable root table."""
+    """The datatype: leaves, one constructor per op (an op no rule mentions is an
+    uninterpreted function), and the unextractable root table."""
+    sync()
     ctors = [f"(Num f64)", "(Var i64)", "(Par i64)", "(Spec i64)", f"({FREE_PARAM})"]
     for name, op in OPS.items():
         ctors.append(f"({CTOR[name]} {' '.join([SORT] * op.arity)})")
@@ -113,13 +137,13 @@ def _mark_free(expr: Expr, free: frozenset[int]) -> Expr:
     return memo[expr]
 
 
-_OPCODE = {name: i for i, name in enumerate(OPS)}
 _ARITY_REL = {1: "L1", 2: "L2"}
 
 
 def loader_declarations() -> str:
     """Fact tables for bulk loading (read with egglog's `input`) and the rules that turn every
     row into `Node(n) = term`: one rule run builds the whole population."""
+    sync()
     lines = ["(relation L_var (i64 i64))", "(relation L_par (i64 i64))",
              "(relation L_num (i64 f64))", "(relation L_spec (i64 i64))", "(relation L_free (i64))",
              "(relation L1 (i64 i64 i64))", "(relation L2 (i64 i64 i64 i64))", "(ruleset load)",
@@ -139,6 +163,7 @@ def loader_declarations() -> str:
 def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]:
     """Write the distinct nodes of the prepared `exprs` as fact files in `directory`; returns
     the egglog program that loads them and the node id of every input's root."""
+    sync()
     order = topo(exprs)
     ids = {id(n): i for i, n in enumerate(order)}
     rows: dict[str, list[str]] = {k: [] for k in ("L_var", "L_par", "L_num", "L_spec",
@@ -194,6 +219,7 @@ def single_use_params(expr: Expr) -> frozenset[int]:
 
 def ops_without_constructor(names: Iterable[str]) -> set[str]:
     """Ops of the table that have no constructor among `names` (used by tests)."""
+    sync()
     return set(OPS) - {OP_OF[n] for n in names if n in OP_OF}
 
 

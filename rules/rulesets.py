@@ -12,10 +12,11 @@ over/underflow); signed zeros may change sign.  Guards (`when`) name analysis re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, var
+from symcore.ops import OPS, generation
 
 from symcore.rules.analysis import RELATIONS
 from symcore.rules.language import CTOR, FREE_PARAM, const_text
@@ -234,56 +235,28 @@ POWERS: list[Rule | RawRule] = [
          note="exp(log x) = x needs x >= 0 (x = 0: exp(-inf) = 0)"),
 ]
 
-EVEN_FUNCTIONS = ("abs", "square", "cos", "cosh", "sqrt_abs", "log_abs", "plog", "dlog")
+# Rules that concern one op (f(-a) = ±f(a), f(a - b) = f(b - a) for an even f, a protected op's
+# own identities, commutativity, associativity) live on the op (symcore.ops, field `rules`) and
+# join their topic in `TOPICS`; the lists below hold the rules that relate several ops.
 
-TRIG: list[Rule | RawRule] = (
-    [Rule(f"{f}-odd", f"({f} (neg a))", f"(neg ({f} a))")
-     for f in ("sin", "tan", "tanh", "sinh", "asin", "atan", "cbrt")]
-    + [Rule(f"{f}-even", f"({f} (neg a))", f"({f} a)") for f in ("cos", "cosh")]
-    # f(a - b) = f(b - a) for an even f: a - b and b - a are exact negatives in IEEE
-    + [Rule(f"{f}-sub-swap", f"({f} (sub a b))", f"({f} (sub b a))") for f in EVEN_FUNCTIONS]
-)
+TRIG: list[Rule | RawRule] = []
 
-PROTECTED: list[Rule | RawRule] = (
-    # Each protected op keeps its own semantics: only rules exact for THAT definition.
-    [Rule(f"{f}-neg", f"({f} (neg a))", f"({f} a)") for f in ("sqrt_abs", "log_abs", "plog",
-                                                              "dlog")]
-    + [Rule(f"{f}-abs", f"({f} (abs a))", f"({f} a)") for f in ("sqrt_abs", "log_abs", "plog",
-                                                               "dlog")]
-    + [
-        Rule("pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
-        Rule("pow_abs-abs", "(pow_abs (abs a) b)", "(pow_abs a b)"),
-        Rule("sqrt_abs-square", "(sqrt_abs (square a))", "(abs a)"),
-        Rule("sqrt_abs-nonneg", "(sqrt_abs a)", "(sqrt a)", when=(("nonneg", "a"),)),
-        Rule("log_abs-nonneg", "(log_abs a)", "(log a)", when=(("nonneg", "a"),)),
-        Rule("pow_abs-nonneg", "(pow_abs a b)", "(pow a b)", when=(("nonneg", "a"),)),
-        Rule("pinv-neg", "(pinv (neg a))", "(neg (pinv a))",
-             note="|x| <= 0.001 gives 0 on both sides (up to the sign of zero)"),
-        Rule("pdiv-1", "(pdiv a 1)", "a", note="|1| > 0.001 so gplearn divides"),
-        Rule("pdiv-self", "(pdiv a a)", "1", when=(("finite", "a"),),
-             note="a/a = 1 where |a| > 0.001, protected branch gives 1 too; inf/inf is NaN"),
-        RawRule("pdiv-const", f"(rule ((= e ({CTOR['pdiv']} a (Num c))) (> (abs c) 0.001)) "
-                              f"((union e ({CTOR['div']} a (Num c)))) :ruleset {{rs}})",
-                note="a constant divisor above gplearn's threshold divides plainly"),
-        Rule("aq-neg", "(aq a (neg b))", "(aq a b)"),
-        Rule("aq-abs", "(aq a (abs b))", "(aq a b)"),
-        Rule("aq-0", "(aq a 0)", "a"),
-        Rule("aq-negl", "(aq (neg a) b)", "(neg (aq a b))"),
-        Rule("min-max", "(min (max a b) b)", "b", when=(("finite", "a"),),
-             note="max(a, b) >= b; a NaN would propagate"),
-        Rule("max-min", "(max (min a b) b)", "b", when=(("finite", "a"),)),
-        Rule("max-self", "(max a a)", "a"),
-        Rule("min-self", "(min a a)", "a"),
-    ])
-
-COMMUTE: list[Rule | RawRule] = [
-    Rule(f"comm-{f}", f"({f} a b)", f"({f} b a)", grows=True) for f in ("add", "mul", "max", "min")
+PROTECTED: list[Rule | RawRule] = [
+    Rule("min-max", "(min (max a b) b)", "b", when=(("finite", "a"),),
+         note="max(a, b) >= b; a NaN would propagate"),
+    Rule("max-min", "(max (min a b) b)", "b", when=(("finite", "a"),)),
+    Rule("sqrt_abs-square", "(sqrt_abs (square a))", "(abs a)"),
+    Rule("sqrt_abs-nonneg", "(sqrt_abs a)", "(sqrt a)", when=(("nonneg", "a"),)),
+    Rule("log_abs-nonneg", "(log_abs a)", "(log a)", when=(("nonneg", "a"),)),
+    Rule("pow_abs-nonneg", "(pow_abs a b)", "(pow a b)", when=(("nonneg", "a"),)),
+    RawRule("pdiv-const", f"(rule ((= e ({CTOR['pdiv']} a (Num c))) (> (abs c) 0.001)) "
+                          f"((union e ({CTOR['div']} a (Num c)))) :ruleset {{rs}})",
+            note="a constant divisor above gplearn's threshold divides plainly"),
 ]
 
-ASSOC: list[Rule | RawRule] = [
-    Rule(f"assoc-{f}", f"({f} ({f} a b) c)", f"({f} a ({f} b c))", grows=True)
-    for f in ("add", "mul", "max", "min")
-]
+COMMUTE: list[Rule | RawRule] = []
+
+ASSOC: list[Rule | RawRule] = []
 
 CANON: list[Rule | RawRule] = [
     Rule("sub-canon", "(sub a b)", "(add a (neg b))", grows=True, note="exact in IEEE"),
@@ -331,11 +304,43 @@ PARAMS: list[Rule | RawRule] = [
          note="p1*(x + p2) spans p1*x + p3"),
 ]
 
-TOPICS: dict[str, list[Rule | RawRule]] = {
+_STATIC: dict[str, list[Rule | RawRule]] = {
     "fold": FOLD, "identities": IDENTITIES, "powers": POWERS, "trig": TRIG,
     "protected": PROTECTED, "commute": COMMUTE, "assoc": ASSOC, "canon": CANON,
     "factor": FACTOR, "aggressive": AGGRESSIVE, "params": PARAMS,
 }
+
+
+class _Topics(Mapping[str, list[Rule | RawRule]]):
+    """Topic -> rules: the lists above plus every op's own rules (live over the ops table)."""
+
+    _memo: tuple[int, dict[str, list[Rule | RawRule]]] = (-1, {})
+
+    def _all(self) -> dict[str, list[Rule | RawRule]]:
+        gen = generation()
+        if self._memo[0] != gen:
+            out = {t: list(rs) for t, rs in _STATIC.items()}
+            for op in OPS.values():
+                for r in op.rules:
+                    if r.topic not in out:
+                        raise SymcoreError(f"rule {r.name} of operator {op.name!r}: unknown "
+                                           f"topic {r.topic!r}; topics: {', '.join(out)}")
+                    out[r.topic].append(Rule(r.name, r.lhs, r.rhs, tuple(r.when), r.grows,
+                                             r.note))
+            type(self)._memo = (gen, out)
+        return self._memo[1]
+
+    def __getitem__(self, topic: str) -> list[Rule | RawRule]:
+        return self._all()[topic]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STATIC)
+
+    def __len__(self) -> int:
+        return len(_STATIC)
+
+
+TOPICS: Mapping[str, list[Rule | RawRule]] = _Topics()
 
 _DEFAULT = ("fold", "identities", "powers", "trig", "protected", "commute", "assoc", "canon",
             "factor")

@@ -15,6 +15,8 @@ from egglog import bindings
 from symcore.errors import SymcoreError
 
 from symcore.rules import analysis, rulesets
+from symcore.ops import generation
+
 from symcore.rules.language import CTOR, FREE_PARAM, declarations
 
 #: constructors whose rows are e-nodes (relations and the Root table are not counted)
@@ -144,7 +146,7 @@ class _Prepared:
             raise SymcoreError(f"egglog rejected the program: {err}") from None
 
 
-_PREPARED: dict[tuple[str, ...], _Prepared] = {}
+_PREPARED: dict[tuple[tuple[str, ...], int], _Prepared] = {}  # (topics, ops generation)
 _PREPARED_LOCK = threading.Lock()
 
 
@@ -154,9 +156,11 @@ def session(topics: Sequence[str], match_limit: int) -> Iterator[Session]:
     its prelude state on exit; a fresh e-graph when another thread holds the prepared one."""
     key = tuple(topics)
     with _PREPARED_LOCK:
-        prep = _PREPARED.get(key)
+        # the declarations bake the op set in: a registered op needs a new prepared e-graph
+        pkey = (key, generation())
+        prep = _PREPARED.get(pkey)
         if prep is None:
-            prep = _PREPARED[key] = _Prepared(key)
+            prep = _PREPARED[pkey] = _Prepared(key)
     if not prep.lock.acquire(blocking=False):
         yield Session(key, match_limit)
         return

@@ -13,7 +13,9 @@ from symcore.errors import (ArityError, CompileError, DataError, DialectError, E
                      ParseError, SymcoreError, UnknownOperatorError)
 from symcore.evaluate import evaluate
 from symcore.ir import Expr, call, const, flatten, param, unflatten, var
-from symcore.ops import OPS
+from symcore.ops import OPS, Op
+# the Dialect records; importing them installs the deprecated views ops.spell / ops.DIALECTS
+from symcore.io import dialects as _dialects  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -22,6 +24,7 @@ _LAZY = {
     "read": "symcore.io.readers", "read_with_params": "symcore.io.readers",
     "read_many": "symcore.io.readers", "detect_dialect": "symcore.io.readers",
     "read_file": "symcore.io.readers",
+    "Dialect": "symcore.io.dialects", "register_dialect": "symcore.io.dialects",
     "write": "symcore.io.printers", "to_latex": "symcore.io.printers", "to_c": "symcore.io.printers",
     "to_numpy_source": "symcore.io.printers",
     "to_sympy": "symcore.io.sympy_bridge", "from_sympy": "symcore.io.sympy_bridge",
@@ -32,15 +35,18 @@ _LAZY = {
     "compile": "symcore.codegen.eval.kernels", "Kernel": "symcore.codegen.eval.kernels",
     "fit": "symcore.codegen.fit.api", "FitResult": "symcore.codegen.fit.api",
     "export": "symcore.codegen.export.api",
+    "register_op": "symcore.io.registry", "unregister_op": "symcore.io.registry",
     "Session": "symcore.session",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.codegen.export.api import export
+    from symcore.io.registry import register_op, unregister_op
     from symcore.codegen.fit.api import FitResult, fit
     from symcore.codegen.eval.kernels import Kernel, compile
     from symcore.params import bind_params, lift_constants
     from symcore.io.printers import to_c, to_latex, to_numpy_source, write
+    from symcore.io.dialects import Dialect, register_dialect
     from symcore.io.readers import detect_dialect, read, read_file, read_many, read_with_params
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
@@ -60,7 +66,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Expr", "var", "const", "param", "call", "flatten", "unflatten", "OPS", "evaluate",
+    "Expr", "var", "const", "param", "call", "flatten", "unflatten", "OPS", "Op", "evaluate",
     "SymcoreError", "ParseError", "UnknownOperatorError", "ArityError", "DialectError",
     "DataError", "CompileError", "ExportError", "FitError",
     # `compile` would shadow the builtin under `from symcore import *`: use `symcore.compile`;

@@ -56,3 +56,12 @@ class ExportError(SymcoreError, RuntimeError):
 
 class FitError(SymcoreError, ValueError):
     """Constant fitting was asked something it cannot do."""
+
+
+class OpFieldError(SymcoreError, LookupError):
+    """An operator lacks the field a layer needs (e.g. a user op without `latex` in to_latex)."""
+
+
+class OpRegistrationError(SymcoreError, ValueError):
+    """An operator that cannot be registered (a built-in name, a conflicting redefinition, a
+    malformed field)."""

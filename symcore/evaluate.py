@@ -80,6 +80,9 @@ def node_values(order: Sequence[Expr], A: np.ndarray, p: np.ndarray,
             elif nd.op == "param":
                 vals[nd] = np.asarray(p[nd.value], dtype=dtype)
             else:
-                vals[nd] = OPS[nd.op].np(*(vals[a] for a in nd.args))
+                fn = OPS[nd.op].np
+                if fn is None:
+                    OPS[nd.op].need("np", "evaluate")
+                vals[nd] = fn(*(vals[a] for a in nd.args))
     return vals
 

@@ -4,59 +4,104 @@ the e-graph language, the LLVM lowering and the derivatives all read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import contextlib
+import hashlib
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from symcore.errors import UnknownOperatorError
-
-# Dialects symcore reads and writes.  Each op lists its spellings per dialect; the first
-# spelling of a dialect is the one its printer uses.
-DIALECTS = ("symcore", "gplearn", "operon", "eggp", "eggp_numpy", "pysr", "sympy",
-            "dysymnet", "e2e", "e2e_prefix", "dso", "nesymres")
+from symcore.errors import OpFieldError, OpRegistrationError, UnknownOperatorError
 
 GPLEARN_THRESHOLD = 0.001  # gplearn's protected div/log/inv switch at |x| <= 0.001
 DYSYMNET_LOG_EPS = 1e-6    # DySymNet: log(|x| + 1e-6)
 
 
 @dataclass(frozen=True)
+class OpRule:
+    """A rewrite that concerns one op, as plain data in the rules' s-expression pattern language
+    (symcore.rules.rulesets): `lhs -> rhs` in `topic`, guarded by `when` = ((relation, var), ...)."""
+
+    topic: str
+    name: str
+    lhs: str
+    rhs: str
+    when: tuple[tuple[str, str], ...] = ()
+    grows: bool = False
+    note: str = ""
+
+
+#: a derivative template: "{i}" is operand i, "{y}" the op's own value, a number a constant,
+#: (op, *templates) a call; a head "@op" folds its (constant) operands numerically when the
+#: template is instantiated (powi's exponent k - 1 must stay a literal)
+Template = Any
+
+
+@dataclass(frozen=True)
 class Op:
-    """One operator: semantics, printing, derivative and cost."""
+    """One operator: everything every layer needs (semantics, printing, lowering, derivative,
+    e-graph facts and rules, cost).  A field left as None is an error only where it is needed."""
 
     name: str
     arity: int
-    np: Callable[..., Any]                 # NumPy reference implementation (IEEE semantics)
-    c: str                                 # C expression template over {0}, {1}
-    latex: str                             # LaTeX template over {0}, {1}
-    sympy: Callable[..., Any]              # builds the SymPy equivalent from SymPy args
-    deriv: Callable[..., tuple]            # (args..., out) -> d out / d arg_i as IR expressions
+    np: Callable[..., Any] | None = None   # NumPy reference implementation (IEEE semantics)
+    c: str | None = None                   # C expression template over {0}, {1}
+    latex: str | None = None               # LaTeX template over {0}, {1}
+    sympy: Callable[..., Any] | None = None  # builds the SymPy equivalent from SymPy args
+    # d out / d arg_i: one template per operand (see `Template`; symcore.register_op also takes
+    # symcore text over {0}, {1}, {y}), or a callable (args..., out) -> IR expressions
+    deriv: tuple[Template, ...] | Callable[..., tuple] | None = None
     domain: str = "all reals"
     cost: float = 1.0
     infix: str | None = None               # infix symbol in symcore's own text
     prec: int = 100                        # binding power for infix printing (higher binds tighter)
     right_assoc: bool = False
     protected: bool = False                # a tool's protected variant with its own semantics
-    spell: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()          # other names (ln, arcsin): read by dialects with
+                                           # aliases=True (symcore.io.dialects)
     # Algebraic facts (read by the canonicalising pass and the e-graph rules; set in _FACTS):
     commutative: bool = False              # f(a, b) = f(b, a) for every a, b (values, not bits)
     associative: bool = False              # f(f(a, b), c) = f(a, f(b, c)) up to rounding
     # per operand: "odd" when f(.., -a, ..) = -f(.., a, ..), "even" when it equals f(.., a, ..)
     # (up to the sign of a zero), None otherwise
     parity: tuple[str | None, ...] = ()
+    # -- lowering and e-graph data (set for the built-ins in _LAYERS) -------------------------
+    # LLVM lowering over codegen's vocabulary L (constants, arithmetic, compares, select, fabs,
+    # sqrt, libm, powi): `lambda L, a, b: L.fadd(a, b)`.  None: the libm function named by a
+    # plain-call `c` template (`erf({0})`), else `expand`.
+    lower: Callable[..., Any] | None = None
+    expand: Template | None = None         # the op as a template over other ops (lowering)
+    np_src: str | None = None              # NumPy source template over {0}, {1} (py export)
+    # e-graph analysis: (relation derived for the node, relations every operand must have),
+    # e.g. ("finite", ("finite",)); relations of symcore.rules.analysis
+    facts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rules: tuple[OpRule, ...] = ()         # rewrites that concern this op alone
+
+    @property
+    def spell(self) -> Mapping[str, tuple[str, ...]]:
+        """Deprecated (one release): {dialect: spellings} from the Dialect records."""
+        view = _dialect_view
+        return view.spell(self.name) if view is not None else MappingProxyType({})
+
+    def need(self, fld: str, purpose: str) -> Any:
+        """The value of field `fld`, or OpFieldError naming the op and what needed it."""
+        v = getattr(self, fld)
+        if v is None:
+            raise OpFieldError(f"operator {self.name!r} has no `{fld}` (needed by {purpose}); "
+                               f"register it with one")
+        return v
 
 
-def _ir() -> Any:
-    from symcore import ir  # ops is imported by ir; derivatives need the constructors lazily
-    return ir
+_PH = ("{0}", "{1}", "{2}", "{3}")
 
 
-def _k(v: float) -> Any:
-    return _ir().const(float(v))
+def _k(v: float) -> Template:
+    return float(v)
 
 
-def _n(op: str, *args: Any) -> Any:
-    return _ir().call(op, *args)
+def _n(op: str, *args: Template) -> Template:
+    return (op, *args)
 
 
 def _sp() -> Any:
@@ -92,11 +137,10 @@ def _aq(a: Any, b: Any) -> Any:
     return a / np.sqrt(1.0 + b * b)
 
 
-_T: dict[str, dict[str, tuple[str, ...]]] = {}  # filled by _op
-
-
 def _op(name: str, arity: int, np_fn: Callable[..., Any], c: str, latex: str,
-        sympy_fn: Callable[..., Any], deriv: Callable[..., tuple], **kw: Any) -> Op:
+        sympy_fn: Callable[..., Any], deriv: Any, **kw: Any) -> Op:
+    if callable(deriv):  # written with _n/_k over placeholders: evaluates to the template
+        deriv = tuple(deriv(*_PH[:arity], "{y}"))
     return Op(name=name, arity=arity, np=np_fn, c=c, latex=latex, sympy=sympy_fn, deriv=deriv, **kw)
 
 
@@ -105,33 +149,10 @@ def _sp_pw(cond_arg: Any, value: Any, fallback: Any) -> Any:
     return sp.Piecewise((value, sp.Abs(cond_arg) > _thr()), (fallback, True))
 
 
-_ALL_WORDS = ("symcore", "sympy", "dysymnet", "nesymres", "e2e", "e2e_prefix", "dso", "pysr",
-              "operon", "gplearn", "eggp", "eggp_numpy")
-
-
-def _words(*names: str, dialects: tuple[str, ...] = _ALL_WORDS) -> dict[str, tuple[str, ...]]:
-    return {d: names for d in dialects}
-
-
-def _merge(*dicts: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for d in dicts:
-        for k, v in d.items():
-            out[k] = tuple(dict.fromkeys(out.get(k, ()) + v))
-    return out
-
-
-_FN = ("symcore", "sympy", "dysymnet", "nesymres", "e2e", "e2e_prefix", "dso", "pysr", "operon",
-       "eggp_numpy")
-
-
 def _unary(name: str, np_fn: Callable[..., Any], cfn: str, latex: str, sympy_name: str,
-           deriv: Callable[..., tuple], extra: dict[str, tuple[str, ...]] | None = None,
-           **kw: Any) -> Op:
-    spell = _merge(_words(name, dialects=_FN), {"eggp": (name.capitalize(), name)},
-                   {"gplearn": (name,)}, extra or {})
+           deriv: Callable[..., tuple], **kw: Any) -> Op:
     return _op(name, 1, np_fn, f"{cfn}({{0}})", latex,
-               lambda a, _s=sympy_name: getattr(_sp(), _s)(a), deriv, spell=spell, **kw)
+               lambda a, _s=sympy_name: getattr(_sp(), _s)(a), deriv, **kw)
 
 
 OPS: dict[str, Op] = {}
@@ -145,66 +166,40 @@ def _register(*ops: Op) -> None:
 _register(
     # -- arithmetic ------------------------------------------------------------------------
     _op("add", 2, np.add, "({0} + {1})", "{0} + {1}", lambda a, b: a + b,
-        lambda a, b, y: (_k(1), _k(1)), infix="+", prec=10,
-        spell=_merge(_words("add"), _words("+", dialects=("symcore", "sympy", "dysymnet", "nesymres",
-                                                           "pysr", "operon", "eggp", "eggp_numpy",
-                                                           "e2e")))),
+        lambda a, b, y: (_k(1), _k(1)), infix="+", prec=10),
     _op("sub", 2, np.subtract, "({0} - {1})", "{0} - {1}", lambda a, b: a - b,
-        lambda a, b, y: (_k(1), _k(-1)), infix="-", prec=10,
-        spell=_merge(_words("sub"), _words("-", dialects=("symcore", "sympy", "dysymnet", "nesymres",
-                                                           "pysr", "operon", "eggp", "eggp_numpy",
-                                                           "e2e")))),
+        lambda a, b, y: (_k(1), _k(-1)), infix="-", prec=10),
     _op("mul", 2, np.multiply, "({0} * {1})", "{0} {1}", lambda a, b: a * b,
-        lambda a, b, y: (b, a), infix="*", prec=20,
-        spell=_merge(_words("mul"), _words("*", dialects=("symcore", "sympy", "dysymnet", "nesymres",
-                                                           "pysr", "operon", "eggp", "eggp_numpy",
-                                                           "e2e")))),
+        lambda a, b, y: (b, a), infix="*", prec=20),
     _op("div", 2, np.divide, "({0} / {1})", r"\frac{{{0}}}{{{1}}}", lambda a, b: a / b,
         lambda a, b, y: (_n("inv", b), _n("neg", _n("div", y, b))), infix="/", prec=20,
-        domain="b != 0",
-        spell=_merge(_words("div", dialects=tuple(d for d in _ALL_WORDS if d != "gplearn")),
-                     _words("/", dialects=("symcore", "sympy", "dysymnet", "nesymres", "pysr",
-                                           "operon", "eggp", "eggp_numpy", "e2e")))),
+        domain="b != 0"),
     _op("neg", 1, np.negative, "(-{0})", "-{0}", lambda a: -a,
-        lambda a, y: (_k(-1),), infix="-", prec=30,
-        spell=_words("neg", dialects=_ALL_WORDS)),
+        lambda a, y: (_k(-1),), infix="-", prec=30),
     _op("pow", 2, np.power, "pow({0}, {1})", "{{{0}}}^{{{1}}}", lambda a, b: a ** b,
         lambda a, b, y: (_n("mul", b, _n("pow", a, _n("sub", b, _k(1)))),
                          _n("mul", y, _n("log", a))),
-        infix="^", prec=40, right_assoc=True, domain="a > 0, or integer b", cost=2.0,
-        spell=_merge(_words("pow"), _words("^", dialects=("symcore", "operon", "eggp", "pysr")),
-                     _words("**", dialects=("sympy", "dysymnet", "nesymres", "eggp_numpy", "e2e")))),
+        infix="^", prec=40, right_assoc=True, domain="a > 0, or integer b", cost=2.0),
     _op("powi", 2, _powi, "pow({0}, {1})", "{{{0}}}^{{{1}}}", lambda a, k: a ** k,
-        lambda a, k, y: (_n("mul", k, _n("powi", a, _k(float(k.value) - 1.0))), _k(0)),
-        domain="integer exponent (second operand is an integer constant)", cost=1.5,
-        spell=_words("powi", dialects=("symcore",))),
+        lambda a, k, y: (_n("mul", k, _n("powi", a, _n("@sub", k, _k(1)))), _k(0)),
+        domain="integer exponent (second operand is an integer constant)", cost=1.5),
     # -- powers and roots -----------------------------------------------------------------
-    _unary("square", np.square, "", "{{{0}}}^{{2}}", "", lambda a, y: (_n("mul", _k(2), a),),
-           extra={"pysr": ("square",), "dso": ("n2", "square"), "e2e": ("pow2", "square"),
-                  "e2e_prefix": ("pow2", "square"), "eggp": ("Square", "square"),
-                  "operon": ("square",)}),
+    _unary("square", np.square, "", "{{{0}}}^{{2}}", "", lambda a, y: (_n("mul", _k(2), a),)),
     _unary("cube", lambda a: a * a * a, "", "{{{0}}}^{{3}}", "",
-           lambda a, y: (_n("mul", _k(3), _n("square", a)),),
-           extra={"dso": ("n3", "cube"), "e2e": ("pow3", "cube"), "e2e_prefix": ("pow3", "cube"),
-                  "eggp": ("Cube", "cube")}),
+           lambda a, y: (_n("mul", _k(3), _n("square", a)),)),
     _unary("inv", np.reciprocal, "", r"\frac{{1}}{{{0}}}", "",
-           lambda a, y: (_n("neg", _n("square", y)),), domain="x != 0",
-           extra={"eggp": ("Recip", "inv"), "pysr": ("inv",),
-                  "eggp_numpy": ("reciprocal", "inv")}),
+           lambda a, y: (_n("neg", _n("square", y)),), domain="x != 0"),
     _unary("abs", np.abs, "fabs", r"\left|{0}\right|", "Abs",
-           lambda a, y: (_n("sign", a),), extra={"eggp": ("Abs", "abs"), "sympy": ("Abs", "abs"),
-                                                "dysymnet": ("Abs", "abs"),
-                                                "nesymres": ("Abs", "abs")}),
+           lambda a, y: (_n("sign", a),)),
     _unary("sign", np.sign, "", r"\operatorname{{sign}}\left({0}\right)", "sign",
-           lambda a, y: (_k(0),), extra={"sympy": ("sign",)}),
+           lambda a, y: (_k(0),)),
     _unary("sqrt", np.sqrt, "sqrt", r"\sqrt{{{0}}}", "sqrt",
            lambda a, y: (_n("div", _k(0.5), y),), domain="x >= 0", cost=1.5),
     _unary("cbrt", np.cbrt, "cbrt", r"\sqrt[3]{{{0}}}", "cbrt",
            lambda a, y: (_n("div", _k(1 / 3), _n("square", y)),), cost=2.0),
     _unary("exp", np.exp, "exp", r"e^{{{0}}}", "exp", lambda a, y: (y,), cost=2.0),
     _unary("log", np.log, "log", r"\log{{\left({0}\right)}}", "log",
-           lambda a, y: (_n("inv", a),), domain="x > 0", cost=2.0,
-           extra={"e2e": ("log", "ln"), "sympy": ("log", "ln")}),
+           lambda a, y: (_n("inv", a),), domain="x > 0", cost=2.0),
     _unary("sin", np.sin, "sin", r"\sin{{\left({0}\right)}}", "sin",
            lambda a, y: (_n("cos", a),), cost=2.0),
     _unary("cos", np.cos, "cos", r"\cos{{\left({0}\right)}}", "cos",
@@ -219,82 +214,60 @@ _register(
            lambda a, y: (_n("sinh", a),), cost=2.0),
     _unary("asin", np.arcsin, "asin", r"\arcsin{{\left({0}\right)}}", "asin",
            lambda a, y: (_n("inv", _n("sqrt", _n("sub", _k(1), _n("square", a)))),),
-           domain="|x| <= 1", cost=2.0, extra={"sympy": ("asin", "arcsin"), "e2e": ("arcsin", "asin"),
-                                               "e2e_prefix": ("arcsin", "asin"),
-                                               "eggp": ("ASin", "Asin", "asin"),
-                                               "eggp_numpy": ("asin", "arcsin")}),
+           domain="|x| <= 1", cost=2.0),
     _unary("acos", np.arccos, "acos", r"\arccos{{\left({0}\right)}}", "acos",
            lambda a, y: (_n("neg", _n("inv", _n("sqrt", _n("sub", _k(1), _n("square", a))))),),
-           domain="|x| <= 1", cost=2.0, extra={"sympy": ("acos", "arccos"), "e2e": ("arccos", "acos"),
-                                               "e2e_prefix": ("arccos", "acos"),
-                                               "eggp": ("ACos", "Acos", "acos"),
-                                               "eggp_numpy": ("acos", "arccos")}),
+           domain="|x| <= 1", cost=2.0),
     _unary("atan", np.arctan, "atan", r"\arctan{{\left({0}\right)}}", "atan",
-           lambda a, y: (_n("inv", _n("add", _k(1), _n("square", a))),), cost=2.0,
-           extra={"sympy": ("atan", "arctan"), "e2e": ("arctan", "atan"), "e2e_prefix": ("arctan", "atan"),
-                  "eggp": ("ATan", "Atan", "atan"), "eggp_numpy": ("atan", "arctan")}),
+           lambda a, y: (_n("inv", _n("add", _k(1), _n("square", a))),), cost=2.0),
     # -- Operon's analytic quotient ---------------------------------------------------------
     _op("aq", 2, _aq, "({0} / sqrt(1.0 + {1} * {1}))", r"\frac{{{0}}}{{\sqrt{{1 + {1}^{{2}}}}}}",
         lambda a, b: a / _sp().sqrt(1 + b ** 2),
         lambda a, b, y: (_n("aq", _k(1), b),
                          _n("neg", _n("div", _n("mul", y, b), _n("add", _k(1), _n("square", b))))),
-        cost=2.0, spell=_words("aq", dialects=("symcore", "operon", "eggp", "pysr", "sympy"))),
+        cost=2.0),
     # -- protected variants ----------------------------------------------------------------
     _op("pdiv", 2, _pdiv, "(fabs({1}) > 0.001 ? {0} / {1} : 1.0)",
         r"\operatorname{{pdiv}}\left({0}, {1}\right)",
         lambda a, b: _sp_pw(b, a / b, _sp().Integer(1)),
         lambda a, b, y: (_n("pinv", b), _n("neg", _n("mul", a, _n("square", _n("pinv", b))))),
-        protected=True, domain="gplearn: a/b if |b| > 0.001 else 1",
-        spell={"symcore": ("pdiv",), "gplearn": ("div",), "sympy": ("pdiv",)}),
+        protected=True, domain="gplearn: a/b if |b| > 0.001 else 1"),
     _op("plog", 1, _plog, "(fabs({0}) > 0.001 ? log(fabs({0})) : 0.0)",
         r"\operatorname{{plog}}\left({0}\right)",
         lambda a: _sp_pw(a, _sp().log(_sp().Abs(a)), _sp().Integer(0)),
         lambda a, y: (_n("pinv", a),), protected=True, cost=2.0,
-        domain="gplearn: log|x| if |x| > 0.001 else 0",
-        spell={"symcore": ("plog",), "gplearn": ("log",), "sympy": ("plog",)}),
+        domain="gplearn: log|x| if |x| > 0.001 else 0"),
     _op("pinv", 1, _pinv, "(fabs({0}) > 0.001 ? 1.0 / {0} : 0.0)",
         r"\operatorname{{pinv}}\left({0}\right)",
         lambda a: _sp_pw(a, 1 / a, _sp().Integer(0)),
         lambda a, y: (_n("neg", _n("square", _n("pinv", a))),), protected=True,
-        domain="gplearn: 1/x if |x| > 0.001 else 0",
-        spell={"symcore": ("pinv",), "gplearn": ("inv",), "sympy": ("pinv",)}),
+        domain="gplearn: 1/x if |x| > 0.001 else 0"),
     _op("sqrt_abs", 1, lambda a: np.sqrt(np.abs(a)), "sqrt(fabs({0}))", r"\sqrt{{\left|{0}\right|}}",
         lambda a: _sp().sqrt(_sp().Abs(a)),
         lambda a, y: (_n("div", _n("mul", _k(0.5), _n("sign", a)), y),), protected=True, cost=1.5,
-        domain="sqrt|x| (gplearn sqrt, DySymNet sqrt, PySR sqrt_abs)",
-        spell={"symcore": ("sqrt_abs",), "gplearn": ("sqrt",), "pysr": ("sqrt_abs",),
-               "dysymnet": ("sqrt",), "sympy": ("sqrt_abs",)}),
+        domain="sqrt|x| (gplearn sqrt, DySymNet sqrt, PySR sqrt_abs)"),
     _op("log_abs", 1, lambda a: np.log(np.abs(a)), "log(fabs({0}))", r"\log{{\left|{0}\right|}}",
         lambda a: _sp().log(_sp().Abs(a)), lambda a, y: (_n("inv", a),), protected=True, cost=2.0,
-        domain="log|x| (PySR log_abs)",
-        spell={"symcore": ("log_abs",), "pysr": ("log_abs",), "sympy": ("log_abs",)}),
+        domain="log|x| (PySR log_abs)"),
     _op("dlog", 1, lambda a: np.log(np.abs(a) + DYSYMNET_LOG_EPS), "log(fabs({0}) + 1e-06)",
         r"\log{{\left(\left|{0}\right| + 10^{{-6}}\right)}}",
         lambda a: _sp().log(_sp().Abs(a) + _sp().Float(DYSYMNET_LOG_EPS)),
         lambda a, y: (_n("div", _n("sign", a), _n("add", _n("abs", a), _k(DYSYMNET_LOG_EPS))),),
-        protected=True, cost=2.0, domain="DySymNet: log(|x| + 1e-6)",
-        spell={"symcore": ("dlog",), "dysymnet": ("log",), "sympy": ("dlog",)}),
+        protected=True, cost=2.0, domain="DySymNet: log(|x| + 1e-6)"),
     _op("pow_abs", 2, lambda a, b: np.power(np.abs(a), b), "pow(fabs({0}), {1})",
         r"\left|{0}\right|^{{{1}}}", lambda a, b: _sp().Abs(a) ** b,
         lambda a, b, y: (_n("mul", _n("mul", b, _n("sign", a)),
                                 _n("pow_abs", a, _n("sub", b, _k(1)))),
                          _n("mul", y, _n("log_abs", a))),
-        protected=True, cost=2.0, domain="|a|^b (PySR pow_abs)",
-        spell={"symcore": ("pow_abs",), "pysr": ("pow_abs",), "sympy": ("pow_abs",)}),
+        protected=True, cost=2.0, domain="|a|^b (PySR pow_abs)"),
     _op("max", 2, np.maximum, "(({0}) != ({0}) || ({1}) != ({1}) ? ({0}) + ({1}) : fmax({0}, {1}))", r"\max\left({0}, {1}\right)",
         lambda a, b: _sp().Max(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b)))),
-                         _n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("max",), "gplearn": ("max",),
-               "sympy": ("Max", "max"),
-               "pysr": ("max",)}),
+                         _n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b)))))),
     _op("min", 2, np.minimum, "(({0}) != ({0}) || ({1}) != ({1}) ? ({0}) + ({1}) : fmin({0}, {1}))", r"\min\left({0}, {1}\right)",
         lambda a, b: _sp().Min(a, b),
         lambda a, b, y: (_n("mul", _k(0.5), _n("sub", _k(1), _n("sign", _n("sub", a, b)))),
-                         _n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b))))),
-        spell={"symcore": ("min",), "gplearn": ("min",),
-               "sympy": ("Min", "min"),
-               "pysr": ("min",)}),
+                         _n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b)))))),
 )
 
 # Operon's fmax/fmin ignore a NaN operand (C99 fmax, np.fmax); gplearn/PySR max is np.maximum.
@@ -302,27 +275,19 @@ _register(
 _register(
     _op("fmax", 2, np.fmax, "fmax({0}, {1})", r"\max\left({0}, {1}\right)",
         lambda a, b: _sp().Max(a, b), OPS["max"].deriv,
-        domain="max ignoring a NaN operand (Operon, C fmax)",
-        spell={"symcore": ("fmax",), "operon": ("max", "fmax"), "sympy": ("fmax",)}),
+        domain="max ignoring a NaN operand (Operon, C fmax)"),
     _op("fmin", 2, np.fmin, "fmin({0}, {1})", r"\min\left({0}, {1}\right)",
         lambda a, b: _sp().Min(a, b), OPS["min"].deriv,
-        domain="min ignoring a NaN operand (Operon, C fmin)",
-        spell={"symcore": ("fmin",), "operon": ("min", "fmin"), "sympy": ("fmin",)}),
+        domain="min ignoring a NaN operand (Operon, C fmin)"),
     # inverse hyperbolics (eggp emits them by default)
     _unary("asinh", np.arcsinh, "asinh", r"\operatorname{{asinh}}{{\left({0}\right)}}", "asinh",
-           lambda a, y: (_n("inv", _n("sqrt", _n("add", _n("square", a), _k(1)))),), cost=2.0,
-           extra={"eggp": ("ASinh", "Asinh", "asinh"), "eggp_numpy": ("asinh", "arcsinh"),
-                  "e2e": ("arcsinh", "asinh"), "e2e_prefix": ("arcsinh", "asinh")}),
+           lambda a, y: (_n("inv", _n("sqrt", _n("add", _n("square", a), _k(1)))),), cost=2.0),
     _unary("acosh", np.arccosh, "acosh", r"\operatorname{{acosh}}{{\left({0}\right)}}", "acosh",
            lambda a, y: (_n("inv", _n("sqrt", _n("sub", _n("square", a), _k(1)))),),
-           domain="x >= 1", cost=2.0,
-           extra={"eggp": ("ACosh", "Acosh", "acosh"), "eggp_numpy": ("acosh", "arccosh"),
-                  "e2e": ("arccosh", "acosh"), "e2e_prefix": ("arccosh", "acosh")}),
+           domain="x >= 1", cost=2.0),
     _unary("atanh", np.arctanh, "atanh", r"\operatorname{{atanh}}{{\left({0}\right)}}", "atanh",
            lambda a, y: (_n("inv", _n("sub", _k(1), _n("square", a))),), domain="|x| < 1",
-           cost=2.0,
-           extra={"eggp": ("ATanh", "Atanh", "atanh"), "eggp_numpy": ("atanh", "arctanh"),
-                  "e2e": ("arctanh", "atanh"), "e2e_prefix": ("arctanh", "atanh")}),
+           cost=2.0),
 )
 
 # C templates of the unary helpers built with an empty function name.
@@ -334,21 +299,11 @@ OPS["square"] = Op(**{**OPS["square"].__dict__, "sympy": lambda a: a ** 2})
 OPS["cube"] = Op(**{**OPS["cube"].__dict__, "sympy": lambda a: a ** 3})
 OPS["inv"] = Op(**{**OPS["inv"].__dict__, "sympy": lambda a: 1 / a})
 
-# A protected op owns its spellings in its dialect: gplearn's `log` is plog, never plain log.
-for _p in [o for o in OPS.values() if o.protected]:
-    for _d, _names in _p.spell.items():
-        if _d in ("symcore",):
-            continue
-        for _o in list(OPS.values()):
-            if not _o.protected and _d in _o.spell:
-                kept = tuple(n for n in _o.spell[_d] if n not in _names)
-                if kept != _o.spell[_d]:
-                    sp = dict(_o.spell)
-                    if kept:
-                        sp[_d] = kept
-                    else:
-                        del sp[_d]
-                    OPS[_o.name] = Op(**{**_o.__dict__, "spell": sp})
+# Other names of an op, read by every dialect that accepts aliases (symcore.io.dialects).
+_ALIASES = {"log": ("ln",), "asin": ("arcsin",), "acos": ("arccos",), "atan": ("arctan",),
+            "asinh": ("arcsinh",), "acosh": ("arccosh",), "atanh": ("arctanh",)}
+for _name, _al in _ALIASES.items():
+    OPS[_name] = replace(OPS[_name], aliases=_al)
 
 # Algebraic facts of the built-in ops (user ops registered later default to none).
 _FACTS: dict[str, dict[str, Any]] = {
@@ -370,6 +325,133 @@ _FACTS: dict[str, dict[str, Any]] = {
 for _name, _facts in _FACTS.items():
     OPS[_name] = Op(**{**OPS[_name].__dict__, **_facts})
 
+# ---------------------------------------------------------------------------------------------
+# What the lowering, the py export and the e-graph need of each built-in op.  Lowerings are
+# written against codegen's vocabulary `L` (symcore.codegen.llvm.lower.Vocabulary); the order
+# of the calls is the order of the emitted instructions.  Ops absent from `lower` are lowered
+# as the libm call their `c` template names (exp, log, sin, ...).
+
+def _guarded(L: Any, test: Any, value: Any, fallback: float) -> Any:
+    # gplearn: np.where(|x| > 0.001, value, fallback); an ordered compare sends NaN to fallback
+    return L.select(L.gt(L.fabs(test), L.const(GPLEARN_THRESHOLD, test)), value,
+                    L.const(fallback, value))
+
+
+def _lower_sign(L: Any, a: Any) -> Any:
+    # np.sign: 1, -1, +0 for ±0, NaN for NaN
+    pos = L.gt(a, L.const(0.0, a))
+    neg = L.lt(a, L.const(0.0, a))
+    nan = L.isnan(a)
+    r = L.select(neg, L.const(-1.0, a), L.const(0.0, a))
+    r = L.select(pos, L.const(1.0, a), r)
+    return L.select(nan, a, r)
+
+
+def _lower_pick(gt: bool, nan_of: int) -> Callable[..., Any]:
+    # max/min (np.maximum: NaN if operand 0 is NaN, ties give b) and fmax/fmin (operand 1 NaN
+    # gives a): select on an ordered compare, then the NaN fix-up
+    def f(L: Any, a: Any, b: Any) -> Any:
+        r = L.select(L.gt(a, b) if gt else L.lt(a, b), a, b)
+        return L.select(L.isnan(a if nan_of == 0 else b), a, r)
+    return f
+
+
+_FIN = ("finite", ("finite",))
+_R = OpRule
+_LAYERS: dict[str, dict[str, Any]] = {
+    "add": dict(lower=lambda L, a, b: L.fadd(a, b),
+                facts=(_FIN, ("nonneg", ("nonneg",))),
+                rules=(_R("commute", "comm-add", "(add a b)", "(add b a)", grows=True),
+                       _R("assoc", "assoc-add", "(add (add a b) c)", "(add a (add b c))",
+                          grows=True))),
+    "sub": dict(lower=lambda L, a, b: L.fsub(a, b), facts=(_FIN,)),
+    "mul": dict(lower=lambda L, a, b: L.fmul(a, b),
+                facts=(_FIN, ("nonneg", ("nonneg", "finite"))),
+                rules=(_R("commute", "comm-mul", "(mul a b)", "(mul b a)", grows=True),
+                       _R("assoc", "assoc-mul", "(mul (mul a b) c)", "(mul a (mul b c))",
+                          grows=True))),
+    "div": dict(lower=lambda L, a, b: L.fdiv(a, b)),
+    "neg": dict(lower=lambda L, a: L.fneg(a), facts=(_FIN, ("nonzero", ("nonzero",)))),
+    "pow": dict(lower=lambda L, a, b: L.libm("pow", a, b)),
+    "powi": dict(lower=lambda L, a, k: L.powi(a, k), np_src="np.power({0}, {1})"),
+    "square": dict(lower=lambda L, a: L.fmul(a, a), facts=(_FIN, ("nonneg", ("finite",)))),
+    "cube": dict(lower=lambda L, a: L.fmul(L.fmul(a, a), a), facts=(_FIN,),
+                 np_src="(lambda a: a * a * a)({0})"),
+    "inv": dict(lower=lambda L, a: L.fdiv(L.const(1.0, a), a)),
+    "abs": dict(lower=lambda L, a: L.fabs(a),
+                facts=(_FIN, ("nonneg", ("finite",)), ("nonzero", ("nonzero",)))),
+    "sign": dict(lower=_lower_sign, facts=(_FIN,)),
+    "sqrt": dict(lower=lambda L, a: L.sqrt(a), facts=(("nonneg", ("nonneg",)),)),
+    "exp": dict(facts=(("nonneg", ("finite",)),)),
+    "cbrt": dict(facts=(_FIN,), rules=(_R("trig", "cbrt-odd", "(cbrt (neg a))",
+                                          "(neg (cbrt a))"),)),
+    "aq": dict(lower=lambda L, a, b: L.fdiv(a, L.sqrt(L.fadd(L.const(1.0, b), L.fmul(b, b)))),
+               facts=(_FIN,), np_src="(lambda a, b: a / np.sqrt(1.0 + b * b))({0}, {1})",
+               rules=(_R("protected", "aq-neg", "(aq a (neg b))", "(aq a b)"),
+                      _R("protected", "aq-abs", "(aq a (abs b))", "(aq a b)"),
+                      _R("protected", "aq-0", "(aq a 0)", "a"),
+                      _R("protected", "aq-negl", "(aq (neg a) b)", "(neg (aq a b))"))),
+    "pdiv": dict(lower=lambda L, a, b: _guarded(L, b, L.fdiv(a, b), 1.0),
+                 np_src=f"(lambda a, b: np.where(np.abs(b) > {GPLEARN_THRESHOLD!r}, "
+                        "np.divide(a, b), 1.0))({0}, {1})",
+                 rules=(_R("protected", "pdiv-1", "(pdiv a 1)", "a",
+                           note="|1| > 0.001 so gplearn divides"),
+                        _R("protected", "pdiv-self", "(pdiv a a)", "1", when=(("finite", "a"),),
+                           note="a/a = 1 where |a| > 0.001, protected branch gives 1 too; "
+                                "inf/inf is NaN"))),
+    "plog": dict(lower=lambda L, a: _guarded(L, a, L.libm("log", L.fabs(a)), 0.0), facts=(_FIN,),
+                 np_src=f"(lambda a: np.where(np.abs(a) > {GPLEARN_THRESHOLD!r}, "
+                        "np.log(np.abs(a)), 0.0))({0})"),
+    "pinv": dict(lower=lambda L, a: _guarded(L, a, L.fdiv(L.const(1.0, a), a), 0.0),
+                 facts=(_FIN,),
+                 np_src=f"(lambda a: np.where(np.abs(a) > {GPLEARN_THRESHOLD!r}, "
+                        "np.divide(1.0, a), 0.0))({0})",
+                 rules=(_R("protected", "pinv-neg", "(pinv (neg a))", "(neg (pinv a))",
+                           note="|x| <= 0.001 gives 0 on both sides (up to the sign of zero)"),)),
+    "sqrt_abs": dict(lower=lambda L, a: L.sqrt(L.fabs(a)), facts=(_FIN, ("nonneg", ("finite",))),
+                     np_src="np.sqrt(np.abs({0}))"),
+    "log_abs": dict(lower=lambda L, a: L.libm("log", L.fabs(a)), np_src="np.log(np.abs({0}))"),
+    "dlog": dict(lower=lambda L, a: L.libm("log", L.fadd(L.fabs(a), L.const(DYSYMNET_LOG_EPS, a))),
+                 facts=(_FIN,), np_src=f"np.log(np.abs({{0}}) + {DYSYMNET_LOG_EPS!r})"),
+    "pow_abs": dict(lower=lambda L, a, b: L.libm("pow", L.fabs(a), b),
+                    facts=(("nonneg", ("finite",)),), np_src="np.power(np.abs({0}), {1})",
+                    rules=(_R("protected", "pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
+                           _R("protected", "pow_abs-abs", "(pow_abs (abs a) b)",
+                              "(pow_abs a b)"))),
+    "max": dict(lower=_lower_pick(True, 0), facts=(_FIN,),
+                rules=(_R("protected", "max-self", "(max a a)", "a"),
+                       _R("commute", "comm-max", "(max a b)", "(max b a)", grows=True),
+                       _R("assoc", "assoc-max", "(max (max a b) c)", "(max a (max b c))",
+                          grows=True))),
+    "min": dict(lower=_lower_pick(False, 0), facts=(_FIN,),
+                rules=(_R("protected", "min-self", "(min a a)", "a"),
+                       _R("commute", "comm-min", "(min a b)", "(min b a)", grows=True),
+                       _R("assoc", "assoc-min", "(min (min a b) c)", "(min a (min b c))",
+                          grows=True))),
+    "fmax": dict(lower=_lower_pick(True, 1)),
+    "fmin": dict(lower=_lower_pick(False, 1)),
+    "cosh": dict(facts=(("nonneg", ("finite",)),)),
+}
+# f(-a) = -f(a) / f(-a) = f(a), and f(a - b) = f(b - a) for an even f (a - b and b - a are exact
+# negatives in IEEE): the trig topic's rules of one op each
+for _f in ("sin", "tan", "tanh", "sinh", "asin", "atan"):
+    _LAYERS.setdefault(_f, {})["rules"] = (_R("trig", f"{_f}-odd", f"({_f} (neg a))",
+                                              f"(neg ({_f} a))"),)
+for _f in ("sin", "cos", "tan", "tanh", "atan"):
+    _LAYERS.setdefault(_f, {}).setdefault("facts", (_FIN,))
+for _f in ("cos", "cosh"):
+    _LAYERS[_f]["rules"] = (_R("trig", f"{_f}-even", f"({_f} (neg a))", f"({_f} a)"),)
+for _f in ("abs", "square", "cos", "cosh", "sqrt_abs", "log_abs", "plog", "dlog"):
+    _LAYERS[_f]["rules"] = _LAYERS[_f].get("rules", ()) + (
+        _R("trig", f"{_f}-sub-swap", f"({_f} (sub a b))", f"({_f} (sub b a))"),)
+# a protected op keeps its own semantics: only rules exact for THAT definition
+for _f in ("sqrt_abs", "log_abs", "plog", "dlog"):
+    _LAYERS[_f]["rules"] = _LAYERS[_f]["rules"] + (
+        _R("protected", f"{_f}-neg", f"({_f} (neg a))", f"({_f} a)"),
+        _R("protected", f"{_f}-abs", f"({_f} (abs a))", f"({_f} a)"))
+for _name, _data in _LAYERS.items():
+    OPS[_name] = replace(OPS[_name], **_data)
+
 LEAVES = ("var", "const", "param")
 
 
@@ -381,16 +463,130 @@ def get(name: str) -> Op:
         raise UnknownOperatorError(f"unknown operator {name!r}; known: {', '.join(OPS)}") from None
 
 
-def spellings(dialect: str) -> dict[str, str]:
-    """Map every spelling the dialect uses to the op name (readers use this)."""
-    out: dict[str, str] = {}
-    for op in OPS.values():
-        for s in op.spell.get(dialect, ()):
-            out.setdefault(s, op.name)
-    return out
+# Deprecated views, kept for one release: dialect spellings live in the Dialect records of
+# symcore.io.dialects, which installs this view when imported (the facade imports it); the core
+# never imports io.  `Op.spell`, `ops.DIALECTS`, `ops.spellings`, `ops.printed_name` read it.
+_dialect_view: Any = None
 
 
-def printed_name(op: str, dialect: str) -> str | None:
-    """The spelling a dialect's printer uses for `op`, or None if the dialect cannot express it."""
-    names = OPS[op].spell.get(dialect)
-    return names[0] if names else None
+def __getattr__(name: str) -> Any:
+    if name in ("DIALECTS", "spellings", "printed_name") and _dialect_view is not None:
+        return getattr(_dialect_view, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry.  The built-in table is read-only; user ops are added with `register` (or
+# symcore.register_op, which also reads text templates) and append to the table, so built-in
+# opcodes (= positions) never change.  Caches that bake the op set in key on `generation()`
+# (in process) or `registry_key()` (on disk: the user ops' content, never a counter).
+
+_TABLE: dict[str, Op] = OPS
+OPS: Mapping[str, Op] = MappingProxyType(_TABLE)  # type: ignore[no-redef]
+BUILTIN: frozenset[str] = frozenset(_TABLE)
+_GENERATION = 0
+
+
+def generation() -> int:
+    """A number bumped by every register/unregister (in-process cache keys)."""
+    return _GENERATION
+
+
+def _check_template(op: Op, t: Any) -> None:
+    if isinstance(t, str):
+        ok = t == "{y}" or (t.startswith("{") and t.endswith("}") and t[1:-1].isdigit()
+                            and int(t[1:-1]) < op.arity)
+        if not ok:
+            raise OpRegistrationError(
+                f"operator {op.name!r}: derivative template {t!r} is not a placeholder "
+                f"{{0}}..{{{op.arity - 1}}}, {{y}} (symcore.register_op reads symcore text)")
+    elif isinstance(t, tuple):
+        if not t or not isinstance(t[0], str):
+            raise OpRegistrationError(f"operator {op.name!r}: bad derivative template {t!r}")
+        for a in t[1:]:
+            _check_template(op, a)
+    elif not isinstance(t, (int, float)) or isinstance(t, bool):
+        raise OpRegistrationError(f"operator {op.name!r}: bad derivative template {t!r}")
+
+
+def _validate(op: Op) -> None:
+    if not isinstance(op, Op):
+        raise OpRegistrationError(f"register takes an Op, got {type(op).__name__}")
+    if not (isinstance(op.name, str) and op.name.isidentifier() and op.name.isascii()):
+        raise OpRegistrationError(f"operator name must be an identifier, got {op.name!r}")
+    if op.name in LEAVES:
+        raise OpRegistrationError(f"{op.name!r} is a leaf kind, not an operator name")
+    if op.arity not in (1, 2):
+        raise OpRegistrationError(f"operator {op.name!r}: arity must be 1 or 2, got {op.arity!r}")
+    if op.np is not None and not callable(op.np):
+        raise OpRegistrationError(f"operator {op.name!r}: np must be callable")
+    for fld in ("c", "latex", "np_src"):
+        v = getattr(op, fld)
+        if v is not None and not isinstance(v, str):
+            raise OpRegistrationError(f"operator {op.name!r}: {fld} must be a template string")
+    if isinstance(op.deriv, tuple):
+        if len(op.deriv) != op.arity:
+            raise OpRegistrationError(f"operator {op.name!r}: deriv needs {op.arity} "
+                                      f"template(s), one per operand, got {len(op.deriv)}")
+        for t in op.deriv:
+            _check_template(op, t)
+    elif op.deriv is not None and not callable(op.deriv):
+        raise OpRegistrationError(f"operator {op.name!r}: deriv must be a tuple of templates "
+                                  f"or a callable")
+    for r in op.rules:
+        if not isinstance(r, OpRule):
+            raise OpRegistrationError(f"operator {op.name!r}: rules must be OpRule records")
+
+
+def register(op: Op) -> Op:
+    """Add a user op to the table (derivative templates already parsed; see
+    symcore.register_op).  Registering the same op again is a no-op; a built-in name or a
+    different op under a registered name is an OpRegistrationError."""
+    global _GENERATION
+    _validate(op)
+    if op.name in BUILTIN:
+        raise OpRegistrationError(f"{op.name!r} is a built-in operator; choose another name")
+    old = _TABLE.get(op.name)
+    if old is not None:
+        if old == op:
+            return old
+        raise OpRegistrationError(f"operator {op.name!r} is already registered with different "
+                                  f"fields; unregister it first")
+    _TABLE[op.name] = op
+    _GENERATION += 1
+    return op
+
+
+def unregister(name: str) -> None:
+    """Remove a user op (built-ins cannot be removed; an unknown name is a no-op)."""
+    global _GENERATION
+    if name in BUILTIN:
+        raise OpRegistrationError(f"{name!r} is a built-in operator and cannot be unregistered")
+    if _TABLE.pop(name, None) is not None:
+        _GENERATION += 1
+
+
+@contextlib.contextmanager
+def registered(op: Op) -> Iterator[Op]:
+    """`register(op)` for the duration of a with-block (tests; scoped extensions)."""
+    added = op.name not in _TABLE
+    got = register(op)
+    try:
+        yield got
+    finally:
+        if added:
+            unregister(op.name)
+
+
+def registry_key() -> str:
+    """Digest of the user ops' content (names, arities, C and lowering templates) for on-disk
+    cache keys: the same registrations give the same key in every process."""
+    user = [o for n, o in _TABLE.items() if n not in BUILTIN]
+    if not user:
+        return "builtin"
+    h = hashlib.blake2b(digest_size=8)
+    for o in user:
+        low = getattr(o.lower, "__code__", None)
+        h.update(f"{o.name}|{o.arity}|{o.c}|{o.expand!r}|"
+                 f"{low.co_code.hex() if low is not None else None}\n".encode())
+    return h.hexdigest()

@@ -28,6 +28,8 @@ from symcore.errors import CompileError, SymcoreError
 from symcore.ir import Expr
 from symcore.ops import OPS
 
+from symcore.codegen import bytecode as _bytecode
+
 #: opcode of every operator: its position in the ops table (the table drives the interpreter)
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 
@@ -102,7 +104,7 @@ class _Segment:
         free: list[int] = []
         top = 0
         n_vars = n_params = 0
-        opcodes = OPCODES
+        opcodes = _bytecode.opcodes()  # live: user ops registered later included
 
         def leaf_slot(a: Expr) -> int:
             # leaves get their slot when first used as a value (a powi exponent never is)

@@ -40,10 +40,11 @@ from llvmlite import ir
 
 from symcore.errors import CompileError, DataError
 from symcore.ir import Expr
-from symcore.ops import OPS
+from symcore.ops import OPS, generation
 
 from symcore.codegen.llvm import cache as _cache
 from symcore.codegen.llvm import jit as _jit
+from symcore.codegen import bytecode as _bytecode
 from symcore.codegen.eval import tape as _tape
 from symcore.codegen.llvm import vecmath as _vecmath
 from symcore.codegen.llvm.irflow import Flow
@@ -336,7 +337,7 @@ def _emit_interp(E: _Emitter, code: ir.Value, code_off: ir.Value, n_instr: ir.Va
                 vstore(compute(k), d, k * W)
             b.branch(after)
 
-        for name, opc in _tape.OPCODES.items():
+        for name, opc in _bytecode.opcodes().items():
             arity = OPS[name].arity
             case = fn.append_basic_block(f"op.{name}")
             sw.add_case(ir.Constant(_I32, opc), case)
@@ -378,7 +379,7 @@ _LOSS_T = ctypes.CFUNCTYPE(None, *_COMMON, _P, _P, _P)
 def _source_key(dtype: str, lanes: int, block: int, isa: Any) -> str:
     """Everything the interpreter's code depends on besides the machine (which the cache
     directory names): this generator, the lowering, the vector math, the opcode numbering."""
-    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{_jit.source_hash('eval/tier0.py', 'eval/tape.py')}"
+    return f"tier0|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|{_jit.source_hash('eval/tier0.py', 'eval/tape.py', 'bytecode.py')}"
 
 
 class _Interpreter:
@@ -409,7 +410,7 @@ class _Interpreter:
         return _jit.load_library([obj], [f"t0_{k}" for k in kinds])
 
 
-_INTERPS: dict[tuple[str, int], _Interpreter] = {}
+_INTERPS: dict[tuple[str, int, int], _Interpreter] = {}  # (dtype, block, ops generation)
 _INTERP_LOCK = threading.Lock()
 
 
@@ -421,9 +422,10 @@ def interpreter(dtype: str = "float64", block: int | None = None) -> _Interprete
     if blk <= 0:
         raise CompileError(f"block size must be positive, got {block!r}")
     with _INTERP_LOCK:
-        it = _INTERPS.get((dtype, blk))
+        key = (dtype, blk, generation())  # the opcode switch bakes the op set in
+        it = _INTERPS.get(key)
         if it is None:
-            it = _INTERPS[(dtype, blk)] = _Interpreter(dtype, blk)
+            it = _INTERPS[key] = _Interpreter(dtype, blk)
         return it
 
 

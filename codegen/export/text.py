@@ -44,7 +44,8 @@ def _np_templates(model: Expr) -> dict[str, str]:
 
 def write_py(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
              original: Expr) -> str:
-    from symcore.io.printers import to_numpy_source
+    from symcore.io.printers import numpy_imports, to_numpy_source
+    extra_imports = "".join(f"import {m}\n" for m in numpy_imports(model))  # a user op's scipy.special
     tmpl = _np_templates(model)
     body: list[str] = []
     ref: dict[Expr, str] = {}
@@ -68,7 +69,7 @@ def write_py(model: Expr, name: str, pvals: np.ndarray | None, runtime: bool,
             sig += "=(" + ", ".join(repr(float(v)) for v in pvals[:original.n_params]) + ",)"
     return (f'"""{doc}\n\n{name}(X) returns the model on every row of X (n_rows x >= {nv} '
             f'columns) as a 1-D float64 array; needs only NumPy."""\n\n'
-            f"import numpy as np\n\nN_VARS = {nv}\n\n\n"
+            f"import numpy as np\n{extra_imports}\nN_VARS = {nv}\n\n\n"
             f"def {name}({sig}):\n"
             f"    X = np.asarray(X, dtype=np.float64)\n"
             f"    if X.ndim == 1:\n        X = X.reshape(1, -1)\n"

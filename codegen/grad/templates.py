@@ -7,7 +7,8 @@ import functools
 import struct
 
 from symcore.ir import Expr, const, var
-from symcore.ops import OPS
+from symcore.deriv import derivatives
+from symcore.ops import OPS, generation
 
 __all__ = ["deriv_template", "node_consts", "active_nodes"]
 
@@ -18,15 +19,16 @@ def deriv_template(op: str, consts: tuple[float | None, ...], i: int) -> Expr:
     `var(arity)` for the node's own value `out`."""
     # memoised on the literals' bit patterns: -0.0 == 0.0 as floats, yet 1/-0.0 is -inf
     bits = tuple(None if c is None else struct.pack("<d", float(c)) for c in consts)
-    return _deriv_template(op, bits, i)
+    return _deriv_template(op, bits, i, generation())
 
 
 @functools.lru_cache(maxsize=4096)
-def _deriv_template(op: str, bits: tuple[bytes | None, ...], i: int) -> Expr:
+def _deriv_template(op: str, bits: tuple[bytes | None, ...], i: int, gen: int) -> Expr:
+    # `gen`: the ops registry's generation (a re-registered user op has new derivatives)
     o = OPS[op]
     args = [var(j) if c is None else const(struct.unpack("<d", c)[0])
             for j, c in enumerate(bits)]
-    return o.deriv(*args, var(o.arity))[i]
+    return derivatives(op, args, var(o.arity))[i]
 
 
 def node_consts(node: Expr) -> tuple[float | None, ...]:

@@ -16,7 +16,7 @@ from llvmlite import ir
 
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.ir import Expr, flatten
-from symcore.ops import LEAVES, OPS
+from symcore.ops import LEAVES, OPS, generation
 
 from symcore.codegen.bytecode import KIND_CONST, KIND_PARAM, OP_VAR, opcodes
 from symcore.codegen.fit import native_lm as _lm
@@ -317,7 +317,8 @@ def emit_tier0_batch(module: ir.Module, normal: ir.Function) -> ir.Function:
 
 
 @functools.lru_cache(maxsize=4)
-def _tier0_library(lanes: int) -> tuple[Any, tuple[Any, Any]]:
+def _tier0_library(lanes: int, gen: int = 0) -> tuple[Any, tuple[Any, Any]]:
+    # `gen`: the ops registry's generation (the opcode switch bakes the op set in)
     key = (f"grad-tier0|{_T0_VERSION}|{lanes}x{T0_UNROLL}|"
            f"{jit.source_hash(*SOURCES)}")
 
@@ -402,7 +403,7 @@ class Tier0Grad:
                 raise SymcoreError(f"Tier0Grad takes Expr objects, got {type(e).__name__}")
         self.vector = lanes or width("float64")
         self.lanes = self.vector * T0_UNROLL   # rows per block: data is padded to a multiple
-        self._lib, (self._fn, self._batch, self._lm) = _tier0_library(self.vector)
+        self._lib, (self._fn, self._batch, self._lm) = _tier0_library(self.vector, generation())
         self._packed = [_pack(e) for e in self.exprs]
         self.max_params = max((pk.P for pk in self._packed), default=0)
         self._table = np.array([[pk.fills.ctypes.data, pk.fills.shape[0], pk.fwd.ctypes.data,

@@ -160,5 +160,6 @@ def source_hash(*files: str) -> str:
         h.update((here / f).read_bytes())
     import symcore.ops
     h.update(Path(symcore.ops.__file__).read_bytes())
+    h.update(symcore.ops.registry_key().encode())  # user ops: their content, not a counter
     return h.hexdigest()
 

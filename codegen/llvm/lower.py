@@ -1,26 +1,28 @@
 """Lowering of every ops-table operator to LLVM IR, for scalar (double/float) and vector
 (<W x double/float>) values, with exactly the NumPy reference semantics (symcore/ops.py).
 
-Each helper is `(builder, *values) -> value`; `LOWER` maps op names to them and `lower_expr`
-lowers a whole expression given how to materialise its leaves.
+Each op's `lower` (in symcore/ops.py) is written against `Vocabulary`; `LOWER` maps op names
+to `(builder, *values) -> value` over the live table and `lower_expr` lowers a whole
+expression given how to materialise its leaves.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Iterator, Mapping
 
 from llvmlite import ir
 
 from symcore.errors import CompileError
 from symcore.ir import Expr, Flat, flatten
-from symcore.ops import DYSYMNET_LOG_EPS, GPLEARN_THRESHOLD, OPS
+from symcore.ops import OPS, Op
 
 from symcore.codegen.llvm.values import splat  # noqa: F401 - re-exported
 from symcore.codegen.llvm.vecmath import math_call
 
-__all__ = ["LOWER", "lower_expr", "lower_powi", "splat", "needed_rows", "POWI_MAX_MULTIPLY"]
+__all__ = ["LOWER", "Vocabulary", "lowering", "libm_name", "lower_expr", "lower_powi", "splat",
+           "needed_rows", "POWI_MAX_MULTIPLY"]
 
 #: |k| above which powi calls pow instead of multiplying (k multiplications lose ~k/2 ulp)
 POWI_MAX_MULTIPLY = 16
@@ -47,45 +49,6 @@ def _sqrt(b: ir.IRBuilder, a: ir.Value) -> ir.Value:
     return b.call(_intrinsic(b, "sqrt", a.type), [a])
 
 
-def _guarded(b: ir.IRBuilder, test: ir.Value, value: ir.Value, fallback: float) -> ir.Value:
-    # gplearn: np.where(|x| > 0.001, value, fallback); an ordered compare sends NaN to fallback
-    thr = splat(test.type, GPLEARN_THRESHOLD)
-    cond = b.fcmp_ordered(">", _fabs(b, test), thr)
-    return b.select(cond, value, splat(value.type, fallback))
-
-
-# -- arithmetic ---------------------------------------------------------------------------------
-
-def l_add(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """x + y."""
-    return b.fadd(x, y)
-
-
-def l_sub(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """x - y."""
-    return b.fsub(x, y)
-
-
-def l_mul(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """x * y."""
-    return b.fmul(x, y)
-
-
-def l_div(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """x / y (IEEE: ±inf or NaN at 0)."""
-    return b.fdiv(x, y)
-
-
-def l_neg(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """-x (sign flip, also of 0 and NaN)."""
-    return b.fneg(x)
-
-
-def l_pow(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """C pow(x, y)."""
-    return math_call(b, "pow", x, y)
-
-
 def lower_powi(b: ir.IRBuilder, x: ir.Value, k: int) -> ir.Value:
     """x**k for an integer k by repeated squaring (pow(x, 0) is 1 even for NaN, like C)."""
     if k == 0:
@@ -104,7 +67,7 @@ def lower_powi(b: ir.IRBuilder, x: ir.Value, k: int) -> ir.Value:
     return b.fdiv(splat(x.type, 1.0), acc) if k < 0 else acc
 
 
-def l_powi(b: ir.IRBuilder, x: ir.Value, k: Any) -> ir.Value:
+def _powi(b: ir.IRBuilder, x: ir.Value, k: Any) -> ir.Value:
     """x**k, k an integer constant (Python number or LLVM constant; otherwise pow)."""
     kv = _const_value(k)
     if kv is None or not math.isfinite(kv) or kv != int(kv):
@@ -125,139 +88,162 @@ def _const_value(k: Any) -> float | None:
     return None
 
 
-def l_square(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """x * x."""
-    return b.fmul(x, x)
+class Vocabulary:
+    """What an op's `lower` (symcore.ops) may call: one instance wraps one builder (an llvmlite
+    `IRBuilder` or tier 1's `TextBuilder`, which implements the same subset).  Compares are
+    ordered (false on NaN); `isnan` is the unordered self-compare."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, builder: Any) -> None:
+        self.b = builder
+
+    def const(self, v: float, like: Any) -> Any:
+        """`v` in the type of value `like` (broadcast over lanes)."""
+        return splat(like.type, v)
+
+    def fadd(self, x: Any, y: Any) -> Any:
+        return self.b.fadd(x, y)
+
+    def fsub(self, x: Any, y: Any) -> Any:
+        return self.b.fsub(x, y)
+
+    def fmul(self, x: Any, y: Any) -> Any:
+        return self.b.fmul(x, y)
+
+    def fdiv(self, x: Any, y: Any) -> Any:
+        return self.b.fdiv(x, y)
+
+    def fneg(self, x: Any) -> Any:
+        return self.b.fneg(x)
+
+    def fabs(self, x: Any) -> Any:
+        return _fabs(self.b, x)
+
+    def sqrt(self, x: Any) -> Any:
+        return _sqrt(self.b, x)
+
+    def gt(self, x: Any, y: Any) -> Any:
+        return self.b.fcmp_ordered(">", x, y)
+
+    def lt(self, x: Any, y: Any) -> Any:
+        return self.b.fcmp_ordered("<", x, y)
+
+    def ge(self, x: Any, y: Any) -> Any:
+        return self.b.fcmp_ordered(">=", x, y)
+
+    def le(self, x: Any, y: Any) -> Any:
+        return self.b.fcmp_ordered("<=", x, y)
+
+    def eq(self, x: Any, y: Any) -> Any:
+        return self.b.fcmp_ordered("==", x, y)
+
+    def isnan(self, x: Any) -> Any:
+        return self.b.fcmp_unordered("uno", x, x)
+
+    def select(self, c: Any, x: Any, y: Any) -> Any:
+        return self.b.select(c, x, y)
+
+    def libm(self, name: str, *args: Any) -> Any:
+        """libm `name` (libmvec or symcore's own vector math where they apply, else lane by
+        lane)."""
+        return math_call(self.b, name, *args)
+
+    def powi(self, x: Any, k: Any) -> Any:
+        return _powi(self.b, x, k)
 
 
-def l_cube(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """(x * x) * x, the reference's order."""
-    return b.fmul(b.fmul(x, x), x)
+_PLAIN_CALL = re.compile(r"\s*([A-Za-z_]\w*)\((.*)\)\s*")
 
 
-def l_inv(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """1 / x."""
-    return b.fdiv(splat(x.type, 1.0), x)
+def libm_name(op: Op) -> str | None:
+    """The function a plain-call C template calls (`erf({0})` -> "erf"), else None."""
+    if op.c is None:
+        return None
+    m = _PLAIN_CALL.fullmatch(op.c)
+    if m is None:
+        return None
+    want = ", ".join(f"{{{i}}}" for i in range(op.arity))
+    return m.group(1) if re.sub(r"\s+", " ", m.group(2)).strip() == want else None
 
 
-def l_abs(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """|x|."""
-    return _fabs(b, x)
+def _expand_lowering(op: Op) -> Callable[..., Any]:
+    t = op.expand
+
+    def go(L: Vocabulary, node: Any, args: tuple[Any, ...]) -> Any:
+        if isinstance(node, str):
+            return args[int(node[1:-1])]
+        if isinstance(node, tuple):
+            vals = [go(L, a, args) for a in node[1:]]
+            return lowering(node[0])(L.b, *vals)
+        return L.const(float(node), args[0])
+    return lambda L, *args: go(L, t, args)
 
 
-def l_sign(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """np.sign: 1, -1, +0 for ±0, NaN for NaN."""
-    pos = b.fcmp_ordered(">", x, splat(x.type, 0.0))
-    neg = b.fcmp_ordered("<", x, splat(x.type, 0.0))
-    nan = b.fcmp_unordered("uno", x, x)
-    r = b.select(neg, splat(x.type, -1.0), splat(x.type, 0.0))
-    r = b.select(pos, splat(x.type, 1.0), r)
-    return b.select(nan, x, r)
+def _op_lowering(op: Op) -> Callable[..., Any]:
+    """`(L, *values) -> value` of op: its `lower`, else its libm call, else its expansion."""
+    if op.lower is not None:
+        return op.lower
+    fn = libm_name(op)
+    if fn is not None:
+        return lambda L, *args: L.libm(fn, *args)
+    if op.expand is not None:
+        return _expand_lowering(op)
+    raise CompileError(f"operator {op.name!r} has no LLVM lowering: give it `lower`, a plain-call "
+                       f"`c` template naming a libm function, or `expand`")
 
 
-def l_sqrt(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """IEEE sqrt (NaN below 0)."""
-    return _sqrt(b, x)
+_LOWERED: dict[str, tuple[Op, Callable[..., ir.Value]]] = {}
 
 
-def _unary_math(name: str) -> Callable[[ir.IRBuilder, ir.Value], ir.Value]:
-    def f(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-        return math_call(b, name, x)
-    f.__name__ = f"l_{name}"
-    f.__doc__ = f"libm {name}(x) (libmvec when vectorised)."
-    return f
+def lowering(name: str) -> Callable[..., ir.Value]:
+    """`(builder, *values) -> value` of op `name` (CompileError naming it if it has none)."""
+    hit = _LOWERED.get(name)
+    op = OPS.get(name)
+    if op is None:
+        raise CompileError(f"no LLVM lowering for op {name!r}")
+    if hit is not None and hit[0] is op:
+        return hit[1]
+    f = _op_lowering(op)
+
+    def fn(b: Any, *args: Any, _f: Callable[..., Any] = f) -> ir.Value:
+        return _f(Vocabulary(b), *args)
+    fn.__name__ = f"lower_{name}"
+    fn.__doc__ = f"LLVM lowering of {name} ({op.domain}); NumPy reference semantics."
+    _LOWERED[name] = (op, fn)
+    return fn
 
 
-l_cbrt = _unary_math("cbrt")
-l_exp = _unary_math("exp")
-l_log = _unary_math("log")
-l_sin = _unary_math("sin")
-l_cos = _unary_math("cos")
-l_tan = _unary_math("tan")
-l_tanh = _unary_math("tanh")
-l_sinh = _unary_math("sinh")
-l_cosh = _unary_math("cosh")
-l_asin = _unary_math("asin")
-l_acos = _unary_math("acos")
-l_atan = _unary_math("atan")
-l_asinh = _unary_math("asinh")
-l_acosh = _unary_math("acosh")
-l_atanh = _unary_math("atanh")
+class _Lowerings(Mapping[str, Callable[..., ir.Value]]):
+    """Live view: op name -> `(builder, *values) -> value`, for every op of the table that can
+    be lowered (an op registered later is included)."""
+
+    def __getitem__(self, name: str) -> Callable[..., ir.Value]:
+        if name not in OPS:
+            raise KeyError(name)
+        try:
+            return lowering(name)
+        except CompileError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or name not in OPS:
+            return False
+        try:
+            lowering(name)
+        except CompileError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in list(OPS) if n in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
-def l_aq(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """Analytic quotient x / sqrt(1 + y*y)."""
-    return b.fdiv(x, _sqrt(b, b.fadd(splat(y.type, 1.0), b.fmul(y, y))))
-
-
-# -- protected variants -------------------------------------------------------------------------
-
-def l_pdiv(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """gplearn div: x/y if |y| > 0.001 else 1 (NaN y gives 1)."""
-    return _guarded(b, y, b.fdiv(x, y), 1.0)
-
-
-def l_plog(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """gplearn log: log|x| if |x| > 0.001 else 0 (NaN gives 0)."""
-    return _guarded(b, x, math_call(b, "log", _fabs(b, x)), 0.0)
-
-
-def l_pinv(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """gplearn inv: 1/x if |x| > 0.001 else 0 (NaN gives 0)."""
-    return _guarded(b, x, b.fdiv(splat(x.type, 1.0), x), 0.0)
-
-
-def l_sqrt_abs(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """sqrt|x|."""
-    return _sqrt(b, _fabs(b, x))
-
-
-def l_log_abs(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """log|x|."""
-    return math_call(b, "log", _fabs(b, x))
-
-
-def l_dlog(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """DySymNet log(|x| + 1e-6)."""
-    return math_call(b, "log", b.fadd(_fabs(b, x), splat(x.type, DYSYMNET_LOG_EPS)))
-
-
-def l_pow_abs(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """pow(|x|, y)."""
-    return math_call(b, "pow", _fabs(b, x), y)
-
-
-def l_max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """np.maximum: NaN if either is NaN, else x if x > y else y (ties give y, as NumPy)."""
-    r = b.select(b.fcmp_ordered(">", x, y), x, y)
-    return b.select(b.fcmp_unordered("uno", x, x), x, r)
-
-
-def l_min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """np.minimum: NaN if either is NaN, else x if x < y else y (ties give y, as NumPy)."""
-    r = b.select(b.fcmp_ordered("<", x, y), x, y)
-    return b.select(b.fcmp_unordered("uno", x, x), x, r)
-
-
-def l_fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """C fmax / np.fmax: the other operand when one is NaN, else the larger."""
-    r = b.select(b.fcmp_ordered(">", x, y), x, y)
-    return b.select(b.fcmp_unordered("uno", y, y), x, r)
-
-
-def l_fmin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    """C fmin / np.fmin: the other operand when one is NaN, else the smaller."""
-    r = b.select(b.fcmp_ordered("<", x, y), x, y)
-    return b.select(b.fcmp_unordered("uno", y, y), x, r)
-
-
-#: op name -> lowering helper; covers every op of symcore.ops.OPS (tested)
-LOWER: dict[str, Callable[..., ir.Value]] = {
-    name: globals()[f"l_{name}"] for name in OPS if f"l_{name}" in globals()
-}
-_missing = [n for n in OPS if n not in LOWER]
-if _missing:  # pragma: no cover - an op added to the table without its lowering
-    raise CompileError(f"no LLVM lowering for op(s): {', '.join(_missing)}")
+#: op name -> lowering helper, over the live ops table (tested: covers every built-in op)
+LOWER: Mapping[str, Callable[..., ir.Value]] = _Lowerings()
 
 
 def needed_rows(flat: Flat) -> list[bool]:
@@ -296,10 +282,7 @@ def lower_expr(builder: ir.IRBuilder, expr_or_flat: Expr | Flat,
             k = flat.rows[kids[1]][2]
             vals[i] = lower_powi(builder, vals[kids[0]], int(k))  # type: ignore[arg-type]
             continue
-        fn = LOWER.get(op)
-        if fn is None:
-            raise CompileError(f"no LLVM lowering for op {op!r}")
-        vals[i] = fn(builder, *(vals[k] for k in kids))
+        vals[i] = lowering(op)(builder, *(vals[k] for k in kids))
     out = vals[-1]
     assert out is not None
     return out

@@ -22,7 +22,8 @@ from symcore.codegen.llvm.values import splat
 __all__ = ["VecISA", "host_isa", "width", "math_call", "MATH_UNARY", "MATH_BINARY",
            "mvec_symbol", "ensure_libraries", "lane_type"]
 
-#: libm functions the lowering calls (unary), and the binary ones
+#: glibc libmvec functions symcore calls as vectors (a property of glibc, not of operators:
+#: any other libm function an op's lowering names, e.g. a user op's `erf`, goes lane by lane)
 MATH_UNARY = ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
               "cbrt", "asinh", "acosh", "atanh")
 MATH_BINARY = ("pow",)
@@ -179,10 +180,11 @@ def _split_call(b: ir.IRBuilder, fn: str, args: tuple[ir.Value, ...], native: in
 
 def math_call(builder: ir.IRBuilder, fn: str, *args: ir.Value,
               isa: VecISA | None = None) -> ir.Value:
-    """Call libm function `fn` (exp, log, …, pow) on scalar or vector operands: one libmvec call
-    when the vector matches the ISA, otherwise libm lane by lane."""
-    if fn not in _MVEC_FUNCS:
-        raise CompileError(f"no vector math function {fn!r}")
+    """Call libm function `fn` (exp, log, …, pow, or any other libm function such as erf) on
+    scalar or vector operands: one libmvec call when libmvec has it and the vector matches the
+    ISA, otherwise libm lane by lane."""
+    if not (isinstance(fn, str) and fn.isidentifier()):
+        raise CompileError(f"no math function {fn!r}")
     ty = args[0].type
     elem, lanes = _scalar_info(ty)
     dtype = _dtype_of(elem)

@@ -12,6 +12,7 @@ import string as _string
 from typing import Any as _Any, Union
 
 from symcore import ops as _ops
+from symcore.columns import names_by_column, with_names
 from symcore.errors import DialectError, ExportError
 from symcore.io.dialects import DIALECTS, Dialect, printable_dialects
 from symcore.ir import Expr, topo
@@ -30,25 +31,6 @@ _emit = emit
 # same tree back whatever its precedence rules.
 
 _IDENT = _re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-def _names_by_col(names: _Any) -> dict[int, str]:
-    if names is None:
-        return {}
-    if isinstance(names, dict):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in names.values()):
-            raise DialectError("names must map identifiers to column indices")
-        items = [(v, k) for k, v in names.items()]
-    elif isinstance(names, str):
-        raise DialectError("names must be a list of identifiers or a dict, not a string")
-    else:
-        items = list(enumerate(names))
-    out: dict[int, str] = {}
-    for i, k in items:
-        if not isinstance(k, str) or not _IDENT.match(k):
-            raise DialectError(f"variable names must be identifiers, got {k!r}")
-        out.setdefault(i, k)
-    return out
-
 
 def _symbol(d: Dialect, op: str) -> str | None:
     for s in d.spellings_of(op):
@@ -73,17 +55,12 @@ def write(expr: Expr, dialect: "str | Dialect", *, names: _Any = None,
         raise DialectError(f"cannot write dialect {dialect!r}; writable: "
                            f"{', '.join(printable_dialects())}")
     if d.canonical:
-        cols = _names_by_col(names)
-        if cols:
-            from symcore.ir import map_leaves, var
-            expr = map_leaves(expr, lambda n: var(n.value, cols[n.value])
-                              if n.op == "var" and n.value in cols else n)
-        return to_text(expr)
+        return to_text(with_names(expr, names_by_column(names, DialectError)))
     name_ = d.name
     vfmt, pfmt, layout = d.var_format, d.param_format, d.layout
     base = d.var_base if var_base is None else var_base
     powers = {op: (tok, k) for op, tok, k in d.literal_powers}
-    cols = _names_by_col(names)
+    cols = names_by_column(names, DialectError)
     parts: dict[Expr, _Parts] = {}
     for n in topo([expr]):
         if n.op == "var":
@@ -166,7 +143,7 @@ def _latex_num(v: float) -> str:
 
 def to_latex(expr: Expr, names: _Any = None) -> str:
     """LaTeX math (no surrounding $); variables as x_{i} or their names, parameters as p_{i}."""
-    cols = _names_by_col(names)
+    cols = names_by_column(names, DialectError)
     parts: dict[Expr, _Parts] = {}
     prec: dict[Expr, int] = {}
     lead: dict[Expr, str] = {}          # the first characters of each node's text
@@ -209,7 +186,7 @@ def to_latex(expr: Expr, names: _Any = None) -> str:
             prec[n] = op.prec
         elif n.op == "neg":
             parts[n], prec[n] = ("-", *wrap(n.args[0], 20)), 30
-        elif op.latex.startswith("{{{0}}}^"):
+        elif op.need("latex", "to_latex").startswith("{{{0}}}^"):
             base = n.args[0]
             inner = _template_parts(op.latex, (base, *n.args[1:]))
             if prec[base] < _LEAF_PREC:   # the template's "{" then the base: wrap the base
@@ -281,38 +258,60 @@ def to_c(expr: Expr, x: str = "x", p: str = "p") -> str:
         elif n.op == "const":
             parts[n] = (_c_num(float(n.value)),)
         else:
-            parts[n] = _template_parts(OPS[n.op].c, n.args)
+            parts[n] = _template_parts(OPS[n.op].need("c", "to_c"), n.args)
     _size_guard(expr, parts, "C expression")
     return _emit(expr, parts)
 
 
-# NumPy source of the operators whose reference implementation is not a NumPy ufunc.  Operands
-# used twice go through a lambda so nested expressions do not grow exponentially.
-_NP_SRC = {
-    "cube": "(lambda a: a * a * a)({0})",
-    "powi": "np.power({0}, {1})",
-    "aq": "(lambda a, b: a / np.sqrt(1.0 + b * b))({0}, {1})",
-    "pdiv": f"(lambda a, b: np.where(np.abs(b) > {_ops.GPLEARN_THRESHOLD!r}, np.divide(a, b), "
-            "1.0))({0}, {1})",
-    "plog": f"(lambda a: np.where(np.abs(a) > {_ops.GPLEARN_THRESHOLD!r}, np.log(np.abs(a)), "
-            "0.0))({0})",
-    "pinv": f"(lambda a: np.where(np.abs(a) > {_ops.GPLEARN_THRESHOLD!r}, np.divide(1.0, a), "
-            "0.0))({0})",
-    "sqrt_abs": "np.sqrt(np.abs({0}))",
-    "log_abs": "np.log(np.abs({0}))",
-    "dlog": f"np.log(np.abs({{0}}) + {_ops.DYSYMNET_LOG_EPS!r})",
-    "pow_abs": "np.power(np.abs({0}), {1})",
-}
-
-
 def _np_template(op: str) -> str:
-    fn = OPS[op].np
-    if op in _NP_SRC:
-        return _NP_SRC[op]
+    # the op's `np_src`; else a NumPy ufunc by name; else its callable imported by module and
+    # name (a user op's scipy.special.erf); operands used twice go through a lambda in np_src
+    o = OPS[op]
+    if o.np_src is not None:
+        return o.np_src
+    args = ", ".join(f"{{{i}}}" for i in range(o.arity))
+    qual = _np_qualname(o.np)
+    if qual is None:
+        raise ExportError(f"no NumPy source for operator {op!r}: give it `np_src`, or an `np` "
+                          f"callable importable by module and name")
+    return f"{qual}({args})"
+
+
+def _np_qualname(fn: _Any) -> str | None:
+    import importlib
+    import sys
+
     import numpy as np
-    if isinstance(fn, np.ufunc):
-        return f"np.{fn.__name__}(" + ", ".join(f"{{{i}}}" for i in range(OPS[op].arity)) + ")"
-    raise ExportError(f"no NumPy source for operator {op!r}")
+    name = getattr(fn, "__name__", None)
+    if fn is None or not isinstance(name, str) or not name.isidentifier():
+        return None
+    if getattr(np, name, None) is fn:
+        return f"np.{name}"
+    mods = [getattr(fn, "__module__", None)]
+    if mods[0] is None:  # ufuncs do not record their module: the public module exposing it
+        mods = sorted((m for m, mod in list(sys.modules.items())
+                       if mod is not None and not any(p.startswith("_") for p in m.split("."))
+                       and getattr(mod, name, None) is fn), key=lambda m: (m.count("."), m))
+    for m in mods:
+        if not m or any(p.startswith("_") for p in m.split(".")) or m == "__main__":
+            continue
+        try:
+            if getattr(importlib.import_module(m), name, None) is fn:
+                return f"{m}.{name}"
+        except ImportError:
+            continue
+    return None
+
+
+def numpy_imports(expr: Expr) -> list[str]:
+    """Modules other than NumPy that `to_numpy_source(expr)` refers to (`import` them)."""
+    mods: set[str] = set()
+    for op in {n.op for n in topo([expr]) if n.args}:
+        for m in _re.findall(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.[A-Za-z_]\w*\(",
+                             _np_template(op)):
+            if m != "np":
+                mods.add(m)
+    return sorted(mods)
 
 
 def _np_num(v: float) -> str:

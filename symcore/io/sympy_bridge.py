@@ -63,7 +63,7 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
             memo[n] = memo[n.args[0]] ** sp.Integer(int(n.args[1].value))
         else:
             try:
-                memo[n] = _ops.OPS[n.op].sympy(*(memo[a] for a in n.args))
+                memo[n] = _ops.OPS[n.op].need("sympy", "to_sympy")(*(memo[a] for a in n.args))
             except (ArithmeticError, TypeError, KeyError, ValueError, MemoryError) as err:
                 # SymPy raises on e.g. Float(1.0) / Float(0.0); mpmath runs out of memory
                 # evaluating exp(exp(1e16)) exactly
@@ -83,19 +83,19 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
     return memo[expr]
 
 
-_FUNC_MAP: dict[Any, str] | None = None
+_FUNC_MAP: tuple[int, dict[Any, str]] | None = None  # (ops generation, map)
 
 
 def _func_map() -> dict[Any, str]:
     """SymPy function class -> op name, for every unary/binary op whose SymPy builder yields
     f(args) with the operands unchanged (derived from the ops table)."""
     global _FUNC_MAP
-    if _FUNC_MAP is None:
+    if _FUNC_MAP is None or _FUNC_MAP[0] != _ops.generation():
         sp = _sp()
         a, b = sp.Symbol("a"), sp.Symbol("b")
         out: dict[Any, str] = {}
         for name, op in _ops.OPS.items():
-            if op.protected or name in ("powi",):
+            if op.protected or op.sympy is None or name in ("powi",):
                 continue
             args = (a,) if op.arity == 1 else (a, b)
             try:
@@ -104,8 +104,8 @@ def _func_map() -> dict[Any, str]:
                 continue
             if isinstance(r, sp.Function) and tuple(r.args) == args:
                 out.setdefault(r.func, name)
-        _FUNC_MAP = out
-    return _FUNC_MAP
+        _FUNC_MAP = (_ops.generation(), out)
+    return _FUNC_MAP[1]
 
 
 _SYM_PATTERNS = ((re.compile(r"(?a)x_?(\d+)\Z"), 0), (re.compile(r"(?a)X_?(\d+)\Z"), 1))
