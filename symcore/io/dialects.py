@@ -149,7 +149,6 @@ class Dialect:
         return {s: name for name, sp in self.table().items() for s in sp}
 
 
-_TMP = {"log": ("ln",), **{f: ("arc" + f[1:],) for f in ("asin", "acos", "atan", "asinh", "acosh", "atanh")}}
 _TABLES: dict[str, tuple[object, Dialect, Mapping[str, tuple[str, ...]]]] = {}
 
 
@@ -182,7 +181,7 @@ def _build_table(d: Dialect) -> Mapping[str, tuple[str, ...]]:
             give(op, op)
     if d.aliases:
         for op in list(table):
-            for s in getattr(registered[op], "aliases", _TMP.get(op, ())):
+            for s in registered[op].aliases:
                 give(op, s)
     # the printed spelling is the explicit first one even when a protected spelling came first
     out: dict[str, tuple[str, ...]] = {}
@@ -347,3 +346,23 @@ def printed_name(op: str, dialect: str) -> str | None:
     """The spelling the dialect's printer uses for `op`, or None if it cannot express it."""
     sp = get_dialect(dialect).spellings_of(op)
     return sp[0] if sp else None
+
+
+class _OpsView:
+    """The deprecated spelling views of symcore.ops (`Op.spell`, `ops.DIALECTS`,
+    `ops.spellings`, `ops.printed_name`), answered from the records for one release."""
+
+    @property
+    def DIALECTS(self) -> tuple[str, ...]:  # noqa: N802 - the old module constant's name
+        return printable_dialects()
+
+    spellings = staticmethod(spellings)
+    printed_name = staticmethod(printed_name)
+
+    @staticmethod
+    def spell(op: str) -> Mapping[str, tuple[str, ...]]:
+        return types.MappingProxyType({n: sp for n, d in _REGISTRY.items() if d.printable
+                                       for sp in (d.spellings_of(op),) if sp})
+
+
+_ops._dialect_view = _OpsView()

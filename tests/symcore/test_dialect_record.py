@@ -13,7 +13,7 @@ import symcore
 from symcore import DialectError, call, const, param, var
 from symcore.io.dialects import DIALECTS, Dialect, register_dialect, unregister_dialect
 from symcore.io.printers import write
-from symcore.io.readers import detect_dialect, read, read_many
+from symcore.io.readers import detect_dialect, read, read_many, read_with_params
 
 # A made-up tool: 1-based V1..Vn, word operators `(a plus b)`, its own function names, `K` as a
 # fittable placeholder, and two protected ops: its `ln` is gplearn's protected log and its
@@ -80,7 +80,7 @@ def test_new_dialect_conventions():
             write(call(plain, x0), "vtool")
     assert read("root(V1)", "vtool") is call("sqrt_abs", x0)
     # placeholders become parameters, named constants stay constants, numbering is 1-based
-    got, vals = read("(K times PI) plus V3", "vtool", with_params=True)
+    got, vals = read_with_params("(K times PI) plus V3", "vtool")
     assert got is call("add", call("mul", param(0), const(math.pi)), var(2))
     assert write(call("mul", param(0), x0), "vtool") == "(K times V1)"
     with pytest.raises(symcore.ParseError, match="out of range"):
