@@ -9,6 +9,7 @@ unchanged mutants) are answered from an LRU cache keyed by their canonical form.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
 import time
 import weakref
@@ -24,6 +25,9 @@ from symcore.evaluate import as_matrix
 from symcore.ir import Expr
 
 _is = operator.is_
+#: leaf token types of prefix programs: 0 a column index, 1 a constant
+_LEAF_KIND: dict[type, int] = {int: 0, np.int64: 0, np.int32: 0, float: 1, np.float64: 1,
+                               np.float32: 1}
 
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
@@ -280,6 +284,23 @@ class Session:
         st.entries = len(self._cache)
         return out
 
+    def predict_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str]
+                       ) -> np.ndarray:
+        """Predictions of prefix token programs (see `score_prefix`): a (P, N) array of the
+        session's dtype (not cached)."""
+        from symcore.codegen import pool
+        P, N = len(programs), self.n_rows
+        out = np.empty((P, N), dtype=self._np)
+        if not P:
+            return out
+        prog = self._prefix_program([tuple(p) for p in programs], self._symbol_table(symbols))
+        t = time.perf_counter()
+        X = self._Xcol
+        pool.run_ranges(P, float(sum(prog.tape.n_nodes)) * N,
+                        lambda c0, c1: prog.predict_range(X, None, out, c0, c1))
+        self.stats.seconds["score"] += time.perf_counter() - t
+        return out
+
     def clear(self) -> None:
         """Empty the fitness cache (the counters stay)."""
         self._cache.clear()
@@ -411,85 +432,109 @@ class Session:
 
     def _prefix_program(self, programs: list[tuple[Any, ...]],
                         table: dict[Any, tuple[int, int]]) -> Any:
-        """Pack prefix programs straight into one tier-0 tape: one reversed pass per program
-        with a value stack whose depth is the scratch slot (a result overwrites its first
-        operand's slot; the interpreter reads operands before writing), constants in slots of
-        their own after the stack's deepest slot."""
+        """Pack prefix programs straight into one tier-0 tape, vectorised over all tokens.
+
+        Evaluation runs the prefix list backwards with a value stack: a token's value sits at
+        stack position depth_after - 1, where depth_after(j) is the suffix sum of
+        (1 - arity) over its program from j on.  An operator's result goes to the scratch
+        slot of its position (overwriting its second operand's; the interpreter reads both
+        operands before writing); its first operand is the next token, its second the next
+        token at the same depth_after (where the first operand's subtree ends).  Constants
+        get slots of their own after the program's deepest stack slot."""
         t0 = time.perf_counter()
         nv = max(self.n_features, 1)
-        nfeat = self.n_features
-        code: list[tuple[int, int, int, int]] = []
-        fills: list[tuple[int, int, int]] = []
-        pool: list[float] = []
-        cands: list[tuple[int, int, int, int, int]] = []
-        bases: list[int] = []
-        n_scratch = 0
-        get = table.get
-        for c, toks in enumerate(programs):
-            stack: list[int] = []
-            push, pop = stack.append, stack.pop
-            c_off, f_off = len(code), len(fills)
-            nconst = depth = 0
-            for tok in reversed(toks):
-                info = get(tok)
-                if info is None:
-                    ty = type(tok)
-                    if ty is int or (ty is not bool and isinstance(tok, np.integer)):
-                        if not 0 <= tok < nfeat:
-                            raise DataError(f"program {c} reads column {tok}, X has {nfeat}")
-                        push(int(tok))
-                    elif ty is float or isinstance(tok, np.floating):
-                        nconst += 1
-                        fills.append((-nconst, 0, len(pool)))   # slot fixed below
-                        pool.append(float(tok))
-                        push(-nconst)
-                    else:
-                        raise SymcoreError(f"program {c}: token {tok!r} is neither a column "
-                                           f"(int), a constant (float) nor a symbol")
-                    continue
-                opc, ar = info
-                if len(stack) < ar:
-                    raise SymcoreError(f"program {c} is not a complete prefix expression")
-                a = pop()
-                b = pop() if ar == 2 else 0
-                d = len(stack)
-                if d >= depth:
-                    depth = d + 1
-                code.append((opc, nv + d, a, b))
-                push(nv + d)
-            if len(stack) != 1:
-                raise SymcoreError(f"program {c} is not one complete prefix expression")
-            cands.append((c_off, len(code) - c_off, f_off, len(fills) - f_off, stack[0]))
-            bases.append(nv + depth)
-            n_scratch = max(n_scratch, depth + nconst)
         P = len(programs)
-        code_a = np.array(code, dtype=np.int64).reshape(-1, 4)
-        fills_a = np.array(fills, dtype=np.int64).reshape(-1, 3)
-        cands_a = np.array(cands, dtype=np.int64).reshape(-1, 5)
-        base = np.asarray(bases, dtype=np.int64)
-        # constant placeholder -j (j = 1, 2, ...) -> the candidate's base + j - 1
-        for arr, col, owner in ((code_a, 2, cands_a[:, 1]), (code_a, 3, cands_a[:, 1]),
-                                (fills_a, 0, cands_a[:, 3])):
-            b = np.repeat(base, owner)
-            v = arr[:, col]
-            neg = v < 0
-            v[neg] = b[neg] - v[neg] - 1
-        r = cands_a[:, 4]
-        r[r < 0] = base[r < 0] - r[r < 0] - 1
+        lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
+        if P and lens.min() == 0:
+            raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
+        flat = [tok for prog in programs for tok in prog]
+        n = len(flat)
+        opc_of = {tok: oa[0] for tok, oa in table.items()}
+        arity_of = np.zeros(max((o for o, _ in table.values()), default=0) + 2, dtype=np.int64)
+        for o, ar in table.values():
+            arity_of[o] = ar
+        opc = np.fromiter(map(opc_of.get, flat, itertools.repeat(-1)), dtype=np.int64, count=n)
+        leaf = opc < 0
+        obj = np.empty(n, dtype=object)
+        obj[:] = flat
+        leaves = obj[leaf]
+        kind = np.fromiter(map(_LEAF_KIND.get, map(type, leaves), itertools.repeat(-1)),
+                           dtype=np.int64, count=leaves.size)
+        if kind.size and kind.min() < 0:
+            bad = leaves[int(np.argmin(kind))]
+            raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
+                               f"nor a symbol")
+        prog_of = np.repeat(np.arange(P), lens)
+        start = np.concatenate(([0], np.cumsum(lens)))
+        ar = np.where(leaf, 0, arity_of[np.maximum(opc, 0)])
+        # depth_after: suffix sums of (1 - arity), restarted at each program's end
+        suffix = np.concatenate((np.cumsum((1 - ar)[::-1])[::-1], [0]))
+        depth = suffix[:-1] - suffix[start[1:]][prog_of]
+        if n and (depth.min() < 1 or np.any(depth[start[:-1]] != 1)):
+            c = int(prog_of[np.argmin(depth)]) if depth.min() < 1 else int(
+                np.flatnonzero(depth[start[:-1]] != 1)[0])
+            raise SymcoreError(f"program {c} is not one complete prefix expression")
+        slot = np.empty(n, dtype=np.int64)
+        is_var = np.zeros(n, dtype=bool)
+        is_var[leaf] = kind == 0
+        is_const = np.zeros(n, dtype=bool)
+        is_const[leaf] = kind == 1
+        var_ix = leaves[kind == 0].astype(np.int64)
+        if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= self.n_features):
+            raise DataError(f"a program reads column {int(var_ix.max() if var_ix.max() >= self.n_features else var_ix.min())}, "
+                            f"X has {self.n_features}")
+        slot[is_var] = var_ix
+        # stack slots of operators; a program's constants come after its deepest one
+        op_depth = np.where(leaf, 0, depth)
+        deepest = np.zeros(P, dtype=np.int64)
+        np.maximum.at(deepest, prog_of, op_depth)
+        slot[~leaf] = nv + depth[~leaf] - 1
+        cnum = np.cumsum(is_const)
+        first_const = np.concatenate(([0], cnum))[start[:-1]]
+        n_const = np.concatenate(([0], cnum))[start[1:]] - first_const
+        slot[is_const] = (nv + deepest[prog_of] + cnum - 1 - first_const[prog_of])[is_const]
+        pool = leaves[kind == 1].astype(np.float64)
+        # the next token at the same depth (same program): the second operand
+        order = np.lexsort((np.arange(n), depth, prog_of))
+        nxt = np.full(n, -1, dtype=np.int64)
+        same = ((prog_of[order[1:]] == prog_of[order[:-1]]) & (depth[order[1:]] == depth[order[:-1]]))
+        nxt[order[:-1][same]] = order[1:][same]
+        ops = np.flatnonzero(~leaf)
+        # instructions children first: within a program, operators in reverse prefix order
+        ops = ops[np.lexsort((-ops, prog_of[ops]))]
+        code = np.zeros((ops.size, 4), dtype=np.int64)
+        code[:, 0] = opc[ops]
+        code[:, 1] = slot[ops]
+        code[:, 2] = slot[ops + 1]
+        binary = ar[ops] == 2
+        second = nxt[ops[binary]]
+        if second.size and second.min() < 0:   # pragma: no cover - excluded by the depth check
+            raise SymcoreError("internal error: a binary operator without a second operand")
+        code[binary, 3] = slot[second]
+        n_instr = np.bincount(prog_of[ops], minlength=P)
+        cands = np.zeros((P, 5), dtype=np.int64)
+        cands[:, 0] = np.concatenate(([0], np.cumsum(n_instr)))[:-1]
+        cands[:, 1] = n_instr
+        cands[:, 2] = first_const
+        cands[:, 3] = n_const
+        cands[:, 4] = slot[start[:-1]]
+        consts = np.flatnonzero(is_const)
+        fills = np.zeros((consts.size, 3), dtype=np.int64)
+        fills[:, 0] = slot[consts]
+        fills[:, 2] = np.arange(consts.size)
+        n_scratch = int((deepest + n_const).max()) if P else 0
         n_slots = nv + n_scratch
         # every slot the interpreter will touch, checked before native code sees it
-        unary = np.isin(code_a[:, 0], [o for o, ar in set(table.values()) if ar == 1])
-        ok = (np.all((code_a[:, 1] >= nv) & (code_a[:, 1] < n_slots))
-              and np.all((code_a[:, 2] >= 0) & (code_a[:, 2] < n_slots))
-              and np.all(unary | ((code_a[:, 3] >= 0) & (code_a[:, 3] < n_slots)))
-              and np.all((fills_a[:, 0] >= nv) & (fills_a[:, 0] < n_slots))
-              and np.all((r >= 0) & (r < n_slots)))
+        ok = (np.all((code[:, 1] >= nv) & (code[:, 1] < n_slots))
+              and np.all((code[:, 2] >= 0) & (code[:, 2] < n_slots))
+              and np.all((code[:, 3] >= 0) & (code[:, 3] < n_slots))
+              and np.all((fills[:, 0] >= nv) & (fills[:, 0] < n_slots))
+              and np.all((cands[:, 4] >= 0) & (cands[:, 4] < n_slots)))
         if not ok:   # pragma: no cover - a packing bug, never data
             raise SymcoreError("internal error: prefix packing produced an out-of-range slot")
-        prog = _tape_program(code_a, fills_a, np.asarray(pool, dtype=np.float64), cands_a,
-                             nv, n_scratch, tuple(len(t) for t in programs), self.dtype)
+        prog = _tape_program(code, fills, pool, cands, nv, n_scratch, tuple(lens.tolist()),
+                             self.dtype)
         self.stats.seconds["compile"] += time.perf_counter() - t0
-        assert prog.n_candidates == P
         return prog
 
     # -- scoring ----------------------------------------------------------------------------------
