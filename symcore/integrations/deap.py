@@ -20,9 +20,15 @@ evaluation raises (`math.log(-1)`, `math.sqrt(-1)`: ValueError; `math.exp(1000)`
 squared error of a huge prediction, `(1e200 - y)**2`: OverflowError; `x / 0` with
 `operator.truediv`: ZeroDivisionError), the Evaluator gives that individual the `nonfinite`
 loss (+inf by default, the worst fitness for a minimised error), exactly as for an individual
-whose prediction is inf or NaN on some row.  The Python fallback does the same.  Elsewhere the
-loss equals DEAP's `math.fsum((func(*x) - y)**2 ...) / len(points)` within 1e-9 relative
-(predictions agree to a few ulps: symcore's vector sin/cos/exp/log are not libm's).
+whose prediction is inf or NaN on some row.  The Python fallback does the same.  Elsewhere,
+by default, the loss IS DEAP's `math.fsum((func(*x) - y)**2 ...) / len(points)`, bit for bit:
+math.* primitives run as the C library's own functions (ops `libm_<fn>`, lane by lane), + - * /
+are IEEE-exact, and the squared errors are summed exactly rounded like math.fsum.  That matters:
+individuals whose predictions differ in the last bits often tie under fsum, and DEAP's
+tournaments and hall of fame break ties by position, so any other rounding makes a run with the
+same seed diverge.  `summation="native"` (in-kernel sums, the session's fitness cache) and
+`exact_math=False` (symcore's vector sin/cos/exp/log) are faster and agree within ~1e-15
+relative, but give no such guarantee.
 Ephemeral and constant terminals become float64 constants (Python ints of magnitude > 2**53
 would round).
 """
@@ -33,6 +39,7 @@ import functools
 import math
 import operator
 import types
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -76,14 +83,56 @@ def zdiv_op() -> Any:
               protected=True, domain="DEAP protectedDiv: a/b, 1 where b == 0")
 
 
-def _register_zdiv() -> None:
+#: math.* functions whose libm result the native code can reproduce bit for bit (glibc's
+#: `<fn>f64` aliases are the same functions as `<fn>`, called lane by lane: never libmvec or
+#: symcore's vector approximations, which differ from libm in the last bits)
+LIBM = ("sin", "cos", "tan", "exp", "log", "tanh", "sinh", "cosh", "asin", "acos", "atan",
+        "asinh", "acosh", "atanh", "cbrt")
+_LIBM_DERIV: dict[str, tuple[Any, ...]] = {
+    "sin": (("libm_cos", "{0}"),), "cos": (("neg", ("libm_sin", "{0}")),), "exp": ("{y}",),
+    "log": (("inv", "{0}"),), "tanh": (("sub", 1.0, ("square", "{y}")),),
+}
+
+
+def _libm_available() -> bool:
+    import ctypes
+    try:
+        lib = ctypes.CDLL(None)
+    except OSError:
+        return False
+    return all(hasattr(lib, f + "f64") for f in LIBM)
+
+
+def libm_op(fn: str) -> Any:
+    """The `libm_<fn>` Op: `fn` computed by the C library exactly as Python's math.<fn>."""
+    from symcore.ops import Op
+
+    base = OPS[fn]
+    return Op(name=f"libm_{fn}", arity=1, np=base.np, c=f"{fn}({{0}})", latex=base.latex,
+              sympy=base.sympy, lower=lambda L, a, _f=fn + "f64": L.libm(_f, a),
+              deriv=_LIBM_DERIV.get(fn), cost=base.cost,
+              domain=f"{base.domain} (C library {fn}, bit for bit)")
+
+
+def register_ops(exact_math: bool = True) -> list[str]:
+    """Register the ops this module needs (zdiv; libm_* when `exact_math` and the C library
+    has them); idempotent.  Returns the names registered by this module."""
     from symcore import ops
 
-    if ZDIV not in OPS and hasattr(ops, "register"):
-        ops.register(zdiv_op())
+    want = [zdiv_op()] if ZDIV not in OPS else []
+    if exact_math and "libm_sin" not in OPS and _libm_available():
+        want += [libm_op(f) for f in LIBM]
+    for op in want:
+        ops.register(op)
+    return [n for n in [ZDIV, *(f"libm_{f}" for f in LIBM)] if n in OPS]
 
 
-_register_zdiv()
+def unregister_ops() -> None:
+    """Remove the ops `register_ops` added (tests; a process done with DEAP)."""
+    from symcore import ops
+
+    for name in [ZDIV, *(f"libm_{f}" for f in LIBM)]:
+        ops.unregister(name)
 
 
 def known_functions() -> dict[Any, str]:
@@ -163,8 +212,10 @@ class Translator:
     order of `pset.arguments` (renamed arguments included).  `translate` returns None for a tree
     that uses something with no op (the caller evaluates it in Python)."""
 
-    def __init__(self, pset: Any, ops: Mapping[Any, str] | None = None) -> None:
+    def __init__(self, pset: Any, ops: Mapping[Any, str] | None = None,
+                 exact_math: bool = True) -> None:
         self.pset = pset
+        register_ops(exact_math)
         user = dict(ops or {})
         for key, name in user.items():
             if name not in OPS:
@@ -181,6 +232,9 @@ class Translator:
             op = user.get(name, user.get(fn) if _hashable(fn) else None)
             if op is None and _hashable(fn):
                 op = known.get(fn)
+                if exact_math and getattr(fn, "__module__", None) == "math" \
+                        and f"libm_{op}" in OPS:
+                    op = f"libm_{op}"
             if op is None and is_protected_div(fn):
                 op = ZDIV if ZDIV in OPS else None
                 if op is None:
@@ -257,17 +311,21 @@ class Evaluator:
     of them in one `Session.score` call when `func` is this evaluator (or `toolbox.evaluate`,
     a partial of it) and is plain `map` otherwise.  Columns of X follow `pset.arguments`.
     `ops` maps primitive names (or their functions) to ops-table names for primitives the
-    evaluator does not know; the others run in Python (see the module docstring).  The other
-    keywords are `Session`'s."""
+    evaluator does not know; the others run in Python (see the module docstring).
+    `summation` ("fsum": exactly rounded, DEAP's value bit for bit; "native": the session's
+    in-kernel sum) applies to unweighted mse; `exact_math` evaluates math.* primitives with the
+    C library's functions.  The other keywords are `Session`'s."""
 
     def __init__(self, pset: Any, X: Any, y: Any, metric: Metric = "mse", *,
                  weights: Any = None, dtype: Literal["float64", "float32"] = "float64",
                  cache: Literal["exact", "equivalent"] | None = "exact",
                  max_entries: int = 1_000_000, nonfinite: Any = "inf",
-                 ops: Mapping[Any, str] | None = None) -> None:
+                 ops: Mapping[Any, str] | None = None,
+                 summation: Literal["fsum", "native"] = "fsum",
+                 exact_math: bool = True) -> None:
         from symcore.session import Session   # the session layer (codegen + rules) on demand
 
-        self.translator = Translator(pset, ops)
+        self.translator = Translator(pset, ops, exact_math)
         n_args = self.translator.n_args
         try:
             A = np.asarray(X, dtype=np.float64)
@@ -278,6 +336,8 @@ class Evaluator:
         if A.ndim != 2 or A.shape[1] != n_args:
             raise DataError(f"X must have one column per argument of the primitive set "
                             f"({n_args}: {', '.join(pset.arguments)}), got shape {A.shape}")
+        if summation not in ("fsum", "native"):
+            raise SymcoreError(f"summation must be 'fsum' or 'native', got {summation!r}")
         self.pset = pset
         self.X = A
         self.session = Session(A, y, metric=metric, weights=weights, dtype=dtype, cache=cache,
@@ -288,7 +348,13 @@ class Evaluator:
         self.nonfinite = nonfinite
         self._rows: list[tuple[float, ...]] | None = None
         self._ys: list[float] = []
-        self.stats = {"individuals": 0, "batches": 0, "native": 0, "python": 0}
+        # DEAP's example sums squared errors with math.fsum: only an exactly rounded sum
+        # breaks fitness ties between different individuals as DEAP does (see _fsum_mse)
+        self.summation = summation if metric == "mse" and weights is None else "native"
+        self._cache_on = cache is not None
+        self._max_entries = max_entries
+        self._fsum_cache: OrderedDict[Expr, float] = OrderedDict()
+        self.stats = {"individuals": 0, "batches": 0, "native": 0, "python": 0, "hits": 0}
 
     # -- DEAP's interface -------------------------------------------------------------------
     def __call__(self, individual: Sequence[Any]) -> tuple[float]:
@@ -314,8 +380,9 @@ class Evaluator:
                 exprs.append(e)
                 where.append(i)
         if exprs:
-            losses = self.session.score(exprs)
-            for i, v in zip(where, losses.tolist()):
+            losses = self._fsum_mse(exprs) if self.summation == "fsum" else \
+                self.session.score(exprs).tolist()
+            for i, v in zip(where, losses):
                 out[i] = (v,)
         self.stats["individuals"] += len(individuals)
         self.stats["batches"] += 1
@@ -331,6 +398,52 @@ class Evaluator:
                 "a terminal that is not a number or an argument"
             raise UnknownOperatorError(f"individual {individual} has no IR ({why})")
         return e
+
+    # -- DEAP's mean squared error, exactly rounded ------------------------------------------
+    def _fsum_mse(self, exprs: list[Expr]) -> list[float]:
+        """fsum(squared errors) / rows from native predictions, cached per expression.
+
+        Two individuals whose predictions differ in the last bits often get the same fsum
+        (it is exactly rounded) but different in-kernel sums (rounded at each step); DEAP's
+        tournament and hall of fame then break that tie differently and the run diverges.
+        With the exact sum, fitness is a function of the predictions alone, as in DEAP."""
+        cache = self._fsum_cache
+        out: list[float] = [0.0] * len(exprs)
+        todo: dict[Expr, list[int]] = {}
+        for i, e in enumerate(exprs):
+            v = cache.get(e)
+            if v is not None:
+                cache.move_to_end(e)
+                out[i] = v
+                self.stats["hits"] += 1
+            else:
+                todo.setdefault(e, []).append(i)
+        if not todo:
+            return out
+        uniq = list(todo)
+        n = self.X.shape[0]
+        y = self.y
+        bad = self._nonfinite_loss()
+        step = max(1, (1 << 21) // n)            # at most ~16 MB of predictions at a time
+        for s in range(0, len(uniq), step):
+            block = uniq[s:s + step]
+            with np.errstate(all="ignore"):
+                err = self.session.predict(block).astype(np.float64, copy=False) - y
+                ok = np.isfinite(err).all(axis=1)
+                sq = err * err
+            for e, row, fin in zip(block, sq.tolist(), ok.tolist()):
+                # a non-finite prediction, or a square that overflows (Python raises
+                # OverflowError there), gets the nonfinite loss
+                v = math.fsum(row) / n if fin else bad
+                if not math.isfinite(v):
+                    v = bad
+                for i in todo[e]:
+                    out[i] = v
+                if self._cache_on and self._max_entries:
+                    cache[e] = v
+                    if len(cache) > self._max_entries:
+                        cache.popitem(last=False)
+        return out
 
     # -- the Python fallback ----------------------------------------------------------------
     def _python_loss(self, individual: Any) -> float:
