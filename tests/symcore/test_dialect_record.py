@@ -151,3 +151,20 @@ def test_spellings_the_reader_cannot_tokenize_are_refused():
         register_dialect(Dialect("bad_pow", ops={"pow": ("^",)},
                                  literal_powers=(("square", "^^", 2.0),)))
     assert "bad_sym" not in DIALECTS and "bad_pow" not in DIALECTS
+
+
+def test_a_user_op_is_read_and_written_by_the_all_ops_dialects_only():
+    import numpy as np
+    from symcore.ops import Op, registered
+    x0 = var(0)
+    with registered(Op("softplus_t", arity=1, np=np.logaddexp.reduce)):
+        e = call("softplus_t", x0)
+        for d in ("symcore", "sympy"):
+            assert write(e, d) == "softplus_t(x0)"
+            assert read("softplus_t(x0)", d) is e
+        with pytest.raises(DialectError, match="softplus_t"):
+            write(e, "gplearn")
+        with pytest.raises(symcore.SymcoreError):
+            read("softplus_t(X0)", "gplearn")
+    with pytest.raises(symcore.SymcoreError):            # gone with the op
+        read("softplus_t(x0)", "sympy")
