@@ -167,10 +167,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 
 def _with_names(expr: Any, features: Sequence[str]) -> Any:
-    from symcore.ir import map_leaves, var
-    names = {j: n for j, n in enumerate(features) if n.isidentifier()}
-    return map_leaves(expr, lambda leaf: var(leaf.value, names[leaf.value])
-                      if leaf.op == "var" and leaf.value in names else leaf)
+    from symcore.columns import header_names, with_names
+    return with_names(expr, header_names(features))
 
 
 # ---------------------------------------------------------------------------------------------

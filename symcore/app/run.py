@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from symcore.errors import DataError, DialectError, SymcoreError
-from symcore.ir import Expr, map_leaves, var
+from symcore.ir import Expr
+from symcore.columns import header_names, with_names
 from symcore.io.printers import to_text
 
 __all__ = ["run", "RunResult", "Candidate", "Dataset", "load_csv", "format_report",
@@ -385,13 +386,7 @@ def _refit(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str, *,
 def display(expr: Expr, features: Sequence[str] | None) -> str:
     """symcore text with the data's column names for the variables."""
     if features:
-        names = {j: n for j, n in enumerate(features) if n.isidentifier()}
-
-        def rename(leaf: Expr) -> Expr:
-            if leaf.op == "var" and leaf.value in names:
-                return var(leaf.value, names[leaf.value])
-            return leaf
-        expr = map_leaves(expr, rename)
+        expr = with_names(expr, header_names(features))
     text = to_text(expr)
     import re
     return re.sub(r"\bx\d+:([A-Za-z_]\w*)", r"\1", text)

@@ -25,7 +25,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from symcore.io.dialects import DIALECTS, Dialect, detection_order, get_dialect
 from symcore.io.lexer import ID, NUM, SYM, Token, parse_number, tokenize
 from symcore.io.parser import Ctx, Infix, Lit, Prefix, parse_infix, parse_prefix
 from symcore.errors import DataError, DialectError, ParseError, SymcoreError
+from symcore.columns import columns_by_name
 from symcore.ir import Expr, const, map_leaves, param, topo, var
 from symcore.types import DialectName, Numbers, OnError
 
@@ -255,27 +256,6 @@ def _prefix_leaf(lv: _Leaves):
 # ---------------------------------------------------------------------------------------------
 # read
 
-def _names_map(names: Any) -> dict[str, int]:
-    if names is None:
-        return {}
-    if isinstance(names, Mapping):
-        out = {}
-        for k, v in names.items():
-            if not isinstance(k, str) or not _IDENT.match(k) or isinstance(v, bool) \
-                    or not isinstance(v, (int, np.integer)) or v < 0:
-                raise DataError(f"names must map identifiers to column indices, got {k!r}: {v!r}")
-            out[k] = int(v)
-        return out
-    if isinstance(names, str):
-        raise DataError("names must be a list of identifiers or a dict, not a string")
-    out = {}
-    for i, k in enumerate(names):
-        if not isinstance(k, str) or not _IDENT.match(k):
-            raise DataError(f"names must be identifiers, got {k!r}")
-        out.setdefault(k, i)
-    return out
-
-
 def _theta(theta: Any) -> list[float] | None:
     if theta is None:
         return None
@@ -346,7 +326,7 @@ def _read_one(text: str, dialect: "str | Dialect", *, var_base: int | None, name
         raise DataError(f"numbers must be 'const' or 'params', got {numbers!r}")
     if var_base is not None and (isinstance(var_base, bool) or not isinstance(var_base, int)):
         raise DataError(f"var_base must be an int, got {var_base!r}")
-    nm = _names_map(names)
+    nm = columns_by_name(names)
     th = _theta(theta)
     lv = _Leaves(spec, nm, var_base)
     ctx = Ctx(text, dialect, numbers, placeholders, th)
