@@ -186,7 +186,7 @@ def to_latex(expr: Expr, names: _Any = None) -> str:
             prec[n] = op.prec
         elif n.op == "neg":
             parts[n], prec[n] = ("-", *wrap(n.args[0], 20)), 30
-        elif op.latex.startswith("{{{0}}}^"):
+        elif op.need("latex", "to_latex").startswith("{{{0}}}^"):
             base = n.args[0]
             inner = _template_parts(op.latex, (base, *n.args[1:]))
             if prec[base] < _LEAF_PREC:   # the template's "{" then the base: wrap the base
@@ -258,38 +258,60 @@ def to_c(expr: Expr, x: str = "x", p: str = "p") -> str:
         elif n.op == "const":
             parts[n] = (_c_num(float(n.value)),)
         else:
-            parts[n] = _template_parts(OPS[n.op].c, n.args)
+            parts[n] = _template_parts(OPS[n.op].need("c", "to_c"), n.args)
     _size_guard(expr, parts, "C expression")
     return _emit(expr, parts)
 
 
-# NumPy source of the operators whose reference implementation is not a NumPy ufunc.  Operands
-# used twice go through a lambda so nested expressions do not grow exponentially.
-_NP_SRC = {
-    "cube": "(lambda a: a * a * a)({0})",
-    "powi": "np.power({0}, {1})",
-    "aq": "(lambda a, b: a / np.sqrt(1.0 + b * b))({0}, {1})",
-    "pdiv": f"(lambda a, b: np.where(np.abs(b) > {_ops.GPLEARN_THRESHOLD!r}, np.divide(a, b), "
-            "1.0))({0}, {1})",
-    "plog": f"(lambda a: np.where(np.abs(a) > {_ops.GPLEARN_THRESHOLD!r}, np.log(np.abs(a)), "
-            "0.0))({0})",
-    "pinv": f"(lambda a: np.where(np.abs(a) > {_ops.GPLEARN_THRESHOLD!r}, np.divide(1.0, a), "
-            "0.0))({0})",
-    "sqrt_abs": "np.sqrt(np.abs({0}))",
-    "log_abs": "np.log(np.abs({0}))",
-    "dlog": f"np.log(np.abs({{0}}) + {_ops.DYSYMNET_LOG_EPS!r})",
-    "pow_abs": "np.power(np.abs({0}), {1})",
-}
-
-
 def _np_template(op: str) -> str:
-    fn = OPS[op].np
-    if op in _NP_SRC:
-        return _NP_SRC[op]
+    # the op's `np_src`; else a NumPy ufunc by name; else its callable imported by module and
+    # name (a user op's scipy.special.erf); operands used twice go through a lambda in np_src
+    o = OPS[op]
+    if o.np_src is not None:
+        return o.np_src
+    args = ", ".join(f"{{{i}}}" for i in range(o.arity))
+    qual = _np_qualname(o.np)
+    if qual is None:
+        raise ExportError(f"no NumPy source for operator {op!r}: give it `np_src`, or an `np` "
+                          f"callable importable by module and name")
+    return f"{qual}({args})"
+
+
+def _np_qualname(fn: _Any) -> str | None:
+    import importlib
+    import sys
+
     import numpy as np
-    if isinstance(fn, np.ufunc):
-        return f"np.{fn.__name__}(" + ", ".join(f"{{{i}}}" for i in range(OPS[op].arity)) + ")"
-    raise ExportError(f"no NumPy source for operator {op!r}")
+    name = getattr(fn, "__name__", None)
+    if fn is None or not isinstance(name, str) or not name.isidentifier():
+        return None
+    if getattr(np, name, None) is fn:
+        return f"np.{name}"
+    mods = [getattr(fn, "__module__", None)]
+    if mods[0] is None:  # ufuncs do not record their module: the public module exposing it
+        mods = sorted((m for m, mod in list(sys.modules.items())
+                       if mod is not None and not any(p.startswith("_") for p in m.split("."))
+                       and getattr(mod, name, None) is fn), key=lambda m: (m.count("."), m))
+    for m in mods:
+        if not m or any(p.startswith("_") for p in m.split(".")) or m == "__main__":
+            continue
+        try:
+            if getattr(importlib.import_module(m), name, None) is fn:
+                return f"{m}.{name}"
+        except ImportError:
+            continue
+    return None
+
+
+def numpy_imports(expr: Expr) -> list[str]:
+    """Modules other than NumPy that `to_numpy_source(expr)` refers to (`import` them)."""
+    mods: set[str] = set()
+    for op in {n.op for n in topo([expr]) if n.args}:
+        for m in _re.findall(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.[A-Za-z_]\w*\(",
+                             _np_template(op)):
+            if m != "np":
+                mods.add(m)
+    return sorted(mods)
 
 
 def _np_num(v: float) -> str:
