@@ -168,3 +168,16 @@ def test_a_user_op_is_read_and_written_by_the_all_ops_dialects_only():
             read("softplus_t(X0)", "gplearn")
     with pytest.raises(symcore.SymcoreError):            # gone with the op
         read("softplus_t(x0)", "sympy")
+
+
+def test_detect_hint_keeps_a_dialect_out_of_auto_unless_the_text_matches():
+    hinted = Dialect("hinted_tool", ops={"add": ("+",)}, variables=((r"q(\d+)", 0),),
+                     var_format="q{}", detect_hint=r"^\(")
+    register_dialect(hinted)
+    try:
+        assert detect_dialect("(q0 + q1)") == "hinted_tool"
+        with pytest.raises(DialectError):
+            detect_dialect("q0 + q1")                 # no dialect tried reads it
+        assert read("q0 + q1", "hinted_tool") is call("add", var(0), var(1))
+    finally:
+        unregister_dialect("hinted_tool")
