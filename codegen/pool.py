@@ -1,5 +1,5 @@
-"""A persistent thread pool that splits candidate ranges across the machine's cores (the native
-calls release the GIL, so threads run in parallel)."""
+"""The process's one thread pool, sized by `$SYMCORE_THREADS` (default: the usable CPUs): kernel
+candidate ranges, tier-1 compilation and `fit` all run on it (native calls release the GIL)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def work_size(Pm: int) -> int:
     return 12 * Pm + 4 * Pm * Pm
 
 
-class _Code(Flow):
+class _LMFlow(Flow):
     """`Flow` plus the scalar double helpers the LM loop is written in."""
 
     def __init__(self, fn: ir.Function) -> None:
@@ -122,7 +122,7 @@ def _emit_eval(module: ir.Module, normal: ir.Function, L: int) -> ir.Function:
                      name="lm_eval")
     fn.linkage = "internal"
     row, params, P, X, ldx, Y, Wt, n, vals, adj, jbuf, out, fout, g, A = fn.args
-    c = _Code(fn)
+    c = _LMFlow(fn)
     b = c.b
     field = lambda j: b.load(b.gep(row, [c.i(j)]))  # noqa: E731
     i32p = _I32.as_pointer()
@@ -164,7 +164,7 @@ def _emit_jacobi(module: ir.Module) -> ir.Function:
                      name="lm_jacobi")
     fn.linkage = "internal"
     S, V, lam, P = fn.args
-    c = _Code(fn)
+    c = _LMFlow(fn)
     b = c.b
     ix = lambda r, q: b.add(b.mul(r, P), q)  # noqa: E731
 
@@ -236,7 +236,7 @@ def _emit_one(module: ir.Module, ev: ir.Function, jac: ir.Function) -> ir.Functi
     fn.linkage = "internal"
     (row, p0, P, budget, X, ldx, Y, Wt, n, vals, adj, jbuf, out, work, tol, factor,
      res_p, res_f, res_it, res_status) = fn.args
-    c = _Code(fn)
+    c = _LMFlow(fn)
     b = c.b
     F, I = c.f, c.i
     add, sub, mul, div = b.fadd, b.fsub, b.fmul, b.fdiv
@@ -466,7 +466,7 @@ def emit_lm(module: ir.Module, normal: ir.Function, rows_per_block: int) -> ir.F
                      name="g0_lm")
     (K, table, starts, Pm, budgets, X, ldx, Y, Wt, n, vals, adj, jbuf, out, work, tol, factor,
      counter, res_p, res_f, res_it, res_status) = fn.args
-    c = _Code(fn)
+    c = _LMFlow(fn)
     b = c.b
     width = len(("fills", "nfill", "fwd", "nfwd", "rev", "nrev", "pslots", "P", "pool", "root",
                  "nslots"))
