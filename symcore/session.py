@@ -612,12 +612,9 @@ class Session:
         with np.errstate(all="ignore"):
             if self.metric in _NATIVE:
                 err = p - y
-                if w is None:
-                    sse = np.einsum("ij,ij->i", err, err)
-                    sae = np.abs(err).sum(axis=1)
-                else:
-                    sse = (w * (err * err)).sum(axis=1)
-                    sae = (w * np.abs(err)).sum(axis=1)
+                ww = np.ones(self.n_rows) if w is None else w
+                sse = (ww * (err * err)).sum(axis=1)
+                sae = (ww * np.abs(err)).sum(axis=1)
                 return self._finish(sse, sae, bad, w)
             ones = np.ones(self.n_rows) if w is None else w
             if self.metric == "pearson":
