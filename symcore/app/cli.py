@@ -1,7 +1,8 @@
 """The `symcore` command: `run` (the main job), `simplify`, `dedupe` and `export`.
 
-Exit status: 0 success; 1 an error (message on stderr, no traceback); 2 bad command line;
-3 finished, but some population lines did not read (each reported on stderr with its line).
+Exit status: 0 success; 1 an error (one line `symcore: error: ...` on stderr, no traceback);
+2 bad command line; 3 finished, but some population lines were skipped (each reported on stderr
+with its line).  The bad-line policy is BAD_LINES below (also in --help and the README).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
@@ -19,6 +21,17 @@ from symcore.errors import SymcoreError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _MAX_REPORTED_ERRORS = 20
+
+BAD_LINES = (
+    "bad lines: blank lines, '#' comments and CSV rows with an empty expression cell are "
+    "ignored. A line that does not read (syntax, unknown operator, wrong arity) or that uses a "
+    "variable beyond the data's feature columns (e.g. X99 with 3 columns) is skipped: the rest "
+    "of the population is used, each skipped line is reported on stderr as 'symcore: line N: "
+    "reason' (the first 20, then a count), counted in the summary ('K skipped') and listed "
+    "under \"errors\" with --json, and the exit status is 3. --strict stops at the first bad "
+    "line instead (exit 1). Data too small for the question (one row; a constant target with "
+    "r2/nmse; fewer rows than a model's constants when fitting) gives 'symcore: warning: ...' "
+    "on stderr and does not change the exit status.")
 
 
 class _UserError(Exception):
@@ -53,14 +66,19 @@ class _Bar:
             self.stream.flush()
 
 
+def _one_line(msg: Any) -> str:
+    return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+
+
 def _warn_errors(errors: Sequence[tuple[int, Any]], stream: TextIO) -> None:
     for ln, err in errors[:_MAX_REPORTED_ERRORS]:
-        stream.write(f"symcore: line {ln}: {err}\n")
+        stream.write(f"symcore: line {ln}: {_one_line(err)}\n")
     if len(errors) > _MAX_REPORTED_ERRORS:
-        stream.write(f"symcore: ... and {len(errors) - _MAX_REPORTED_ERRORS} more unreadable "
+        stream.write(f"symcore: ... and {len(errors) - _MAX_REPORTED_ERRORS} more skipped "
                      f"line(s)\n")
     if errors:
-        stream.write(f"symcore: {len(errors)} line(s) could not be read; the rest was used\n")
+        stream.write(f"symcore: {len(errors)} line(s) skipped (unreadable, or using a column "
+                     f"the data does not have); the rest was used\n")
 
 
 def _check_output_path(path: str, what: str) -> None:
@@ -137,9 +155,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
     ds = R.load_csv(data, target)
     bar = _Bar(sys.stderr)
     try:
-        res = R.run(population, ds.X, ds.y, features=ds.features, target=ds.target,
-                    metric=a.metric, fit=a.fit, dialect=a.dialect, rules=_rules(a),
-                    time_limit=a.time_limit, progress=bar)
+        with warnings.catch_warnings():  # printed below, once, as `symcore: warning: ...`
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = R.run(population, ds.X, ds.y, features=ds.features, target=ds.target,
+                        metric=a.metric, fit=a.fit, dialect=a.dialect, rules=_rules(a),
+                        time_limit=a.time_limit, progress=bar,
+                        bad_lines="raise" if a.strict else "skip")
     finally:
         bar.close()
     if a.example:
@@ -158,6 +179,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.pareto:
         R.pareto_plot(res, a.pareto)
     _warn_errors(res.errors, sys.stderr)
+    for msg in res.warnings:
+        sys.stderr.write(f"symcore: warning: {_one_line(msg)}\n")
     if a.json:
         json.dump(R.result_json(res, a.top), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -210,7 +233,7 @@ def _cmd_dedupe(a: argparse.Namespace) -> int:
         raise _UserError(f"file not found: {a.file}")
     if p.is_dir():
         raise _UserError(f"{a.file} is a directory")
-    pop = read_file(p, dialect=a.dialect, on_error="collect")
+    pop = read_file(p, dialect=a.dialect, on_error="raise" if a.strict else "collect")
     _warn_errors(pop.errors, sys.stderr)
     if not pop.exprs:
         raise _UserError(f"no expression in {a.file} could be read")
@@ -279,13 +302,15 @@ def _parser() -> argparse.ArgumentParser:
     from symcore.app.run import METRICS
     p = argparse.ArgumentParser(prog="symcore", description=(
         "symcore: read, deduplicate, simplify, score, fit and export symbolic-regression "
-        "candidates."), epilog="exit status: 0 ok, 1 error, 2 usage, 3 some lines unreadable")
+        "candidates."), epilog="exit status: 0 ok, 1 error, 2 usage, 3 some lines skipped. "
+        + BAD_LINES)
     p.add_argument("--version", action="version", version=f"symcore {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="the main job: dedupe, simplify, score, rank (and fit, export)",
                        description="Read a population, deduplicate and simplify it in one "
-                       "e-graph, score every class on the data, print a ranked table.")
+                       "e-graph, score every class on the data, print a ranked table.",
+                       epilog=BAD_LINES)
     r.add_argument("population", nargs="?", metavar="POPULATION",
                    help="candidates: one a line, or a tool's CSV (PySR, eggp, ...)")
     r.add_argument("--example", action="store_true",
@@ -307,6 +332,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rules", default="default", help="e-graph rule sets, comma-separated")
     r.add_argument("--time-limit", type=float, default=30.0, metavar="S",
                    help="e-graph saturation time limit in seconds (default 30)")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first bad population line (default: skip and report it)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("simplify", help="simplify one expression in the e-graph")
@@ -318,11 +345,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_simplify)
 
-    d = sub.add_parser("dedupe", help="group a population file into classes of equal functions")
+    d = sub.add_parser("dedupe", help="group a population file into classes of equal functions",
+                       epilog=BAD_LINES)
     d.add_argument("file", metavar="FILE")
     d.add_argument("--dialect", default="auto")
     d.add_argument("--rules", default="default")
     d.add_argument("--time-limit", type=float, default=30.0, metavar="S")
+    d.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable line (default: skip and report it)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_cmd_dedupe)
 
@@ -352,10 +382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except _UserError as err:
-        sys.stderr.write(f"symcore {args.command}: error: {err}\n")
+        sys.stderr.write(f"symcore: error: {_one_line(err)}\n")
         return EXIT_USAGE
-    except SymcoreError as err:
-        sys.stderr.write(f"symcore {args.command}: error: {err}\n")
+    except SymcoreError as err:  # typed: one line, no traceback; anything else keeps its own
+        sys.stderr.write(f"symcore: error: {_one_line(err)}\n")
         return EXIT_ERROR
     except BrokenPipeError:  # e.g. `symcore run ... | head`: the reader left, not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -363,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as err:
         where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
-        sys.stderr.write(f"symcore {args.command}: error:{where} {err.strerror or err}\n")
+        sys.stderr.write(f"symcore: error:{where} {_one_line(err.strerror or err)}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("symcore: interrupted\n")

@@ -10,16 +10,18 @@ import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from symcore.errors import DataError, DialectError, SymcoreError
+from symcore.errors import DataError, DialectError, ParseError, SymcoreError
 from symcore.ir import Expr
 from symcore.columns import header_names, with_names
 from symcore.io.printers import to_text
+from symcore.walk import topo
 
 __all__ = ["run", "RunResult", "Candidate", "Dataset", "load_csv", "format_report",
            "result_json", "pareto_plot", "METRICS"]
@@ -122,10 +124,10 @@ class RunResult:
 
     candidates: list[Candidate]          # ranked, best first
     metric: str
-    n_lines: int                         # population entries (read or not)
-    n_inputs: int                        # entries that read
+    n_lines: int                         # population entries (used or not)
+    n_inputs: int                        # entries used
     n_classes: int                       # e-graph classes
-    errors: list[tuple[int, str]]        # (line, message) of entries that did not read
+    errors: list[tuple[int, str]]        # (line, message) of skipped entries, by line
     timings: dict[str, float]
     stop_reason: str
     egraph: dict[str, Any]
@@ -137,6 +139,7 @@ class RunResult:
     source: str = ""
     n_refit: int = 0                     # models after refitting, before the second e-graph pass
     exported: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # data too small for what was asked
 
     @property
     def best(self) -> Candidate:
@@ -149,7 +152,8 @@ class RunResult:
 # Pipeline
 
 def _read_population(population: Any, dialect: str, names: list[str] | None
-                     ) -> tuple[list[Expr], list[int], list[tuple[int, str]], str | None, str]:
+                     ) -> tuple[list[Expr], list[int], list[tuple[int, SymcoreError]],
+                                str | None, str]:
     from symcore.io.readers import read_file, read_many
     opts: dict[str, Any] = {}
     if names and all(n.isidentifier() for n in names):
@@ -174,8 +178,21 @@ def _read_population(population: Any, dialect: str, names: list[str] | None
             return items, list(range(1, len(items) + 1)), [], None, "expressions"
         pop = read_many(items, dialect=dialect, on_error="collect", **opts)
         src = "lines"
-    errors = [(int(ln), str(err)) for ln, err in pop.errors]
+    errors = [(int(ln), err) for ln, err in pop.errors]
     return list(pop.exprs), list(pop.line_numbers), errors, pop.dialect, src
+
+
+def _raise_first(read_errors: list[tuple[int, SymcoreError]],
+                 wide: list[tuple[int, str]]) -> None:
+    """bad_lines="raise": the error of the first bad line, in file order."""
+    first_read = min(read_errors, key=lambda t: t[0], default=None)
+    if wide and (first_read is None or wide[0][0] < first_read[0]):
+        raise DataError(f"line {wide[0][0]}: {wide[0][1]}")
+    assert first_read is not None
+    ln, err = first_read
+    if isinstance(err, ParseError):
+        raise ParseError(f"line {ln}: {err.reason}", err.text, err.pos, err.dialect) from None
+    raise type(err)(f"line {ln}: {err}") from None
 
 
 def _order_key(metric: str) -> Callable[[Candidate], tuple]:
@@ -207,12 +224,64 @@ def _mark_pareto(cands: list[Candidate], metric: str) -> None:
             best = loss
 
 
+def _columns_used(exprs: Sequence[Expr]) -> list[int]:
+    """1 + the highest column index each expression reads (0 for none).  One fold over the
+    distinct nodes of the whole population: expressions are hash-consed, so subterms shared
+    between lines (and repeated lines) are visited once, not once per line."""
+    top: dict[int, int] = {}
+    for n in topo(exprs):
+        if n.op == "var":
+            top[id(n)] = n.value + 1
+        elif not n.args:
+            top[id(n)] = 0
+        else:
+            top[id(n)] = max([top[id(a)] for a in n.args])
+    return [top[id(e)] for e in exprs]
+
+
+def _drop_wide(exprs: list[Expr], lines: list[int], width: int, feats: Sequence[str]
+               ) -> tuple[list[Expr], list[int], list[tuple[int, str]]]:
+    """Split off the candidates that read a column the data does not have (bad lines)."""
+    cols = _columns_used(exprs)
+    if not cols or max(cols) <= width:
+        return exprs, lines, []
+    shown = ", ".join(feats[:8]) + (", ..." if len(feats) > 8 else "")
+    keep_e, keep_l, bad = [], [], []
+    for e, ln, c in zip(exprs, lines, cols):
+        if c > width:
+            bad.append((ln, f"uses variable x{c - 1} (column {c}) but the data has {width} "
+                            f"feature column(s): {shown}"))
+        else:
+            keep_e.append(e)
+            keep_l.append(ln)
+    return keep_e, keep_l, bad
+
+
+def _data_warnings(A: np.ndarray, Y: np.ndarray, metric: str) -> list[str]:
+    out = []
+    n = A.shape[0]
+    if n < 2:
+        out.append(f"the data has only {n} row: a score on one row says little, r2 and nmse are "
+                   f"undefined (the target has no variance) and any model with a constant can "
+                   f"match it exactly; use more rows")
+    elif metric in ("r2", "nmse") and float(np.ptp(Y)) == 0.0:
+        out.append(f"the target is constant over all {n} rows: {metric} is undefined (it divides "
+                   f"by the target's variance); use metric mse, rmse or mae")
+    return out
+
+
 def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = None,
         target: str = "y", metric: str = "r2", fit: bool = False, dialect: str = "auto",
         rules: str | Sequence[str] = "default", time_limit: float | None = 30.0,
-        progress: Progress | None = None) -> RunResult:
+        progress: Progress | None = None,
+        bad_lines: Literal["skip", "raise"] = "skip") -> RunResult:
     """Read `population` (a file path, a list of lines, or a list of Expr), deduplicate and
     simplify it in one e-graph, score every class on (X, y) with `metric`, and rank the classes.
+
+    Bad lines: a line that does not read, or reads a variable beyond the data's columns, is
+    skipped and listed in `RunResult.errors` (`bad_lines="raise"`: DataError/ParseError on the
+    first instead).  Data too small for what is asked (one row, fewer rows than a model's
+    constants) gives a RuntimeWarning, also listed in `RunResult.warnings`.
 
     With `fit=True` the numeric constants of every class are refit (Levenberg-Marquardt);
     classes whose expressions differ only in their constants then describe the same model and
@@ -222,6 +291,8 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     import symcore
     if metric not in METRICS:
         raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    if bad_lines not in ("skip", "raise"):
+        raise DataError(f"bad_lines must be 'skip' or 'raise', got {bad_lines!r}")
     A = np.ascontiguousarray(X, dtype=np.float64)
     Y = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
     if A.ndim != 2 or A.shape[0] != Y.shape[0] or A.shape[0] == 0:
@@ -241,18 +312,19 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
 
     tell("read", 0, 1)
     t0 = time.perf_counter()
-    exprs, lines, errors, used_dialect, source = _read_population(population, dialect, feats)
+    exprs, lines, read_errors, used_dialect, source = _read_population(population, dialect, feats)
+    exprs, lines, wide = _drop_wide(exprs, lines, A.shape[1], feats)
+    if bad_lines == "raise" and (read_errors or wide):
+        _raise_first(read_errors, wide)
+    errors = sorted([(ln, str(err)) for ln, err in read_errors] + wide)
     timings["read"] = time.perf_counter() - t0
     tell("read", 1, 1)
     n_lines = len(exprs) + len(errors)
     if not exprs:
-        raise DataError("no candidate could be read" + (f" ({len(errors)} unreadable line(s); "
+        raise DataError("no candidate could be used" + (f" ({len(errors)} bad line(s); "
                                                         f"first: line {errors[0][0]}: "
                                                         f"{errors[0][1]})" if errors else ""))
-    widest = max((v for e in exprs for v in e.variables()), default=-1)
-    if widest >= A.shape[1]:
-        raise DataError(f"the population uses variable x{widest} (column {widest + 1}) but the "
-                        f"data has {A.shape[1]} feature column(s): {', '.join(feats)}")
+    notes = _data_warnings(A, Y, metric)
 
     tell("e-graph", 0, 1)
     t0 = time.perf_counter()
@@ -286,6 +358,16 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
             cands = _merge_equal(cands, A, Y, metric, rules, time_limit)
         timings["fit"] = time.perf_counter() - t0
 
+    if fit or needs_values:
+        under = [c.n_params for c in cands if (fit or c.expr.n_params) and
+                 c.n_params > A.shape[0]]
+        if under:
+            notes.append(f"{len(under)} model(s) have more constants (up to {max(under)}) than "
+                         f"the data has rows ({A.shape[0]}): their fitted constants are not "
+                         f"determined by the data")
+    for msg in notes:
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
     cands.sort(key=_order_key(metric))
     for i, c in enumerate(cands, 1):
         c.rank = i
@@ -296,7 +378,8 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
                      n_classes=d.n_classes, errors=errors, timings=timings,
                      stop_reason=getattr(d.stop_reason, "value", str(d.stop_reason)),
                      egraph=stats, dialect=used_dialect, n_rows=A.shape[0], features=feats,
-                     target=target, fitted=bool(fit), source=source, n_refit=n_refit)
+                     target=target, fitted=bool(fit), source=source, n_refit=n_refit,
+                     warnings=notes)
 
 
 def _merge_equal(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str,
@@ -426,7 +509,7 @@ def _summary(res: RunResult) -> list[str]:
     eg = res.egraph
     out = [f"inputs:  {res.n_lines} candidate(s) from {res.source}"
            + (f" (dialect {res.dialect})" if res.dialect else "")
-           + (f", {len(res.errors)} unreadable" if res.errors else ""),
+           + (f", {len(res.errors)} skipped (bad lines)" if res.errors else ""),
            f"e-graph: {res.n_inputs} -> {res.n_classes} classes "
            f"({res.n_inputs / max(res.n_classes, 1):.1f} inputs per class; "
            f"{eg.get('enodes', '?')} e-nodes, {eg.get('iterations', '?')} iterations, "
@@ -464,7 +547,7 @@ def result_json(res: RunResult, top: int = 0) -> dict[str, Any]:
                     "stop_reason": res.stop_reason,
                     "egraph": {k: v for k, v in res.egraph.items() if k != "seconds"},
                     "seconds": {k: round(v, 6) for k, v in res.timings.items()},
-                    "exported": res.exported},
+                    "exported": res.exported, "warnings": res.warnings},
         "errors": [{"line": ln, "message": msg} for ln, msg in res.errors],
         "models": [{"rank": c.rank, "score": num(c.score), "expr": to_text(c.expr),
                     "display": display(c.expr, res.features), "complexity": c.complexity,
