@@ -10,16 +10,18 @@ the result spans the same family of functions, with parameters renumbered (value
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from symcore.errors import SymcoreError
-from symcore.ir import Expr
+from symcore.ir import Expr, topo
 from symcore.types import CostName, RulesPreset
 
 from symcore.rules import rulesets
+from symcore.rules.canonical import canonical, canonical_all
 from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
 from symcore.rules.language import prepare_all, single_use_params, write_tables
 from symcore.rules.saturate import Limits, StopReason, session as open_session
@@ -29,6 +31,17 @@ __all__ = ["simplify", "dedupe", "DedupeResult", "StopReason"]
 MATCH_LIMIT_PER_INPUT = 1    # back-off match limit = population size (measured: 10x N grew 5x the
 #                                e-nodes for the same classes on 10,000 inputs)
 MIN_MATCH_LIMIT = 300
+#: topics whose rewrites the canonicalising pass performs (it runs when all are chosen)
+CANONICAL_TOPICS = ("fold", "identities", "powers", "trig", "protected", "commute", "assoc")
+#: default e-node limit: this many times the nodes inserted (canonical forms), at least
+#: MIN_NODE_LIMIT (measured: more saturation found no further merges on the real populations)
+NODES_PER_INSERTED = 8
+MIN_NODE_LIMIT = 20_000
+#: estimated peak bytes of egglog per e-node (tables, indexes, analysis relations)
+BYTES_PER_ENODE = 1_000
+DEFAULT_MEMORY_FRACTION = 0.25
+#: seconds of extraction per e-node, reserved from the time limit before a saturation step
+EXTRACT_SECONDS_PER_ENODE = 3e-6
 
 
 @dataclass(frozen=True)
@@ -70,27 +83,162 @@ def _check_exprs(exprs: Iterable[Expr]) -> list[Expr]:
     return out
 
 
+def _memory_budget(memory_limit: float | None) -> float:
+    if memory_limit is not None:
+        if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float)) or \
+                not memory_limit > 0:
+            raise SymcoreError(f"memory_limit must be a positive number of bytes, "
+                               f"got {memory_limit!r}")
+        return float(memory_limit)
+    try:
+        phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        phys = 8 << 30
+    return DEFAULT_MEMORY_FRACTION * phys
+
+
+def _chunks(uniq: list[Expr], max_nodes: int) -> list[list[int]]:
+    """Indices of `uniq` in groups whose node count (over each group's shared DAG, counted
+    per expression as an upper bound) stays within `max_nodes`."""
+    out: list[list[int]] = [[]]
+    used = 0
+    for i, e in enumerate(uniq):
+        n = e.size if e.size < max_nodes else len(topo([e]))
+        if out[-1] and used + n > max_nodes:
+            out.append([])
+            used = 0
+        out[-1].append(i)
+        used += n
+    return out
+
+
 def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "default",
            cost: CostName | Mapping[str, float] | Callable[..., float] | None = None,
            iterations: int = 8, node_limit: int | None = None,
-           time_limit: float | None = 10.0) -> DedupeResult:
-    """Saturate the whole population in ONE e-graph; inputs whose roots share an e-class are one
-    function.  Limits (iterations, e-nodes, seconds) are checked after every iteration.
+           time_limit: float | None = 10.0,
+           memory_limit: float | None = None) -> DedupeResult:
+    """Deduplicate a population: the canonicalising pass (symcore.rules.canonical) first, which
+    merges most equal candidates in linear time; then the distinct canonical forms are
+    saturated in ONE e-graph (inputs whose roots share an e-class are one function); the
+    representatives are the canonical forms of the extracted terms, and classes whose
+    representatives are identical are merged, so equal classes print identically.
+
+    Limits hold for the whole call, extraction included: `time_limit` seconds (a saturation
+    step starts only when its predicted time, and the extraction after it, fit), `node_limit`
+    e-nodes (a step that crosses it is undone), `memory_limit` bytes (default: a quarter of
+    physical memory; estimated per e-node before anything is inserted: a population too large
+    is saturated in chunks, a single candidate too large keeps its canonical form).
+    `stop_reason` names the limit that stopped it.
 
     `rules`: a preset ('default', 'aggressive', 'params') or a sequence of topic/preset names.
     `cost`: 'size' (ops-table weights), 'params' (parameter count, then size), a dict of per-op
     weights, or a callable (op, child_costs) -> cost; None means 'params' when the params rules
     are on, else 'size'."""
+    t0 = time.perf_counter()
     items = _check_exprs(exprs)
     topics = rulesets.resolve(rules)
     fn = cost_model(_auto_cost(cost, topics))
     limits = Limits(iterations, node_limit, time_limit)
     limits.check()
+    budget_bytes = _memory_budget(memory_limit)
     params_mode = "params" in topics
     stats: dict[str, Any] = {"inputs": len(items)}
+    deadline = None if time_limit is None else t0 + time_limit
 
-    t0 = time.perf_counter()
+    # the canonical pass applies the rewrites of the default topics: with a narrower choice of
+    # topics the e-graph alone decides (x + y and y + x stay apart without "commute")
+    use_canon = set(CANONICAL_TOPICS) <= set(topics)
+    canon = canonical_all(items) if use_canon else items
+    index: dict[Expr, int] = {}
+    group_of = [index.setdefault(c, len(index)) for c in canon]
+    uniq = list(index)
+    t1 = time.perf_counter()
+    stats["canonical_classes"] = len(uniq)
+
+    # e-node budget: the node limit, and what memory holds (a guarded step keeps one copy)
+    max_nodes = int(budget_bytes / (2 * BYTES_PER_ENODE))
+    default_nodes = max(MIN_NODE_LIMIT, NODES_PER_INSERTED * sum(min(e.size, 64) for e in uniq))
+    limit_nodes = min(node_limit or default_nodes, max_nodes)
+    stop = StopReason.SATURATED
+    if limit_nodes < (node_limit or default_nodes):
+        stop = StopReason.MEMORY_LIMIT
+    # a chunk is inserted only if it leaves room to saturate (a quarter of the budget)
+    chunks = _chunks(uniq, max(1, limit_nodes // 4))
+    if len(chunks) > 1:
+        stop = StopReason.MEMORY_LIMIT
+    rep_of_uniq: list[Expr] = list(uniq)
+    eclass_of = list(range(len(uniq)))   # one class per canonical form until merged
+    enodes = eclasses = inserted_total = iterations_done = 0
+    t_sat = t_ins = 0.0
+    for chunk in chunks:
+        if deadline is not None and time.perf_counter() >= deadline:
+            stop = StopReason.TIME_LIMIT
+            break
+        big = [i for i in chunk if uniq[i].size > limit_nodes // 4
+               and len(topo([uniq[i]])) > limit_nodes // 4]
+        if big:   # refused before insertion: keeps its canonical form
+            stop = StopReason.MEMORY_LIMIT
+            chunk = [i for i in chunk if i not in set(big)]
+            if not chunk:
+                continue
+        res = _saturate_chunk([uniq[i] for i in chunk], topics, fn, params_mode, limits,
+                              limit_nodes, deadline)
+        sub_stop, cls, reps, info = res
+        enodes += info["enodes"]
+        eclasses += info["eclasses"]
+        inserted_total += info["enodes_inserted"]
+        iterations_done = max(iterations_done, info["iterations"])
+        t_sat += info["saturate"]
+        t_ins += info["insert"]
+        if _rank(sub_stop) > _rank(stop):
+            stop = sub_stop
+        base = len(rep_of_uniq)
+        for j, i in enumerate(chunk):
+            eclass_of[i] = base + cls[j]
+        rep_of_uniq.extend(reps)
+    t2 = time.perf_counter()
+    # canonical representatives; equal ones merge classes (across chunks too)
+    used = sorted(set(eclass_of))
+    pos = {k: j for j, k in enumerate(used)}
+    reps_used = [rep_of_uniq[k] if k >= len(uniq) else uniq[k] for k in used]
+    if use_canon and not params_mode:
+        reps_used = canonical_all(reps_used)
+    final: dict[Expr, int] = {}
+    k_of_used = [final.setdefault(r, len(final)) for r in reps_used]
+    order: dict[int, int] = {}
+    class_of = [order.setdefault(k_of_used[pos[eclass_of[g]]], len(order)) for g in group_of]
+    inv = {k: r for r, k in final.items()}
+    reps = [inv[k] for k in order]
+    if params_mode:
+        reps = renumber_all(reps)
+    members: list[list[int]] = [[] for _ in reps]
+    for i, k in enumerate(class_of):
+        members[k].append(i)
+    t3 = time.perf_counter()
+    stats.update({"enodes_inserted": inserted_total, "enodes": enodes, "eclasses": eclasses,
+                  "chunks": len(chunks),
+                  "iterations": iterations_done, "node_limit": limit_nodes,
+                  "memory_limit": budget_bytes,
+                  "seconds": {"canonical": t1 - t0, "insert": t1 - t0 + t_ins, "saturate": t_sat,
+                              "egraph": t2 - t1, "extract": t3 - t2, "total": t3 - t0}})
+    return DedupeResult(class_of, reps, members, stop, stats)
+
+
+_RANK = {StopReason.SATURATED: 0, StopReason.ITERATION_LIMIT: 1, StopReason.NODE_LIMIT: 2,
+         StopReason.TIME_LIMIT: 3, StopReason.MEMORY_LIMIT: 4}
+
+
+def _rank(stop: StopReason) -> int:
+    return _RANK.get(stop, 1)
+
+
+def _saturate_chunk(items: list[Expr], topics: Sequence[str], fn: Any, params_mode: bool,
+                    limits: Limits, node_limit: int, deadline: float | None
+                    ) -> tuple[StopReason, list[int], list[Expr], dict[str, Any]]:
+    """One e-graph over `items` (distinct canonical forms): e-class index per item (dense,
+    first-seen order) and the extracted term of every class."""
     free = [single_use_params(e) for e in items] if params_mode else None
+    t_in = time.perf_counter()
     prepared, names = prepare_all(items, free)
     with open_session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items))) \
             as session:
@@ -98,29 +246,27 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
             text, node_ids = write_tables(prepared, tmp)
             session.insert(text)
         inserted = session.enodes()
-        t1 = time.perf_counter()
-        stop = session.saturate(limits, inserted)
-        t2 = time.perf_counter()
+        ts = time.perf_counter()
+        seconds = None if deadline is None else max(0.0, deadline - ts)
+        if seconds is not None and seconds <= EXTRACT_SECONDS_PER_ENODE * inserted:
+            stop = StopReason.TIME_LIMIT
+        else:
+            stop = session.saturate(
+                Limits(limits.iterations, node_limit, None), inserted,
+                seconds=None if seconds is None else seconds, reserve_per_enode=EXTRACT_SECONDS_PER_ENODE)
+        t_sat = time.perf_counter() - ts
         frozen = session.freeze()
         ex = Extractor(session.egraph, frozen)
         iterations = session.iterations
     _, choice = ex.best(fn)
     root_cls = [ex.roots[n] for n in node_ids]
     order: dict[int, int] = {}
-    class_of = [order.setdefault(c, len(order)) for c in root_cls]
-    classes = list(order)
-    reps = ex.build(classes, choice, names)
-    if params_mode:
-        reps = renumber_all(reps)
-    members: list[list[int]] = [[] for _ in classes]
-    for i, k in enumerate(class_of):
-        members[k].append(i)
-    t3 = time.perf_counter()
-    stats.update({"enodes_inserted": inserted, "enodes": len(ex.node_op),
-                  "eclasses": ex.n_classes, "iterations": iterations,
-                  "seconds": {"insert": t1 - t0, "saturate": t2 - t1, "extract": t3 - t2,
-                              "total": t3 - t0}})
-    return DedupeResult(class_of, reps, members, stop, stats)
+    cls = [order.setdefault(c, len(order)) for c in root_cls]
+    reps = ex.build(list(order), choice, names)
+    return stop, cls, reps, {"enodes": len(ex.node_op), "eclasses": ex.n_classes,
+                             "enodes_inserted": inserted,
+                             "iterations": iterations, "saturate": t_sat,
+                             "insert": ts - t_in}
 
 
 def _auto_cost(cost: Any, topics: Sequence[str]) -> Any:

@@ -22,6 +22,9 @@ from symcore.rules.language import CTOR, FREE_PARAM, declarations
 #: constructors whose rows are e-nodes (relations and the Root table are not counted)
 ENODE_FUNCTIONS = frozenset({"Num", "Var", "Par", "Spec", FREE_PARAM, *CTOR.values()})
 SHRINK_REPEAT = 1   # shrink/analysis passes after each growing pass
+#: first guess of one step's growth factor and time per e-node (then measured per step)
+FIRST_GROWTH = 3.0
+SECONDS_PER_ENODE = 1e-6
 
 
 class StopReason(enum.Enum):
@@ -31,6 +34,7 @@ class StopReason(enum.Enum):
     ITERATION_LIMIT = "iteration limit"
     NODE_LIMIT = "node limit"
     TIME_LIMIT = "time limit"
+    MEMORY_LIMIT = "memory limit"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Session:
                  egraph: bindings.EGraph | None = None) -> None:
         self.topics = tuple(topics)
         self.iterations = 0
+        self.pushes = 0   # (push) levels kept by saturate; popped with the session
         if egraph is None:
             self.egraph = bindings.EGraph()
             self._run(_prelude(self.topics) + _scheduler(match_limit))
@@ -108,21 +113,39 @@ class Session:
         self.iterations += 1
         return grew or shrank, self._count(out[2])
 
-    def saturate(self, limits: Limits, inserted_enodes: int) -> StopReason:
+    def saturate(self, limits: Limits, inserted_enodes: int,
+                 seconds: float | None = None, reserve_per_enode: float = 0.0) -> StopReason:
+        """Step until saturated or a limit: the node limit holds exactly (a step that could
+        cross it runs inside (push) and is undone by (pop) when it does) and a step is only
+        started when its predicted time fits in `seconds` (default: the time limit)."""
         node_limit = limits.node_limit or max(100_000, 20 * inserted_enodes)
+        budget = limits.time_limit if seconds is None else seconds
         t0 = time.perf_counter()
-        if self._shrink_and_count()[1] > node_limit:
+        enodes = self._shrink_and_count()[1]
+        if enodes > node_limit:
             return StopReason.NODE_LIMIT
+        growth, per_node = FIRST_GROWTH, SECONDS_PER_ENODE
         for _ in range(limits.iterations):
-            if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
+            if budget is not None and \
+                    time.perf_counter() - t0 + (per_node + reserve_per_enode) * enodes * growth \
+                    > budget:
                 return StopReason.TIME_LIMIT
-            changed, enodes = self.step()
+            guarded = enodes * growth > node_limit
+            if guarded:   # egglog's push saves a copy; pop restores it
+                self._run("(push)")
+                self.pushes += 1
+            ts = time.perf_counter()
+            changed, after = self.step()
+            dt = time.perf_counter() - ts
+            if guarded and after > node_limit:
+                self._run("(pop)")
+                self.pushes -= 1
+                return StopReason.NODE_LIMIT
+            growth = max(1.0, after / max(enodes, 1))
+            per_node = max(per_node, dt / max(after, 1))
+            enodes = after
             if not changed:
                 return StopReason.SATURATED
-            if enodes > node_limit:
-                return StopReason.NODE_LIMIT
-            if limits.time_limit is not None and time.perf_counter() - t0 > limits.time_limit:
-                return StopReason.TIME_LIMIT
         return StopReason.ITERATION_LIMIT
 
     def freeze(self) -> bindings.FrozenEGraph:
@@ -166,9 +189,12 @@ def session(topics: Sequence[str], match_limit: int) -> Iterator[Session]:
         return
     try:
         prep.egraph.parse_and_run_program("(push)")
+        sess = None
         try:
-            yield Session(key, match_limit, prep.egraph)
+            sess = Session(key, match_limit, prep.egraph)
+            yield sess
         finally:
-            prep.egraph.parse_and_run_program("(pop)")
+            # the saved copies of saturate's guarded steps, then the prelude state
+            prep.egraph.parse_and_run_program("(pop)" * (1 + (sess.pushes if sess else 0)))
     finally:
         prep.lock.release()

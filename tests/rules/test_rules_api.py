@@ -55,7 +55,7 @@ def test_classes_are_numbered_by_their_first_member():
 
 def test_stop_reasons_are_the_four():
     assert {s.name for s in StopReason} == {"SATURATED", "ITERATION_LIMIT", "NODE_LIMIT",
-                                            "TIME_LIMIT"}
+                                            "TIME_LIMIT", "MEMORY_LIMIT"}
 
 
 def test_saturates_on_a_tiny_input():

@@ -49,7 +49,7 @@ TABLE = [
     (f("cos", -x), f("cos", x), "default"), (f("sin", -x) + f("sin", x), c(0.0), "default"),
     # protected ops keep their own semantics
     (f("plog", -x), f("plog", x), "default"), (f("sqrt_abs", -x), f("sqrt_abs", x), "default"),
-    (f("pdiv", x, c(1.0)), x, "default"), (f("pdiv", x, c(4.0)), x / 4.0, "default"),
+    (f("pdiv", x, c(1.0)), x, "default"), (f("pdiv", x, c(4.0)), c(0.25) * x, "default"),
     (f("pdiv", x, x), c(1.0), "default"), (f("aq", x, c(0.0)), x, "default"),
     (f("max", x, x), x, "default"), (f("min", f("max", x, y), y), y, "default"),
     (f("sqrt_abs", f("square", x)), f("abs", x), "default"),
@@ -57,7 +57,7 @@ TABLE = [
     ((x + y) - (y + x), c(0.0), "default"), ((x * y) * z - x * (z * y), c(0.0), "default"),
     # guarded: stays
     (f("exp", f("log", x)), f("exp", f("log", x)), "default"), (x / x, x / x, "default"),
-    (f("exp", x) * 0.0, f("exp", x) * 0.0, "default"),
+    (f("exp", x) * 0.0, c(0.0) * f("exp", x), "default"),
     # aggressive (opt-in)
     (f("log", f("exp", x)), x, "aggressive"), (x / x, c(1.0), "aggressive"),
     (f("exp", f("log", x)), x, "aggressive"),
