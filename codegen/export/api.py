@@ -57,6 +57,11 @@ def export(expr: Expr, path: str | os.PathLike[str], format: Format | None = Non
     check_name(name, fmt)
     check_variable_names(var_names(expr))
     model, pvals, runtime = prepare(expr, params, bake_params, fmt)
+    if fmt == "py":
+        from symcore.io.printers import numpy_imports
+        if name in {m.split(".")[0] for m in numpy_imports(model)}:
+            raise ExportError(f"name {name!r} is a module the exported Python code imports (for "
+                              f"a registered op); choose another")
     if fmt in _TREE_FORMATS and model.size > TREE_PRINT_LIMIT:
         raise ExportError(f"the expression has {model.size} nodes as a tree (shared subterms "
                           f"repeated); too large for format {fmt!r}, which prints the tree; "

@@ -132,3 +132,17 @@ def test_header_compiles_as_cpp(tmp_path):
     proc = subprocess.run(["c++", "-std=c++17", "-Wall", "-Werror", "-fsyntax-only",
                            "-I", str(tmp_path), str(main)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_py_name_may_not_shadow_a_module_a_registered_op_imports(tmp_path):
+    special = pytest.importorskip("scipy.special")
+    import sympy
+    op = symcore.register_op(symcore.Op("erf_x", arity=1, np=special.erf, sympy=sympy.erf,
+                                        c="erf({0})", latex=r"\operatorname{erf}({0})"))
+    try:
+        e = call("erf_x", var(0))
+        with pytest.raises(ExportError, match="'scipy' is a module the exported Python code"):
+            symcore.export(e, tmp_path / "m.py", name="scipy")
+        assert "import scipy" in symcore.export(e, tmp_path / "ok.py", name="f").read_text()
+    finally:
+        symcore.unregister_op(op.name)
