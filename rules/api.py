@@ -163,7 +163,8 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     if limit_nodes < (node_limit or default_nodes):
         stop = StopReason.MEMORY_LIMIT
     # a chunk is inserted only if it leaves room to saturate (a quarter of the budget)
-    chunks = _chunks(uniq, max(1, limit_nodes // 4))
+    room = max(1, max_nodes // 4)
+    chunks = _chunks(uniq, room)
     if len(chunks) > 1:
         stop = StopReason.MEMORY_LIMIT
     rep_of_uniq: list[Expr] = list(uniq)
@@ -174,8 +175,7 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
         if deadline is not None and time.perf_counter() >= deadline:
             stop = StopReason.TIME_LIMIT
             break
-        big = [i for i in chunk if uniq[i].size > limit_nodes // 4
-               and len(topo([uniq[i]])) > limit_nodes // 4]
+        big = [i for i in chunk if uniq[i].size > room and len(topo([uniq[i]])) > room]
         if big:   # refused before insertion: keeps its canonical form
             stop = StopReason.MEMORY_LIMIT
             chunk = [i for i in chunk if i not in set(big)]

@@ -24,6 +24,7 @@ ENODE_FUNCTIONS = frozenset({"Num", "Var", "Par", "Spec", FREE_PARAM, *CTOR.valu
 SHRINK_REPEAT = 1   # shrink/analysis passes after each growing pass
 #: first guess of one step's growth factor and time per e-node (then measured per step)
 FIRST_GROWTH = 3.0
+GUARD_MARGIN = 3.0
 SECONDS_PER_ENODE = 1e-6
 
 
@@ -130,7 +131,8 @@ class Session:
                     time.perf_counter() - t0 + (per_node + reserve_per_enode) * enodes * growth \
                     > budget:
                 return StopReason.TIME_LIMIT
-            guarded = enodes * growth > node_limit
+            # growth can accelerate from one step to the next: guard with a wide margin
+            guarded = enodes * max(growth, FIRST_GROWTH) * GUARD_MARGIN > node_limit
             if guarded:   # egglog's push saves a copy; pop restores it
                 self._run("(push)")
                 self.pushes += 1
