@@ -156,7 +156,7 @@ class ObjectCache:
     directory.  Keys must include everything the code depends on except the machine identity
     (which the directory and every file's header carry)."""
 
-    def __init__(self, capacity_bytes: int = 64 << 20) -> None:
+    def __init__(self, capacity_bytes: int = 16 << 20) -> None:
         self.capacity_bytes = capacity_bytes
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
