@@ -166,11 +166,11 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.example:
         res.source = "the bundled example (AI Feynman I.6.2)"
     if a.export:
-        import symcore
+        from symcore.codegen.export.api import export
         t0 = time.perf_counter()
         best = res.best
         named = _with_names(best.expr, ds.features)
-        out = symcore.export(named, a.export, format=fmt, name=a.name)
+        out = export(named, a.export, format=fmt, name=a.name)
         res.timings["export"] = time.perf_counter() - t0
         res.exported.append(str(out))
         if fmt == "so":
@@ -198,10 +198,10 @@ def _with_names(expr: Any, features: Sequence[str]) -> Any:
 # symcore simplify / dedupe / export
 
 def _read_one(text: str, dialect: str) -> Any:
-    import symcore
+    from symcore.io.readers import read
     if not text.strip():
         raise _UserError("empty expression")
-    return symcore.read(text, dialect=dialect)
+    return read(text, dialect=dialect)
 
 
 def _rules(a: argparse.Namespace) -> Any:
@@ -212,10 +212,11 @@ def _rules(a: argparse.Namespace) -> Any:
 
 
 def _cmd_simplify(a: argparse.Namespace) -> int:
-    import symcore
+    from symcore.io.printers import write
+    from symcore.rules.api import simplify
     e = _read_one(a.expr, a.dialect)
-    s = symcore.simplify(e, rules=_rules(a))
-    text = str(s) if a.to == "symcore" else symcore.write(s, a.to)
+    s = simplify(e, rules=_rules(a))
+    text = str(s) if a.to == "symcore" else write(s, a.to)
     if a.json:
         json.dump({"input": a.expr, "expr": str(e), "simplified": text, "size_before": e.size,
                    "size_after": s.size}, sys.stdout, indent=1)
@@ -226,8 +227,8 @@ def _cmd_simplify(a: argparse.Namespace) -> int:
 
 
 def _cmd_dedupe(a: argparse.Namespace) -> int:
-    import symcore
     from symcore.io.readers import read_file
+    from symcore.rules.api import dedupe
     p = Path(a.file)
     if not p.exists():
         raise _UserError(f"file not found: {a.file}")
@@ -238,7 +239,7 @@ def _cmd_dedupe(a: argparse.Namespace) -> int:
     if not pop.exprs:
         raise _UserError(f"no expression in {a.file} could be read")
     t0 = time.perf_counter()
-    d = symcore.dedupe(pop.exprs, rules=_rules(a), time_limit=a.time_limit)
+    d = dedupe(pop.exprs, rules=_rules(a), time_limit=a.time_limit)
     secs = time.perf_counter() - t0
     order = sorted(range(d.n_classes), key=lambda k: (-len(d.members[k]), d.members[k][0]))
     if a.json:
@@ -279,13 +280,13 @@ def _parse_params(text: str | None) -> list[float] | None:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    import symcore
+    from symcore.codegen.export.api import export
     e = _read_one(a.expr, a.dialect)
     pv = _parse_params(a.params)
     if e.n_params and not a.runtime_params and (pv is None or len(pv) < e.n_params):
         raise _UserError(f"the expression has {e.n_params} parameter(s): give their values with "
                          f"--params V0,V1,... or keep them as inputs with --runtime-params")
-    out = symcore.export(e, a.output, format=a.format, name=a.name,
+    out = export(e, a.output, format=a.format, name=a.name,
                          params=pv, bake_params=not a.runtime_params, cpu=a.cpu)
     sys.stdout.write(f"wrote {out}\n")
     if (a.format or "").lower() == "so" or (a.format is None and out.suffix in (".so", ".dylib")):
@@ -298,7 +299,11 @@ def _cmd_export(a: argparse.Namespace) -> int:
 # Parser and entry point
 
 def _parser() -> argparse.ArgumentParser:
-    from symcore import __version__
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        __version__ = version("symcore")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        __version__ = "(not installed)"
     from symcore.app.run import METRICS
     p = argparse.ArgumentParser(prog="symcore", description=(
         "symcore: read, deduplicate, simplify, score, fit and export symbolic-regression "

@@ -288,7 +288,8 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     are reported once (fitted from the best-scoring member's constants).  Classes whose
     representative has parameter placeholders (`C`, `c`, `t[i]`) are always fitted: they have
     no value to score otherwise."""
-    import symcore
+    from symcore.codegen.eval.kernels import compile as compile_kernels
+    from symcore.rules.api import dedupe
     if metric not in METRICS:
         raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
     if bad_lines not in ("skip", "raise"):
@@ -328,7 +329,7 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
 
     tell("e-graph", 0, 1)
     t0 = time.perf_counter()
-    d = symcore.dedupe(exprs, rules=rules, time_limit=time_limit)
+    d = dedupe(exprs, rules=rules, time_limit=time_limit)
     timings["e-graph"] = time.perf_counter() - t0
     tell("e-graph", 1, 1)
     reps = list(d.representatives)
@@ -339,7 +340,7 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     plain = [k for k, r in enumerate(reps) if not r.n_params]
     scores = np.full(len(reps), np.nan)
     if plain:
-        kern = symcore.compile([reps[k] for k in plain])
+        kern = compile_kernels([reps[k] for k in plain])
         scores[plain] = kern.score(A, Y, metric=metric)
     timings["score"] = time.perf_counter() - t0
     tell("score", 1, 1)
@@ -384,14 +385,15 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
 
 def _merge_equal(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str,
                  rules: Any, time_limit: float | None) -> list[Candidate]:
-    import symcore
+    from symcore.codegen.eval.kernels import compile as compile_kernels
+    from symcore.rules.api import dedupe
     if len(cands) < 2:
         return cands
-    d = symcore.dedupe([c.expr for c in cands], rules=rules, time_limit=time_limit)
+    d = dedupe([c.expr for c in cands], rules=rules, time_limit=time_limit)
     if d.n_classes == len(cands):
         return cands
     reps = list(d.representatives)
-    scores = symcore.compile(reps).score(A, Y, metric=metric) if not any(
+    scores = compile_kernels(reps).score(A, Y, metric=metric) if not any(
         r.n_params for r in reps) else [math.nan] * len(reps)
     lossf = _order_key(metric)
     out = []
@@ -419,7 +421,8 @@ _FIT_CHUNK = 64
 def _refit(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str, *,
            fit_all: bool, progress: Progress) -> list[Candidate]:
     """Refit constants; candidates with the same structure (constants aside) become one."""
-    import symcore
+    from symcore.codegen.eval.kernels import compile as compile_kernels
+    from symcore.codegen.fit.api import fit as fit_constants
     sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
     lossf = _order_key(metric)
     groups: dict[str, list[int]] = {}
@@ -438,10 +441,10 @@ def _refit(cands: list[Candidate], A: np.ndarray, Y: np.ndarray, metric: str, *,
         chunk = keys[s:s + _FIT_CHUNK]
         ms = [models[key][0] for key in chunk]
         p0s = [models[key][1] for key in chunk]
-        fitted.extend(symcore.fit(ms, A, Y, params0=p0s, lift=False) if ms else [])
+        fitted.extend(fit_constants(ms, A, Y, params0=p0s, lift=False) if ms else [])
         progress("fit", min(total, s + _FIT_CHUNK), total)
     new_exprs = [f.expr for f in fitted]
-    new_scores = symcore.compile(new_exprs).score(A, Y, metric=metric) if new_exprs else []
+    new_scores = compile_kernels(new_exprs).score(A, Y, metric=metric) if new_exprs else []
     out: list[Candidate] = []
     used: set[int] = set()
     for key, f, sc in zip(keys, fitted, new_scores):
