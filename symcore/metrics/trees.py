@@ -1,0 +1,114 @@
+"""Expression trees for the SRSD edit distance: the normal forms (SRSD's SymPy pipeline, or
+symcore's canonical pass), their labelled trees and the Zhang-Shasha distance between them.
+
+A tree is a nested tuple `(label, (child, ...))`: hashable, picklable and JSON-friendly, so the
+worker processes send trees back and the caches keep them without SymPy objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from symcore.errors import SymcoreError
+
+__all__ = ["Tree", "Method", "srsd_form", "symcore_form", "sympify_form", "sympy_tree", "count_nodes",
+           "tree_distance", "MetricsError"]
+
+Tree = tuple  # (label: str, children: tuple[Tree, ...])
+Method = Literal["srsd", "symcore"]
+
+
+class MetricsError(SymcoreError, ValueError):
+    """A metric asked of input it cannot judge (unknown method, unreadable table, ...)."""
+
+
+def _sympy() -> Any:
+    import sympy
+    return sympy
+
+
+def srsd_form(text: str) -> str:
+    """SRSD's normal form of a SymPy-text expression, as the benchmark computes it for an
+    estimated equation: sympify, substitute pi by its Float, evalf, factor, simplify, replace the
+    Float 1.0 by the Integer 1, and print/re-read the result (which fixes SymPy's argument
+    order).  Slow (sympy.simplify): run it under a timeout (symcore.metrics.workers)."""
+    sp = _sympy()
+    e = sp.sympify(str(sp.sympify(text)))
+    e = e.subs(sp.pi, sp.pi.evalf()).evalf().factor().simplify().subs(1.0, 1)
+    return str(sp.sympify(str(e)))
+
+
+def symcore_form(text: str) -> tuple[str, Tree]:
+    """symcore's normal form of a SymPy-text expression and its tree: read into the IR, one
+    canonicalising pass (equivalent mode: folded constants, flattened and ordered sums and
+    products, gathered coefficients), back to SymPy without simplification.  Raises
+    SymcoreError for text symcore cannot read (the caller falls back to SymPy, under a
+    timeout)."""
+    sp = _sympy()
+    from symcore.io.readers import read
+    from symcore.io.sympy_bridge import to_sympy
+    from symcore.rules.canonical import canonical
+    e = canonical(read(text, "sympy"), "equivalent")
+    out = sp.sympify(str(to_sympy(e).subs(1.0, 1)))
+    return str(out), sympy_tree(out)
+
+
+def sympify_form(text: str) -> str:
+    """SymPy's own evaluation of the text, nothing more (symcore's fallback for text its
+    reader refuses)."""
+    sp = _sympy()
+    return str(sp.sympify(str(sp.sympify(text))))
+
+
+def sympy_tree(form: Any) -> Tree:
+    """The labelled tree of a normal form (SymPy text or object): a number is `Const`, a symbol its
+    name, anything else its SymPy function name; children in SymPy's argument order."""
+    sp = _sympy()
+    from sympy.utilities.misc import func_name
+    root = sp.sympify(form) if isinstance(form, str) else form
+    # iterative post-order: SymPy trees of real results can be deeper than the recursion limit
+    done: dict[int, Tree] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node.is_number:
+            done[id(node)] = ("Const", ())
+            continue
+        if isinstance(node, sp.Symbol):
+            done[id(node)] = (str(node), ())
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in reversed(node.args))
+            continue
+        done[id(node)] = (func_name(node), tuple(done[id(a)] for a in node.args))
+    return done[id(root)]
+
+
+def count_nodes(tree: Tree) -> int:
+    """Number of nodes of a tree."""
+    n, stack = 0, [tree]
+    while stack:
+        t = stack.pop()
+        n += 1
+        stack.extend(t[1])
+    return n
+
+
+def _children(t: Tree) -> list:
+    return list(t[1])
+
+
+def _label(t: Tree) -> str:
+    return t[0]
+
+
+def tree_distance(pred: Tree, true: Tree, normalize: bool = True) -> float:
+    """Zhang-Shasha edit distance (unit costs, labels equal or not) from `pred` to `true`;
+    normalised as min(d, |true|) / |true| (SRSD's NED)."""
+    import zss
+    d = zss.simple_distance(pred, true, get_children=_children, get_label=_label)
+    if not normalize:
+        return float(d)
+    n = count_nodes(true)
+    return min(d, n) / n

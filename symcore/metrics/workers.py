@@ -1,0 +1,220 @@
+"""Worker processes that compute normal forms under a per-expression timeout: a hung SymPy call
+is killed with its process (and the worker replaced), so it can never hang the caller.
+
+Workers are plain `python -m symcore.metrics.workers` subprocesses speaking JSON lines over
+pipes (no fork of a threaded parent, no re-import of the caller's __main__); they live as long
+as the process (kept warm: SymPy's own caches help the next expression) and are closed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+__all__ = ["Outcome", "run_forms", "n_workers", "shutdown"]
+
+Status = Literal["ok", "timeout", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expression's result: its normal form and tree, or why there is none."""
+    status: Status
+    form: str | None = None
+    tree: tuple | None = None
+    message: str = ""
+    seconds: float = 0.0
+
+
+def n_workers() -> int:
+    """Worker processes: `$SYMCORE_THREADS` or the CPUs this process may use."""
+    env = os.environ.get("SYMCORE_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", SYMCORE_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "symcore.metrics.workers"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        self.buf = b""
+        self.task: tuple[int, float, float] | None = None  # (index, started, deadline)
+
+    def send(self, payload: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(payload) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        finally:
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout):
+                if f is not None:
+                    f.close()
+
+
+_LOCK = threading.Lock()
+_IDLE: list[_Worker] = []
+
+
+def shutdown() -> None:
+    """Stop the idle workers (they are started again on demand)."""
+    with _LOCK:
+        while _IDLE:
+            _IDLE.pop().kill()
+
+
+atexit.register(shutdown)
+
+
+def _take(k: int) -> list[_Worker]:
+    with _LOCK:
+        got = [w for w in _IDLE[:k] if w.proc.poll() is None]
+        del _IDLE[:k]
+    return got + [_Worker() for _ in range(k - len(got))]
+
+
+def run_forms(texts: Sequence[str], method: str, timeout: float,
+              workers: int | None = None) -> list[Outcome]:
+    """Normal form and tree of every text, computed in parallel worker processes; a text
+    still running after `timeout` seconds is an Outcome("timeout") and its worker is killed."""
+    out: list[Outcome | None] = [None] * len(texts)
+    if not texts:
+        return []
+    k = max(1, min(len(texts), workers or n_workers()))
+    pool = _take(k)
+    todo = list(range(len(texts)))[::-1]
+    sel = selectors.DefaultSelector()
+    try:
+        def assign(w: _Worker) -> bool:
+            if not todo:
+                return False
+            i = todo.pop()
+            now = time.monotonic()
+            w.task = (i, now, now + timeout)
+            try:
+                w.send({"text": texts[i], "method": method})
+            except OSError:
+                out[i] = Outcome("error", message="worker process died")
+                w.task = None
+                return False
+            return True
+
+        live: list[_Worker] = []
+        for w in pool:
+            if assign(w):
+                assert w.proc.stdout is not None
+                sel.register(w.proc.stdout, selectors.EVENT_READ, w)
+                live.append(w)
+            else:
+                with _LOCK:
+                    _IDLE.append(w)
+        while live:
+            now = time.monotonic()
+            wait = max(0.0, min(w.task[2] for w in live if w.task) - now)
+            for key, _ in sel.select(timeout=wait + 0.01):
+                w = key.data
+                chunk = os.read(key.fd, 1 << 20)
+                if not chunk:       # the worker died (e.g. out of memory): replace it
+                    i = w.task[0]
+                    out[i] = Outcome("error", message="worker process died",
+                                     seconds=time.monotonic() - w.task[1])
+                    _retire(sel, live, w, replace=True, assign=assign)
+                    continue
+                w.buf += chunk
+                while b"\n" in w.buf and w.task is not None:
+                    line, w.buf = w.buf.split(b"\n", 1)
+                    i, t0, _ = w.task
+                    r = json.loads(line)
+                    out[i] = Outcome(r["status"], r.get("form"), _as_tree(r.get("tree")),
+                                     r.get("message", ""), time.monotonic() - t0)
+                    w.task = None
+                    if not assign(w):
+                        _retire(sel, live, w, replace=False, assign=assign)
+            now = time.monotonic()
+            for w in list(live):
+                if w.task is not None and now >= w.task[2]:
+                    i, t0, _ = w.task
+                    out[i] = Outcome("timeout", message=f"no result within {timeout:g} s",
+                                     seconds=now - t0)
+                    _retire(sel, live, w, replace=True, assign=assign)
+    finally:
+        for key in list(sel.get_map().values()):
+            w = key.data
+            sel.unregister(key.fileobj)
+            w.kill()        # interrupted mid-task (e.g. KeyboardInterrupt): never reuse
+        sel.close()
+    return [o if o is not None else Outcome("error", message="not run") for o in out]
+
+
+def _retire(sel: selectors.BaseSelector, live: list[_Worker], w: _Worker, *, replace: bool,
+            assign) -> None:
+    sel.unregister(w.proc.stdout)
+    live.remove(w)
+    if not replace:
+        w.task = None
+        with _LOCK:
+            _IDLE.append(w)
+        return
+    w.kill()
+    fresh = _Worker()
+    if assign(fresh):
+        sel.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
+        live.append(fresh)
+    else:
+        with _LOCK:
+            _IDLE.append(fresh)
+
+
+def _as_tree(t) -> tuple | None:
+    if t is None:
+        return None
+    # JSON lists back to the nested tuples of symcore.metrics.trees (iteratively: deep trees)
+    memo: dict[int, tuple] = {}
+    stack = [(t, False)]
+    while stack:
+        node, ready = stack.pop()
+        if not ready:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node[1])
+            continue
+        memo[id(node)] = (node[0], tuple(memo[id(c)] for c in node[1]))
+    return memo[id(t)]
+
+
+def _serve() -> None:
+    """Worker loop: one JSON request per line in, one JSON answer per line out."""
+    from symcore.metrics.trees import srsd_form, sympify_form, sympy_tree
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    sys.stdout = sys.stderr         # nothing SymPy prints may corrupt the protocol
+    forms = {"srsd": srsd_form, "sympify": sympify_form}
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            form = forms[req["method"]](req["text"])
+            ans = json.dumps({"status": "ok", "form": form, "tree": sympy_tree(form)})
+        except RecursionError:
+            ans = json.dumps({"status": "error", "message": "expression too deep for SymPy"})
+        except Exception as err:   # SymPy raises anything on odd input; the reference scores it
+            ans = json.dumps({"status": "error", "message": f"{type(err).__name__}: {err}"[:300]})
+        proto.write(ans + "\n")
+
+
+if __name__ == "__main__":
+    _serve()
