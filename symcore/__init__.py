@@ -37,6 +37,10 @@ _LAZY = {
     "export": "symcore.codegen.export.api",
     "register_op": "symcore.io.registry", "unregister_op": "symcore.io.registry",
     "Session": "symcore.session",
+    "odeint": "symcore.codegen.ode.api", "OdeInfo": "symcore.codegen.ode.api",
+    "score_trajectories": "symcore.codegen.ode.api",
+    "score_derivatives": "symcore.codegen.ode.api",
+    "system": "symcore.codegen.ode.system", "System": "symcore.codegen.ode.system",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
@@ -50,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.io.readers import detect_dialect, read, read_file, read_many, read_with_params
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
+    from symcore.codegen.ode.api import OdeInfo, odeint, score_derivatives, score_trajectories
+    from symcore.codegen.ode.system import System, system
 
 
 def __getattr__(name: str) -> Any:
