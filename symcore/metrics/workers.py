@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-__all__ = ["Outcome", "run_forms", "n_workers", "shutdown"]
+__all__ = ["Outcome", "run_forms", "run_tasks", "n_workers", "shutdown"]
 
 Status = Literal["ok", "timeout", "error"]
 
@@ -94,7 +94,17 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
               workers: int | None = None) -> list[Outcome]:
     """Normal form and tree of every text, computed in parallel worker processes; a text
     still running after `timeout` seconds is an Outcome("timeout") and its worker is killed."""
-    out: list[Outcome | None] = [None] * len(texts)
+    res = run_tasks([{"method": method, "text": t} for t in texts], timeout, workers)
+    return [Outcome(r["status"], r.get("form"), _as_tree(r.get("tree")), r.get("message", ""),
+                    r["seconds"]) for r in res]
+
+
+def run_tasks(tasks: Sequence[dict], timeout: float, workers: int | None = None) -> list[dict]:
+    """Run every task (a JSON request: "method" and its fields) in parallel worker processes;
+    each answer is a dict with "status" ("ok", "timeout", "error"), "seconds" and the task's
+    result fields.  A task still running after `timeout` seconds is killed with its worker."""
+    texts = tasks
+    out: list[dict | None] = [None] * len(texts)
     if not texts:
         return []
     k = max(1, min(len(texts), workers or n_workers()))
@@ -109,9 +119,9 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
             now = time.monotonic()
             w.task = (i, now, now + timeout)
             try:
-                w.send({"text": texts[i], "method": method})
+                w.send(texts[i])
             except OSError:
-                out[i] = Outcome("error", message="worker process died")
+                out[i] = {"status": "error", "message": "worker process died", "seconds": 0.0}
                 w.task = None
                 return False
             return True
@@ -133,8 +143,8 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
                 chunk = os.read(key.fd, 1 << 20)
                 if not chunk:       # the worker died (e.g. out of memory): replace it
                     i = w.task[0]
-                    out[i] = Outcome("error", message="worker process died",
-                                     seconds=time.monotonic() - w.task[1])
+                    out[i] = {"status": "error", "message": "worker process died",
+                              "seconds": time.monotonic() - w.task[1]}
                     _retire(sel, live, w, replace=True, assign=assign)
                     continue
                 w.buf += chunk
@@ -142,8 +152,8 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
                     line, w.buf = w.buf.split(b"\n", 1)
                     i, t0, _ = w.task
                     r = json.loads(line)
-                    out[i] = Outcome(r["status"], r.get("form"), _as_tree(r.get("tree")),
-                                     r.get("message", ""), time.monotonic() - t0)
+                    r["seconds"] = time.monotonic() - t0
+                    out[i] = r
                     w.task = None
                     if not assign(w):
                         _retire(sel, live, w, replace=False, assign=assign)
@@ -151,8 +161,8 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
             for w in list(live):
                 if w.task is not None and now >= w.task[2]:
                     i, t0, _ = w.task
-                    out[i] = Outcome("timeout", message=f"no result within {timeout:g} s",
-                                     seconds=now - t0)
+                    out[i] = {"status": "timeout", "message": f"no result within {timeout:g} s",
+                              "seconds": now - t0}
                     _retire(sel, live, w, replace=True, assign=assign)
     finally:
         for key in list(sel.get_map().values()):
@@ -160,7 +170,8 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
             sel.unregister(key.fileobj)
             w.kill()        # interrupted mid-task (e.g. KeyboardInterrupt): never reuse
         sel.close()
-    return [o if o is not None else Outcome("error", message="not run") for o in out]
+    return [o if o is not None else {"status": "error", "message": "not run", "seconds": 0.0}
+            for o in out]
 
 
 def _retire(sel: selectors.BaseSelector, live: list[_Worker], w: _Worker, *, replace: bool,
@@ -200,6 +211,7 @@ def _as_tree(t) -> tuple | None:
 
 def _serve() -> None:
     """Worker loop: one JSON request per line in, one JSON answer per line out."""
+    from symcore.metrics.srbench import sympy_check
     from symcore.metrics.trees import srsd_form, sympify_form, sympy_tree
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout = sys.stderr         # nothing SymPy prints may corrupt the protocol
@@ -207,8 +219,11 @@ def _serve() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            form = forms[req["method"]](req["text"])
-            ans = json.dumps({"status": "ok", "form": form, "tree": sympy_tree(form)})
+            if req["method"] == "srbench":
+                ans = json.dumps({"status": "ok", **sympy_check(req["pred"], req["true"])})
+            else:
+                form = forms[req["method"]](req["text"])
+                ans = json.dumps({"status": "ok", "form": form, "tree": sympy_tree(form)})
         except RecursionError:
             ans = json.dumps({"status": "error", "message": "expression too deep for SymPy"})
         except Exception as err:   # SymPy raises anything on odd input; the reference scores it
