@@ -40,7 +40,7 @@ _LAZY = {
     "odeint": "symcore.codegen.ode.api", "OdeInfo": "symcore.codegen.ode.api",
     "score_trajectories": "symcore.codegen.ode.api",
     "score_derivatives": "symcore.codegen.ode.api",
-    "system": "symcore.codegen.ode.system", "System": "symcore.codegen.ode.system",
+    "system": "symcore.io.systems", "System": "symcore.system",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
     from symcore.codegen.ode.api import OdeInfo, odeint, score_derivatives, score_trajectories
-    from symcore.codegen.ode.system import System, system
+    from symcore.io.systems import system
+    from symcore.system import System
 
 
 def __getattr__(name: str) -> Any:

@@ -9,16 +9,16 @@ lowering (`ode.emit`) computes it once.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from symcore.errors import DataError, SymcoreError
 from symcore.evaluate import evaluate
-from symcore.ir import Expr, Flat, const
+from symcore.ir import Expr, Flat
 from symcore.walk import topo
 
-__all__ = ["System", "system", "as_system"]
+__all__ = ["System", "as_system"]
 
 
 class System:
@@ -100,48 +100,20 @@ class System:
         return (System, (self.exprs, self.params, self.names))
 
 
-def _names_map(n: int, names: Sequence[str] | None) -> dict[str, int]:
-    m = {f"x{i}": i for i in range(n)}
-    if names is not None:
-        m.update({str(s): i for i, s in enumerate(names)})
-    m["t"] = n
-    m[f"x{n}"] = n
-    return m
-
-
-def system(equations: Iterable[Any], *, params: Any = None, names: Sequence[str] | None = None,
-           dialect: str = "symcore") -> System:
-    """A `System` from its equations, each an `Expr`, a text (read in `dialect`, by default
-    symcore's: state `x0..`, or the given `names`, time `t`, parameters `p0..`), or a SymPy
-    expression (symbols `x0..`/`names`, `t`; other symbols named `p<i>` are parameters)."""
-    eqs = list(equations)
-    n = len(eqs)
-    nmap = _names_map(n, names)
-    out: list[Expr] = []
-    for i, e in enumerate(eqs):
-        if isinstance(e, Expr):
-            out.append(e)
-        elif isinstance(e, (int, float)):
-            out.append(const(float(e)))
-        elif isinstance(e, str):
-            from symcore.io.readers import read
-            out.append(read(e, dialect, names=nmap))  # type: ignore[arg-type]
-        elif type(e).__module__.startswith("sympy"):
-            from symcore.io.sympy_bridge import from_sympy
-            out.append(from_sympy(e, names=nmap))
-        else:
-            raise DataError(f"equation {i}: cannot make an equation of a {type(e).__name__}")
-    return System(out, params=params, names=names)
-
-
 def as_system(obj: Any) -> System:
-    """`obj` as a System (a System, or a sequence of equations)."""
+    """`obj` as a System (a System, or a sequence of Expr equations; text and SymPy equations
+    are read by `symcore.system`)."""
     if isinstance(obj, System):
         return obj
     if isinstance(obj, (str, bytes, Expr)):
         raise SymcoreError("a system is a sequence of equations, one per state variable; "
                            "got a single one (wrap it in a list)")
     try:
-        return system(obj)
+        eqs = list(obj)
     except TypeError:
         raise SymcoreError(f"not a system: {type(obj).__name__}") from None
+    for i, e in enumerate(eqs):
+        if not isinstance(e, Expr):
+            raise SymcoreError(f"equation {i} is a {type(e).__name__}, not an Expr: read text "
+                               f"or SymPy equations with symcore.system(...)")
+    return System(eqs)
