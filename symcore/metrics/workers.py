@@ -211,6 +211,12 @@ def _as_tree(t) -> tuple | None:
 
 def _serve() -> None:
     """Worker loop: one JSON request per line in, one JSON answer per line out."""
+    try:    # Linux: die with the parent, so a hung SymPy call never outlives the caller
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
     from symcore.metrics.srbench import sympy_check
     from symcore.metrics.trees import srsd_form, sympify_form, sympy_tree
     proto = os.fdopen(os.dup(1), "w", buffering=1)
