@@ -224,7 +224,8 @@ class _SymcoreMixin:
         session = Session(X, y, metric=native[0] if native else "mse",
                           weights=sample_weight if full else None, nonfinite="nan")
         ctx = self._symcore = {"X": X, "y": y, "sw": sample_weight, "session": session,
-                               "native": native, "symbols": symbols, "full": full}
+                               "native": native, "symbols": symbols, "full": full,
+                               "all_mapped": len(symbols) == len(params["function_set"])}
         return ctx
 
     def _symcore_score(self, built: list[tuple[_Program, Any]], X: np.ndarray, y: np.ndarray,
@@ -234,9 +235,12 @@ class _SymcoreMixin:
         symbols = ctx["symbols"]
         n = X.shape[0]
         base = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
-        fast = [k for k, (p, _) in enumerate(built) if all(
-            type(t) is not _gfn._Function or t in symbols for t in p.program)]
-        slow = sorted(set(range(len(built))) - set(fast))
+        if ctx["all_mapped"]:    # every function of the set is an op: no per-token check
+            fast, slow = list(range(len(built))), []
+        else:
+            fast = [k for k, (p, _) in enumerate(built) if all(
+                type(t) is not _gfn._Function or t in symbols for t in p.program)]
+            slow = sorted(set(range(len(built))) - set(fast))
         for k in slow:   # functions outside the ops table: gplearn's own NumPy evaluation
             self._gplearn_fitness(built[k], X, y, base, ctx["full"])
         if not fast:
