@@ -10,6 +10,7 @@ import pytest
 
 import symcore
 from symcore import Expr, call, const, var
+from symcore.ops import generation
 from symcore.rules import rulesets, saturate
 
 _UN = ("sin", "exp", "log", "sqrt", "square", "neg", "abs")
@@ -39,7 +40,7 @@ def _fresh(rules: str):
     key = rulesets.resolve(rules)
     with saturate.session(key, 1):   # makes sure the prepared e-graph exists
         pass
-    prep = saturate._PREPARED[tuple(key)]
+    prep = saturate._PREPARED[(tuple(key), generation())]
     with prep.lock:
         yield
 
