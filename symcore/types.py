@@ -27,9 +27,10 @@ Dtype = Literal["float64", "float32"]
 Tier = Literal["auto", 0, 1]
 #: fitness computed inside the kernels
 Metric = Literal["mse", "rmse", "mae", "r2", "nmse"]
-#: constant-fitting algorithm: Levenberg-Marquardt or BFGS
-FitMethod = Literal["lm", "bfgs"]
-#: which numbers `fit` fits: "auto", or literals lifted to parameters (True) or never (False)
-Lift = Literal["auto", True, False]
+#: constant-fitting algorithm: Levenberg-Marquardt, BFGS, or "auto" (BFGS above many params)
+FitMethod = Literal["auto", "lm", "bfgs"]
+#: which numbers `fit` fits: "auto"; literals lifted per distinct value or per occurrence (True);
+#: only the parameters a frontend marked (False)
+Lift = Literal["auto", "distinct", "occurrence", "marked", True, False]
 #: file formats `export` writes
 ExportFormat = Literal["so", "c", "ll", "py", "sympy", "latex", "json"]

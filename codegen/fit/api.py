@@ -3,11 +3,18 @@ candidate or a whole population (each candidate fitted independently, on every c
 
 Which numbers are fitted (``lift``):
 
-* ``"auto"`` (default): an expression without parameters has its literals lifted into parameters
-  (starting at the literals, see `symcore.params.lift_constants` for which literals); an expression
-  that already has parameters (a frontend's ``C`` placeholders, a model read with numbers as
-  parameters) is fitted as it stands, its literals stay fixed.
-* ``True``: literals are lifted in addition to existing parameters.  ``False``: never lifted.
+* ``"auto"`` (default): an expression without parameters has its literals lifted into parameters,
+  one per occurrence (starting at the literals, see `symcore.params.lift_constants` for which
+  literals); an expression that already has parameters (a frontend's ``C`` placeholders, a model
+  read with numbers as parameters) is fitted as it stands, its literals stay fixed.
+* ``"occurrence"`` (or ``True``): every literal occurrence becomes its own parameter, in
+  addition to existing parameters (``2*x + 2*y`` -> two parameters).
+* ``"distinct"``: one parameter per distinct literal value, shared by its occurrences, in
+  addition to existing parameters (``2*x + 2*y`` -> one; what DySymNet's refit does with
+  SymPy's ``atoms(Float)``; a raw DySymNet expression with 243 literal occurrences has a few
+  dozen distinct values).
+* ``"marked"`` (or ``False``): only the parameters the expression already has (the literals a
+  frontend marks as placeholders, RSRM's ``C``, NeSymReS's ``c``); literals stay fixed.
 
 ``params0`` are the starting values of the fitted model's parameters: either all of them (after
 lifting) or only the expression's own parameters (lifted ones then start at their literals).
@@ -21,9 +28,20 @@ its damping, BFGS backtracks): the fit never crashes on NaN or inf.  Status:
   the loss any more);
 * ``max_iter``: ``max_iter`` trial steps were used up;
 * ``non-finite``: the start gives a non-finite loss or Jacobian (loss is +inf if the loss is);
-* ``singular``: the Jacobian is identically zero at the start (no parameter changes the output).
+* ``singular``: the Jacobian is identically zero at the start (no parameter changes the output);
+* ``time limit``: ``max_time`` (per expression) or ``max_total_time`` (per call) ran out; the
+  best point so far is returned (a problem that had not started by the call's deadline returns
+  its start).
 
 A parameter-free model returns at once (status ``converged``, 0 iterations).
+
+``loss`` is always the (weighted) MSE of ``expr`` (the returned model, parameters bound) as the
+reference `symcore.evaluate` computes it, up to rounding; +inf where that is not finite (NaN
+or inf on some row with positive weight).
+
+Method ``"auto"`` (default) runs Levenberg–Marquardt up to LM_MAX_PARAMS parameters and BFGS
+above: LM's normal equations (an eigendecomposition of the P×P matrix per iteration) stop
+paying there (see LM_MAX_PARAMS).
 
 Levenberg–Marquardt follows MINPACK's lmder (what ``scipy.optimize.least_squares(method="lm")``
 runs): Moré's trust region with Jacobian column scaling, the same step acceptance, radius
@@ -46,6 +64,7 @@ again, when it already ends below the first start's loss on all rows.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -67,9 +86,18 @@ from symcore.codegen.grad.reference import jacobian_reference
 from symcore.codegen.grad.tier0 import Tier0Grad
 from symcore.codegen.grad.tier1 import GradKernels
 
-__all__ = ["fit", "FitResult", "levenberg_marquardt", "bfgs", "STATUSES", "METHODS"]
+__all__ = ["fit", "FitResult", "levenberg_marquardt", "bfgs", "STATUSES", "METHODS", "LIFTS"]
 
-METHODS = ("lm", "bfgs")
+METHODS = ("auto", "lm", "bfgs")
+LIFTS = ("auto", "distinct", "occurrence", "marked", True, False)
+#: method "auto" fits candidates with more parameters than this with BFGS, the rest with LM.
+#: Measured (bench/bench_refit.py --switch: sums of P/2 `a*sin(b*x)` terms, 1000 rows, tier 0,
+#: one thread), ms per trial step LM / BFGS: P=20 1.6/1.4, 40 3.6/1.6, 60 9.9/3.4, 80 15.8/7.4,
+#: 120 71/90, 160 201/135.  LM's step grows as P³ (eigendecomposition) on top of the kernel's
+#: rows·P² normal equations, and from ~60 parameters costs 2-3 BFGS steps; below, LM needs
+#: far fewer steps to a lower loss.  Both pay the kernel's Jᵀ J: a gradient-only kernel would
+#: move this point down.
+LM_MAX_PARAMS = 64
 TIERS = ("auto", 0, 1, "numpy")
 #: tier "auto" compiles fused kernels (tier 1) when rows × expected kernel calls reaches this:
 #: compiling one candidate costs ~15-30 ms, which the faster compiled calls only win back over
@@ -114,17 +142,18 @@ def _n_params(expr: Expr) -> int:
 def _prepare_model(expr: Expr, params0: Any, lift: Any) -> tuple[Expr, np.ndarray]:
     if not isinstance(expr, Expr):
         raise FitError(f"fit takes Expr objects, got {type(expr).__name__}")
-    if lift not in ("auto", True, False):
-        raise FitError(f"lift must be 'auto', True or False, got {lift!r}")
+    if not any(lift is v or (isinstance(v, str) and lift == v) for v in LIFTS):
+        raise FitError(f"lift must be one of {', '.join(map(repr, LIFTS))}, got {lift!r}")
     own = _n_params(expr)
-    do_lift = (own == 0) if lift == "auto" else bool(lift)
+    do_lift = (own == 0) if lift == "auto" else lift in (True, "occurrence", "distinct")
     start = None
     if params0 is not None:
         start = np.asarray(params0, dtype=np.float64)
         if start.ndim != 1:
             raise DataError(f"params0 must be a 1-D vector, got shape {start.shape}")
     base = np.ones(own) if start is None or start.shape[0] < own else start[:own]
-    model, values = lift_constants(expr, params=base) if do_lift else (expr, base)
+    model, values = lift_constants(expr, params=base, share=lift == "distinct") if do_lift \
+        else (expr, base)
     n_model = _n_params(model) if do_lift else own
     if start is not None:
         if start.shape[0] == n_model:
@@ -199,18 +228,32 @@ def _best(model: Expr, runs: list[tuple[np.ndarray, float, int, str]], sum_w: fl
     return FitResult(bind_params(model, p), p, _loss(f, sum_w), iters, status, model)
 
 
+def _seconds(v: Any, name: str) -> float:
+    if v is None:
+        return math.inf
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or math.isnan(v):
+        raise FitError(f"{name} must be a positive number of seconds or None, got {v!r}")
+    return float(v)
+
+
 def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = None,
-        method: FitMethod = "lm", max_iter: int | None = None, tol: float = 1e-8,
+        method: FitMethod = "auto", max_iter: int | None = None, tol: float = 1e-8,
         weights: Any = None,
         restarts: int = 0, seed: int | None = None, *, lift: Lift = "auto",
-        tier: Tier = "auto", threads: int | None = None) -> FitResult | list[FitResult]:
+        tier: Tier = "auto", threads: int | None = None, max_time: float | None = None,
+        max_total_time: float | None = None) -> FitResult | list[FitResult]:
     """Fit the parameters of one expression (-> FitResult) or of each expression of a list
     (-> list of FitResult, fitted independently on `threads` threads, default
     `$SYMCORE_THREADS` or every core) to
     data X (rows × columns), y, minimising the (weighted) mean squared error.
 
     `params0`: starting values (one vector, or one per expression for a list; see the module
-    docstring); `method`: "lm" (Levenberg–Marquardt) or "bfgs"; `max_iter`: trial steps per
+    docstring); `method`: "lm" (Levenberg–Marquardt), "bfgs", or "auto" (LM up to
+    LM_MAX_PARAMS parameters, BFGS above); `lift`: which literals become parameters
+    ("auto", "distinct", "occurrence", "marked"; module docstring); `max_time`: seconds per
+    expression (split evenly over its starts and a restart's refinement), `max_total_time`:
+    seconds for the whole call; a fit cut short ends with status "time limit" at its best
+    point so far; `max_iter`: trial steps per
     start (default 100 × the number of parameters, MINPACK's default); `tol`: relative
     tolerance on loss decrease, step and gradient; `restarts`: extra
     starts jittered from the first (seeded by `seed`), the best kept; `tier`: 0 (the compiled-once
@@ -218,8 +261,13 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
     a population in one native call), 1 (fused kernels compiled per structure), "numpy" (the
     reference Jacobian; slow, for testing) or "auto" (1 when rows × expected kernel calls
     reaches AUTO_TIER1_ROW_CALLS, else 0)."""
+    t_call = time.monotonic()
     single = isinstance(expr_or_exprs, Expr)
     exprs = [expr_or_exprs] if single else list(expr_or_exprs)  # type: ignore[arg-type]
+    per_expr = _seconds(max_time, "max_time")
+    call_deadline = t_call + _seconds(max_total_time, "max_total_time")
+    # each start (and the refinement of the best restart) gets an equal share of max_time
+    per_run = per_expr / (restarts + 2 if isinstance(restarts, int) and restarts > 0 else 1)
     if method not in METHODS:
         raise FitError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(tier, bool) or tier not in TIERS:
@@ -288,13 +336,19 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         is_first = np.zeros(len(problems), dtype=bool)
         is_first[first_of] = True
         bud = np.where(is_first, bud, np.maximum(bud // RESTART_BUDGET_DIV, 1))
-        if method == "lm" and problems:
+        use_lm = [method == "lm" or (method == "auto" and n_par[k] <= LM_MAX_PARAMS)
+                  for k, _ in problems]
+        lm_idx = np.array([j for j, u in enumerate(use_lm) if u], dtype=np.int64)
+        bf_idx = [j for j, u in enumerate(use_lm) if not u]
+        runs: list[Any] = [None] * len(problems)
+        if lm_idx.size:
             # every (candidate, start) in lockstep: batched linear algebra, threaded kernels
             Pm = max(max(n_par), 1)
-            cids = np.array([k for k, _ in problems], dtype=np.int64)
-            starts = np.zeros((len(problems), Pm))
-            for j, (k, s) in enumerate(problems):
-                starts[j, :len(s)] = s
+            cids = np.array([problems[j][0] for j in lm_idx], dtype=np.int64)
+            starts = np.zeros((len(lm_idx), Pm))
+            for i, j in enumerate(lm_idx):
+                s = problems[j][1]
+                starts[i, :len(s)] = s
             if isinstance(kernels, Tier0Grad):
                 sub = None
                 if restarts and A.shape[0] >= 2 * SUBSAMPLE_ROWS:
@@ -302,18 +356,24 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
                         A.shape[0], SUBSAMPLE_ROWS, replace=False))
                     sub = prepare_data(A[pick], Y[pick], None if W is None else W[pick],
                                        kernels.lanes)
-                runs = native_runs(kernels, cids, starts, bud, is_first, n_par, data, sub,
-                                    float(tol), pool, n_threads)
+                out = native_runs(kernels, cids, starts, bud[lm_idx], is_first[lm_idx], n_par,
+                                  data, sub, float(tol), pool, n_threads, per_run,
+                                  call_deadline)
             else:
                 evaluate = batch_from_normals(normals, n_par, Pm, pool, n_threads)
-                runs = lm_batch(cids, starts, np.array(n_par)[cids], bud,
-                                 float(tol), evaluate, normals, pool)
-        else:
+                dls = np.full(len(lm_idx), min(time.monotonic() + per_run, call_deadline))
+                out = lm_batch(cids, starts, np.array(n_par)[cids], bud[lm_idx],
+                               float(tol), evaluate, normals, pool, deadlines=dls)
+            for j, r in zip(lm_idx.tolist(), out):
+                runs[j] = r
+        if bf_idx:
             def one(j: int) -> tuple[np.ndarray, float, int, str]:
                 k, s = problems[j]
-                return bfgs(normals[k], s, int(bud[j]), float(tol))
-            runs = list(pool.map(one, range(len(problems)))) if pool is not None else \
-                [one(j) for j in range(len(problems))]
+                dl = min(time.monotonic() + per_run, call_deadline)
+                return bfgs(normals[k], s, int(bud[j]), float(tol), dl)
+            out = list(pool.map(one, bf_idx)) if pool is not None else [one(j) for j in bf_idx]
+            for j, r in zip(bf_idx, out):
+                runs[j] = r
         grouped: dict[int, list] = {}
         for (k, _), run in zip(problems, runs):
             grouped.setdefault(k, []).append(run)

@@ -4,6 +4,7 @@ line search that also backs off non-finite trial points)."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -20,10 +21,12 @@ def _gradient_small(f: float, g: np.ndarray, diag: np.ndarray, tol: float) -> bo
     return bool(cos.max(initial=0.0) <= tol)
 
 
-def bfgs(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8
-         ) -> tuple[np.ndarray, float, int, str]:
+def bfgs(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8,
+         deadline: float = math.inf) -> tuple[np.ndarray, float, int, str]:
     """Minimise Σ w r² with BFGS (inverse-Hessian update, backtracking Armijo line search that
-    also backs off non-finite trial points).  Returns (params, Σ w r², trial steps, status)."""
+    also backs off non-finite trial points).  Past `deadline` (a time.monotonic() value) it
+    stops before the next trial step with status "time limit" at its best point.  Returns
+    (params, Σ w r², trial steps, status)."""
     p = np.array(p0, dtype=np.float64)
     n = p.shape[0]
     f, g, A = normal(p)
@@ -54,6 +57,8 @@ def bfgs(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-
             t = 1.0
         accepted = False
         while it < max_iter:
+            if deadline < math.inf and time.monotonic() > deadline:
+                return p, f, it, "time limit"
             it += 1
             pn = p + t * d
             fn, gn, An = normal(pn)

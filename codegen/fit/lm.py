@@ -5,6 +5,7 @@ normal equations a kernel returns."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ __all__ = ["levenberg_marquardt", "lm_batch", "batch_from_normals", "NormalFn", 
            "STATUSES", "finite"]
 
 #: every fit ends in one of these (the native loop returns their indices)
-STATUSES = ("converged", "max_iter", "non-finite", "singular")
+STATUSES = ("converged", "max_iter", "non-finite", "singular", "time limit")
 
 #: (params) -> (Σ w r², Jᵀ W r, Jᵀ W J): everything both algorithms need
 NormalFn = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -113,11 +114,14 @@ def _lmpar(E: _Eig, delta: float, par: float) -> tuple[np.ndarray, float]:
 
 
 def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, tol: float = 1e-8,
-                        factor: float = 100.0) -> tuple[np.ndarray, float, int, str]:
+                        factor: float = 100.0, deadline: float = math.inf
+                        ) -> tuple[np.ndarray, float, int, str]:
     """Minimise Σ w r² with Levenberg–Marquardt as MINPACK's lmder does it (Moré's trust region
     with column scaling; the same acceptance, radius update and ftol/xtol/gtol tests), on the
     normal equations the kernels return.  A non-finite trial point counts as a failed step (the
-    radius shrinks).  Returns (params, Σ w r², trial steps, status)."""
+    radius shrinks).  Past `deadline` (a time.monotonic() value) it stops before the next
+    trial step with status "time limit" at its best point.  Returns (params, Σ w r², trial
+    steps, status)."""
     p = np.array(p0, dtype=np.float64)
     f, g, A = normal(p)
     if not finite(f, g, A):
@@ -131,12 +135,12 @@ def levenberg_marquardt(normal: NormalFn, p0: np.ndarray, max_iter: int = 200, t
     Dp = D * p
     xnorm = math.sqrt(float(Dp @ Dp))
     delta = factor * xnorm if xnorm > 0 else factor
-    return _lm_core(normal, p, f, g, A, D, delta, 0.0, 0, True, max_iter, tol)
+    return _lm_core(normal, p, f, g, A, D, delta, 0.0, 0, True, max_iter, tol, deadline)
 
 
 def _lm_core(normal: NormalFn, p: np.ndarray, f: float, g: np.ndarray, A: np.ndarray,
              D: np.ndarray, delta: float, par: float, it: int, first: bool, max_iter: int,
-             tol: float) -> tuple[np.ndarray, float, int, str]:
+             tol: float, deadline: float = math.inf) -> tuple[np.ndarray, float, int, str]:
     """The iterations of `levenberg_marquardt` from a given state (at the start of an outer
     iteration), so a batched run can hand its last few problems over."""
     fnorm = math.sqrt(f)
@@ -157,6 +161,8 @@ def _lm_core(normal: NormalFn, p: np.ndarray, f: float, g: np.ndarray, A: np.nda
                     delta = min(delta, pnorm)
                 if it >= max_iter:
                     return p, f, it, "max_iter"
+                if deadline < math.inf and time.monotonic() > deadline:
+                    return p, f, it, "time limit"
                 it += 1
                 h = hs / D
                 pn = p + h
@@ -263,15 +269,17 @@ HANDOVER = 4
 
 def lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets: np.ndarray,
               tol: float, evaluate: BatchFn, normals: Sequence[NormalFn],
-              pool: Any = None, factor: float = 100.0
+              pool: Any = None, factor: float = 100.0, deadlines: np.ndarray | None = None
               ) -> list[tuple[np.ndarray, float, int, str]]:
     """`levenberg_marquardt` on K independent problems in lockstep: one trial step of every
     unfinished problem per round, the small linear algebra batched across problems and the
     trial points evaluated in one `evaluate` call per round (so a round's Python cost is shared
     by the whole population).  Problem k fits candidate cands[k] from starts[k, :sizes[k]]
     (padded parameters have zero Jacobian columns and never move).  Same iterates as the
-    one-problem version up to rounding."""
+    one-problem version up to rounding.  Problem k stops with status "time limit" before a
+    trial step past deadlines[k] (time.monotonic() values; None: no limit)."""
     K, Pm = starts.shape
+    dls = np.full(K, math.inf) if deadlines is None else np.asarray(deadlines, dtype=np.float64)
     result: list[tuple[np.ndarray, float, int, str] | None] = [None] * K
     p = np.ascontiguousarray(starts, dtype=np.float64)
     f, g, A = evaluate(cands, p)
@@ -317,7 +325,7 @@ def lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets: 
                     return _lm_core(nf, p[k, :P].copy(), float(f[k]),
                                     g[k, :P].copy(), A[k, :P, :P].copy(), D[k, :P].copy(),
                                     float(delta[k]), float(par[k]), int(it[k]),
-                                    bool(first[k]), int(budgets[k]), tol)
+                                    bool(first[k]), int(budgets[k]), tol, float(dls[k]))
                 done = list(pool.map(resume, rest)) if pool is not None and rest.size > 1 \
                     else [resume(k) for k in rest]
                 for k, r in zip(rest, done):
@@ -346,6 +354,9 @@ def lm_batch(cands: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budgets: 
             delta[act] = np.where(first[act], np.minimum(delta[act], pnorm), delta[act])
             over = it[act] >= budgets[act]
             finish(act[over], "max_iter")
+            late = ~over & (dls[act] < time.monotonic())
+            finish(act[late], "time limit")
+            over |= late
             act, hs, pnorm, par_a = act[~over], hs[~over], pnorm[~over], par_a[~over]
             if not act.size:
                 break

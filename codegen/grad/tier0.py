@@ -495,13 +495,16 @@ class Tier0Grad:
         return unpack_square(outs.reshape(K, 1 + Pm + Pm * Pm, self.lanes), Pm)
 
     def fit_lm(self, ids: np.ndarray, starts: np.ndarray, budgets: np.ndarray, data: Data,
-               tol: float, factor: float = 100.0, pool: Any = None, n_threads: int = 1
+               tol: float, factor: float = 100.0, pool: Any = None, n_threads: int = 1,
+               max_time: float = math.inf, deadline: float = math.inf
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Levenberg–Marquardt (`codegen.lm`) on problems k: candidate ids[k] from starts[k]
         ((K, Pm) float64, Pm = `max_params`) within budgets[k] trial steps, entirely in native
         code: every thread (`pool` runs all but one) takes the next problem from a shared
         counter.  Returns (params (K, Pm), Σ w r² (K,), trial steps (K,), status codes (K,),
-        indices into fit.STATUSES)."""
+        indices into fit.STATUSES).  Time limit: a problem stops (status "time limit", at its
+        best point so far) `max_time` seconds after it starts or at `deadline` (a
+        time.monotonic() value), whichever comes first."""
         Pm = max(self.max_params, 1)
         ids = np.asarray(ids, dtype=np.int64)
         K = ids.shape[0]
@@ -524,6 +527,9 @@ class Tier0Grad:
         res_it = np.zeros(K, dtype=np.int64)
         res_st = np.zeros(K, dtype=np.int64)
         counter = np.zeros(1, dtype=np.int64)
+        limits = np.array([max_time, deadline], dtype=np.float64)
+        clock = _lm.clock_address() if (math.isfinite(max_time) or math.isfinite(deadline)) \
+            else 0
         px, py, pw = data.pointers
 
         def run() -> None:
@@ -534,7 +540,8 @@ class Tier0Grad:
             self._lm(K, table.ctypes.data, starts.ctypes.data, Pm, budgets.ctypes.data, px,
                      data.n_pad, py, pw, data.n_pad, pv, pa, pj, arrays[3].ctypes.data,
                      work.ctypes.data, float(tol), float(factor), counter.ctypes.data,
-                     res_p.ctypes.data, res_f.ctypes.data, res_it.ctypes.data, res_st.ctypes.data)
+                     res_p.ctypes.data, res_f.ctypes.data, res_it.ctypes.data, res_st.ctypes.data,
+                     clock, limits.ctypes.data)
         T = max(1, min(n_threads, K)) if pool is not None else 1
         futures = [pool.submit(run) for _ in range(1, T)]
         run()
