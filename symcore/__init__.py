@@ -40,7 +40,7 @@ _LAZY = {
     "odeint": "symcore.codegen.ode.api", "OdeInfo": "symcore.codegen.ode.api",
     "score_trajectories": "symcore.codegen.ode.api",
     "score_derivatives": "symcore.codegen.ode.api",
-    "system": "symcore.io.systems", "System": "symcore.system",
+    "system": "symcore.io.systems", "System": "symcore.dynamics",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.io.sympy_bridge import from_sympy, to_sympy
     from symcore.codegen.ode.api import OdeInfo, odeint, score_derivatives, score_trajectories
     from symcore.io.systems import system
-    from symcore.system import System
+    from symcore.dynamics import System
 
 
 def __getattr__(name: str) -> Any:

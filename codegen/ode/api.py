@@ -19,7 +19,7 @@ from symcore.ir import Expr
 
 from symcore.codegen.ode.emit import STATUSES
 from symcore.codegen.ode.native import integrate, rhs_functions
-from symcore.system import System, as_system
+from symcore.dynamics import System, as_system
 
 __all__ = ["odeint", "OdeInfo", "score_trajectories", "score_derivatives", "STATUSES",
            "Method", "TrajectoryMetric"]

@@ -16,7 +16,7 @@ from symcore.errors import CompileError
 from symcore.codegen.llvm.irflow import Flow
 from symcore.codegen.llvm.lower import lower_powi, lowering
 from symcore.codegen.llvm.values import literal
-from symcore.system import System
+from symcore.dynamics import System
 
 __all__ = ["emit_rhs", "emit_rhs_batch", "emit_driver", "RHS_TYPE", "DRIVER", "STATUSES",
            "OK", "NON_FINITE", "STEP_LIMIT", "STEP_TOO_SMALL", "METHODS"]

@@ -19,7 +19,7 @@ from symcore.codegen.llvm import cache as _cache
 from symcore.codegen.llvm import jit as _jit
 from symcore.codegen.ode.emit import (DRIVER, METHODS, WORK_VECTORS, emit_driver, emit_rhs,
                                       emit_rhs_batch)
-from symcore.system import System
+from symcore.dynamics import System
 
 __all__ = ["rhs_functions", "driver", "integrate", "RHS_CACHE_SIZE", "RHS_OPT"]
 

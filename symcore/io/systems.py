@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 from symcore.errors import DataError
 from symcore.ir import Expr, const
-from symcore.system import System
+from symcore.dynamics import System
 
 __all__ = ["system"]
 
