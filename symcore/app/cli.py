@@ -298,6 +298,23 @@ def _cmd_export(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # Parser and entry point
 
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    """SRSD edit distance and SRBench symbolic solution of a results table (symcore.metrics)."""
+    try:
+        from symcore.metrics.table import format_table, judge_table, load_results, load_truth
+    except ImportError as err:  # the optional extra is missing
+        raise _UserError(f"symcore metrics needs the metrics extra "
+                         f"(pip install 'symcore[metrics]'): {err}") from None
+    out = judge_table(load_results(args.results, args.key, args.pred), load_truth(args.truth),
+                      method=args.method, timeout=args.timeout, digits=args.digits,
+                      workers=args.workers)
+    if args.json:
+        print(json.dumps(out, indent=1, default=str).replace("NaN", "null"))
+    else:
+        print(format_table(out))
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -374,6 +391,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--runtime-params", action="store_true",
                    help="do not bake parameters in: exported functions take a params array")
     e.set_defaults(func=_cmd_export)
+
+    m = sub.add_parser("metrics", help="judge a results table against ground truths (SRSD edit "
+                       "distance, SRBench symbolic solution)")
+    m.add_argument("results", metavar="RESULTS.csv",
+                   help="CSV/TSV with an equation-name column and a SymPy-text prediction column")
+    m.add_argument("--truth", required=True, metavar="FORMULAS",
+                   help="ground truths: a formulas JSON or TSV (e.g. srsd_feynman_120.json)")
+    m.add_argument("--method", choices=("srsd", "symcore"), default="srsd",
+                   help="srsd: the benchmark's SymPy pipeline (default); symcore: canonical form")
+    m.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="per-expression SymPy time limit in seconds (default 120, as SRSD)")
+    m.add_argument("--digits", type=int, default=None, metavar="D",
+                   help="round the predictions' floats to D decimals first (SRBench: 3)")
+    m.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (default: $SYMCORE_THREADS or the CPUs)")
+    m.add_argument("--key", metavar="COLUMN", help="equation-name column of RESULTS")
+    m.add_argument("--pred", metavar="COLUMN", help="prediction column of RESULTS")
+    m.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    m.set_defaults(func=_cmd_metrics)
     return p
 
 
