@@ -44,20 +44,43 @@ class AdditiveCost:
         return self.base(op) + sum(kids)
 
 
+#: cycles of an op without a `cycles` estimate (a libm call), and of the leaves (a load of a
+#: variable or parameter, a constant folded into an instruction)
+DEFAULT_CYCLES = 40.0
+LEAF_CYCLES = {"var": 1.0, "param": 1.0, "const": 0.5}
+
+
+class CyclesCost(AdditiveCost):
+    """Estimated CPU cycles: each op's `cycles` field (ops table), leaves from LEAF_CYCLES."""
+
+    def base(self, op: str) -> float:
+        leaf = LEAF_CYCLES.get(op)
+        if leaf is not None:
+            return leaf
+        o = OPS.get(op)
+        c = o.cycles if o is not None else None
+        return float(c) if c is not None and c > 0 else DEFAULT_CYCLES
+
+
 #: per-op weights from the ops table; a leaf costs 1
 size_cost = AdditiveCost()
+#: estimated CPU cycles (Symbolics.jl's cost model)
+cycles_cost = CyclesCost()
 #: parameter count first, then size
 params_cost = AdditiveCost(param_weight=PARAM_WEIGHT)
 
 
 def cost_model(cost: Any) -> CostFn:
-    """'size', 'params', a mapping {op: weight}, or a callable (op, child_costs) -> cost that
-    is larger than each of its child costs ('var', 'const', 'param' name the leaves)."""
+    """'size', 'params', 'cycles' (estimated CPU cycles), a mapping {op: weight}, or a callable
+    (op, child_costs) -> cost that is larger than each of its child costs ('var', 'const',
+    'param' name the leaves)."""
     if isinstance(cost, str):
         if cost == "size":
             return size_cost
         if cost == "params":
             return params_cost
+        if cost == "cycles":
+            return cycles_cost
     elif isinstance(cost, Mapping):
         try:
             weights = {str(k): float(v) for k, v in cost.items()}
@@ -69,8 +92,8 @@ def cost_model(cost: Any) -> CostFn:
         return AdditiveCost(weights)
     elif callable(cost):
         return cost
-    raise SymcoreError(f"unknown cost model {cost!r}: use 'size', 'params', a dict of weights "
-                       "or a callable (op, child_costs) -> float")
+    raise SymcoreError(f"unknown cost model {cost!r}: use 'size', 'params', 'cycles', a dict of "
+                       "weights or a callable (op, child_costs) -> float")
 
 
 def tree_cost(expr: Expr, fn: CostFn) -> float:

@@ -54,6 +54,9 @@ class Op:
     deriv: tuple[Template, ...] | Callable[..., tuple] | None = None
     domain: str = "all reals"
     cost: float = 1.0
+    # estimated CPU cycles of one evaluation (the "cycles" cost model of simplify/dedupe);
+    # None: a libm-call estimate (symcore.rules.extract.DEFAULT_CYCLES)
+    cycles: float | None = None
     infix: str | None = None               # infix symbol in symcore's own text
     prec: int = 100                        # binding power for infix printing (higher binds tighter)
     right_assoc: bool = False
@@ -451,6 +454,22 @@ for _f in ("sqrt_abs", "log_abs", "plog", "dlog"):
         _R("protected", f"{_f}-abs", f"({_f} (abs a))", f"({_f} a)"))
 for _name, _data in _LAYERS.items():
     OPS[_name] = replace(OPS[_name], **_data)
+
+# Estimated cycles per evaluation on a current x86-64 core (latency-weighted: add/mul 4, div
+# 13, sqrt ~15, libm exp/log ~20-40, pow ~60; a protected variant adds a compare and select).
+# Symbolics.jl's idea: extraction under these weights turns x^2 into x*x (square), x^3 into
+# x*(x*x) (cube) and prefers multiplications to divisions.
+_CYCLES: dict[str, float] = {
+    "add": 4, "sub": 4, "mul": 4, "div": 13, "neg": 1, "pow": 60, "powi": 12, "square": 4,
+    "cube": 8, "inv": 13, "abs": 1, "sign": 2, "sqrt": 15, "cbrt": 40, "exp": 20, "log": 20,
+    "sin": 30, "cos": 30, "tan": 40, "tanh": 30, "sinh": 35, "cosh": 35, "asin": 40,
+    "acos": 40, "atan": 40, "aq": 36, "pdiv": 18, "plog": 26, "pinv": 18, "sqrt_abs": 16,
+    "log_abs": 22, "dlog": 26, "pow_abs": 62, "max": 2, "min": 2, "fmax": 2, "fmin": 2,
+    "asinh": 40, "acosh": 40, "atanh": 40,
+}
+for _name, _cyc in _CYCLES.items():
+    if _name in OPS:
+        OPS[_name] = replace(OPS[_name], cycles=float(_cyc))
 
 LEAVES = ("var", "const", "param")
 

@@ -1,0 +1,39 @@
+"""The "cycles" cost model: every built-in op has a cycle estimate, and extraction under it
+turns powers into multiplications and never returns something costlier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symcore
+from symcore import OPS, evaluate
+from symcore.rules.extract import DEFAULT_CYCLES, cost_model, cycles_cost, tree_cost
+
+
+def test_every_builtin_op_has_a_cycle_estimate():
+    missing = [n for n, o in OPS.items() if o.cycles is None]
+    assert missing == []
+    assert OPS["mul"].cycles < OPS["div"].cycles < OPS["exp"].cycles < OPS["pow"].cycles
+    assert cost_model("cycles") is cycles_cost
+    assert cycles_cost.base("pow") == OPS["pow"].cycles and cycles_cost.base("var") > 0
+    assert cycles_cost.base("not-an-op") == DEFAULT_CYCLES
+
+
+@pytest.mark.parametrize("text,want", [("x0^2", "square(x0)"), ("x0^3", "cube(x0)"),
+                                       ("pow(x0, 2.0) + x1", "square(x0) + x1")])
+def test_powers_become_multiplications(text, want):
+    e = symcore.read(text, "symcore")
+    out = symcore.simplify(e, cost="cycles")
+    assert str(out) == want
+    assert tree_cost(out, cycles_cost) < tree_cost(e, cycles_cost)
+
+
+def test_cycles_extraction_is_never_costlier_and_equal():
+    X = np.random.default_rng(0).uniform(0.5, 2.0, size=(40, 3))
+    for text in ["x0/x1 + x2/x1", "exp(x0)*exp(x1)", "x0*x0*x0 + pow(x1, 3.0)",
+                 "sin(x0)*x1/x2 + sin(x0)/x2"]:
+        e = symcore.read(text, "symcore")
+        out = symcore.simplify(e, cost="cycles")
+        assert tree_cost(out, cycles_cost) <= tree_cost(e, cycles_cost)
+        np.testing.assert_allclose(evaluate(out, X), evaluate(e, X), rtol=1e-12)
