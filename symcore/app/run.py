@@ -19,7 +19,7 @@ import numpy as np
 
 from symcore.errors import DataError, DialectError, ParseError, SymcoreError
 from symcore.ir import Expr
-from symcore.columns import header_names, with_names
+from symcore.columns import check_not_shifted, header_names, with_names
 from symcore.io.printers import to_text
 from symcore.walk import topo
 
@@ -314,6 +314,7 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     tell("read", 0, 1)
     t0 = time.perf_counter()
     exprs, lines, read_errors, used_dialect, source = _read_population(population, dialect, feats)
+    check_not_shifted(exprs, A.shape[1])  # before wide lines are skipped: never a shift
     exprs, lines, wide = _drop_wide(exprs, lines, A.shape[1], feats)
     if bad_lines == "raise" and (read_errors or wide):
         _raise_first(read_errors, wide)
@@ -512,7 +513,7 @@ def _summary(res: RunResult) -> list[str]:
     eg = res.egraph
     out = [f"inputs:  {res.n_lines} candidate(s) from {res.source}"
            + (f" (dialect {res.dialect})" if res.dialect else "")
-           + (f", {len(res.errors)} skipped (bad lines)" if res.errors else ""),
+           + (f", {len(res.errors)} unreadable/unusable line(s) skipped" if res.errors else ""),
            f"e-graph: {res.n_inputs} -> {res.n_classes} classes "
            f"({res.n_inputs / max(res.n_classes, 1):.1f} inputs per class; "
            f"{eg.get('enodes', '?')} e-nodes, {eg.get('iterations', '?')} iterations, "

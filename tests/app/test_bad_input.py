@@ -56,7 +56,7 @@ def test_line_beyond_the_data_is_skipped_and_counted(tmp_path, data, capsys):
     assert doc["models"][0]["score"] > 1 - 1e-12
     assert "symcore: line 2: uses variable x98" in err and "3 line(s) skipped" in err
     rc, out, err = _main(capsys, "run", str(pop), "--data", str(data), "--dialect", "operon")
-    assert rc == cli.EXIT_PARTIAL and "3 skipped (bad lines)" in out
+    assert rc == cli.EXIT_PARTIAL and "3 unreadable/unusable line(s) skipped" in out
     # --strict: the first bad line stops the run with one error line
     rc, out, err = _main(capsys, "run", str(pop), "--data", str(data), "--dialect", "operon",
                          "--strict")
