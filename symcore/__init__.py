@@ -41,6 +41,7 @@ _LAZY = {
     "score_trajectories": "symcore.codegen.ode.api",
     "score_derivatives": "symcore.codegen.ode.api",
     "system": "symcore.io.systems", "System": "symcore.dynamics",
+    "rhs_function": "symcore.codegen.export.system",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
