@@ -9,9 +9,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from symcore.errors import DataError, SymcoreError
-from symcore.ir import Expr, map_leaves, var
+from symcore.ir import Expr, map_leaves, topo, var
 
-__all__ = ["columns_by_name", "names_by_column", "header_names", "with_names"]
+__all__ = ["columns_by_name", "names_by_column", "header_names", "with_names",
+           "check_not_shifted"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -67,3 +68,19 @@ def with_names(expr: Expr, names: Mapping[int, str]) -> Expr:
         return expr
     return map_leaves(expr, lambda n: var(n.value, names[n.value])
                       if n.op == "var" and n.value in names else n)
+
+
+def check_not_shifted(exprs: Sequence[Expr], n_columns: int,
+                      error: type[SymcoreError] = DataError) -> None:
+    """Refuse a population that reads columns 1..n of n data columns and never column 0: its
+    variables were numbered from 1 (DySymNet's `x_1`, RSRM's and Operon's `X1`) and read as
+    0-based, so every variable is one column off.  One check for fit, Kernel.score and
+    `symcore run` (where data is at hand); the error names the fix."""
+    used = {n.value for n in topo(list(exprs)) if n.op == "var"}
+    if not used or 0 in used or max(used) != n_columns:
+        return
+    raise error(f"the expressions use variables x1..x{n_columns} over {n_columns} data "
+                f"column(s) and never x0: they look numbered from 1 but were read from 0, "
+                f"which shifts every variable by one column.  Read them with the tool's "
+                f"dialect (dialect=\"dysymnet\" for DySymNet's x_1, \"operon\" or \"sympy\" for "
+                f"X1) or pass var_base=1")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from symcore.columns import check_not_shifted
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix
 from symcore.ir import Expr
@@ -154,6 +155,9 @@ class Kernel:
     # -- data -------------------------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
         A = as_matrix(X, self.exprs, self._np)
+        if getattr(self, "_unshifted", None) != A.shape[1]:  # once per data width
+            check_not_shifted(self.exprs, A.shape[1])
+            self._unshifted = A.shape[1]
         if A.shape[1] < self.n_vars:
             raise DataError(f"the candidates read {self.n_vars} column(s), X has {A.shape[1]}")
         return A

@@ -429,13 +429,16 @@ def read_with_params(text: str, dialect: "DialectName | Dialect" = "auto", *,
     return expr, values
 
 
-def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarray]:
+def _detect(texts: list[str], opts: dict[str, Any], only: Sequence[str] | None = None
+            ) -> tuple[str, Expr, np.ndarray]:
     """The dialect that reads every text, choosing the first in the detection order (the
     records' `detect_rank`) when several read them to the same expressions; DialectError when
-    they disagree or none reads them."""
+    they disagree or none reads them.  `only`: the dialects to try (default: all)."""
     results: dict[str, list[tuple[Expr, np.ndarray]]] = {}
     first_err: SymcoreError | None = None
     for dia in detection_order():
+        if only is not None and dia.name not in only:
+            continue
         if dia.detect_hint is not None and not all(re.search(dia.detect_hint, t) for t in texts):
             continue
         d = dia.name
@@ -451,9 +454,41 @@ def _detect(texts: list[str], opts: dict[str, Any]) -> tuple[str, Expr, np.ndarr
     for d in ds[1:]:
         for (e1, v1), (e2, v2) in zip(ref, results[d]):
             if e1 is not e2 or not np.array_equal(v1, v2, equal_nan=True):
+                hint = " (DySymNet's x_1.. output: dialect=\"dysymnet\")" \
+                    if "dysymnet" in ds else ""
                 raise DialectError(f"ambiguous dialect: {ds[0]} and {d} read "
-                                   f"{texts[0][:60]!r} differently; pass dialect=")
+                                   f"{texts[0][:60]!r} differently; pass dialect={hint}")
     return ds[0], ref[0][0], ref[0][1]
+
+
+def _settle(texts: list[str], sample: list[str], opts: dict[str, Any]) -> str:
+    """Settle a sample that several dialects read differently with every line of the file:
+    a dialect drops out on a line it cannot read that another one reads (one `x_0` settles
+    e2e against dysymnet's 1-based `x_1`); the lines that dropped one are added to the sample
+    and detection runs again over the dialects left."""
+    left = []
+    for dia in detection_order():
+        try:
+            for t in sample:
+                _read_one(t, dia, **opts)
+            left.append(dia)
+        except SymcoreError:
+            continue
+    deciding: list[str] = []
+    for t in dict.fromkeys(texts):   # each distinct line once
+        if len(left) < 2:
+            break
+        ok = []
+        for dia in left:
+            try:
+                _read_one(t, dia, **opts)
+                ok.append(dia)
+            except SymcoreError:
+                pass
+        if ok and len(ok) < len(left):
+            left = ok
+            deciding.append(t)
+    return _detect(sample + deciding, opts, only=[d.name for d in left])[0]
 
 
 def detect_dialect(text: "str | Sequence[str]") -> str:
@@ -514,7 +549,12 @@ def _read_rows(rows: list[tuple[int, str, Any]], dialect: str, on_error: str,
             if len(sample) == 10:
                 break
         try:
-            dialect = _detect(sample, {**opts, "theta": None})[0]
+            try:
+                dialect = _detect(sample, {**opts, "theta": None})[0]
+            except DialectError as err:
+                if not str(err).startswith("ambiguous"):
+                    raise
+                dialect = _settle([t for _, t, _ in rows], sample, {**opts, "theta": None})
         except DialectError:
             # some sample line may be bad: detect on the first line that detects alone
             for _, text, _ in rows:
