@@ -46,9 +46,11 @@ def export(expr: Expr, path: str | os.PathLike[str], format: Format | None = Non
     machine's (`"host"`).  Every bad argument raises ExportError naming the cause."""
     from symcore.dynamics import System
     if isinstance(expr, System):   # a dynamical system: rhs(t, y, p, dydt) (export/system.py)
-        from symcore.codegen.export.system import export_system
+        from symcore.codegen.export.system import write_system
         fname = "rhs" if name == "model" else name
-        return export_system(expr, path, format, fname, cpu=cpu)  # type: ignore[arg-type]
+        sfmt = check_target(path, format)
+        check_name(fname, sfmt)
+        return write_system(expr, _as_path(path), sfmt, fname, cpu)
     if not isinstance(expr, Expr):
         raise ExportError(f"export takes an Expr or a System, got {type(expr).__name__}")
     fmt = check_target(path, format)

@@ -18,7 +18,7 @@ import numpy as np
 from symcore.errors import DataError, ExportError
 from symcore.dynamics import System
 
-__all__ = ["export_system", "system_ir", "SystemFunction", "rhs_function", "load_rhs"]
+__all__ = ["write_system", "system_ir", "SystemFunction", "rhs_function", "load_rhs"]
 
 _RHS_C = ctypes.CFUNCTYPE(None, ctypes.c_double, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p)
@@ -76,19 +76,15 @@ def _header(sysm: System, name: str) -> str:
             f"#ifdef __cplusplus\n}}\n#endif\n#endif\n")
 
 
-def export_system(sysm: System, path: str | os.PathLike[str],
-                  format: Literal["so", "ll"] | None = None, name: str = "rhs",
-                  cpu: Literal["generic", "host"] = "generic") -> Path:
-    """Write `sysm` as a shared library (+ header `<stem>.h`, format "so") or LLVM IR ("ll")."""
-    from symcore.codegen.export.api import check_name, check_target
+def write_system(sysm: System, out: Path, fmt: str, name: str,
+                 cpu: Literal["generic", "host"] = "generic") -> Path:
+    """Write `sysm` as a shared library (+ header `<stem>.h`, format "so") or LLVM IR ("ll");
+    `export()` has checked the path, the format and the name."""
     from symcore.codegen.export.native import find_compiler, header_path
-    fmt = check_target(path, format)
     if fmt not in ("so", "ll"):
         raise ExportError(f"a system exports as 'so' or 'll', not {fmt!r}")
     if cpu not in ("generic", "host"):
         raise ExportError(f"cpu must be 'generic' or 'host', got {cpu!r}")
-    check_name(name, fmt)
-    out = Path(os.fspath(path))
     text = system_ir(sysm, name)
     if fmt == "ll":
         out.write_text(text, encoding="utf-8")
