@@ -34,18 +34,20 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import time
 import weakref
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
 from symcore.errors import SymcoreError
-from symcore.ir import Expr, const, map_leaves, topo, var
-from symcore.ops import GPLEARN_THRESHOLD, OPS
+from symcore.ir import _INTERN, Expr, const, map_leaves, topo, var
+from symcore.ops import GPLEARN_THRESHOLD, OPS, generation
 
 from symcore.rules import analysis
 
-__all__ = ["canonical", "canonical_all", "canonical_key", "sort_key", "Mode"]
+__all__ = ["canonical", "canonical_all", "canonical_key", "sort_key", "Mode", "CanonicalTimeout",
+           "clear_cache"]
 
 Mode = Literal["exact", "equivalent"]
 _MODES = ("exact", "equivalent")
@@ -343,14 +345,15 @@ class _Canon:
             raise _Abort
 
     def build_mono(self, coef: float, factors: Factors) -> Expr:
+        if not factors:
+            return const(coef)
+        # 0 * f = 0 where f is provably finite (the sign of a zero is rounding)
+        if coef == 0.0 and all(q == 0 and self.facts.finite(b) for b, _, q in factors):
+            return const(0.0)
         if coef < 0 or (coef == 0.0 and math.copysign(1.0, coef) < 0):
             out = Expr("neg", (self.build_mono(-coef, factors),))
             self.mono.setdefault(out, (coef, factors))
             return out
-        if not factors:
-            return const(coef)
-        if coef == 0.0 and all(q == 0 and self.facts.finite(b) for b, _, q in factors):
-            return const(0.0)
         num = [_power(b, p) for b, p, _ in factors if p]
         den = [_power(b, q) for b, _, q in factors if q]
         if coef != 1.0:
@@ -588,21 +591,97 @@ def _check(mode: str) -> None:
         raise SymcoreError(f"canonical mode must be one of {_MODES}, got {mode!r}")
 
 
-def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent") -> list[Expr]:
-    """`canonical` of every expression, in one sweep over their shared DAG."""
+# Cross-call memo: the equivalent-mode canonical form of a node lives in the node's `_canon`
+# slot (True: the node is its own canonical form), so it dies with the node and never keeps a
+# key alive.  Populations of one search share most subtrees from one generation to the next,
+# and a canonical form's own subterms are mostly canonical: a later call stops at known nodes.
+_set_canon = Expr.__dict__["_canon"].__set__
+_CANON_GENERATION = [generation()]
+#: roots between two clock reads of the deadline check
+DEADLINE_STRIDE = 64
+
+
+class CanonicalTimeout(SymcoreError):
+    """The canonical pass ran past its deadline."""
+
+
+def clear_cache() -> None:
+    """Forget every cached canonical form (the next pass recomputes from scratch)."""
+    for ref in list(_INTERN.values()):
+        n = ref()
+        if n is not None and n._canon is not None:
+            _set_canon(n, None)
+
+
+def _sync_generation() -> None:
+    # the ops table changed (register/unregister): a cached form may use an op's old facts
+    g = generation()
+    if g != _CANON_GENERATION[0]:
+        clear_cache()
+        _CANON_GENERATION[0] = g
+
+
+def _equivalent_until(roots: list[Expr], deadline: float | None) -> list[Expr | None]:
+    """Equivalent-mode forms of `roots`; None for the roots not reached before `deadline`."""
+    _sync_generation()
+    canon = _Canon()
+    out: list[Expr | None] = [None] * len(roots)
+    clock = time.perf_counter
+    for i, root in enumerate(roots):
+        if deadline is not None and i % DEADLINE_STRIDE == 0 and clock() > deadline:
+            return out
+        c = root._canon
+        if c is None:
+            # iterative post-order walk that stops at nodes already canonicalised
+            stack = [root]
+            while stack:
+                n = stack[-1]
+                if n._canon is not None:
+                    stack.pop()
+                    continue
+                if not n.args:
+                    _set_canon(n, True)
+                    stack.pop()
+                    continue
+                todo = [a for a in n.args if a._canon is None]
+                if todo:
+                    stack.extend(todo)
+                    continue
+                stack.pop()
+                args = tuple([a if a._canon is True else a._canon for a in n.args])
+                r = canon.node(n.op, args, n)
+                _set_canon(n, True if r is n else r)
+                if r is not n and r._canon is None:
+                    _set_canon(r, True)   # canonical forms are fixed points (idempotence)
+            c = root._canon
+        out[i] = root if c is True else c
+    return out
+
+
+def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent",
+                  deadline: float | None = None) -> list[Expr]:
+    """`canonical` of every expression, in one sweep over their shared DAG.  `deadline` (a
+    time.perf_counter() value): past it, CanonicalTimeout is raised."""
     _check(mode)
     roots = list(exprs)
     for i, e in enumerate(roots):
         if not isinstance(e, Expr):
             raise SymcoreError(f"canonical takes Expr, input {i} is {type(e).__name__}")
+    if mode == "equivalent":
+        res = _equivalent_until(roots, deadline)
+        if res and res[-1] is None:
+            raise CanonicalTimeout(f"canonical pass over {len(roots)} expressions ran past "
+                                   f"its deadline")
+        return res  # type: ignore[return-value]
     memo: dict[Expr, Expr] = {}
-    canon = _Canon() if mode == "equivalent" else None
-    for n in topo(roots):
+    for k, n in enumerate(topo(roots)):
+        if deadline is not None and k % 1024 == 0 and time.perf_counter() > deadline:
+            raise CanonicalTimeout(f"canonical pass over {len(roots)} expressions ran past "
+                                   f"its deadline")
         if not n.args:
             memo[n] = n
             continue
-        args = tuple([memo[a] for a in n.args])
-        memo[n] = canon.node(n.op, args, n) if canon is not None else _exact_node(n.op, args)
+        memo[n] = _exact_node(n.op, tuple([memo[a] for a in n.args]))
     return [memo[e] for e in roots]
 
 

@@ -9,6 +9,7 @@ import hashlib
 import math
 import struct
 import weakref
+from _weakref import _remove_dead_weakref
 from typing import Any, Callable, Iterator, Sequence
 
 from symcore import ops as _ops
@@ -18,7 +19,21 @@ from symcore.walk import topo
 
 __all__ = ["Expr", "var", "const", "param", "call", "Flat", "flatten", "unflatten"]
 
-_INTERN: "weakref.WeakValueDictionary[tuple, Expr]" = weakref.WeakValueDictionary()
+# The intern table: structural key -> weak reference to the one node with that structure.
+# A plain dict of KeyedRefs (what WeakValueDictionary keeps inside) so that the constructor
+# does one C-level lookup; a dead reference is removed by its callback unless the key has
+# been rebuilt since (the C helper checks that the stored reference is the dead one).
+_INTERN: dict[tuple, "_Ref"] = {}
+
+
+class _Ref(weakref.ref):
+    """A weak reference that knows its intern key (KeyedRef's Python __init__ costs 3x more)."""
+
+    __slots__ = ("key",)
+
+
+def _drop(ref: _Ref, _table: dict = _INTERN) -> None:
+    _remove_dead_weakref(_table, ref.key)
 
 
 def _fkey(v: float) -> bytes:
@@ -29,9 +44,13 @@ def _fkey(v: float) -> bytes:
 
 
 class Expr:
-    """One node.  `op` is an ops-table name or a leaf kind ('var', 'const', 'param')."""
+    """One node.  `op` is an ops-table name or a leaf kind ('var', 'const', 'param').
 
-    __slots__ = ("op", "args", "value", "name", "_hash", "_size", "_depth", "__weakref__")
+    Equality is identity and the hash is the identity hash (both inherited from `object`, so
+    dicts and sets of nodes never call back into Python): hash-consing makes identity
+    structural equality."""
+
+    __slots__ = ("op", "args", "value", "name", "_size", "_depth", "_canon", "__weakref__")
 
     op: str
     args: tuple["Expr", ...]
@@ -41,35 +60,34 @@ class Expr:
     def __new__(cls, op: str, args: tuple["Expr", ...] = (), value: Any = None,
                 name: str | None = None) -> "Expr":
         key = (op, args, _fkey(value) if op == "const" else value, name)
-        node = _INTERN.get(key)
-        if node is not None:
-            return node
-        node = object.__new__(cls)
-        object.__setattr__(node, "op", op)
-        object.__setattr__(node, "args", args)
-        object.__setattr__(node, "value", value)
-        object.__setattr__(node, "name", name)
-        object.__setattr__(node, "_hash", hash(key))
+        ref = _INTERN.get(key)
+        if ref is not None:
+            node = ref()
+            if node is not None:
+                return node
+        node = _new(cls)
+        _set_op(node, op)
+        _set_args(node, args)
+        _set_value(node, value)
+        _set_name(node, name)
+        _set_canon(node, None)
         if args:
-            object.__setattr__(node, "_size", 1 + sum(a._size for a in args))
-            object.__setattr__(node, "_depth", 1 + max(a._depth for a in args))
+            if len(args) == 1:
+                a = args[0]
+                _set_size(node, 1 + a._size)
+                _set_depth(node, 1 + a._depth)
+            else:
+                _set_size(node, 1 + sum([a._size for a in args]))
+                _set_depth(node, 1 + max([a._depth for a in args]))
         else:
-            object.__setattr__(node, "_size", 1)
-            object.__setattr__(node, "_depth", 1)
-        _INTERN[key] = node
+            _set_size(node, 1)
+            _set_depth(node, 1)
+        ref = _INTERN[key] = _Ref(node, _drop)
+        ref.key = key
         return node
 
     def __setattr__(self, k: str, v: Any) -> None:
         raise AttributeError("Expr nodes are immutable")
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __ne__(self, other: object) -> bool:
-        return self is not other
 
     def __reduce__(self) -> tuple:
         return (unflatten, (flatten(self).rows,))
@@ -166,6 +184,16 @@ class Expr:
 
     def __neg__(self) -> "Expr":
         return call("neg", self)
+
+
+_new = object.__new__
+_set_op = Expr.__dict__["op"].__set__
+_set_args = Expr.__dict__["args"].__set__
+_set_value = Expr.__dict__["value"].__set__
+_set_name = Expr.__dict__["name"].__set__
+_set_size = Expr.__dict__["_size"].__set__
+_set_depth = Expr.__dict__["_depth"].__set__
+_set_canon = Expr.__dict__["_canon"].__set__
 
 
 def var(index: int, name: str | None = None) -> Expr:

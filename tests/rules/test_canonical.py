@@ -17,7 +17,8 @@ import symcore
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, call, const, topo, var
 from symcore.ops import OPS
-from symcore.rules.canonical import canonical, canonical_all, canonical_key
+from symcore.rules.canonical import (CanonicalTimeout, canonical, canonical_all, canonical_key,
+                                     clear_cache)
 
 from rules_numeric import numerically_different, points, same_where_finite
 from strategies import data, exprs
@@ -83,6 +84,7 @@ def test_equivalent_keeps_values_and_merges_nothing_different(e):
 @example(call("mul", call("neg", var(2)), call("sin", call("sub", var(1), var(0)))), "equivalent")
 def test_idempotent(e, mode):
     c = canonical(e, mode)
+    clear_cache()   # recomputed, not read back from the per-node cache
     assert canonical(c, mode) is c, f"{e} -> {c} -> {canonical(c, mode)}"
 
 
@@ -210,3 +212,37 @@ def test_bad_input_raises_typed_errors():
         canonical("x0")  # type: ignore[arg-type]
     with pytest.raises(SymcoreError):
         canonical_key(var(0), mode="nope")  # type: ignore[arg-type]
+
+
+@given(st.lists(exprs(n_vars=3, max_leaves=12), min_size=1, max_size=6))
+def test_cached_forms_equal_fresh_forms(pop):
+    # the per-node cache (filled by earlier calls, in any order) gives what a fresh pass gives
+    for n in reversed(topo(pop)):   # parents first: children are then met as cached roots
+        canonical(n)
+    warm = [canonical(e) for e in reversed(pop)][::-1]
+    warm_all = canonical_all(pop)
+    clear_cache()
+    fresh = canonical_all(pop)
+    assert warm == fresh and warm_all == fresh
+
+
+def test_cache_keeps_no_expression_alive():
+    import gc
+    import weakref
+    e = call("sin", call("add", call("mul", var(917), const(1.0)), const(17.25)))
+    c = canonical(e)
+    assert c is not e
+    refs = [weakref.ref(n) for n in topo([e, c]) if n.args or n.op == "var"]
+    del e, c
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_deadline_raises_a_typed_error():
+    clear_cache()
+    pop = [call("add", var(i % 3), const(float(i))) for i in range(200)]
+    with pytest.raises(CanonicalTimeout):
+        canonical_all(pop, deadline=0.0)
+    with pytest.raises(CanonicalTimeout):
+        canonical_all(pop, "exact", deadline=0.0)
+    assert canonical_all(pop, deadline=None) == [canonical(e) for e in pop]
