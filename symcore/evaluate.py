@@ -1,4 +1,34 @@
-"""The NumPy reference evaluator: exact tool semantics, the oracle every kernel is tested against."""
+"""The NumPy reference evaluator: exact tool semantics, the oracle every kernel is tested against.
+
+Semantics table (IEEE-754 in the evaluation dtype; NaN and ±inf propagate; the kernels of tier 0
+and tier 1 follow it, tests/codegen/test_edges.py checks every op on ±0, ±inf, NaN,
+subnormals, integer-valued and huge exponents, values around the protected thresholds):
+
+=========================  ======================================================  ===========
+op                         value                                                   kernels
+=========================  ======================================================  ===========
+add sub mul div neg abs    the IEEE operation (square = x*x, cube = (x*x)*x,        bit-identical
+square cube inv sqrt aq    inv = 1/x, aq = a/sqrt(1+b*b))
+sign max min fmax fmin     NumPy's (np.sign, np.maximum/minimum, np.fmax/fmin)      bit-identical
+pdiv plog pinv             gplearn's: |x| > 0.001 (ordered: NaN takes the fallback)  bit-identical
+sqrt_abs                   sqrt(|x|)                                               bit-identical
+powi(x, k), |k| <= 16      binary powering: acc*=base on each set bit of |k|,      bit-identical
+                           base squared between; k < 0: 1/x^|k|, or (1/x)^|k|
+                           where x^|k| overflows for finite x (subnormal results
+                           are kept); k = 0 gives 1 (also for NaN)
+pow(x, y), pow_abs         y integer-valued with |y| <= 16: powi's sequence        bit-identical
+                           (x^2.0 == x*x); other y: C99 pow (pow(-inf, 0.5) = inf)  LIBM_ULPS
+powi(x, k), |k| > 16       C99 pow(x, float(k))                                    LIBM_ULPS
+exp log sin cos tan sinh   the math library's (NumPy here; libm, libmvec or         LIBM_ULPS
+cosh tanh asin acos atan   symcore's vector math in the kernels); log_abs/plog/
+cbrt asinh acosh atanh     dlog are log of the exactly computed |x| (+1e-6)
+log_abs plog dlog
+=========================  ======================================================  ===========
+
+"LIBM_ULPS": within LIBM_ULPS units in the last place of the reference and equal to it bit for
+bit wherever either value is NaN, ±inf or ±0 (math libraries round differently; they agree on
+special values).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +39,15 @@ import numpy as np
 from symcore.errors import DataError
 from symcore.ir import Expr, topo
 from symcore.ops import OPS
+
+
+#: ops whose value comes from a math library (see the table above; pow, pow_abs and powi are
+#: math-library values only for exponents that are not small integers)
+LIBM_OPS = frozenset({"exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin",
+                      "acos", "atan", "cbrt", "asinh", "acosh", "atanh", "log_abs", "plog",
+                      "dlog"})
+#: how many units in the last place a kernel's math-library value may differ from the reference
+LIBM_ULPS = 2
 
 
 def as_matrix(X: Any, exprs: Sequence[Expr] = (), dtype: Any = np.float64) -> np.ndarray:

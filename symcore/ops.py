@@ -132,8 +132,96 @@ def _pinv(a: Any) -> Any:
     return np.where(np.abs(a) > GPLEARN_THRESHOLD, np.divide(1.0, a), 0.0)
 
 
+#: |k| up to which powi (and pow with an integer-valued exponent) multiplies: the same IEEE
+#: sequence in the reference and every kernel (codegen.llvm.lower reads this), so they agree
+#: bit for bit; beyond it, C99 pow (k multiplications would lose ~k/2 ulp)
+POWI_MAX_MULTIPLY = 16
+_POWI_BITS = POWI_MAX_MULTIPLY.bit_length()
+
+
+def _c_pow(a: Any, b: Any) -> Any:
+    # C99 pow elementwise: NumPy's scalar-exponent shortcuts (0.5 -> sqrt, 2 -> square) differ
+    # from pow at the edges (pow(-inf, 0.5) is +inf, sqrt(-inf) NaN), so the exponent is
+    # always an array of the operands' common shape
+    a, b = np.asarray(a), np.asarray(b)
+    shape = np.broadcast_shapes(a.shape, b.shape, (1,))
+    out = np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
+    return out if a.ndim or b.ndim else out.reshape(())
+
+
+def _powi_pos(a: Any, n: Any) -> Any:
+    """a**n for 0 <= n < 2**_POWI_BITS by binary powering, acc = acc*base on bit i, base
+    squared after it (n an int or an int array, one exponent per element).  The first factor
+    is 1.0*base = base exactly, so this is the kernels' sequence (codegen lower_powi) bit for
+    bit, for a constant or a per-lane n alike."""
+    acc = np.ones_like(a)
+    base = a
+    if isinstance(n, (int, np.integer)):
+        n = int(n)
+        while n:
+            if n & 1:
+                acc = acc * base
+            n >>= 1
+            if n:
+                base = base * base
+        return acc
+    for i in range(_POWI_BITS):
+        acc = np.where((n >> i) & 1 == 1, acc * base, acc)
+        base = base * base
+    return acc
+
+
+def _powi_small(a: Any, k: Any) -> Any:
+    """a**k, |k| <= POWI_MAX_MULTIPLY (k an int or int array): a**|k| by multiplication, its
+    reciprocal for k < 0, except where a**|k| overflows for a finite a: there (1/a)**|k|, so a
+    true result in the subnormal range is not flushed to 0."""
+    n = np.abs(k)
+    p = _powi_pos(a, n)
+    if np.all(np.asarray(k) >= 0):
+        return p
+    one = np.ones_like(a)
+    r = one / p
+    fix = np.isinf(p) & np.isfinite(a)
+    if np.any(fix):
+        r = np.where(fix, _powi_pos(one / a, n), r)
+    return np.where(np.asarray(k) < 0, r, p)
+
+
+def _small_int(b: Any) -> Any:
+    b = np.asarray(b)
+    with np.errstate(invalid="ignore"):
+        return (np.trunc(b) == b) & (np.abs(b) <= POWI_MAX_MULTIPLY)
+
+
+def _pow(a: Any, b: Any) -> Any:
+    """pow: an integer-valued exponent |b| <= POWI_MAX_MULTIPLY is powi's multiplication
+    sequence (so x^2.0 is x*x exactly), any other exponent C99 pow."""
+    a, b = np.asarray(a), np.asarray(b)
+    if b.ndim == 0:
+        bv = float(b)
+        if _small_int(bv):
+            return _powi_small(a, int(bv))
+        return _c_pow(a, b)
+    small = _small_int(b)
+    out = _c_pow(a, b)
+    if np.any(small):
+        shape = out.shape
+        k = np.where(small, np.broadcast_to(b, shape), 0).astype(np.int64)
+        out = np.where(small, _powi_small(np.broadcast_to(a, shape), k), out)
+    return out
+
+
 def _powi(a: Any, k: Any) -> Any:
-    return np.power(a, k)
+    # the exponent is an integer literal; a non-integer or huge one is C99 pow
+    kv = np.asarray(k)
+    if kv.ndim == 0 and np.isfinite(kv) and float(kv) == int(kv) \
+            and abs(int(kv)) > POWI_MAX_MULTIPLY:
+        return _c_pow(a, k)
+    return _pow(a, k)
+
+
+def _pow_abs(a: Any, b: Any) -> Any:
+    return _pow(np.abs(a), b)
 
 
 def _aq(a: Any, b: Any) -> Any:
@@ -179,7 +267,7 @@ _register(
         domain="b != 0"),
     _op("neg", 1, np.negative, "(-{0})", "-{0}", lambda a: -a,
         lambda a, y: (_k(-1),), infix="-", prec=30),
-    _op("pow", 2, np.power, "pow({0}, {1})", "{{{0}}}^{{{1}}}", lambda a, b: a ** b,
+    _op("pow", 2, _pow, "pow({0}, {1})", "{{{0}}}^{{{1}}}", lambda a, b: a ** b,
         lambda a, b, y: (_n("mul", b, _n("pow", a, _n("sub", b, _k(1)))),
                          _n("mul", y, _n("log", a))),
         infix="^", prec=40, right_assoc=True, domain="a > 0, or integer b", cost=2.0),
@@ -257,7 +345,7 @@ _register(
         lambda a: _sp().log(_sp().Abs(a) + _sp().Float(DYSYMNET_LOG_EPS)),
         lambda a, y: (_n("div", _n("sign", a), _n("add", _n("abs", a), _k(DYSYMNET_LOG_EPS))),),
         protected=True, cost=2.0, domain="DySymNet: log(|x| + 1e-6)"),
-    _op("pow_abs", 2, lambda a, b: np.power(np.abs(a), b), "pow(fabs({0}), {1})",
+    _op("pow_abs", 2, _pow_abs, "pow(fabs({0}), {1})",
         r"\left|{0}\right|^{{{1}}}", lambda a, b: _sp().Abs(a) ** b,
         lambda a, b, y: (_n("mul", _n("mul", b, _n("sign", a)),
                                 _n("pow_abs", a, _n("sub", b, _k(1)))),
@@ -375,7 +463,7 @@ _LAYERS: dict[str, dict[str, Any]] = {
                           grows=True))),
     "div": dict(lower=lambda L, a, b: L.fdiv(a, b)),
     "neg": dict(lower=lambda L, a: L.fneg(a), facts=(_FIN, ("nonzero", ("nonzero",)))),
-    "pow": dict(lower=lambda L, a, b: L.libm("pow", a, b)),
+    "pow": dict(lower=lambda L, a, b: L.pow(a, b)),
     "powi": dict(lower=lambda L, a, k: L.powi(a, k), np_src="np.power({0}, {1})"),
     "square": dict(lower=lambda L, a: L.fmul(a, a), facts=(_FIN, ("nonneg", ("finite",)))),
     "cube": dict(lower=lambda L, a: L.fmul(L.fmul(a, a), a), facts=(_FIN,),
@@ -416,7 +504,7 @@ _LAYERS: dict[str, dict[str, Any]] = {
     "log_abs": dict(lower=lambda L, a: L.libm("log", L.fabs(a)), np_src="np.log(np.abs({0}))"),
     "dlog": dict(lower=lambda L, a: L.libm("log", L.fadd(L.fabs(a), L.const(DYSYMNET_LOG_EPS, a))),
                  facts=(_FIN,), np_src=f"np.log(np.abs({{0}}) + {DYSYMNET_LOG_EPS!r})"),
-    "pow_abs": dict(lower=lambda L, a, b: L.libm("pow", L.fabs(a), b),
+    "pow_abs": dict(lower=lambda L, a, b: L.pow(L.fabs(a), b),
                     facts=(("nonneg", ("finite",)),), np_src="np.power(np.abs({0}), {1})",
                     rules=(_R("protected", "pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
                            _R("protected", "pow_abs-abs", "(pow_abs (abs a) b)",

@@ -16,16 +16,16 @@ from llvmlite import ir
 
 from symcore.errors import CompileError
 from symcore.ir import Expr, Flat, flatten
-from symcore.ops import OPS, Op
+from symcore.ops import OPS, POWI_MAX_MULTIPLY, Op
 
 from symcore.codegen.llvm.values import splat  # noqa: F401 - re-exported
 from symcore.codegen.llvm.vecmath import math_call
 
 __all__ = ["LOWER", "Vocabulary", "lowering", "libm_name", "lower_expr", "lower_powi", "splat",
-           "needed_rows", "POWI_MAX_MULTIPLY"]
+           "needed_rows", "POWI_MAX_MULTIPLY", "lower_pow"]
 
-#: |k| above which powi calls pow instead of multiplying (k multiplications lose ~k/2 ulp)
-POWI_MAX_MULTIPLY = 16
+#: POWI_MAX_MULTIPLY (symcore.ops, the semantics' home): |k| above which powi calls pow
+#: instead of multiplying (k multiplications lose ~k/2 ulp)
 
 
 def _intrinsic(builder: ir.IRBuilder, base: str, ty: ir.Type, nargs: int = 1) -> ir.Function:
@@ -49,13 +49,23 @@ def _sqrt(b: ir.IRBuilder, a: ir.Value) -> ir.Value:
     return b.call(_intrinsic(b, "sqrt", a.type), [a])
 
 
-def lower_powi(b: ir.IRBuilder, x: ir.Value, k: int) -> ir.Value:
-    """x**k for an integer k by repeated squaring (pow(x, 0) is 1 even for NaN, like C)."""
-    if k == 0:
-        return splat(x.type, 1.0)
-    if abs(k) > POWI_MAX_MULTIPLY:
-        return math_call(b, "pow", x, splat(x.type, float(k)))
-    n, acc, base = abs(k), None, x
+def _floor(b: Any, a: Any) -> Any:
+    return b.call(_intrinsic(b, "floor", a.type), [a])
+
+
+def _trunc(b: Any, a: Any) -> Any:
+    return b.call(_intrinsic(b, "trunc", a.type), [a])
+
+
+def _and(b: Any, c1: Any, c2: Any) -> Any:
+    # select(c1, c2, c1) is c1 AND c2 (tier 1's TextBuilder has no integer `and`)
+    return b.select(c1, c2, c1)
+
+
+def _pos_powi(b: Any, x: Any, n: int) -> Any:
+    # x**n, n >= 1: acc = acc*base on each set bit, base squared in between (the reference's
+    # symcore.ops._powi_pos, the same IEEE operations in the same order)
+    acc, base = None, x
     while True:
         if n & 1:
             acc = base if acc is None else b.fmul(acc, base)
@@ -64,7 +74,69 @@ def lower_powi(b: ir.IRBuilder, x: ir.Value, k: int) -> ir.Value:
             break
         base = b.fmul(base, base)
     assert acc is not None
-    return b.fdiv(splat(x.type, 1.0), acc) if k < 0 else acc
+    return acc
+
+
+def _recip_powi(b: Any, x: Any, p: Any, pr: Callable[[Any], Any]) -> Any:
+    # 1/x**n, except where x**n overflowed for a finite x: there (1/x)**n = pr(1/x), whose true
+    # value may be subnormal (1/inf would flush it to 0)
+    one = splat(x.type, 1.0)
+    inf = splat(x.type, math.inf)
+    fix = _and(b, b.fcmp_ordered("==", _fabs(b, p), inf),
+               b.fcmp_ordered("<", _fabs(b, x), inf))
+    return b.select(fix, pr(b.fdiv(one, x)), b.fdiv(one, p))
+
+
+def lower_powi(b: ir.IRBuilder, x: ir.Value, k: int) -> ir.Value:
+    """x**k for an integer k by repeated squaring (pow(x, 0) is 1 even for NaN, like C); see
+    symcore.ops._powi_small for the semantics (the reference computes the same sequence)."""
+    if k == 0:
+        return splat(x.type, 1.0)
+    if abs(k) > POWI_MAX_MULTIPLY:
+        return math_call(b, "pow", x, splat(x.type, float(k)))
+    p = _pos_powi(b, x, abs(k))
+    if k > 0:
+        return p
+    return _recip_powi(b, x, p, lambda r: _pos_powi(b, r, abs(k)))
+
+
+def _bits_powi(b: Any, x: Any, bits: list[Any]) -> Any:
+    # x**n for a per-lane n given by its bit masks (low first): the same products as
+    # _pos_powi(n) lane by lane (the first factor is 1.0*base = base exactly)
+    acc, base = splat(x.type, 1.0), x
+    for i, bit in enumerate(bits):
+        acc = b.select(bit, b.fmul(acc, base), acc)
+        if i + 1 < len(bits):
+            base = b.fmul(base, base)
+    return acc
+
+
+def lower_pow(b: Any, x: Any, y: Any) -> Any:
+    """pow(x, y) with the reference semantics (symcore.ops._pow): where y is integer-valued and
+    |y| <= POWI_MAX_MULTIPLY, powi's multiplication sequence (so x^2.0 == x*x bit for bit);
+    elsewhere C99 pow (libm/libmvec)."""
+    kv = _const_value(y)
+    if kv is not None:  # a literal exponent: decided now
+        if math.isfinite(kv) and kv == int(kv) and abs(kv) <= POWI_MAX_MULTIPLY:
+            return lower_powi(b, x, int(kv))
+        return math_call(b, "pow", x, y)
+    general = math_call(b, "pow", x, y)
+    ty = y.type
+    zero, one, half = splat(ty, 0.0), splat(ty, 1.0), splat(ty, 0.5)
+    small = _and(b, b.fcmp_ordered("==", _trunc(b, y), y),
+                 b.fcmp_ordered("<=", _fabs(b, y), splat(ty, float(POWI_MAX_MULTIPLY))))
+    # |y| as an exact small integer in every lane that uses it (0 elsewhere); its bits by
+    # exact float arithmetic: bit = m - 2*floor(m/2)
+    m = b.select(small, _fabs(b, y), zero)
+    bits = []
+    for _ in range(POWI_MAX_MULTIPLY.bit_length()):
+        h = _floor(b, b.fmul(m, half))
+        bits.append(b.fcmp_ordered("==", b.fsub(m, b.fadd(h, h)), one))
+        m = h
+    p = _bits_powi(b, x, bits)
+    r = _recip_powi(b, x, p, lambda rx: _bits_powi(b, rx, bits))
+    exact = b.select(b.fcmp_ordered("<", y, zero), r, p)
+    return b.select(small, exact, general)
 
 
 def _powi(b: ir.IRBuilder, x: ir.Value, k: Any) -> ir.Value:
@@ -151,6 +223,10 @@ class Vocabulary:
 
     def powi(self, x: Any, k: Any) -> Any:
         return _powi(self.b, x, k)
+
+    def pow(self, x: Any, y: Any) -> Any:
+        """pow with the reference semantics (integer-valued exponents multiply; `lower_pow`)."""
+        return lower_pow(self.b, x, y)
 
 
 _PLAIN_CALL = re.compile(r"\s*([A-Za-z_]\w*)\((.*)\)\s*")
