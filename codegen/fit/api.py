@@ -70,8 +70,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from symcore.columns import check_not_shifted
 from symcore.errors import DataError, FitError
-from symcore.evaluate import as_matrix
+from symcore.evaluate import as_matrix, evaluate
 from symcore.ir import Expr, topo
 from symcore.params import bind_params, lift_constants
 from symcore.types import FitMethod, Lift, Tier
@@ -175,6 +176,7 @@ def _check_data(X: Any, y: Any, weights: Any, exprs: Sequence[Expr]
                         f"{Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise DataError("y has non-finite values")
+    check_not_shifted(exprs, A.shape[1])
     need = max((n.value + 1 for n in topo(exprs) if n.op == "var"), default=0)
     if need > A.shape[1]:
         raise DataError(f"expressions use {need} column(s), data has {A.shape[1]}")
@@ -214,18 +216,29 @@ def _starts(p0: np.ndarray, restarts: int, rng: np.random.Generator) -> list[np.
     return out
 
 
-def _loss(f: float, sum_w: float) -> float:
-    if not math.isfinite(f):
-        return math.inf
-    return f / sum_w if sum_w > 0 else 0.0
+def _reference_loss(expr: Expr, A: np.ndarray, Y: np.ndarray, W: np.ndarray | None) -> float:
+    """The returned model's loss as the reference evaluator gives it.  The kernels' loss agrees
+    to rounding almost everywhere, but not where the compiled math and NumPy's differ beyond
+    rounding (sin/cos of huge arguments: `sin(exp(x*x/cos(C)))` gave 100.95 vs 101.70 on an
+    RSRM skeleton) nor on exact fits (1e-34 vs 2e-34): one NumPy pass per model makes `loss`
+    the reference metric of `expr` by construction."""
+    with np.errstate(all="ignore"):
+        r = evaluate(expr, A) - Y
+        if W is None:
+            v = float(np.mean(r * r))
+        else:
+            v = float(np.sum(np.where(W > 0, W * r * r, 0.0)) / W.sum())
+    return v if math.isfinite(v) else math.inf
 
 
-def _best(model: Expr, runs: list[tuple[np.ndarray, float, int, str]], sum_w: float
+def _best(model: Expr, runs: list[tuple[np.ndarray, float, int, str]], data: tuple
           ) -> FitResult:
-    """The run with the lowest finite loss (the first start wins ties)."""
+    """The run with the lowest finite loss (the first start wins ties), its loss recomputed by
+    the reference evaluator."""
     iters = sum(r[2] for r in runs)
     p, f, _, status = min(runs, key=lambda r: r[1] if math.isfinite(r[1]) else math.inf)
-    return FitResult(bind_params(model, p), p, _loss(f, sum_w), iters, status, model)
+    e = bind_params(model, p)
+    return FitResult(e, p, _reference_loss(e, *data), iters, status, model)
 
 
 def _seconds(v: Any, name: str) -> float:
@@ -302,13 +315,11 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         tier = 1 if A.shape[0] * _EXPECTED_CALLS >= AUTO_TIER1_ROW_CALLS else 0
     kernels: GradKernels | Tier0Grad | None = None
     if tier == "numpy":
-        sum_w = float(Y.shape[0] if W is None else W.sum())
         normals = [_normal_numpy(m, A, Y, W) for m, _ in models]
     else:
         fitted = [m for m, _ in models]
         kernels = GradKernels(fitted) if tier == 1 else Tier0Grad(fitted)
         data = prepare_data(A, Y, W, kernels.lanes)
-        sum_w = data.sum_w
 
         def _mk(k: int) -> NormalFn:
             return lambda p: kernels.normal(k, data, np.ascontiguousarray(p, dtype=np.float64))
@@ -325,8 +336,8 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         first_of: list[int] = []
         for k, (model, p0) in enumerate(models):
             if n_par[k] == 0:
-                f, _, _ = normals[k](p0)
-                results[k] = FitResult(model, p0, _loss(f, sum_w), 0, "converged", model)
+                results[k] = FitResult(model, p0, _reference_loss(model, A, Y, W), 0,
+                                       "converged", model)
             else:
                 problems += [(k, s) for s in _starts(p0, restarts, rngs[k])]
                 first_of.append(len(problems) - restarts - 1)
@@ -378,7 +389,7 @@ def fit(expr_or_exprs: Expr | Sequence[Expr], X: Any, y: Any, params0: Any = Non
         for (k, _), run in zip(problems, runs):
             grouped.setdefault(k, []).append(run)
         for k, rs in grouped.items():
-            results[k] = _best(models[k][0], rs, sum_w)
+            results[k] = _best(models[k][0], rs, (A, Y, W))
     finally:
         if kernels is not None:
             kernels.close()

@@ -144,3 +144,16 @@ def test_non_finite_models_report_inf_not_a_number():
                  "((X1)/(((X3)**2)/((X3)/(C))))+((sqrt(cos(X1)))-(log((C)*(C))))"]:
         r = fit(symcore.read(text, dialect="sympy"), X, y)
         assert r.loss == math.inf and math.isinf(ref_loss(r.expr, X, y))
+
+
+def test_loss_is_the_reference_where_compiled_math_differs():
+    """Regression (RSRM skeleton): sin of a huge argument, where the compiled sin and NumPy's
+    differ beyond rounding, and exact fits whose loss is rounding noise: `loss` is the
+    reference MSE of `expr`, bit for bit."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1.0, 5.0, 200), rng.uniform(1.0, 3.0, 200)])
+    y = np.exp(-X[:, 0] ** 2 / 2) / np.sqrt(2 * np.pi)
+    for text in ["sin(exp(((X1)*(X1))/(cos(C))))", "exp(-X1**2.0 / C) / sqrt(C * C)"]:
+        for tier in (0, "numpy"):
+            r = fit(symcore.read(text, dialect="sympy"), X, y, tier=tier)
+            assert r.loss == ref_loss(r.expr, X, y)
