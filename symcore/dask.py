@@ -12,6 +12,7 @@ Optional extra: `pip install 'symcore[dask]'`; importing symcore never imports d
 from __future__ import annotations
 
 import hashlib
+import os
 import math
 import threading
 from collections import OrderedDict
@@ -23,7 +24,8 @@ import numpy as np
 from symcore.errors import DataError, FitError, SymcoreError
 from symcore.ir import Expr
 
-__all__ = ["score", "predict", "fit", "map_population", "DaskMetric", "client_from_spec"]
+__all__ = ["score", "predict", "fit", "map_population", "DaskMetric", "client_from_spec",
+           "DaskScorer", "read_frame"]
 
 DaskMetric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson"]
 _METRICS = ("mse", "rmse", "mae", "nmse", "r2", "pearson")
@@ -568,10 +570,66 @@ def client_from_spec(spec: str) -> Any:
         n = spec.partition(":")[2]
         if n and not n.isdigit():
             raise DataError(f"--dask local:N needs a worker count, got {spec!r}")
+        import logging
         cluster = LocalCluster(n_workers=int(n) if n else None, threads_per_worker=1,
-                               processes=True, dashboard_address=":0")
+                               processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
         return Client(cluster)
     if "://" not in spec:
         raise DataError(f"--dask expects 'local', 'local:N' or a scheduler address like "
                         f"tcp://host:8786, got {spec!r}")
     return Client(spec)
+
+
+class DaskScorer:
+    """Scores populations on a Dask DataFrame held by a cluster, for `symcore run --dask`:
+    `scorer(exprs, metric)` -> (P,) scores; `sample(n)` gives the first rows in memory (for
+    the checks that need data at hand); `n_rows`, `features`, `target`, `dashboard`."""
+
+    def __init__(self, frame: Any, target: str | None, client: Any) -> None:
+        import dask.dataframe as dd
+        if not isinstance(frame, dd.DataFrame):
+            raise DataError(f"DaskScorer needs a Dask DataFrame, got {type(frame).__name__}")
+        cols = [str(c) for c in frame.columns]
+        self.target = target if target is not None else cols[-1]
+        if self.target not in cols:
+            raise DataError(f"no target column {self.target!r}; columns are: {', '.join(cols)}")
+        self.features = [c for c in cols if c != self.target]
+        if not self.features:
+            raise DataError(f"needs at least one feature column besides {self.target!r}")
+        self.client = client
+        with client.as_current():
+            self.frame = client.persist(frame.astype("float64"))
+            self.n_rows = int(self.frame.shape[0].compute())
+        self.dashboard = getattr(client, "dashboard_link", None)
+
+    def sample(self, n: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+        with self.client.as_current():
+            head = self.frame.head(n, npartitions=-1)
+        return (head[self.features].to_numpy(dtype=np.float64),
+                head[self.target].to_numpy(dtype=np.float64))
+
+    def close(self) -> None:
+        """Close the client (and the LocalCluster it started, if any)."""
+        cluster = getattr(self.client, "cluster", None)
+        self.client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def __call__(self, exprs: Sequence[Expr], metric: str) -> np.ndarray:
+        with self.client.as_current():
+            return score(exprs, self.frame, self.target, metric=metric,  # type: ignore[arg-type]
+                         columns=self.features)
+
+
+def read_frame(pattern: str) -> Any:
+    """A Dask DataFrame from a Parquet file/directory/glob or a CSV glob (by suffix)."""
+    dask = _dask()  # noqa: F841 - checks the extra
+    import dask.dataframe as dd
+    low = pattern.lower()
+    try:
+        if low.endswith((".parquet", ".pq")) or os.path.isdir(pattern):
+            return dd.read_parquet(pattern)
+        return dd.read_csv(pattern)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read data {pattern!r}: {err}") from None

@@ -152,7 +152,19 @@ def _cmd_run(a: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise _UserError("--pareto needs matplotlib: pip install 'symcore[plot]'") from None
-    ds = R.load_csv(data, target)
+    scorer = None
+    if a.dask:
+        if a.fit:
+            raise _UserError("--fit is not available with --dask (use symcore.dask.fit)")
+        from symcore import dask as sd
+        client = sd.client_from_spec(a.dask)
+        scorer = sd.DaskScorer(sd.read_frame(data), target, client)
+        if scorer.dashboard:
+            sys.stderr.write(f"symcore: dask dashboard: {scorer.dashboard}\n")
+        Xs, ys = scorer.sample()
+        ds = R.Dataset(Xs, ys, scorer.features, scorer.target)
+    else:
+        ds = R.load_csv(data, target)
     bar = _Bar(sys.stderr)
     try:
         with warnings.catch_warnings():  # printed below, once, as `symcore: warning: ...`
@@ -160,9 +172,11 @@ def _cmd_run(a: argparse.Namespace) -> int:
             res = R.run(population, ds.X, ds.y, features=ds.features, target=ds.target,
                         metric=a.metric, fit=a.fit, dialect=a.dialect, rules=_rules(a),
                         time_limit=a.time_limit, progress=bar,
-                        bad_lines="raise" if a.strict else "skip")
+                        bad_lines="raise" if a.strict else "skip", scorer=scorer)
     finally:
         bar.close()
+        if scorer is not None:
+            scorer.close()
     if a.example:
         res.source = "the bundled example (AI Feynman I.6.2)"
     if a.export:
@@ -354,6 +368,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rules", default="default", help="e-graph rule sets, comma-separated")
     r.add_argument("--time-limit", type=float, default=30.0, metavar="S",
                    help="e-graph saturation time limit in seconds (default 30)")
+    r.add_argument("--dask", metavar="SCHEDULER",
+                   help="score on a Dask cluster: 'local:N' (N worker processes), 'local', or a "
+                        "scheduler address tcp://host:8786; --data may then be a Parquet "
+                        "file/directory or a CSV glob (needs symcore[dask])")
     r.add_argument("--strict", action="store_true",
                    help="stop at the first bad population line (default: skip and report it)")
     r.set_defaults(func=_cmd_run)

@@ -274,7 +274,8 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
         target: str = "y", metric: str = "r2", fit: bool = False, dialect: str = "auto",
         rules: str | Sequence[str] = "default", time_limit: float | None = 30.0,
         progress: Progress | None = None,
-        bad_lines: Literal["skip", "raise"] = "skip") -> RunResult:
+        bad_lines: Literal["skip", "raise"] = "skip",
+        scorer: Callable[[list[Expr], str], np.ndarray] | None = None) -> RunResult:
     """Read `population` (a file path, a list of lines, or a list of Expr), deduplicate and
     simplify it in one e-graph, score every class on (X, y) with `metric`, and rank the classes.
 
@@ -287,11 +288,18 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     classes whose expressions differ only in their constants then describe the same model and
     are reported once (fitted from the best-scoring member's constants).  Classes whose
     representative has parameter placeholders (`C`, `c`, `t[i]`) are always fitted: they have
-    no value to score otherwise."""
+    no value to score otherwise.
+
+    `scorer(exprs, metric)` replaces the in-memory scoring of the classes (e.g. a
+    `symcore.dask.DaskScorer` over data larger than memory); X, y are then a sample of the data
+    for the checks, and `scorer.n_rows` the number of rows reported.  Not with `fit=True`."""
     from symcore.codegen.eval.kernels import compile as compile_kernels
     from symcore.rules.api import dedupe
     if metric not in METRICS:
         raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    if scorer is not None and fit:
+        raise DataError("fitting is not available with a distributed scorer; refit the chosen "
+                        "models with symcore.dask.fit")
     if bad_lines not in ("skip", "raise"):
         raise DataError(f"bad_lines must be 'skip' or 'raise', got {bad_lines!r}")
     A = np.ascontiguousarray(X, dtype=np.float64)
@@ -326,7 +334,7 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
         raise DataError("no candidate could be used" + (f" ({len(errors)} bad line(s); "
                                                         f"first: line {errors[0][0]}: "
                                                         f"{errors[0][1]})" if errors else ""))
-    notes = _data_warnings(A, Y, metric)
+    notes = _data_warnings(A, Y, metric) if scorer is None else []
 
     tell("e-graph", 0, 1)
     t0 = time.perf_counter()
@@ -341,8 +349,11 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     plain = [k for k, r in enumerate(reps) if not r.n_params]
     scores = np.full(len(reps), np.nan)
     if plain:
-        kern = compile_kernels([reps[k] for k in plain])
-        scores[plain] = kern.score(A, Y, metric=metric)
+        if scorer is not None:
+            scores[plain] = scorer([reps[k] for k in plain], metric)
+        else:
+            kern = compile_kernels([reps[k] for k in plain])
+            scores[plain] = kern.score(A, Y, metric=metric)
     timings["score"] = time.perf_counter() - t0
     tell("score", 1, 1)
 
@@ -379,7 +390,7 @@ def run(population: Any, X: Any, y: Any, *, features: Sequence[str] | None = Non
     return RunResult(candidates=cands, metric=metric, n_lines=n_lines, n_inputs=len(exprs),
                      n_classes=d.n_classes, errors=errors, timings=timings,
                      stop_reason=getattr(d.stop_reason, "value", str(d.stop_reason)),
-                     egraph=stats, dialect=used_dialect, n_rows=A.shape[0], features=feats,
+                     egraph=stats, dialect=used_dialect, n_rows=int(getattr(scorer, "n_rows", A.shape[0])), features=feats,
                      target=target, fitted=bool(fit), source=source, n_refit=n_refit,
                      warnings=notes)
 
