@@ -466,7 +466,8 @@ def fit(exprs: Expr | Sequence[Expr], X: Any, y: Any, *, params0: Any = None,
     in-memory fit up to rounding).  A round is one pass over the (persisted) data.  Returns one
     `FitResult` per expression; `params0`, `max_iter`, `tol`, `lift` as in `symcore.fit`."""
     dask = _dask()
-    from symcore.codegen.fit.api import _best, _n_params, _prepare_model
+    from symcore.codegen.fit.api import FitResult, _n_params, _prepare_model
+    from symcore.params import bind_params
     from symcore.codegen.fit.lm import lm_batch
     pop = _check_exprs(exprs)
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int)
@@ -499,14 +500,11 @@ def fit(exprs: Expr | Sequence[Expr], X: Any, y: Any, *, params0: Any = None,
         return f, g, H
 
     sum_w = [0.0]
-    results: list[Any] = [None] * len(pop)
+    runs: dict[int, tuple[np.ndarray, int, str]] = {}
     todo = [k for k in range(len(pop)) if n_par[k] > 0]
-    still = [k for k in range(len(pop)) if n_par[k] == 0]
-    if still:   # nothing to fit: the loss at the model itself
-        f, _, _ = evaluate(np.array(still), np.zeros((len(still), Pm)))
-        for j, k in enumerate(still):
-            results[k] = _best(fitted[k], [(models[k][1], float(f[j]), 0, "converged")],
-                               sum_w[0])
+    for k in range(len(pop)):
+        if n_par[k] == 0:
+            runs[k] = (models[k][1], 0, "converged")
     if todo:
         cids = np.array(todo, dtype=np.int64)
         starts = np.zeros((len(todo), Pm))
@@ -524,13 +522,16 @@ def fit(exprs: Expr | Sequence[Expr], X: Any, y: Any, *, params0: Any = None,
                 return float(f[0]), g[0, :P].copy(), H[0, :P, :P].copy()
             return normal
         normals = [one(k) for k in range(len(pop))]
-        runs = lm_batch(cids, starts, np.array(n_par)[cids], budgets, float(tol), evaluate,
-                        normals)
-        if sum_w[0] <= 0:
-            raise DataError("weights sum to zero")
-        for k, run in zip(todo, runs):
-            results[k] = _best(fitted[k], [run], sum_w[0])
-    return results
+        out = lm_batch(cids, starts, np.array(n_par)[cids], budgets, float(tol), evaluate,
+                       normals)
+        for k, (p, _, it, status) in zip(todo, out):
+            runs[k] = (p, it, status)
+    # the reported loss is the loss of the returned model, over every row (one more pass)
+    bound = [bind_params(fitted[k], runs[k][0]) for k in range(len(pop))]
+    w_arg = None if weights is None else weights
+    losses = score(bound, X, y, metric="mse", weights=w_arg, columns=columns)
+    return [FitResult(bound[k], runs[k][0], float(losses[k]), runs[k][1], runs[k][2],
+                      fitted[k]) for k in range(len(pop))]
 
 
 def map_population(func: Callable[[list[Expr]], Sequence[Any]], exprs: Sequence[Expr], *,
