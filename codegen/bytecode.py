@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from symcore.ops import OPS
 
-__all__ = ["opcodes", "OP_VAR", "KIND_CONST", "KIND_PARAM"]
+__all__ = ["opcodes", "runnable", "OP_VAR", "KIND_CONST", "KIND_PARAM"]
 
 #: forward-list instruction "load data column a" of the Jacobian interpreter (no operator has
 #: a negative opcode, so the table can grow without renumbering it)
@@ -26,3 +26,23 @@ def opcodes() -> dict[str, int]:
     if names != _memo[0]:
         _memo = (names, {name: i for i, name in enumerate(names)})
     return _memo[1]
+
+
+_runnable: dict[tuple[bool, tuple[int, ...]], frozenset[str]] = {}
+
+
+def runnable(derivatives: bool = False) -> frozenset[str]:
+    """Operators the tier-0 interpreters can run: those with an LLVM lowering (and, with
+    `derivatives`, derivative templates too).  A registered op lacking them is left out of
+    the interpreters' opcode switch, so it costs only the expressions that use it (a typed
+    CompileError naming the op at packing), never the rest of the population."""
+    from symcore.codegen.llvm.lower import LOWER
+    key = (derivatives, tuple(id(o) for o in OPS.values()))
+    hit = _runnable.get(key)
+    if hit is None:
+        hit = frozenset(n for n, o in OPS.items() if n in LOWER and (
+            not derivatives or n == "powi" or o.deriv is not None))
+        if len(_runnable) > 64:
+            _runnable.clear()
+        _runnable[key] = hit
+    return hit

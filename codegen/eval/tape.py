@@ -105,6 +105,7 @@ class _Segment:
         top = 0
         n_vars = n_params = 0
         opcodes = _bytecode.opcodes()  # live: user ops registered later included
+        ok = _bytecode.runnable()
 
         def leaf_slot(a: Expr) -> int:
             # leaves get their slot when first used as a value (a powi exponent never is)
@@ -133,6 +134,10 @@ class _Segment:
             opc = opcodes.get(name)
             if opc is None:
                 raise CompileError(f"operator {name!r} is not in the ops table")
+            if name not in ok:
+                raise CompileError(f"tier 0 cannot evaluate operator {name!r}: it has no LLVM "
+                                   f"lowering (give its Op a `lower`, a plain-call `c` template "
+                                   f"or an `expand`)")
             x = args[0]
             a = slot.get(id(x))
             if a is None:

@@ -18,7 +18,7 @@ from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.ir import Expr, flatten
 from symcore.ops import LEAVES, OPS, generation
 
-from symcore.codegen.bytecode import KIND_CONST, KIND_PARAM, OP_VAR, opcodes
+from symcore.codegen.bytecode import KIND_CONST, KIND_PARAM, OP_VAR, opcodes, runnable
 from symcore.codegen.fit import native_lm as _lm
 from symcore.codegen.grad.data import Data, unpack_square
 from symcore.codegen.grad.templates import active_nodes, deriv_template
@@ -135,6 +135,7 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
     c = lambda v: ir.Constant(_I64, v)  # noqa: E731
     zero = splat(vt, 0.0)
     codes = opcodes()
+    ok = runnable(derivatives=True)
     n_acc = b.add(b.add(c(1), Pm), b.mul(Pm, Pm))
 
     def fill(k: ir.Value) -> None:
@@ -164,6 +165,8 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
                 F.st(b.load(ptr_at(b, X, off, vt), align=8), vals, dst, u)
             b.branch(done)
             for name, o in OPS.items():
+                if name not in ok:
+                    continue
                 blk = fn.append_basic_block(f"fwd.{name}")
                 sw.add_case(ir.Constant(_I64, codes[name]), blk)
                 b.position_at_end(blk)
@@ -186,6 +189,8 @@ def emit_tier0(module: ir.Module, lanes: int, unroll: int = T0_UNROLL) -> ir.Fun
             done = fn.append_basic_block("rev.next")
             sw = b.switch(op, done)
             for name, o in OPS.items():
+                if name not in ok:
+                    continue
                 blk = fn.append_basic_block(f"rev.{name}")
                 sw.add_case(ir.Constant(_I64, codes[name]), blk)
                 b.position_at_end(blk)
@@ -354,6 +359,7 @@ def _pack(expr: Expr) -> _JacobianCode:
     flat = flatten(expr)
     nodes = flat.nodes
     codes = opcodes()
+    ok = runnable(derivatives=True)
     act = active_nodes(list(nodes))
     fills, fwd, rev, pool = [], [], [], []
     pslot = {}
@@ -367,6 +373,9 @@ def _pack(expr: Expr) -> _JacobianCode:
         elif op == "var":
             fwd.append((OP_VAR, i, val[0] if isinstance(val, tuple) else val, 0))
         else:
+            if op not in ok:
+                raise CompileError(f"the tier-0 Jacobian cannot run operator {op!r}: it lacks "
+                                   f"an LLVM lowering or derivative templates")
             a = kids[0]
             b2 = kids[1] if len(kids) > 1 else 0
             fwd.append((codes[op], i, a, b2))

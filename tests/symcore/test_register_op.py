@@ -121,8 +121,19 @@ def test_op_without_any_lowering_is_a_compile_error_naming_it(data):
     op = symcore.Op("erfish", arity=1, np=scipy_special.erf, c="(erf({0}))")
     with registered_op(op):
         e = symcore.read("erfish(x0)", dialect="symcore")
+        for tier in (0, 1):
+            with pytest.raises(CompileError, match="erfish"):
+                symcore.compile(e, tier=tier).predict(X)
         with pytest.raises(CompileError, match="erfish"):
-            symcore.compile(e, tier=1).predict(X)
+            symcore.fit(symcore.read("p0 * erfish(x0)", dialect="symcore"), X, X[:, 0], tier=0)
+        # the op costs only the expressions that use it: tier 0 and its Jacobian still run
+        # everything else while it is registered
+        other = symcore.read("x0 * sin(x1)", dialect="symcore")
+        np.testing.assert_allclose(symcore.compile(other, tier=0).predict(X).ravel(),
+                                   symcore.evaluate(other, X), rtol=1e-13)
+        model = symcore.read("p0 * x0 + p1", dialect="symcore")
+        r = symcore.fit(model, X, 2.0 * X[:, 0] + 1.0, params0=[1.0, 0.0], tier=0)
+        np.testing.assert_allclose(r.params, [2.0, 1.0], rtol=1e-8)
 
 
 def test_table_is_read_only_and_registration_is_checked():
