@@ -19,8 +19,9 @@ Numbers = Literal["const", "params"]
 OnError = Literal["raise", "collect"]
 #: rule-set presets of simplify/dedupe (a sequence of topic names is accepted too)
 RulesPreset = Literal["default", "aggressive", "params"]
-#: named cost models of extraction (a dict of per-op weights or a callable is accepted too)
-CostName = Literal["size", "params"]
+#: named cost models of extraction ("cycles": estimated CPU cycles, shared subterms once; a
+#: dict of per-op weights or a callable is accepted too)
+CostName = Literal["size", "params", "cycles"]
 #: arithmetic and data type of compiled kernels
 Dtype = Literal["float64", "float32"]
 #: 0 = the batch interpreter (no compilation), 1 = fused JIT kernels, "auto" chooses
