@@ -211,6 +211,28 @@ def _pow(a: Any, b: Any) -> Any:
     return out
 
 
+def _pow_source(bits: int) -> str:
+    # _pow as one NumPy expression (the py export and to_numpy_source print it; tested equal
+    # to _pow bit for bit): x^M = w0*w1*...*w{bits-1}, wi = x^(2^i) on bit i of M else 1.0,
+    # which is _powi_pos's acc*base sequence (acc*1.0 == acc)
+    prod = " * ".join(f"np.where((M >> {i}) & 1 == 1, q{i}, 1.0)" for i in range(bits))
+    body = prod
+    for i in reversed(range(1, bits)):
+        body = f"(lambda q{i}: {body})(q{i - 1} * q{i - 1})"
+    pos = f"lambda q0, M: {body}"
+    return (f"(lambda a, b, pos=({pos}): (lambda A, B: (lambda S: (lambda M: np.where(S, "
+            "(lambda P: np.where(B < 0, np.where(np.isinf(P) & np.isfinite(A), pos(1.0 / A, M), "
+            # np.array(B): a copy, since NumPy takes shortcuts (0.5 -> sqrt) for a stride-0
+            # exponent, unlike C pow at the edges
+            "1.0 / P), P))(pos(A, M)), np.power(A, np.array(B))))"
+            "(np.where(S, np.abs(np.where(S, B, 0.0)), 0.0).astype(np.int64)))"
+            f"((np.trunc(B) == B) & (np.abs(B) <= {POWI_MAX_MULTIPLY})))"
+            "(*np.broadcast_arrays(np.asarray(a), np.asarray(b), np.empty(1))[:2]))")
+
+
+POW_SOURCE = _pow_source(_POWI_BITS)
+
+
 def _powi(a: Any, k: Any) -> Any:
     # the exponent is an integer literal; a non-integer or huge one is C99 pow
     kv = np.asarray(k)
@@ -463,8 +485,8 @@ _LAYERS: dict[str, dict[str, Any]] = {
                           grows=True))),
     "div": dict(lower=lambda L, a, b: L.fdiv(a, b)),
     "neg": dict(lower=lambda L, a: L.fneg(a), facts=(_FIN, ("nonzero", ("nonzero",)))),
-    "pow": dict(lower=lambda L, a, b: L.pow(a, b)),
-    "powi": dict(lower=lambda L, a, k: L.powi(a, k), np_src="np.power({0}, {1})"),
+    "pow": dict(lower=lambda L, a, b: L.pow(a, b), np_src=POW_SOURCE + "({0}, {1})"),
+    "powi": dict(lower=lambda L, a, k: L.powi(a, k), np_src=POW_SOURCE + "({0}, {1})"),
     "square": dict(lower=lambda L, a: L.fmul(a, a), facts=(_FIN, ("nonneg", ("finite",)))),
     "cube": dict(lower=lambda L, a: L.fmul(L.fmul(a, a), a), facts=(_FIN,),
                  np_src="(lambda a: a * a * a)({0})"),
@@ -505,7 +527,7 @@ _LAYERS: dict[str, dict[str, Any]] = {
     "dlog": dict(lower=lambda L, a: L.libm("log", L.fadd(L.fabs(a), L.const(DYSYMNET_LOG_EPS, a))),
                  facts=(_FIN,), np_src=f"np.log(np.abs({{0}}) + {DYSYMNET_LOG_EPS!r})"),
     "pow_abs": dict(lower=lambda L, a, b: L.pow(L.fabs(a), b),
-                    facts=(("nonneg", ("finite",)),), np_src="np.power(np.abs({0}), {1})",
+                    facts=(("nonneg", ("finite",)),), np_src=POW_SOURCE + "(np.abs({0}), {1})",
                     rules=(_R("protected", "pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
                            _R("protected", "pow_abs-abs", "(pow_abs (abs a) b)",
                               "(pow_abs a b)"))),
