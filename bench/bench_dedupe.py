@@ -1,30 +1,42 @@
-"""Population dedup: symcore.dedupe (one e-graph) vs sympy's automatic canonical form,
-sympy.simplify (sampled) and symengine's canonical form.  Fixed seeds; prints one table.
+"""Does the e-graph stage pay for itself?  Per population: inputs, distinct strings, classes
+(symcore.dedupe, SymPy's automatic canonical form split where it merged numerically different
+members, per-member `simplify`), dedupe time (cold: per-node canonical cache cleared; warm:
+the same population again, as in a search where generations share subtrees), time to score
+every distinct candidate vs the classes only (tier-0, 1,000 rows), and dedupe + score(classes)
+against score(all).
 
-Populations: N = 100, 1,000, 10,000 candidates, 40 % random base trees and 60 % equivalent
-variants (commuted, re-associated, x*1, x+0, double negation, a-b as a+(-b), x*x as square),
-plus the harvested gplearn / pyoperon populations in tests/fixtures when they exist.
-Run: python bench/bench_dedupe.py [--sizes 100,1000,10000] [--simplify-sample 20] [--repeats 3]
-symcore times are medians of --repeats end-to-end runs (insert + saturate + extract).
+Populations: the harvested gplearn / pyoperon ones in tests/fixtures, the frontend outputs in
+/work/shared/data/frontends, seeded random ones (40 % random trees, 60 % equivalent variants).
+Timings: interleaved repeats (every measurement of every population once per round), medians;
+wall and CPU seconds (on a loaded machine wall time is inflated by other processes).
+Run: python bench/bench_dedupe.py [--sizes 1000,10000] [--repeats 3] [--no-sympy] [--huge]
+--huge: dedupe ~1.7M distinct random candidates once (time limit 60 s): result or typed error.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import symcore
 from symcore import Expr, call, const, var
+from symcore.ir import replace, topo
+from symcore.rules.api import dedupe, simplify
+from symcore.rules.canonical import clear_cache
 
 UN = ("sin", "cos", "exp", "log", "sqrt", "square", "neg", "abs", "tanh")
 BIN = ("add", "sub", "mul", "div")
 CONSTS = (0.5, 1.5, 2.0, 3.0, -1.0, 0.1, 4.2)
+ROOT = Path(__file__).resolve().parent.parent
+FRONTENDS = Path("/work/shared/data/frontends")
 
 
 def base_tree(rng: random.Random, n_vars: int, size: int) -> Expr:
@@ -39,8 +51,7 @@ def base_tree(rng: random.Random, n_vars: int, size: int) -> Expr:
 
 def _variant_once(rng: random.Random, e: Expr) -> Expr:
     """Rewrite one random node of `e` into an equivalent spelling."""
-    nodes = [n for n in symcore.ir.topo([e])]
-    target = rng.choice(nodes)
+    target = rng.choice(topo([e]))
     k = rng.randrange(7)
     if k == 0 and target.op in ("add", "mul"):
         new = call(target.op, target.args[1], target.args[0])
@@ -59,7 +70,7 @@ def _variant_once(rng: random.Random, e: Expr) -> Expr:
         new = call("mul", target.args[0], target.args[0])
     else:
         new = call("mul", const(1.0), target)
-    return symcore.ir.replace(e, target, new)
+    return replace(e, target, new)
 
 
 def population(n: int, seed: int, n_vars: int = 3) -> list[Expr]:
@@ -77,158 +88,219 @@ def population(n: int, seed: int, n_vars: int = 3) -> list[Expr]:
 
 
 # ---------------------------------------------------------------------------------------------
-# peers
+# populations: (name, texts or None, expressions)
 
-def to_sympy(exprs: list[Expr]) -> list:
-    import sympy
-    from symcore.ops import OPS
-    syms: dict[int, object] = {}
-    memo: dict[Expr, object] = {}
-    for n in symcore.ir.topo(exprs):
-        if n.op == "var":
-            memo[n] = syms.setdefault(n.value, sympy.Symbol(f"x{n.value}"))
-        elif n.op == "const":
-            memo[n] = sympy.Float(n.value)
-        elif n.op == "param":
-            memo[n] = sympy.Symbol(f"p{n.value}")
-        else:
-            memo[n] = OPS[n.op].sympy(*(memo[a] for a in n.args))
-    return [memo[e] for e in exprs]
+def _read_lines(path: Path, dialect: str | None) -> tuple[list[str], list[Expr]]:
+    from symcore.io.readers import read_file
+    pop = read_file(path, dialect) if dialect else read_file(path)
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    return lines, list(pop)
 
 
-def to_symengine(exprs: list[Expr]) -> list:
-    import symengine as se
-    fns = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-           "div": lambda a, b: a / b, "neg": lambda a: -a, "square": lambda a: a ** 2,
-           "cube": lambda a: a ** 3, "inv": lambda a: 1 / a, "abs": se.Abs,
-           "pow": lambda a, b: a ** b, "powi": lambda a, b: a ** b}
-    memo: dict[Expr, object] = {}
-    for n in symcore.ir.topo(exprs):
-        if n.op == "var":
-            memo[n] = se.Symbol(f"x{n.value}")
-        elif n.op == "const":
-            memo[n] = se.RealDouble(n.value)
-        elif n.op == "param":
-            memo[n] = se.Symbol(f"p{n.value}")
-        elif n.op in fns:
-            memo[n] = fns[n.op](*(memo[a] for a in n.args))
-        elif hasattr(se, n.op):
-            memo[n] = getattr(se, n.op)(*(memo[a] for a in n.args))
-        else:
-            memo[n] = se.Function(n.op)(*(memo[a] for a in n.args))
-    return [memo[e] for e in exprs]
-
-
-def numeric_bad_merges(exprs: list[Expr], class_of: list[int], n_vars: int) -> int:
-    """Classes holding two candidates that differ at random finite points."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-3, 3, size=(64, n_vars))
-    bad = 0
-    first: dict[int, np.ndarray] = {}
-    for e, k in zip(exprs, class_of):
-        y = symcore.evaluate(e, X)
-        if k not in first:
-            first[k] = y
-            continue
-        y0 = first[k]
-        both = np.isfinite(y) & np.isfinite(y0)
-        onenan = np.isnan(y) != np.isnan(y0)
-        far = both & ~np.isclose(y, y0, rtol=1e-7, atol=1e-9)
-        if far.any() or (onenan & (np.isfinite(y) | np.isfinite(y0))).any():
-            bad += 1
-    return bad
-
-
-def run_symcore(name: str, exprs: list[Expr], n_vars: int, repeats: int) -> dict:
-    """Median of `repeats` end-to-end dedupe runs (insert + saturate + extract)."""
-    times, last = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        last = symcore.dedupe(exprs)
-        times.append(time.perf_counter() - t)
-    assert last is not None
-    return {"d": last, "t": statistics.median(times), "bad": numeric_bad_merges(
-        exprs, last.class_of, n_vars)}
-
-
-def run_peers(name: str, exprs: list[Expr], ours: dict, sample: int) -> list[tuple]:
-    d, t_sc, bad = ours["d"], ours["t"], ours["bad"]
-    s = d.stats["seconds"]
-    rows = [(name, len(exprs), "symcore.dedupe", d.n_classes, t_sc, d.stats["enodes"],
-             f"{d.stop_reason.value}; ins {s['insert']:.2f} sat {s['saturate']:.2f} "
-             f"ext {s['extract']:.2f}; bad merges {bad}")]
-    t = time.perf_counter()
-    sp = to_sympy(exprs)
-    t_sp = time.perf_counter() - t
-    rows.append((name, len(exprs), "sympy canonical", len(set(sp)), t_sp, "",
-                 f"symcore {t_sp / t_sc:.1f}x faster, {len(set(sp)) - d.n_classes} fewer classes"))
-    try:
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            se = to_symengine(exprs)
-            times.append(time.perf_counter() - t)
-        rows.append((name, len(exprs), "symengine canonical", len(set(se)),
-                     statistics.median(times), "",
-                     f"{len(set(se)) - d.n_classes} more classes than symcore"))
-    except ImportError:  # pragma: no cover
-        pass
-    if sample:
-        import sympy
-        rng = random.Random(1)
-        picks = rng.sample(range(len(exprs)), min(sample, len(exprs)))
-        per = []
-        for i in picks:
-            t = time.perf_counter()
-            sympy.simplify(sp[i])
-            per.append(time.perf_counter() - t)
-        per_expr = statistics.median(per)
-        ours_per = t_sc / len(exprs)
-        rows.append((name, len(exprs), f"sympy.simplify (x{len(picks)})", "",
-                     per_expr * len(exprs), "",
-                     f"median {per_expr * 1e3:.1f} ms/expr (extrapolated); symcore "
-                     f"{ours_per * 1e3:.3f} ms/expr = {per_expr / ours_per:.0f}x faster"))
-    return rows
-
-
-def harvested() -> list[tuple[str, list[Expr], int]]:
-    here = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+def populations(sizes: list[int]) -> list[tuple[str, list[str], list[Expr]]]:
     out = []
     for fname, dialect in (("gplearn_population.txt", "gplearn"),
                            ("pyoperon_population.txt", "operon")):
-        path = os.path.join(here, fname)
-        if not os.path.exists(path):
-            continue
-        try:
-            lines = [ln.strip() for ln in open(path) if ln.strip()]
-            exprs = [symcore.read(ln, dialect=dialect) for ln in lines]
-        except (AttributeError, ImportError, symcore.SymcoreError) as err:
-            print(f"# skipped {fname}: {err}", file=sys.stderr)
-            continue
-        n_vars = max((max(e.variables(), default=-1) for e in exprs), default=-1) + 1
-        out.append((fname.split(".")[0], exprs, max(n_vars, 1)))
+        path = ROOT / "tests" / "fixtures" / fname
+        if path.exists():
+            out.append((fname.split("_")[0],) + _read_lines(path, dialect))
+    if FRONTENDS.is_dir():
+        for path in sorted(FRONTENDS.iterdir()):
+            if path.suffix == ".tsv":
+                continue
+            try:
+                lines, exprs = _read_lines(path, None)
+            except symcore.SymcoreError as err:   # pragma: no cover - reported, not fatal
+                print(f"# skipped {path.name}: {err}", file=sys.stderr)
+                continue
+            if len(exprs) >= 10:
+                out.append((path.name.replace("predicted_tree", "").strip("._"), lines, exprs))
+    for n in sizes:
+        exprs = population(n, seed=n)
+        out.append((f"random-{n}", [str(e) for e in exprs], exprs))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# classes of the peers
+
+def _values(exprs: list[Expr], n_vars: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.uniform(-3, 3, size=(48, n_vars)), rng.uniform(0.1, 2, size=(16, n_vars)),
+                   np.zeros((1, n_vars)), np.ones((1, n_vars))])
+    return np.array([symcore.evaluate(e, X) for e in exprs])
+
+
+def _different(a: np.ndarray, b: np.ndarray) -> bool:
+    both = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(all="ignore"):
+        return bool((both & ~np.isclose(a, b, rtol=1e-6, atol=1e-9)).any())
+
+
+def sound_split(groups: dict, V: np.ndarray) -> tuple[int, int]:
+    """(classes after splitting every group where members differ numerically, groups split)."""
+    classes = split = 0
+    for members in groups.values():
+        heads: list[int] = []
+        for i in members:
+            if not any(not _different(V[h], V[i]) for h in heads):
+                heads.append(i)
+        classes += len(heads)
+        split += len(heads) > 1
+    return classes, split
+
+
+def sympy_classes(exprs: list[Expr], V: np.ndarray) -> tuple[int, int]:
+    from symcore.io.sympy_bridge import to_sympy
+    groups: dict = {}
+    for i, e in enumerate(exprs):
+        try:
+            key = to_sympy(e)
+        except Exception:   # noqa: BLE001 - an op SymPy lacks: its own class
+            key = ("unconverted", i)
+        groups.setdefault(key, []).append(i)
+    return sound_split(groups, V)
+
+
+def unsound_merges(classes: list[list[int]], V: np.ndarray) -> int:
+    return sum(any(_different(V[m[0]], V[i]) for i in m[1:]) for m in classes)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _timed(fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def measure(pops, repeats: int, with_sympy: bool, simplify_max: int) -> list[dict]:
+    from symcore.codegen.eval.kernels import compile as kcompile
+    rng = np.random.default_rng(1)
+    rows = []
+    for name, lines, exprs in pops:
+        uniq = list(dict.fromkeys(exprs))
+        n_vars = max(max((max(e.variables(), default=0) for e in uniq), default=0) + 1, 1)
+        rows.append({"name": name, "exprs": exprs, "uniq": uniq, "n": len(exprs),
+                     "strings": len(set(lines)), "n_vars": n_vars,
+                     "X": rng.uniform(0.5, 2.0, size=(1000, n_vars)), "y": rng.normal(size=1000),
+                     "cold": [], "warm": [], "all": [], "cls": []})
+    kcompile([var(0)], tier=0).score(np.ones((4, 1)), np.ones(4))   # load the interpreter
+    for _ in range(repeats):   # interleaved: every measurement of every population per round
+        for r in rows:
+            clear_cache()
+            d, w, c = _timed(lambda: dedupe(r["exprs"]))
+            r["cold"].append((w, c))
+            d, w, c = _timed(lambda: dedupe(r["exprs"]))
+            r["warm"].append((w, c))
+            r["d"] = d
+            _, w, c = _timed(lambda: kcompile(r["uniq"], tier=0).score(r["X"], r["y"]))
+            r["all"].append((w, c))
+            _, w, c = _timed(lambda: kcompile(d.representatives, tier=0).score(r["X"], r["y"]))
+            r["cls"].append((w, c))
+    for r in rows:
+        d = r["d"]
+        r["classes"] = d.n_classes
+        r["canon"] = d.stats["canonical_classes"]
+        r["sat"] = d.stats.get("saturated_forms", "-")
+        exprs = r["exprs"]
+        V = _values(r["uniq"], r["n_vars"])
+        pos = {e: i for i, e in enumerate(r["uniq"])}
+        r["unsound"] = unsound_merges([[pos[exprs[i]] for i in m] for m in d.members], V)
+        if with_sympy:
+            r["sympy"], r["sympy_split"] = sympy_classes(r["uniq"], V)
+        if len(r["uniq"]) <= simplify_max:
+            texts: dict = {}
+            per = []
+            for i, e in enumerate(r["uniq"]):
+                s, w, _ = _timed(lambda: simplify(e))
+                per.append(w)
+                texts.setdefault(str(s), []).append(i)
+            r["simplify"] = len(texts)
+            r["simplify_ms"] = 1e3 * statistics.median(per)
+            # pairs dedupe merged that simplify prints identically (canonical extraction)
+            same = total = 0
+            for m in d.members:
+                ts = {str(simplify(exprs[i])) for i in m[:3]}
+                if len(m) > 1:
+                    total += 1
+                    same += len(ts) == 1
+            r["same_text"] = f"{same}/{total}"
+    return rows
+
+
+def _med(xs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(x[0] for x in xs), statistics.median(x[1] for x in xs)
+
+
+def report(rows: list[dict]) -> None:
+    head = (f"{'population':<30}{'N':>6}{'strs':>6}{'canon':>6}{'sat':>5}{'cls':>6}{'sympy':>6}"
+            f"{'simpl':>6}{'bad':>4}  {'dedupe cold':>13}{'warm':>13}{'score all':>13}"
+            f"{'score cls':>13}  {'pays?':>8}  s/1k(cold cpu)")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        cw, cc = _med(r["cold"])
+        ww, wc = _med(r["warm"])
+        aw, ac = _med(r["all"])
+        kw, kc = _med(r["cls"])
+        # pays when dedupe (warm, CPU) + scoring the classes costs less than scoring everything
+        pays = (wc + kc) / ac if ac > 0 else float("nan")
+        print(f"{r['name'][:29]:<30}{r['n']:>6}{r['strings']:>6}{r['canon']:>6}{r['sat']:>5}"
+              f"{r['classes']:>6}{r.get('sympy', '-'):>6}{r.get('simplify', '-'):>6}"
+              f"{r['unsound']:>4}  {cw:6.3f}/{cc:5.3f}{ww:7.3f}/{wc:5.3f}{aw:7.3f}/{ac:5.3f}"
+              f"{kw:7.3f}/{kc:5.3f}  {pays:7.2f}x  {1e3 * cc / max(r['n'], 1):.3f}")
+    print("\ntimes are wall/cpu seconds (medians); canon = distinct canonical forms; sat = forms "
+          "sent to the e-graph; sympy = SymPy canonical classes split where members differ "
+          "numerically; simpl = classes of per-member simplify text; bad = symcore classes "
+          "holding numerically different members; pays? = (dedupe warm + score classes) / "
+          "score all, CPU (< 1: the e-graph pays)")
+    extra = [f"{r['name']}: simplify median {r['simplify_ms']:.2f} ms/expr (wall), same text "
+             f"{r['same_text']}, sympy groups split {r.get('sympy_split', '-')}"
+             for r in rows if "simplify_ms" in r]
+    for line in extra:
+        print(line)
+    cold = [1e3 * _med(r["cold"])[1] / r["n"] for r in rows if r["n"] >= 500]
+    warm = [1e3 * _med(r["warm"])[1] / r["n"] for r in rows if r["n"] >= 500]
+    if cold:
+        print(f"median dedupe CPU s per 1,000 candidates (populations >= 500): cold "
+              f"{statistics.median(cold):.3f}, warm {statistics.median(warm):.3f}")
+
+
+def huge(n_distinct: int = 1_700_000, time_limit: float = 60.0) -> None:
+    """One population of ~1.7M distinct candidates: a result (stop reason) or a typed error."""
+    rng = random.Random(7)
+    t = time.perf_counter()
+    exprs = []
+    for i in range(n_distinct):
+        exprs.append(call(rng.choice(BIN), base_tree(rng, 4, rng.randint(2, 8)), const(i + 0.5)))
+    print(f"# huge: built {len(exprs)} candidates in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    try:
+        d = dedupe(exprs, time_limit=time_limit)
+        print(f"# huge: dedupe returned in {time.perf_counter() - t:.1f} s: {d.n_classes} classes, "
+              f"stop={d.stop_reason.value}, canonical forms {d.stats['canonical_classes']}, "
+              f"saturated {d.stats.get('saturated_forms')}")
+    except symcore.SymcoreError as err:
+        print(f"# huge: typed error after {time.perf_counter() - t:.1f} s: "
+              f"{type(err).__name__}: {err}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="100,1000,10000")
-    ap.add_argument("--simplify-sample", type=int, default=20)
+    ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-sympy", action="store_true")
+    ap.add_argument("--simplify-max", type=int, default=1200,
+                    help="per-member simplify classes for populations up to this many distinct")
+    ap.add_argument("--huge", action="store_true")
     args = ap.parse_args()
-    symcore.dedupe(population(50, 99))  # warm up imports
-    pops = [(f"random-{n}", population(n, seed=n), 3)
-            for n in [int(s) for s in args.sizes.split(",") if s]] + harvested()
-    # symcore first, before sympy fills the heap (its caches slow every later allocation)
-    ours = [run_symcore(name, exprs, n_vars, args.repeats) for name, exprs, n_vars in pops]
-    rows = []
-    for (name, exprs, _), res in zip(pops, ours):
-        rows += run_peers(name, exprs, res, args.simplify_sample)
-    print(f"{'population':<22}{'N':>7}  {'method':<28}{'classes':>8}{'seconds':>10}"
-          f"{'e-nodes':>9}  notes")
-    for r in rows:
-        cls = f"{r[3]}" if r[3] != "" else "-"
-        print(f"{r[0]:<22}{r[1]:>7}  {r[2]:<28}{cls:>8}{r[4]:>10.3f}{str(r[5]):>9}  {r[6]}")
+    dedupe(population(50, 99))   # warm up imports and the prepared e-graph
+    pops = populations([int(s) for s in args.sizes.split(",") if s])
+    gc.collect()
+    report(measure(pops, args.repeats, not args.no_sympy, args.simplify_max))
+    if args.huge:
+        huge()
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from symcore.errors import SymcoreError
 from symcore.ir import Expr, topo
 from symcore.types import CostName, RulesPreset
 
 from symcore.rules import rulesets
-from symcore.rules.canonical import canonical, canonical_all
+from symcore.rules.canonical import _equivalent_until, canonical, canonical_all
+from symcore.rules.policy import merge_candidates
 from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
 from symcore.rules.language import prepare_all, single_use_params, write_tables
 from symcore.rules.saturate import Limits, StopReason, session as open_session
@@ -116,7 +117,8 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
            cost: CostName | Mapping[str, float] | Callable[..., float] | None = None,
            iterations: int = 8, node_limit: int | None = None,
            time_limit: float | None = 10.0,
-           memory_limit: float | None = None) -> DedupeResult:
+           memory_limit: float | None = None,
+           saturation: Literal["auto", "full"] = "auto") -> DedupeResult:
     """Deduplicate a population: the canonicalising pass (symcore.rules.canonical) first, which
     merges most equal candidates in linear time; then the distinct canonical forms are
     saturated in ONE e-graph (inputs whose roots share an e-class are one function); the
@@ -133,7 +135,10 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     `rules`: a preset ('default', 'aggressive', 'params') or a sequence of topic/preset names.
     `cost`: 'size' (ops-table weights), 'params' (parameter count, then size), a dict of per-op
     weights, or a callable (op, child_costs) -> cost; None means 'params' when the params rules
-    are on, else 'size'."""
+    are on, else 'size'.
+    `saturation`: 'auto' (with the default rules) saturates only the canonical forms that
+    another form matches numerically (symcore.rules.policy: the others cannot merge under sound
+    rules, and keep their canonical form as representative); 'full' saturates every form."""
     t0 = time.perf_counter()
     items = _check_exprs(exprs)
     topics = rulesets.resolve(rules)
@@ -147,24 +152,43 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
 
     # the canonical pass applies the rewrites of the default topics: with a narrower choice of
     # topics the e-graph alone decides (x + y and y + x stay apart without "commute")
+    if saturation not in ("auto", "full"):
+        raise SymcoreError(f"saturation must be 'auto' or 'full', got {saturation!r}")
     use_canon = set(CANONICAL_TOPICS) <= set(topics)
-    canon = canonical_all(items) if use_canon else items
+    stop = StopReason.SATURATED
+    if use_canon:
+        forms, complete = _equivalent_until(items, deadline)
+        if not complete:   # out of time: the rest stay as written, no e-graph
+            stop = StopReason.TIME_LIMIT
+            canon = [e if c is None else c for e, c in zip(items, forms)]
+        else:
+            canon = forms  # type: ignore[assignment]
+    else:
+        canon = items
     index: dict[Expr, int] = {}
     group_of = [index.setdefault(c, len(index)) for c in canon]
     uniq = list(index)
     t1 = time.perf_counter()
     stats["canonical_classes"] = len(uniq)
+    if stop is StopReason.TIME_LIMIT:
+        sat = []
+    elif saturation == "auto" and use_canon and set(topics) == set(rulesets.PRESETS["default"]):
+        sat = merge_candidates(uniq)
+    else:
+        sat = list(range(len(uniq)))
+    stats["saturated_forms"] = len(sat)
+    t_pol = time.perf_counter()
 
     # e-node budget: the node limit, and what memory holds (a guarded step keeps one copy)
     max_nodes = int(budget_bytes / (2 * BYTES_PER_ENODE))
-    default_nodes = max(MIN_NODE_LIMIT, NODES_PER_INSERTED * sum(min(e.size, 64) for e in uniq))
+    default_nodes = max(MIN_NODE_LIMIT, NODES_PER_INSERTED * sum(min(uniq[i].size, 64)
+                                                             for i in sat))
     limit_nodes = min(node_limit or default_nodes, max_nodes)
-    stop = StopReason.SATURATED
-    if limit_nodes < (node_limit or default_nodes):
+    if limit_nodes < (node_limit or default_nodes) and sat:
         stop = StopReason.MEMORY_LIMIT
     # a chunk is inserted only if it leaves room to saturate (a quarter of the budget)
     room = max(1, max_nodes // 4)
-    chunks = _chunks(uniq, room)
+    chunks = [[sat[j] for j in c] for c in _chunks([uniq[i] for i in sat], room)] if sat else []
     if len(chunks) > 1:
         stop = StopReason.MEMORY_LIMIT
     rep_of_uniq: list[Expr] = list(uniq)
@@ -202,7 +226,11 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     pos = {k: j for j, k in enumerate(used)}
     reps_used = [rep_of_uniq[k] if k >= len(uniq) else uniq[k] for k in used]
     if use_canon and not params_mode:
-        reps_used = canonical_all(reps_used)
+        # only extracted terms need the pass: the others are canonical forms already (or, past
+        # the time limit, inputs left as written)
+        ext = [j for j, k in enumerate(used) if k >= len(uniq)]
+        for j, r in zip(ext, canonical_all([reps_used[j] for j in ext])):
+            reps_used[j] = r
     final: dict[Expr, int] = {}
     k_of_used = [final.setdefault(r, len(final)) for r in reps_used]
     order: dict[int, int] = {}
@@ -219,7 +247,8 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
                   "chunks": len(chunks),
                   "iterations": iterations_done, "node_limit": limit_nodes,
                   "memory_limit": budget_bytes,
-                  "seconds": {"canonical": t1 - t0, "insert": t1 - t0 + t_ins, "saturate": t_sat,
+                  "seconds": {"canonical": t1 - t0, "policy": t_pol - t1,
+                              "insert": t1 - t0 + t_ins, "saturate": t_sat,
                               "egraph": t2 - t1, "extract": t3 - t2, "total": t3 - t0}})
     return DedupeResult(class_of, reps, members, stop, stats)
 
@@ -283,7 +312,7 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
     if not isinstance(expr, Expr):
         raise SymcoreError(f"simplify takes an Expr, got {type(expr).__name__}")
     d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
-               time_limit=time_limit)
+               time_limit=time_limit, saturation="full")
     out = d.representatives[0]
     fn = cost_model(_auto_cost(cost, rulesets.resolve(rules)))
     if tree_cost(out, fn) > tree_cost(expr, fn):

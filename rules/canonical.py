@@ -621,15 +621,21 @@ def _sync_generation() -> None:
         _CANON_GENERATION[0] = g
 
 
-def _equivalent_until(roots: list[Expr], deadline: float | None) -> list[Expr | None]:
-    """Equivalent-mode forms of `roots`; None for the roots not reached before `deadline`."""
+def _equivalent_until(roots: list[Expr], deadline: float | None
+                      ) -> tuple[list[Expr | None], bool]:
+    """Equivalent-mode forms of `roots` and whether all were reached before `deadline` (if
+    not: None for the roots neither reached nor cached by an earlier pass)."""
     _sync_generation()
     canon = _Canon()
     out: list[Expr | None] = [None] * len(roots)
     clock = time.perf_counter
     for i, root in enumerate(roots):
         if deadline is not None and i % DEADLINE_STRIDE == 0 and clock() > deadline:
-            return out
+            for j in range(i, len(roots)):
+                c = roots[j]._canon
+                if c is not None:
+                    out[j] = roots[j] if c is True else c
+            return out, False
         c = root._canon
         if c is None:
             # iterative post-order walk that stops at nodes already canonicalised
@@ -655,7 +661,7 @@ def _equivalent_until(roots: list[Expr], deadline: float | None) -> list[Expr | 
                     _set_canon(r, True)   # canonical forms are fixed points (idempotence)
             c = root._canon
         out[i] = root if c is True else c
-    return out
+    return out, True
 
 
 def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent",
@@ -668,8 +674,8 @@ def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent",
         if not isinstance(e, Expr):
             raise SymcoreError(f"canonical takes Expr, input {i} is {type(e).__name__}")
     if mode == "equivalent":
-        res = _equivalent_until(roots, deadline)
-        if res and res[-1] is None:
+        res, complete = _equivalent_until(roots, deadline)
+        if not complete:
             raise CanonicalTimeout(f"canonical pass over {len(roots)} expressions ran past "
                                    f"its deadline")
         return res  # type: ignore[return-value]

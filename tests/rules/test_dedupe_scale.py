@@ -69,14 +69,14 @@ def test_node_limit_holds():
         for t in terms[1:]:
             e = call("add", e, t)
         pop.append(e)
-    d = dedupe(pop, node_limit=6000, iterations=30)
+    d = dedupe(pop, node_limit=6000, iterations=30, saturation="full")
     assert d.stats["enodes"] <= 6000 * 1.1
     assert d.stop_reason in (StopReason.NODE_LIMIT, StopReason.SATURATED)
 
 
 def test_memory_limit_splits_or_refuses_with_a_result():
     pop = [call("add", var(i % 5), const(float(i))) for i in range(400)]
-    d = dedupe(pop, memory_limit=2e6)
+    d = dedupe(pop, memory_limit=2e6, saturation="full")
     assert d.stop_reason is StopReason.MEMORY_LIMIT
     assert d.stats["chunks"] > 1
     assert len(d.class_of) == len(pop) and d.n_classes == 400

@@ -1,0 +1,99 @@
+"""How much saturation a population's dedupe pays for: after the canonical pass, only the
+canonical forms that some other form matches numerically can still be merged by sound rules.
+
+A sound rule keeps the value wherever the original is finite, so two forms that one e-class
+holds agree (up to rounding) at every point where both are finite.  The forms are evaluated
+once, over their shared DAG, at a few fixed points inside every op's ordinary domain; forms
+whose values (rounded to `DIGITS` significant digits) match no other form's cannot merge with
+anything, and the e-graph only gets the rest.  A form that is non-finite at some point matches
+any form that agrees on its finite points.  Rounding at a bucket edge, or an intermediate
+overflow, can hide a pair: that pair then stays in two classes (never an unsound merge).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from symcore.evaluate import node_values
+from symcore.ir import Expr, topo
+
+__all__ = ["merge_candidates", "POINTS", "DIGITS"]
+
+#: sample points per form (the rows of one small matrix, fixed seed)
+POINTS = 5
+#: significant digits compared (rounding of two equal functions differs far below this)
+DIGITS = 7
+#: values below this magnitude count as 0 (cancellations leave ~1e-16 instead of 0)
+ZERO = 1e-9
+_SEED = 20240613
+
+
+def _points(n_vars: int, n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(_SEED)
+    # inside the ordinary domain of every op (logs, roots, asin/acos of small values, gplearn's
+    # protected thresholds), away from 0 and 1 where distinct functions often coincide
+    X = rng.uniform(0.15, 0.95, size=(POINTS, max(n_vars, 1)))
+    p = rng.uniform(0.3, 1.7, size=max(n_params, 1))
+    return X, p
+
+
+def _rounded(v: np.ndarray) -> np.ndarray:
+    """Values to DIGITS significant digits as exact floats (NaN where non-finite)."""
+    out = np.where(np.abs(v) < ZERO, 0.0, v)
+    with np.errstate(all="ignore"):
+        mag = np.floor(np.log10(np.abs(np.where(out == 0.0, 1.0, out))))
+        scale = 10.0 ** (DIGITS - 1 - mag)
+        r = np.round(out * scale) / scale
+    r[~np.isfinite(v)] = np.nan
+    return r
+
+
+def merge_candidates(forms: Sequence[Expr]) -> list[int]:
+    """Indices of the (distinct, canonical) `forms` that might share an e-class with another
+    form: every form whose sampled values match another's where both are finite."""
+    n = len(forms)
+    if n < 2:
+        return []
+    order = topo(forms)
+    n_vars = 1 + max((nd.value for nd in order if nd.op == "var"), default=0)
+    n_params = 1 + max((nd.value for nd in order if nd.op == "param"), default=0)
+    X, p = _points(n_vars, n_params)
+    vals = node_values(order, X, p)
+    V = np.empty((n, POINTS))
+    for i, e in enumerate(forms):
+        V[i] = np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (POINTS,))
+    R = _rounded(V)
+    finite = ~np.isnan(R)
+    keep = np.zeros(n, dtype=bool)
+    # fully finite forms: equal rounded vectors
+    full = np.flatnonzero(finite.all(axis=1))
+    seen: dict[bytes, int] = {}
+    for i in full:
+        k = R[i].tobytes()
+        j = seen.setdefault(k, i)
+        if j != i:
+            keep[i] = keep[j] = True
+    # forms with a non-finite value: compared on their finite points with every other form
+    partial = np.flatnonzero(~finite.all(axis=1))
+    masks: dict[bytes, list[int]] = {}
+    for i in partial:
+        masks.setdefault(finite[i].tobytes(), []).append(i)
+    for mbytes, rows in masks.items():
+        m = np.frombuffer(mbytes, dtype=bool)
+        if not m.any():          # non-finite at every point: nothing to compare, keep it
+            keep[rows] = True
+            continue
+        # every form finite on m, projected to m (forms non-finite on m are wild there too)
+        sub = R[:, m]
+        ok = ~np.isnan(sub).any(axis=1)
+        index: dict[bytes, list[int]] = {}
+        for i in np.flatnonzero(ok):
+            index.setdefault(sub[i].tobytes(), []).append(i)
+        for i in rows:
+            hits = index.get(sub[i].tobytes(), [])
+            if any(j != i for j in hits) or not ok[i]:
+                keep[i] = True
+                keep[[j for j in hits if j != i]] = True
+    return [int(i) for i in np.flatnonzero(keep)]
