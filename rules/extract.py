@@ -50,8 +50,17 @@ DEFAULT_CYCLES = 40.0
 LEAF_CYCLES = {"var": 1.0, "param": 1.0, "const": 0.5}
 
 
+#: e-graphs above this many e-nodes are extracted under "cycles" as trees (the DAG pass keeps
+#: one closure per e-class: memory and time grow with nodes x depth)
+DAG_NODE_LIMIT = 50_000
+
+
 class CyclesCost(AdditiveCost):
-    """Estimated CPU cycles: each op's `cycles` field (ops table), leaves from LEAF_CYCLES."""
+    """Estimated CPU cycles: each op's `cycles` field (ops table), leaves from LEAF_CYCLES.
+    A DAG cost (`dag`): a subterm computed once is paid once however often it is used, so the
+    extraction may share a reciprocal or a common factor between uses."""
+
+    dag = True
 
     def base(self, op: str) -> float:
         leaf = LEAF_CYCLES.get(op)
@@ -97,11 +106,19 @@ def cost_model(cost: Any) -> CostFn:
 
 
 def tree_cost(expr: Expr, fn: CostFn) -> float:
-    """Cost of `expr` as a tree (shared subterms counted at every use)."""
+    """Cost of `expr` as a tree (shared subterms counted at every use); under a DAG cost model
+    (`fn.dag`, e.g. "cycles") every distinct subterm once (`dag_cost`)."""
+    if getattr(fn, "dag", False):
+        return dag_cost([expr], fn)   # type: ignore[arg-type]
     memo: dict[Expr, float] = {}
     for n in topo([expr]):
         memo[n] = float(fn(n.op, tuple(memo[a] for a in n.args)))
     return memo[expr]
+
+
+def dag_cost(exprs: Sequence[Expr], fn: AdditiveCost) -> float:
+    """Cost of `exprs` computed together: every distinct node's own weight once."""
+    return float(sum(fn.base(n.op) for n in topo(list(exprs))))
 
 
 class Extractor:
@@ -156,8 +173,98 @@ class Extractor:
     def best(self, fn: CostFn) -> tuple[list[float], list[int]]:
         """Cheapest tree cost and node of every class."""
         if isinstance(fn, AdditiveCost):
-            return self._best_additive(fn)
+            cost, choice = self._best_additive(fn)
+            if getattr(fn, "dag", False) and 0 < len(self.node_op) <= DAG_NODE_LIMIT:
+                return self._best_dag(fn, cost, choice)
+            return cost, choice
         return self._best_dijkstra(fn)
+
+    def _closure(self, c: int, choice: list[int], memo: dict[int, frozenset[int]]
+                 ) -> frozenset[int] | None:
+        """Classes the chosen term of class c computes (c included); None on a cycle."""
+        stack, on_path = [c], set()
+        while stack:
+            k = stack[-1]
+            if k in memo:
+                stack.pop()
+                continue
+            i = choice[k]
+            if i < 0:
+                return None
+            todo = [a for a in self.node_kids[i] if a not in memo]
+            if todo:
+                if k in on_path:
+                    return None
+                on_path.add(k)
+                stack.extend(todo)
+                for a in todo:
+                    if a in on_path:
+                        return None
+                continue
+            stack.pop()
+            on_path.discard(k)
+            memo[k] = frozenset().union(*(memo[a] for a in self.node_kids[i])) | {k}
+        return memo[c]
+
+    def _best_dag(self, fn: AdditiveCost, tree: list[float], tree_choice: list[int]
+                  ) -> tuple[list[float], list[int]]:
+        # Greedy DAG extraction (extraction-gym's greedy-dag): a class's cost is the sum of the
+        # own weights of every class its term computes, shared ones once; a node's candidate
+        # cost is its weight plus the UNION of its children's class sets.  Started from the
+        # optimal tree extraction, a class only moves to a strictly cheaper node, so the result
+        # is never costlier than the tree choice (checked over all roots at the end).
+        n_cls = self.n_classes
+        base = [fn.base(op) for op in self.node_op]
+        choice = list(tree_choice)
+        sets: list[dict[int, float] | None] = [None] * n_cls
+        total = [math.inf] * n_cls
+        memo: dict[int, frozenset[int]] = {}
+        for c in range(n_cls):
+            cl = self._closure(c, choice, memo) if choice[c] >= 0 else None
+            if cl is not None:
+                sets[c] = {k: base[choice[k]] for k in cl}
+                total[c] = sum(sets[c].values())   # type: ignore[union-attr]
+        parents: list[list[int]] = [[] for _ in range(n_cls)]
+        for i, kids in enumerate(self.node_kids):
+            for k in set(kids):
+                parents[k].append(i)
+        work = list(range(len(self.node_op)))
+        queued = [True] * len(work)
+        while work:
+            i = work.pop()
+            queued[i] = False
+            c = self.node_cls[i]
+            kids = self.node_kids[i]
+            if choice[c] == i or any(sets[k] is None for k in kids):
+                continue
+            if any(c in sets[k] for k in kids):   # type: ignore[operator]
+                continue   # the node would compute its own class: a cycle
+            merged: dict[int, float] = {}
+            for k in kids:
+                merged.update(sets[k])   # type: ignore[arg-type]
+            merged[c] = base[i]
+            t = sum(merged.values())
+            if t < total[c] * (1 - 1e-12):
+                sets[c], total[c], choice[c] = merged, t, i
+                for p in parents[c]:
+                    if not queued[p]:
+                        queued[p] = True
+                        work.append(p)
+        # the class sets of parents can be stale: check the final choice as a whole
+        roots = sorted(set(self.roots.values()))
+
+        def dag_total(ch: list[int]) -> float:
+            m: dict[int, frozenset[int]] = {}
+            seen: set[int] = set()
+            for r in roots:
+                cl = self._closure(r, ch, m)
+                if cl is None:
+                    return math.inf
+                seen |= cl
+            return sum(base[ch[k]] for k in seen)
+        if dag_total(choice) <= dag_total(tree_choice):
+            return total, choice
+        return tree, tree_choice
 
     def _best_additive(self, fn: AdditiveCost) -> tuple[list[float], list[int]]:
         # Bellman-Ford style fixpoint, vectorised: node cost = weight + child class costs,
