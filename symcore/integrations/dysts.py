@@ -1,12 +1,14 @@
 """Systems from dysts (optional extra `symcore[dysts]`): a flow's right-hand side `_rhs(*X, t,
 *params)` traced with SymPy symbols into a `System` whose parameters are p0.. (values: the
-flow's `param_list`).  Flows whose rhs is not symbolic (NumPy calls on arrays, branches on
-values, array indexing) fail to trace and are skipped and counted."""
+flow's `param_list`); NumPy's elementwise functions (np.sin, np.exp, ...) called on the state
+trace as their SymPy counterparts.  Flows whose rhs is not symbolic (branches on values, array
+indexing, delays, vectorised rhs) fail to trace and are skipped and counted."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -26,6 +28,43 @@ def _dysts() -> Any:
     return dysts
 
 
+#: NumPy functions a flow may call on the state, as SymPy functions (traced by name)
+_SYMPY_OF_NUMPY = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log",
+                   "sqrt": "sqrt", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh",
+                   "arcsin": "asin", "arccos": "acos", "arctan": "atan", "abs": "Abs",
+                   "absolute": "Abs", "cbrt": "cbrt", "arcsinh": "asinh",
+                   "arccosh": "acosh", "arctanh": "atanh"}
+
+
+class _SymbolicNumpy:
+    """Stands in for `np` in a flow's module while its rhs is traced: the elementwise functions
+    above build SymPy expressions, everything else is NumPy's."""
+
+    def __init__(self) -> None:
+        import sympy as sp
+        for npname, spname in _SYMPY_OF_NUMPY.items():
+            setattr(self, npname, getattr(sp, spname))
+        self.power = lambda a, b: a ** b
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+@contextmanager
+def _symbolic_numpy(fn: Any) -> Iterator[None]:
+    """While tracing: the `np` global of the module defining `fn` maps to SymPy (not
+    thread-safe: the module global is shared)."""
+    g = getattr(fn, "__globals__", None)
+    if g is None or g.get("np") is not np:
+        yield
+        return
+    g["np"] = _SymbolicNumpy()
+    try:
+        yield
+    finally:
+        g["np"] = np
+
+
 def from_flow(flow: Any) -> System:
     """The `System` of a dysts flow object (SymcoreError when its rhs does not trace)."""
     import sympy as sp
@@ -43,8 +82,10 @@ def from_flow(flow: Any) -> System:
             params.append(float(a))
         else:
             ps.append(v)
+    rhs = type(flow)._rhs
     try:
-        out = type(flow)._rhs(*xs, t, *ps)
+        with _symbolic_numpy(rhs):
+            out = rhs(*xs, t, *ps)
         eqs = [sp.sympify(e) for e in out]
     except Exception as err:  # any failure of user code is "does not trace"
         raise SymcoreError(f"{type(flow).__name__}: rhs does not trace symbolically "
