@@ -24,7 +24,7 @@ from symcore.rules import rulesets
 from symcore.rules.canonical import _equivalent_until, canonical, canonical_all
 from symcore.rules.policy import merge_candidates
 from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
-from symcore.rules.language import prepare_all, single_use_params, write_tables
+from symcore.rules.language import INLINE_NODES, prepare_all, single_use_params, write_tables
 from symcore.rules.saturate import Limits, StopReason, session as open_session
 
 __all__ = ["simplify", "dedupe", "DedupeResult", "StopReason"]
@@ -271,9 +271,13 @@ def _saturate_chunk(items: list[Expr], topics: Sequence[str], fn: Any, params_mo
     prepared, names = prepare_all(items, free)
     with open_session(topics, max(MIN_MATCH_LIMIT, MATCH_LIMIT_PER_INPUT * len(items))) \
             as session:
-        with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
-            text, node_ids = write_tables(prepared, tmp)
+        if len(topo(prepared)) <= INLINE_NODES:
+            text, node_ids = write_tables(prepared, None)
             session.insert(text)
+        else:
+            with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
+                text, node_ids = write_tables(prepared, tmp)
+                session.insert(text)
         inserted = session.enodes()
         ts = time.perf_counter()
         seconds = None if deadline is None else max(0.0, deadline - ts)

@@ -35,7 +35,6 @@ import hashlib
 import math
 import struct
 import time
-import weakref
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -71,7 +70,8 @@ _POW_OF = {"square": 2, "cube": 3, "inv": -1}
 # ---------------------------------------------------------------------------------------------
 # Stable order: a byte key per node, computed once per node (cached weakly across calls).
 
-_KEYS: "weakref.WeakKeyDictionary[Expr, bytes]" = weakref.WeakKeyDictionary()
+# the key lives in the node's `_skey` slot (symcore.ir), dying with the node
+_set_skey = Expr.__dict__["_skey"].__set__
 
 
 def _leaf_key(n: Expr) -> bytes:
@@ -88,31 +88,31 @@ def _leaf_key(n: Expr) -> bytes:
 def sort_key(e: Expr) -> bytes:
     """Total order of canonical operands: constants, then variables by column, then parameters
     by slot, then compound terms by a structural digest (stable across processes)."""
-    k = _KEYS.get(e)
+    k = e._skey
     if k is not None:
         return k
     stack = [e]
     while stack:
         n = stack[-1]
-        if n in _KEYS:
+        if n._skey is not None:
             stack.pop()
             continue
         if not n.args:
-            _KEYS[n] = _leaf_key(n)
+            _set_skey(n, _leaf_key(n))
             stack.pop()
             continue
-        todo = [a for a in n.args if a not in _KEYS]
+        todo = [a for a in n.args if a._skey is None]
         if todo:
             stack.extend(todo)
             continue
         stack.pop()
         h = hashlib.blake2b(n.op.encode(), digest_size=15)
         for a in n.args:
-            ka = _KEYS[a]
+            ka = a._skey
             h.update(len(ka).to_bytes(2, "little"))
             h.update(ka)
-        _KEYS[n] = b"\x03" + h.digest()
-    return _KEYS[e]
+        _set_skey(n, b"\x03" + h.digest())
+    return e._skey
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,18 +606,22 @@ class CanonicalTimeout(SymcoreError):
 
 
 def clear_cache() -> None:
-    """Forget every cached canonical form (the next pass recomputes from scratch)."""
+    """Forget every cached canonical form and sort key (the next pass recomputes them)."""
     for ref in list(_INTERN.values()):
         n = ref()
-        if n is not None and n._canon is not None:
+        if n is not None:
             _set_canon(n, None)
+            _set_skey(n, None)
 
 
 def _sync_generation() -> None:
     # the ops table changed (register/unregister): a cached form may use an op's old facts
     g = generation()
     if g != _CANON_GENERATION[0]:
-        clear_cache()
+        for ref in list(_INTERN.values()):   # sort keys do not depend on the ops table
+            n = ref()
+            if n is not None:
+                _set_canon(n, None)
         _CANON_GENERATION[0] = g
 
 

@@ -160,9 +160,15 @@ def loader_declarations() -> str:
     return "\n".join(lines)
 
 
-def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]:
-    """Write the distinct nodes of the prepared `exprs` as fact files in `directory`; returns
-    the egglog program that loads them and the node id of every input's root."""
+#: below this many distinct nodes the facts go inline into the program text (no files: the
+#: temporary directory cost more than egglog's whole load for one expression)
+INLINE_NODES = 4_000
+
+
+def write_tables(exprs: Sequence[Expr], directory: str | None) -> tuple[str, list[int]]:
+    """Write the distinct nodes of the prepared `exprs` as fact files in `directory` (None:
+    facts inline in the program); returns the egglog program that loads them and the node id
+    of every input's root."""
     sync()
     order = topo(exprs)
     ids = {id(n): i for i, n in enumerate(order)}
@@ -192,6 +198,9 @@ def write_tables(exprs: Sequence[Expr], directory: str) -> tuple[str, list[int]]
     cmds = []
     for rel, lines in rows.items():
         if not lines:
+            continue
+        if directory is None:
+            cmds.extend([f"({rel} {ln.replace(chr(9), ' ')})" for ln in lines])
             continue
         path = os.path.join(directory, f"{rel}.facts")
         with open(path, "w") as fh:

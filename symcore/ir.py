@@ -50,7 +50,10 @@ class Expr:
     dicts and sets of nodes never call back into Python): hash-consing makes identity
     structural equality."""
 
-    __slots__ = ("op", "args", "value", "name", "_size", "_depth", "_canon", "__weakref__")
+    # _canon and _skey: per-node caches of symcore.rules.canonical (canonical form, sort key);
+    # a slot dies with its node, so these caches never keep an expression alive
+    __slots__ = ("op", "args", "value", "name", "_size", "_depth", "_canon", "_skey",
+                 "__weakref__")
 
     op: str
     args: tuple["Expr", ...]
@@ -71,6 +74,7 @@ class Expr:
         _set_value(node, value)
         _set_name(node, name)
         _set_canon(node, None)
+        _set_skey(node, None)
         if args:
             if len(args) == 1:
                 a = args[0]
@@ -194,6 +198,7 @@ _set_name = Expr.__dict__["name"].__set__
 _set_size = Expr.__dict__["_size"].__set__
 _set_depth = Expr.__dict__["_depth"].__set__
 _set_canon = Expr.__dict__["_canon"].__set__
+_set_skey = Expr.__dict__["_skey"].__set__
 
 
 def var(index: int, name: str | None = None) -> Expr:
