@@ -14,7 +14,8 @@ from typing import Any, Iterable, Literal, Sequence
 
 from symcore.metrics.trees import (Method, MetricsError, Tree, count_nodes, symcore_form,
                                    tree_distance)
-from symcore.metrics.workers import Outcome, run_forms
+from symcore.metrics import diskcache
+from symcore.metrics.workers import Outcome, as_tree, run_forms
 
 __all__ = ["EditDistance", "tree_edit_distance", "tree_edit_distances", "normal_forms",
            "clear_cache", "as_text", "agreement"]
@@ -47,11 +48,14 @@ _FORMS: "OrderedDict[tuple[str, str], tuple[Outcome, float]]" = OrderedDict()
 _DISTS: "OrderedDict[tuple[Tree, Tree], float]" = OrderedDict()
 
 
-def clear_cache() -> None:
-    """Forget every cached normal form and distance."""
+def clear_cache(disk: bool = False) -> None:
+    """Forget every cached normal form and distance in this process (disk=True: and the
+    normal forms cached on disk, symcore.metrics.diskcache)."""
     with _LOCK:
         _FORMS.clear()
         _DISTS.clear()
+    if disk:
+        diskcache.clear()
 
 
 def as_text(e: Any) -> str | None:
@@ -111,12 +115,24 @@ def normal_forms(texts: Iterable[str], method: Method = "srsd", timeout: float =
         for t, o in zip(slow, run_forms(slow, "sympify", timeout, workers)):
             have[t] = o
     else:
-        for t, o in zip(todo, run_forms(todo, method, timeout, workers)):
+        run = _from_disk(method, todo, have)
+        # longest text first: a big expression started last would leave the other workers idle
+        run.sort(key=len, reverse=True)
+        for t, o in zip(run, run_forms(run, method, timeout, workers)):
             have[t] = o
+        diskcache.put_many(method, [(t, o.status, o.form, o.tree, o.message)
+                                    for t in run for o in (have[t],) if o.status == "ok"])
     with _LOCK:
         for t in todo:
             _store(method, t, have[t], timeout)
     return [have[t] for t in texts]
+
+
+def _from_disk(method: str, todo: list[str], have: dict) -> list[str]:
+    """Fill `have` from the on-disk cache; the texts still to compute."""
+    for t, (status, form, tree, msg) in diskcache.get_many(method, todo).items():
+        have[t] = Outcome(status, form, as_tree(tree), msg)   # type: ignore[arg-type]
+    return [t for t in todo if have.get(t) is None]
 
 
 def _check(method: str, timeout: float) -> None:

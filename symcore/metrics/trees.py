@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from symcore.errors import SymcoreError
 
-__all__ = ["Tree", "Method", "srsd_form", "symcore_form", "sympify_form", "sympy_tree", "count_nodes",
-           "tree_distance", "MetricsError"]
+__all__ = ["Tree", "Method", "srsd_form", "srsd_expr", "symcore_form", "sympify_form",
+           "sympify_expr", "sympy_tree", "count_nodes", "tree_distance", "MetricsError"]
 
 Tree = tuple  # (label: str, children: tuple[Tree, ...])
 Method = Literal["srsd", "symcore"]
@@ -32,10 +32,15 @@ def srsd_form(text: str) -> str:
     estimated equation: sympify, substitute pi by its Float, evalf, factor, simplify, replace the
     Float 1.0 by the Integer 1, and print/re-read the result (which fixes SymPy's argument
     order).  Slow (sympy.simplify): run it under a timeout (symcore.metrics.workers)."""
+    return str(srsd_expr(text))
+
+
+def srsd_expr(text: str) -> Any:
+    """The SymPy object whose text srsd_form returns (its tree is the benchmark's tree)."""
     sp = _sympy()
     e = sp.sympify(str(sp.sympify(text)))
     e = e.subs(sp.pi, sp.pi.evalf()).evalf().factor().simplify().subs(1.0, 1)
-    return str(sp.sympify(str(e)))
+    return sp.sympify(str(e))
 
 
 def symcore_form(text: str) -> tuple[str, Tree]:
@@ -56,8 +61,13 @@ def symcore_form(text: str) -> tuple[str, Tree]:
 def sympify_form(text: str) -> str:
     """SymPy's own evaluation of the text, nothing more (symcore's fallback for text its
     reader refuses)."""
+    return str(sympify_expr(text))
+
+
+def sympify_expr(text: str) -> Any:
+    """The SymPy object whose text sympify_form returns."""
     sp = _sympy()
-    return str(sp.sympify(str(sp.sympify(text))))
+    return sp.sympify(str(sp.sympify(text)))
 
 
 def sympy_tree(form: Any) -> Tree:
@@ -103,11 +113,63 @@ def _label(t: Tree) -> str:
     return t[0]
 
 
-def tree_distance(pred: Tree, true: Tree, normalize: bool = True) -> float:
+def _preorder(t: Tree) -> tuple[list[str], list[list[int]]]:
+    """A tree as edist wants it: labels in depth-first preorder and each node's child indices."""
+    nodes: list[str] = []
+    adj: list[list[int]] = []
+    stack: list[tuple[Tree, int]] = [(t, -1)]
+    while stack:
+        node, parent = stack.pop()
+        i = len(nodes)
+        nodes.append(node[0])
+        adj.append([])
+        if parent >= 0:
+            adj[parent].append(i)
+        # children pushed last-first: popped (and numbered) in their own order, each subtree
+        # numbered completely before its right sibling
+        stack.extend((c, i) for c in reversed(node[1]))
+    return nodes, adj
+
+
+def _ted() -> Any:
+    """edist's compiled Zhang-Shasha (unit costs), or None without it (then zss, pure Python:
+    the same optimal distance, some 100x slower)."""
+    global _TED
+    if _TED is None:
+        try:
+            from edist.ted import standard_ted
+            _TED = standard_ted
+        except ImportError:
+            _TED = False
+    return _TED or None
+
+
+_TED: Any = None
+
+
+def tree_distance(pred: Tree, true: Tree, normalize: bool = True,
+                  backend: Literal["auto", "edist", "zss"] = "auto") -> float:
     """Zhang-Shasha edit distance (unit costs, labels equal or not) from `pred` to `true`;
-    normalised as min(d, |true|) / |true| (SRSD's NED)."""
-    import zss
-    d = zss.simple_distance(pred, true, get_children=_children, get_label=_label)
+    normalised as min(d, |true|) / |true| (SRSD's NED).  backend: "auto" is edist's compiled
+    implementation where installed, else zss (the reference's library); both give the same
+    optimal distance."""
+    if backend not in ("auto", "edist", "zss"):
+        raise MetricsError(f"unknown tree-edit-distance backend {backend!r}")
+    try:
+        same = pred == true
+    except RecursionError:      # nested tuples deeper than the C stack allows: compare by TED
+        same = False
+    if same:
+        d = 0
+    else:
+        ted = _ted() if backend != "zss" else None
+        if ted is None and backend == "edist":
+            raise MetricsError("backend='edist' needs the edist package (pip install edist)")
+        if ted is not None:
+            d = ted(*_preorder(pred), *_preorder(true))
+        else:
+            import zss
+            d = zss.simple_distance(pred, true, get_children=_children, get_label=_label)
     if not normalize:
         return float(d)
     n = count_nodes(true)

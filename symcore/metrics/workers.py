@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-__all__ = ["Outcome", "run_forms", "run_tasks", "n_workers", "shutdown"]
+__all__ = ["Outcome", "run_forms", "run_tasks", "n_workers", "shutdown", "as_tree"]
 
 Status = Literal["ok", "timeout", "error"]
 
@@ -95,7 +95,7 @@ def run_forms(texts: Sequence[str], method: str, timeout: float,
     """Normal form and tree of every text, computed in parallel worker processes; a text
     still running after `timeout` seconds is an Outcome("timeout") and its worker is killed."""
     res = run_tasks([{"method": method, "text": t} for t in texts], timeout, workers)
-    return [Outcome(r["status"], r.get("form"), _as_tree(r.get("tree")), r.get("message", ""),
+    return [Outcome(r["status"], r.get("form"), as_tree(r.get("tree")), r.get("message", ""),
                     r["seconds"]) for r in res]
 
 
@@ -193,7 +193,7 @@ def _retire(sel: selectors.BaseSelector, live: list[_Worker], w: _Worker, *, rep
             _IDLE.append(fresh)
 
 
-def _as_tree(t) -> tuple | None:
+def as_tree(t) -> tuple | None:
     if t is None:
         return None
     # JSON lists back to the nested tuples of symcore.metrics.trees (iteratively: deep trees)
@@ -218,18 +218,19 @@ def _serve() -> None:
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
     from symcore.metrics.srbench import sympy_check
-    from symcore.metrics.trees import srsd_form, sympify_form, sympy_tree
+    from symcore.metrics.trees import srsd_expr, sympify_expr, sympy_tree
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout = sys.stderr         # nothing SymPy prints may corrupt the protocol
-    forms = {"srsd": srsd_form, "sympify": sympify_form}
+    forms = {"srsd": srsd_expr, "sympify": sympify_expr}
     for line in sys.stdin:
         req = json.loads(line)
         try:
             if req["method"] == "srbench":
                 ans = json.dumps({"status": "ok", **sympy_check(req["pred"], req["true"])})
             else:
-                form = forms[req["method"]](req["text"])
-                ans = json.dumps({"status": "ok", "form": form, "tree": sympy_tree(form)})
+                # the tree of the object itself: its text re-reads to the same object
+                e = forms[req["method"]](req["text"])
+                ans = json.dumps({"status": "ok", "form": str(e), "tree": sympy_tree(e)})
         except RecursionError:
             ans = json.dumps({"status": "error", "message": "expression too deep for SymPy"})
         except Exception as err:   # SymPy raises anything on odd input; the reference scores it
