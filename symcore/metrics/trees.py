@@ -46,16 +46,57 @@ def srsd_expr(text: str) -> Any:
 def symcore_form(text: str) -> tuple[str, Tree]:
     """symcore's normal form of a SymPy-text expression and its tree: read into the IR, one
     canonicalising pass (equivalent mode: folded constants, flattened and ordered sums and
-    products, gathered coefficients), back to SymPy without simplification.  Raises
-    SymcoreError for text symcore cannot read (the caller falls back to SymPy, under a
-    timeout)."""
-    sp = _sympy()
+    products, gathered coefficients), then the SymPy object of that form built node by node
+    (plain symbols as sympify makes them, float literals, 1.0 -> 1, integer exponents), whose
+    tree is labelled like the benchmark's.  No simplification, no printing or parsing of SymPy
+    text; shared subterms are built once per process.  Raises SymcoreError for text symcore
+    cannot read (the caller falls back to SymPy, under a timeout)."""
+    from symcore.io.printers import write
     from symcore.io.readers import read
-    from symcore.io.sympy_bridge import to_sympy
     from symcore.rules.canonical import canonical
     e = canonical(read(text, "sympy"), "equivalent")
-    out = sp.sympify(str(to_sympy(e).subs(1.0, 1)))
-    return str(out), sympy_tree(out)
+    return write(e, "sympy"), sympy_tree(_plain_sympy(e), _TREES)
+
+
+# IR node -> SymPy object, SymPy object -> tree: perturbed and repeated expressions share
+# most subterms, so each is built once (bounded: cleared when full)
+_SYMPY: dict = {}
+_TREES: dict = {}
+_MEMO_SIZE = 1 << 18
+
+
+def _plain_sympy(expr: Any) -> Any:
+    """The SymPy object of an IR expression as sympify would build it from the text."""
+    sp = _sympy()
+    import math
+    from symcore import ops as _ops
+    from symcore.ir import topo
+    memo = _SYMPY
+    if len(memo) > _MEMO_SIZE or len(_TREES) > _MEMO_SIZE:
+        memo.clear()
+        _TREES.clear()
+    for n in topo([expr]):
+        if n in memo:
+            continue
+        if n.op == "var":
+            v = sp.Symbol(f"x{n.value}")
+        elif n.op == "param":
+            v = sp.Symbol(f"p{n.value}")
+        elif n.op == "const":
+            c = float(n.value)
+            # the benchmark's 1.0 -> 1; other literals are Floats as after its evalf
+            v = (sp.Integer(1) if c == 1.0 else sp.nan if math.isnan(c) else
+                 sp.oo if c == math.inf else -sp.oo if c == -math.inf else sp.Float(c))
+        elif n.op == "powi":
+            v = memo[n.args[0]] ** sp.Integer(int(n.args[1].value))
+        else:
+            try:
+                v = _ops.OPS[n.op].need("sympy", "to_sympy")(*(memo[a] for a in n.args))
+            except (ArithmeticError, TypeError, KeyError, ValueError, MemoryError) as err:
+                raise SymcoreError(f"SymPy cannot build {n.op} of these operands: "
+                                   f"{type(err).__name__}") from None
+        memo[n] = v
+    return memo[expr]
 
 
 def sympify_form(text: str) -> str:
@@ -70,29 +111,32 @@ def sympify_expr(text: str) -> Any:
     return sp.sympify(str(sp.sympify(text)))
 
 
-def sympy_tree(form: Any) -> Tree:
+def sympy_tree(form: Any, memo: dict | None = None) -> Tree:
     """The labelled tree of a normal form (SymPy text or object): a number is `Const`, a symbol its
-    name, anything else its SymPy function name; children in SymPy's argument order."""
+    name, anything else its SymPy function name; children in SymPy's argument order.  `memo`
+    (SymPy object -> tree) is read and extended: subtrees shared with earlier calls."""
     sp = _sympy()
     from sympy.utilities.misc import func_name
     root = sp.sympify(form) if isinstance(form, str) else form
+    done: dict = {} if memo is None else memo
     # iterative post-order: SymPy trees of real results can be deeper than the recursion limit
-    done: dict[int, Tree] = {}
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, ready = stack.pop()
+        if node in done:
+            continue
         if node.is_number:
-            done[id(node)] = ("Const", ())
+            done[node] = ("Const", ())
             continue
         if isinstance(node, sp.Symbol):
-            done[id(node)] = (str(node), ())
+            done[node] = (str(node), ())
             continue
         if not ready:
             stack.append((node, True))
-            stack.extend((a, False) for a in reversed(node.args))
+            stack.extend((a, False) for a in reversed(node.args) if a not in done)
             continue
-        done[id(node)] = (func_name(node), tuple(done[id(a)] for a in node.args))
-    return done[id(root)]
+        done[node] = (func_name(node), tuple(done[a] for a in node.args))
+    return done[root]
 
 
 def count_nodes(tree: Tree) -> int:
