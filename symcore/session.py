@@ -9,7 +9,6 @@ unchanged mutants) are answered from an LRU cache keyed by their canonical form.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sys
 import time
 import weakref
@@ -25,10 +24,6 @@ from symcore.evaluate import as_matrix
 from symcore.ir import Expr
 
 _is = operator.is_
-#: leaf token types of prefix programs: 0 a column index, 1 a constant
-_LEAF_KIND: dict[type, int] = {int: 0, np.int64: 0, np.int32: 0, float: 1, np.float64: 1,
-                               np.float32: 1}
-
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
 Metric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman"]
@@ -43,6 +38,9 @@ _NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
 _PRED_BLOCK = 1 << 21
 #: estimated bytes of one cache entry besides its key (OrderedDict node, float, tuple)
 _ENTRY_BYTES = 160
+#: a prefix-program entry besides 8 bytes per token: node, int key, (value, tokens) pair,
+#: the tokens tuple's header
+_PREFIX_ENTRY_BYTES = _ENTRY_BYTES + 32 + 40
 
 
 @dataclass
@@ -229,42 +227,48 @@ class Session:
 
         A token is an `int` (a column of X), a `float` (a constant) or a key of `symbols`
         (token -> ops-table name, e.g. gplearn's `_Function` objects).  The cache key is the
-        token list itself (tokens compared by identity), so a program seen before — reproduced,
-        duplicated, or unchanged by a mutation — costs one tuple hash; a new one is packed
-        straight into the interpreter's tape in one pass over its tokens."""
+        token list's hash, and a hit must hold the very same token objects, so a program seen
+        before — reproduced, duplicated, or unchanged by a mutation — costs one tuple hash and
+        an identity check; a new one is packed straight into the interpreter's tape."""
         st = self.stats
         t0 = time.perf_counter()
         P = len(programs)
         wkeys, wrows = self._candidate_weights(weights, P)
         out = np.empty(P, dtype=np.float64)
         cache = self._cache if self.cache_mode is not None else None
+        get = cache.get if cache is not None else {}.get
+        toks_all = list(map(tuple, programs))
+        # a tuple's hash is not memoised by Python: hash each program once, key by the int
+        # (tokens compare by value in a dict — 1 == 1.0 == True, 0.0 == -0.0 — so equal keys
+        # are only candidates: an entry keeps the tokens it was scored for, and a hit needs
+        # the very same objects; a colliding other program is scored and left uncached)
+        hashes = list(map(hash, toks_all))
+        if wkeys is not None:
+            hashes = list(zip(hashes, wkeys))
         groups: dict[Any, int] = {}
-        first: list[int] = []
-        members: list[list[int]] = []
+        group_of = np.full(P, -1, dtype=np.int64)     # -1: answered from the cache
         toks: list[tuple[Any, ...]] = []
         ckeys: list[Any] = []
+        first: list[int] = []
         hits = 0
-        for i, prog in enumerate(programs):
-            t = tuple(prog)
-            k = t if wkeys is None else (t, wkeys[i])
-            if cache is not None:
-                hit = cache.get(k)
-                # tokens compare by value in a dict (1 == 1.0 == True, 0.0 == -0.0): an entry
-                # keeps the tokens it was scored for, and only the very same objects hit
-                if hit is not None and all(map(_is, hit[1], t)):
-                    cache.move_to_end(k)
-                    out[i] = hit[0]
-                    hits += 1
-                    continue
+        for i, k in enumerate(hashes):
+            t = toks_all[i]
+            hit = get(k)
+            if hit is not None and type(hit) is tuple and (
+                    hit[1] is t or all(map(_is, hit[1], t))):
+                cache.move_to_end(k)                   # type: ignore[union-attr]
+                out[i] = hit[0]
+                hits += 1
+                continue
             g = groups.get(k)
             if g is not None and all(map(_is, toks[g], t)):
-                members[g].append(i)
+                group_of[i] = g
                 hits += 1
                 continue
             if g is None:
-                groups[k] = len(first)
+                groups[k] = len(toks)
+            group_of[i] = len(toks)
             first.append(i)
-            members.append([i])
             toks.append(t)
             ckeys.append(k if g is None else None)   # equal values, other objects: uncached
         st.seconds["read"] += time.perf_counter() - t0
@@ -272,15 +276,21 @@ class Session:
         st.candidates += P
         st.hits += hits
         st.misses += P - hits
-        if first:
+        if toks:
             table = self._symbol_table(symbols)
             vals = self._run(lambda ts: self._prefix_program(ts, table), toks,
                              None if wrows is None else wrows[np.asarray(first)])
-            st.classes += len(first)
-            for idx, t, k, v in zip(members, toks, ckeys, vals.tolist()):
-                out[idx] = v
-                if cache is not None and k is not None:
-                    self._insert(k, (v, t))
+            miss = group_of >= 0
+            out[miss] = vals[group_of[miss]]
+            st.classes += len(toks)
+            if cache is not None and self.max_entries:
+                added = 0
+                for k, t, v in zip(ckeys, toks, vals.tolist()):
+                    if k is not None:
+                        entry = cache[k] = (v, t)
+                        added += _entry_bytes(k, entry)
+                st.bytes += added
+                self._evict()
         st.entries = len(self._cache)
         return out
 
@@ -361,14 +371,17 @@ class Session:
         return keys
 
     def _insert(self, k: Any, v: float) -> None:
-        cache = self._cache
         if self.max_entries == 0:
             return
-        cache[k] = v
-        self.stats.bytes += _ENTRY_BYTES + _key_bytes(k)
+        self._cache[k] = v
+        self.stats.bytes += _entry_bytes(k, v)
+        self._evict()
+
+    def _evict(self) -> None:
+        cache = self._cache
         while len(cache) > self.max_entries:
-            old, _ = cache.popitem(last=False)
-            self.stats.bytes -= _ENTRY_BYTES + _key_bytes(old)
+            old, v = cache.popitem(last=False)
+            self.stats.bytes -= _entry_bytes(old, v)
             self.stats.evictions += 1
 
     def _candidate_weights(self, weights: Any, P: int
@@ -411,129 +424,16 @@ class Session:
     @staticmethod
     def _symbol_table(symbols: Mapping[Any, str]) -> dict[Any, tuple[int, int]]:
         """token -> (opcode, arity), numbered as the tape packer numbers the ops now."""
-        from symcore.codegen.eval import tape as _tape
-        from symcore.ir import call, var
-        from symcore.ops import get as _get_op
-        table: dict[Any, tuple[int, int]] = {}
-        codes: dict[str, tuple[int, int]] = {}
-        for tok, name in symbols.items():
-            if type(tok) in (int, float, bool):
-                raise SymcoreError(f"symbol {tok!r}: ints and floats are variables and constants")
-            hit = codes.get(name)
-            if hit is None:
-                op = _get_op(name)
-                if op.arity not in (1, 2) or name == "powi":
-                    raise SymcoreError(f"operator {name!r} cannot be a prefix token (arity "
-                                       f"{op.arity}{', immediate exponent' if name == 'powi' else ''})")
-                packed = _tape.pack([call(name, *(var(i) for i in range(op.arity)))])
-                hit = codes[name] = (int(packed.code[0, 0]), op.arity)
-            table[tok] = hit
-        return table
+        from symcore.codegen.eval.prefix import symbol_table
+        return symbol_table(symbols)
 
     def _prefix_program(self, programs: list[tuple[Any, ...]],
                         table: dict[Any, tuple[int, int]]) -> Any:
-        """Pack prefix programs straight into one tier-0 tape, vectorised over all tokens.
-
-        Evaluation runs the prefix list backwards with a value stack: a token's value sits at
-        stack position depth_after - 1, where depth_after(j) is the suffix sum of
-        (1 - arity) over its program from j on.  An operator's result goes to the scratch
-        slot of its position (overwriting its second operand's; the interpreter reads both
-        operands before writing); its first operand is the next token, its second the next
-        token at the same depth_after (where the first operand's subtree ends).  Constants
-        get slots of their own after the program's deepest stack slot."""
+        """Prefix programs packed straight into one tier-0 program (codegen.eval.prefix)."""
+        from symcore.codegen.eval.prefix import pack_prefix
+        from symcore.codegen.eval.tier0 import Tier0Program
         t0 = time.perf_counter()
-        nv = max(self.n_features, 1)
-        P = len(programs)
-        lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
-        if P and lens.min() == 0:
-            raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
-        flat = [tok for prog in programs for tok in prog]
-        n = len(flat)
-        opc_of = {tok: oa[0] for tok, oa in table.items()}
-        arity_of = np.zeros(max((o for o, _ in table.values()), default=0) + 2, dtype=np.int64)
-        for o, ar in table.values():
-            arity_of[o] = ar
-        opc = np.fromiter(map(opc_of.get, flat, itertools.repeat(-1)), dtype=np.int64, count=n)
-        leaf = opc < 0
-        obj = np.empty(n, dtype=object)
-        obj[:] = flat
-        leaves = obj[leaf]
-        kind = np.fromiter(map(_LEAF_KIND.get, map(type, leaves), itertools.repeat(-1)),
-                           dtype=np.int64, count=leaves.size)
-        if kind.size and kind.min() < 0:
-            bad = leaves[int(np.argmin(kind))]
-            raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
-                               f"nor a symbol")
-        prog_of = np.repeat(np.arange(P), lens)
-        start = np.concatenate(([0], np.cumsum(lens)))
-        ar = np.where(leaf, 0, arity_of[np.maximum(opc, 0)])
-        # depth_after: suffix sums of (1 - arity), restarted at each program's end
-        suffix = np.concatenate((np.cumsum((1 - ar)[::-1])[::-1], [0]))
-        depth = suffix[:-1] - suffix[start[1:]][prog_of]
-        if n and (depth.min() < 1 or np.any(depth[start[:-1]] != 1)):
-            c = int(prog_of[np.argmin(depth)]) if depth.min() < 1 else int(
-                np.flatnonzero(depth[start[:-1]] != 1)[0])
-            raise SymcoreError(f"program {c} is not one complete prefix expression")
-        slot = np.empty(n, dtype=np.int64)
-        is_var = np.zeros(n, dtype=bool)
-        is_var[leaf] = kind == 0
-        is_const = np.zeros(n, dtype=bool)
-        is_const[leaf] = kind == 1
-        var_ix = leaves[kind == 0].astype(np.int64)
-        if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= self.n_features):
-            raise DataError(f"a program reads column {int(var_ix.max() if var_ix.max() >= self.n_features else var_ix.min())}, "
-                            f"X has {self.n_features}")
-        slot[is_var] = var_ix
-        # stack slots of operators; a program's constants come after its deepest one
-        op_depth = np.where(leaf, 0, depth)
-        deepest = np.zeros(P, dtype=np.int64)
-        np.maximum.at(deepest, prog_of, op_depth)
-        slot[~leaf] = nv + depth[~leaf] - 1
-        cnum = np.cumsum(is_const)
-        first_const = np.concatenate(([0], cnum))[start[:-1]]
-        n_const = np.concatenate(([0], cnum))[start[1:]] - first_const
-        slot[is_const] = (nv + deepest[prog_of] + cnum - 1 - first_const[prog_of])[is_const]
-        pool = leaves[kind == 1].astype(np.float64)
-        # the next token at the same depth (same program): the second operand
-        order = np.lexsort((np.arange(n), depth, prog_of))
-        nxt = np.full(n, -1, dtype=np.int64)
-        same = ((prog_of[order[1:]] == prog_of[order[:-1]]) & (depth[order[1:]] == depth[order[:-1]]))
-        nxt[order[:-1][same]] = order[1:][same]
-        ops = np.flatnonzero(~leaf)
-        # instructions children first: within a program, operators in reverse prefix order
-        ops = ops[np.lexsort((-ops, prog_of[ops]))]
-        code = np.zeros((ops.size, 4), dtype=np.int64)
-        code[:, 0] = opc[ops]
-        code[:, 1] = slot[ops]
-        code[:, 2] = slot[ops + 1]
-        binary = ar[ops] == 2
-        second = nxt[ops[binary]]
-        if second.size and second.min() < 0:   # pragma: no cover - excluded by the depth check
-            raise SymcoreError("internal error: a binary operator without a second operand")
-        code[binary, 3] = slot[second]
-        n_instr = np.bincount(prog_of[ops], minlength=P)
-        cands = np.zeros((P, 5), dtype=np.int64)
-        cands[:, 0] = np.concatenate(([0], np.cumsum(n_instr)))[:-1]
-        cands[:, 1] = n_instr
-        cands[:, 2] = first_const
-        cands[:, 3] = n_const
-        cands[:, 4] = slot[start[:-1]]
-        consts = np.flatnonzero(is_const)
-        fills = np.zeros((consts.size, 3), dtype=np.int64)
-        fills[:, 0] = slot[consts]
-        fills[:, 2] = np.arange(consts.size)
-        n_scratch = int((deepest + n_const).max()) if P else 0
-        n_slots = nv + n_scratch
-        # every slot the interpreter will touch, checked before native code sees it
-        ok = (np.all((code[:, 1] >= nv) & (code[:, 1] < n_slots))
-              and np.all((code[:, 2] >= 0) & (code[:, 2] < n_slots))
-              and np.all((code[:, 3] >= 0) & (code[:, 3] < n_slots))
-              and np.all((fills[:, 0] >= nv) & (fills[:, 0] < n_slots))
-              and np.all((cands[:, 4] >= 0) & (cands[:, 4] < n_slots)))
-        if not ok:   # pragma: no cover - a packing bug, never data
-            raise SymcoreError("internal error: prefix packing produced an out-of-range slot")
-        prog = _tape_program(code, fills, pool, cands, nv, n_scratch, tuple(lens.tolist()),
-                             self.dtype)
+        prog = Tier0Program.from_tape(pack_prefix(programs, table, self.n_features), self.dtype)
         self.stats.seconds["compile"] += time.perf_counter() - t0
         return prog
 
@@ -668,21 +568,12 @@ class Session:
         return np.asarray(out, dtype=np.float64)
 
 
-def _tape_program(code: np.ndarray, fills: np.ndarray, pool: np.ndarray, cands: np.ndarray,
-                  n_vars: int, n_scratch: int, n_nodes: tuple[int, ...], dtype: str) -> Any:
-    """A tier-0 program over arrays packed here (the tape's layout, see codegen.eval.tape)."""
-    import dataclasses
-
-    from symcore.codegen.eval import tape as _tape
-    from symcore.codegen.eval.tier0 import Tier0Program
-    prog = Tier0Program((), dtype)
-    t = dataclasses.replace(prog.tape, code=code.astype(np.int32), fills=fills.astype(np.int32),
-                            pool=pool, cands=cands.astype(np.int32), n_vars=n_vars,
-                            n_scratch=n_scratch, n_params=0, n_nodes=n_nodes)
-    assert isinstance(t, _tape.Tape)
-    prog.tape = t
-    prog._fw = type(prog._fw)(t)   # the program's holder of the arrays' addresses
-    return prog
+def _entry_bytes(k: Any, v: Any) -> int:
+    """Estimated bytes of one cache entry (a prefix entry's value holds its tokens tuple)."""
+    if type(v) is tuple:
+        return _PREFIX_ENTRY_BYTES + 8 * len(v[1]) + (
+            sys.getsizeof(k[1]) if type(k) is tuple else 0)
+    return _ENTRY_BYTES + _key_bytes(k)
 
 
 def _key_bytes(k: Any) -> int:

@@ -64,6 +64,55 @@ class Tape:
         return int(self.cands.shape[0])
 
 
+def from_arrays(code: np.ndarray, fills: np.ndarray, pool: np.ndarray, cands: np.ndarray, *,
+                n_vars: int, n_scratch: int, n_nodes: Sequence[int], n_params: int = 0) -> Tape:
+    """A `Tape` from arrays a caller packed itself (e.g. straight from a frontend's token
+    lists), converted to the layout's dtypes and checked: every slot, fill, pool index and
+    code range must lie inside the tape, so a packing bug raises `CompileError` here instead
+    of reaching the interpreter."""
+    try:
+        code_a = np.ascontiguousarray(code, dtype=np.int32).reshape(-1, 4)
+        fills_a = np.ascontiguousarray(fills, dtype=np.int32).reshape(-1, 3)
+        pool_a = np.ascontiguousarray(pool, dtype=np.float64).reshape(-1)
+        cands_a = np.ascontiguousarray(cands, dtype=np.int32).reshape(-1, 5)
+    except (TypeError, ValueError) as err:
+        raise CompileError(f"tape arrays have the wrong shape or type: {err}") from None
+    n_vars, n_scratch, n_params = int(n_vars), int(n_scratch), int(n_params)
+    if n_vars < 0 or n_scratch < 0 or n_params < 0:
+        raise CompileError("n_vars, n_scratch and n_params must be non-negative")
+    nodes = tuple(int(k) for k in n_nodes)
+    P = cands_a.shape[0]
+    if len(nodes) != P:
+        raise CompileError(f"n_nodes has {len(nodes)} entries for {P} candidate(s)")
+    n_slots = n_vars + n_scratch
+    opcodes = _bytecode.opcodes()
+    opc = code_a[:, 0]
+    powi = opc == opcodes["powi"]
+    arity = np.array([OPS[name].arity for name in opcodes], dtype=np.int64)
+    if code_a.size and (opc.min() < 0 or opc.max() >= len(opcodes)):
+        raise CompileError("tape: an opcode outside the ops table")
+    binary = (arity[np.clip(opc, 0, len(opcodes) - 1)] == 2) & ~powi
+
+    def inside(a: np.ndarray, lo: int, hi: int) -> bool:
+        return not a.size or bool(a.min() >= lo and a.max() < hi)
+    kinds = fills_a[:, 1]
+    ok = (inside(code_a[:, 1], n_vars, n_slots) and inside(code_a[:, 2], 0, n_slots)
+          and inside(code_a[binary, 3], 0, n_slots)
+          and inside(fills_a[:, 0], n_vars, n_slots)
+          and bool(np.all((kinds == KIND_CONST) | (kinds == KIND_PARAM)))
+          and inside(fills_a[kinds == KIND_CONST, 2], 0, pool_a.size)
+          and inside(fills_a[kinds == KIND_PARAM, 2], 0, n_params)
+          and inside(cands_a[:, 4], 0, n_slots))
+    if ok and P:
+        c_off, c_n, f_off, f_n = (cands_a[:, i].astype(np.int64) for i in range(4))
+        ok = bool(np.all((c_off >= 0) & (c_n >= 0) & (c_off + c_n <= code_a.shape[0])
+                         & (f_off >= 0) & (f_n >= 0) & (f_off + f_n <= fills_a.shape[0])))
+    if not ok:
+        raise CompileError("tape: a slot, fill, pool index or code range outside the tape")
+    return Tape(code=code_a, fills=fills_a, pool=pool_a, cands=cands_a, n_vars=n_vars,
+                n_scratch=n_scratch, n_params=n_params, n_nodes=nodes)
+
+
 #: scratch slots are numbered from here while packing, then moved to start at n_vars
 _SCRATCH = 1 << 30
 

@@ -461,6 +461,24 @@ class Tier0Program:
         self._fw = _TapeArrays(self.tape)
         self._tls = threading.local()
 
+    @classmethod
+    def from_tape(cls, tape: _tape.Tape, dtype: str = "float64",
+                  block: int | None = None) -> "Tier0Program":
+        """A program over a tape packed elsewhere (see `tape.from_arrays`), without IR:
+        ``exprs`` is empty; everything else works as for a program built from expressions."""
+        if not isinstance(tape, _tape.Tape):
+            raise CompileError(f"from_tape takes a tape.Tape, got {type(tape).__name__}")
+        self = cls.__new__(cls)
+        self.dtype = str(np.dtype(dtype)) if dtype in ("float32", "float64", np.float32,
+                                                       np.float64) else str(dtype)
+        self.exprs = ()
+        self.tape = tape
+        self.interp = interpreter(self.dtype, block)
+        self._np = np.dtype(self.dtype)
+        self._fw = _TapeArrays(tape)
+        self._tls = threading.local()
+        return self
+
     @property
     def n_vars(self) -> int:
         return self.tape.n_vars

@@ -1,0 +1,184 @@
+"""Prefix token programs (a search's own trees, e.g. gplearn's `program` lists) packed straight
+into a tier-0 `Tape`, without IR: one Python pass over the tokens, the rest vectorised.
+
+A token is an `int` (a data column), a `float` (a constant) or a symbol of the caller's table
+(symbol -> ops-table name).  `symbol_table` numbers the symbols once; `pack_prefix` packs a
+population against it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from symcore.errors import DataError, SymcoreError
+from symcore.ops import OPS, generation
+
+from symcore.codegen import bytecode as _bytecode
+from symcore.codegen.eval import tape as _tape
+
+__all__ = ["symbol_table", "pack_prefix", "LEAF_KIND"]
+
+#: leaf token types: 0 a column index, 1 a constant (bool is neither)
+LEAF_KIND: dict[type, int] = {int: 0, np.int64: 0, np.int32: 0, float: 1, np.float64: 1,
+                              np.float32: 1}
+
+_TABLES: dict[Any, dict[Any, tuple[int, int]]] = {}
+
+
+def symbol_table(symbols: Mapping[Any, str]) -> dict[Any, tuple[int, int]]:
+    """symbol -> (opcode, arity) as the tape numbers the ops now (memoised per mapping
+    contents and ops-table generation)."""
+    items = tuple(symbols.items())
+    try:
+        key = (items, generation())
+        hit = _TABLES.get(key)
+    except TypeError:          # unhashable op names: checked below
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    opcodes = _bytecode.opcodes()
+    runnable = _bytecode.runnable()
+    table: dict[Any, tuple[int, int]] = {}
+    for tok, name in items:
+        if type(tok) in LEAF_KIND or type(tok) is bool:
+            raise SymcoreError(f"symbol {tok!r}: ints and floats are variables and constants")
+        op = OPS.get(name) if isinstance(name, str) else None
+        if op is None:
+            raise SymcoreError(f"symbol {tok!r}: {name!r} is not an operator of the ops table")
+        if op.arity not in (1, 2) or name == "powi":
+            raise SymcoreError(f"operator {name!r} cannot be a prefix token (arity "
+                               f"{op.arity}{', immediate exponent' if name == 'powi' else ''})")
+        if name not in runnable:
+            raise SymcoreError(f"operator {name!r} has no lowering: tier 0 cannot run it")
+        table[tok] = (opcodes[name], op.arity)
+    if key is not None:
+        if len(_TABLES) > 64:
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
+
+
+def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, int]],
+                n_features: int) -> _tape.Tape:
+    """One tape for `programs` (prefix token sequences) over data of `n_features` columns.
+
+    Evaluation runs a prefix list backwards with a value stack: a token's value sits at stack
+    position depth - 1, where depth(j) is the suffix sum of (1 - arity) over its program from j
+    on.  An operator's result goes to the scratch slot of its stack position (the slot of its
+    second operand; the interpreter reads both operands of a row block before writing it); its
+    first operand is the next token, its second the next token of its program at the same
+    depth (where the first operand's subtree ends).  Constants get slots of their own after
+    the program's deepest stack slot.  Raises SymcoreError for an empty or incomplete program
+    or an unknown token, DataError for a column outside 0..n_features-1."""
+    nv = max(int(n_features), 1)
+    P = len(programs)
+    lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
+    if P and lens.min() == 0:
+        raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
+    flat = list(itertools.chain.from_iterable(programs))
+    n = len(flat)
+    opc_of = {tok: oa[0] for tok, oa in table.items()}
+    top = max((o for o, _ in table.values()), default=0)
+    arity_of = np.zeros(top + 2, dtype=np.int64)      # arity_of[-1] = 0: a leaf (opcode -1)
+    for o, ar_ in table.values():
+        arity_of[o] = ar_
+    # token kinds by type (a type lookup is cheaper than hashing every float): 0 column,
+    # 1 constant, 2 maybe a symbol, -1 neither; lists, not numpy object arrays, in the passes
+    kind_of = dict(LEAF_KIND)
+    for tok in opc_of:
+        kind_of.setdefault(type(tok), 2)
+    kind = np.fromiter(map(kind_of.get, map(type, flat), itertools.repeat(-1)),
+                       dtype=np.int8, count=n)
+    if n and kind.min() < 0:
+        bad = flat[int(np.argmin(kind))]
+        raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
+                           f"nor a symbol")
+    leaf = kind < 2
+    opc = np.full(n, -1, dtype=np.int64)
+    sym = ~leaf
+    got = np.fromiter(map(opc_of.get, itertools.compress(flat, sym.tolist()),
+                          itertools.repeat(-1)), dtype=np.int64, count=int(sym.sum()))
+    if got.size and got.min() < 0:
+        bad = flat[int(np.flatnonzero(sym)[int(np.argmin(got))])]
+        raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
+                           f"nor a symbol")
+    opc[sym] = got
+    leaves = list(itertools.compress(flat, leaf.tolist()))
+    kind = kind[leaf]
+    start = np.zeros(P + 1, dtype=np.int64)
+    np.cumsum(lens, out=start[1:])
+    ar = arity_of[opc]
+    # depth: suffix sums of (1 - arity), restarted at each program's end
+    suffix = np.zeros(n + 1, dtype=np.int64)
+    suffix[:n] = np.cumsum((1 - ar)[::-1])[::-1]
+    depth = suffix[:n] - np.repeat(suffix[start[1:]], lens)
+    if n and (depth.min() < 1 or np.any(depth[start[:-1]] != 1)):
+        prog_of = np.repeat(np.arange(P), lens)
+        c = int(prog_of[np.argmin(depth)]) if depth.min() < 1 else int(
+            np.flatnonzero(depth[start[:-1]] != 1)[0])
+        raise SymcoreError(f"program {c} is not one complete prefix expression")
+    is_const = np.zeros(n, dtype=bool)
+    is_const[leaf] = kind == 1
+    # only ints and floats are left: ints convert exactly (columns are far below 2**53)
+    vals = np.array(leaves, dtype=np.float64)
+    var_ix = vals[kind == 0]
+    if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= n_features):
+        bad = var_ix.max() if var_ix.max() >= n_features else var_ix.min()
+        raise DataError(f"a program reads column {int(bad)}, X has {n_features}")
+    slot = np.empty(n, dtype=np.int64)
+    slot[leaf] = 0
+    is_var = np.zeros(n, dtype=bool)
+    is_var[leaf] = kind == 0
+    slot[is_var] = var_ix.astype(np.int64)
+    op_depth = np.where(leaf, 0, depth)
+    deepest = np.maximum.reduceat(op_depth, start[:-1]) if P else np.zeros(0, np.int64)
+    slot[~leaf] = nv - 1 + depth[~leaf]
+    cnum = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(is_const, out=cnum[1:])
+    first_const = cnum[start[:-1]]
+    n_const = cnum[start[1:]] - first_const
+    # a program's k-th constant: slot nv + deepest + k
+    const_slot = nv - 1 + np.repeat(deepest - first_const, lens) + cnum[1:]
+    slot[is_const] = const_slot[is_const]
+    pool = vals[kind == 1]
+    # the second operand: the next token of the same program at the same depth.  A stable
+    # sort by depth alone (radix for small ints) keeps positions ascending within a depth;
+    # a successor in another program is rejected below
+    dkey = depth.astype(np.int16) if n and depth.max() < (1 << 15) else depth
+    order = np.argsort(dkey, kind="stable")
+    o0, o1 = order[:-1], order[1:]
+    same = (depth[o1] == depth[o0]) & (o1 < np.repeat(start[1:], lens)[o0])
+    nxt = np.full(n, -1, dtype=np.int64)
+    nxt[o0[same]] = o1[same]
+    # instructions children first: program by program, operators in reverse prefix order
+    pos = np.arange(n, dtype=np.int64)
+    mirror = np.repeat(start[:-1] + start[1:] - 1, lens) - pos
+    rev = np.empty(n, dtype=np.int64)
+    rev[mirror] = pos
+    ops = rev[~leaf[rev]]
+    binary = ar[ops] == 2
+    second = nxt[ops]
+    if np.any(second[binary] < 0):   # pragma: no cover - excluded by the depth check
+        raise SymcoreError("internal error: a binary operator without a second operand")
+    code = np.empty((ops.size, 4), dtype=np.int32)
+    code[:, 0] = opc[ops]
+    code[:, 1] = slot[ops]
+    code[:, 2] = slot[ops + 1]
+    code[:, 3] = np.where(binary, slot[np.maximum(second, 0)], 0)
+    n_instr = np.add.reduceat(~leaf, start[:-1]) if P else np.zeros(0, np.int64)
+    cands = np.empty((P, 5), dtype=np.int32)
+    cands[:, 0] = np.cumsum(n_instr) - n_instr
+    cands[:, 1] = n_instr
+    cands[:, 2] = first_const
+    cands[:, 3] = n_const
+    cands[:, 4] = slot[start[:-1]]
+    fills = np.zeros((pool.size, 3), dtype=np.int32)
+    fills[:, 0] = slot[is_const]
+    fills[:, 2] = np.arange(pool.size)
+    n_scratch = int((deepest + n_const).max()) if P else 0
+    # from_arrays checks every slot, fill and range before native code can see them
+    return _tape.from_arrays(code, fills, pool, cands, n_vars=nv, n_scratch=n_scratch,
+                             n_nodes=lens.tolist())
