@@ -2,15 +2,19 @@
 a population of perturbed Lorenz systems vs a solve_ivp loop, and the "cycles" cost model's
 effect on the evaluation time of the traced right-hand sides.
 
-    python bench/bench_dynamics.py [--quick]
+    python bench/bench_dynamics.py [--quick] [--repeats 3]
 
 Fixed seeds; interleaved repeats, medians, ratios.  symcore times are warm (the rhs compiled
-and cached; compile time is printed separately).
+and cached; compile time is printed separately).  One symcore call takes tens of microseconds:
+each timing is a loop of calls lasting at least MIN_TIME seconds (per-call time = loop time /
+calls), so a single preemption on a loaded machine cannot pass for a slow integration.  The
+machine load (os.getloadavg) is printed at the start and the end: ratios matter, not seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import warnings
@@ -21,7 +25,11 @@ from scipy.integrate import solve_ivp
 
 import symcore
 from symcore.codegen.export.system import rhs_function
+from symcore.codegen.pool import n_threads
 from symcore.integrations.dysts import traced_flows
+
+#: a timing loop runs at least this long (seconds)
+MIN_TIME = 0.05
 
 
 def lambdified(s: symcore.System):
@@ -44,19 +52,36 @@ def timed(fn, reps):
     return out
 
 
+def per_call(fn, min_time: float = MIN_TIME) -> float:
+    """Seconds per call of fn: calls repeated until min_time has elapsed."""
+    k, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        k += 1
+        el = time.perf_counter() - t0
+        if el >= min_time:
+            return el / k
+
+
+def load() -> str:
+    return "load average %.1f %.1f %.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    reps = 1 if args.quick else 3
+    reps = 1 if args.quick else args.repeats
     warnings.simplefilter("ignore")
+    print(f"start: {load()}; threads {n_threads()}")
     rep = traced_flows()
     names = sorted(rep.systems)
     if args.quick:
         names = names[:15]
     print(f"dysts flows: {len(rep.systems)} trace, {len(rep.skipped)} skipped")
     rtol, atol = 1e-8, 1e-10
-    ratios, agree, fails = [], 0, []
+    ratios, agree, fails, rows = [], 0, [], []
     compile_s = 0.0
     for name in names:
         s, flow = rep.systems[name]
@@ -77,16 +102,27 @@ def main() -> None:
         if not ok:
             fails.append(f"{name} (rel. err {err:.1e})")
         ts, tr = [], []
+        nfev = 0
         for _ in range(reps):   # interleaved
-            ts += timed(lambda: symcore.odeint(s, ic, t, rtol=rtol, atol=atol), 1)
-            tr += timed(lambda: solve_ivp(f, (0, period), ic, method="RK45", t_eval=t,
-                                          rtol=rtol, atol=atol), 1)
-        ratios.append(statistics.median(tr) / statistics.median(ts))
+            ts.append(per_call(lambda: symcore.odeint(s, ic, t, rtol=rtol, atol=atol)))
+            t0 = time.perf_counter()
+            r = solve_ivp(f, (0, period), ic, method="RK45", t_eval=t, rtol=rtol, atol=atol)
+            tr.append(time.perf_counter() - t0)
+            nfev = r.nfev
+        ratio = statistics.median(tr) / statistics.median(ts)
+        ratios.append(ratio)
+        rows.append((ratio, name, s.n, period, int(info.steps), nfev,
+                     statistics.median(ts), statistics.median(tr)))
     print(f"one period from the flow's ic, {len(names)} systems: {agree} agree with DOP853 "
           f"(rel. err < 1e-4); failures: {fails}")
     print(f"speed-up vs solve_ivp RK45 (rtol={rtol}, atol={atol}, lambdified rhs): median "
           f"{statistics.median(ratios):.0f}x, min {min(ratios):.0f}x, max {max(ratios):.0f}x; "
+          f"{sum(r >= 20 for r in ratios)}/{len(ratios)} systems >= 20x; "
           f"first-call time incl. compile {compile_s:.2f} s total")
+    print("  slowest ratios: system (n, period, symcore steps, scipy nfev): symcore / scipy")
+    for ratio, name, n, period, steps, nfev, a, b in sorted(rows)[:6]:
+        print(f"    {name:24s} ({n}, {period:.3g}, {steps}, {nfev}): {a * 1e6:.0f} us / "
+              f"{b * 1e3:.1f} ms = {ratio:.0f}x")
 
     # population of perturbed Lorenz systems
     P = 100 if args.quick else 1000
@@ -96,30 +132,31 @@ def main() -> None:
     prm = lor.params * (1 + 0.05 * rng.standard_normal((P, lor.n_params)))
     t = np.linspace(0, 1.5, 50)
     symcore.odeint([lor] * P, ic, t, params=prm)
-    f0 = lambdified(lor)
-    sub = 20 if args.quick else 100
-    pts, pti = [], []
-    for _ in range(reps):
-        pts += timed(lambda: symcore.odeint([lor] * P, ic, t, params=prm), 1)
 
-        def loop():
-            for k in range(sub):
-                fk = rhs_function(lor, prm[k])     # same vector field, other parameters
-                del fk
-                p = prm[k]
-                solve_ivp(lambda tt, y: np.array([p[2] * (y[1] - y[0]),
-                                                  p[1] * y[0] - y[0] * y[2] - y[1],
-                                                  y[0] * y[1] - p[0] * y[2]]),
-                          (0, 1.5), ic, method="RK45", t_eval=t, rtol=rtol, atol=atol)
-        pti += [x * P / sub for x in timed(loop, 1)]
-    del f0
-    print(f"population of {P} perturbed Lorenz systems: symcore {statistics.median(pts)*1e3:.1f}"
-          f" ms, solve_ivp loop {statistics.median(pti):.2f} s (extrapolated from {sub}); "
-          f"ratio {statistics.median(pti) / statistics.median(pts):.0f}x")
+    def peer(k: int) -> None:
+        p = prm[k]      # Lorenz's p0 = beta, p1 = rho, p2 = sigma; a hand-written NumPy rhs
+        solve_ivp(lambda tt, y: np.array([p[2] * (y[1] - y[0]), p[1] * y[0] - y[0] * y[2] - y[1],
+                                          y[0] * y[1] - p[0] * y[2]]),
+                  (0, 1.5), ic, method="RK45", t_eval=t, rtol=rtol, atol=atol)
+    t0 = time.perf_counter()
+    for k in range(20):
+        peer(k)
+    estimate = (time.perf_counter() - t0) / 20 * P
+    sub = P if estimate * reps <= 600 else max(20, int(600 / reps / estimate * P))
+    pts, pti = [], []
+    for _ in range(reps):   # interleaved
+        pts += timed(lambda: symcore.odeint([lor] * P, ic, t, params=prm), 1)
+        pti += [x * P / sub for x in timed(lambda: [peer(k) for k in range(sub)], 1)]
+    how = "the full loop" if sub == P else f"extrapolated from {sub} runs"
+    print(f"population of {P} perturbed Lorenz systems ({n_threads()} "
+          f"thread(s)): symcore {statistics.median(pts) * 1e3:.1f} ms, solve_ivp loop "
+          f"{statistics.median(pti):.2f} s ({how}); ratio "
+          f"{statistics.median(pti) / statistics.median(pts):.0f}x")
 
     # cycles cost model
     K = 20_000
-    before_n, after_n, speed = 0, 0, []
+    before_n, after_n, before_c, after_c, speed = 0, 0, 0.0, 0.0, []
+    from symcore.rules.extract import cycles_cost, dag_cost
     for name in names:
         s, _ = rep.systems[name]
         try:
@@ -129,16 +166,21 @@ def main() -> None:
         s2 = symcore.System(simp, params=s.params)
         before_n += s.size
         after_n += s2.size
+        before_c += dag_cost(s.exprs, cycles_cost)
+        after_c += dag_cost(s2.exprs, cycles_cost)
         Y = np.random.default_rng(1).uniform(-2, 2, size=(s.n, K))
         fa, fb = rhs_function(s), rhs_function(s2)
         ta, tb = [], []
         for _ in range(max(reps, 3)):
-            ta += timed(lambda: fa(0.5, Y), 1)
-            tb += timed(lambda: fb(0.5, Y), 1)
+            ta.append(per_call(lambda: fa(0.5, Y), 0.02))
+            tb.append(per_call(lambda: fb(0.5, Y), 0.02))
         speed.append(statistics.median(ta) / statistics.median(tb))
-    print(f"cycles cost model over {len(speed)} traced rhs: nodes {before_n} -> {after_n}; "
-          f"evaluation time ratio before/after: mean {np.mean(speed):.3f}, median "
-          f"{np.median(speed):.3f} (>1 = faster after)")
+    print(f"cycles cost model over {len(speed)} traced rhs (each equation simplified, "
+          f"cost='cycles'): nodes {before_n} -> {after_n}, estimated cycles {before_c:.0f} -> "
+          f"{after_c:.0f}; evaluation time ratio before/after ({K} states): mean "
+          f"{np.mean(speed):.3f}, median {np.median(speed):.3f}, min {np.min(speed):.3f}, "
+          f"max {np.max(speed):.3f} (>1 = faster after)")
+    print(f"end: {load()}")
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ def _times(t: Any) -> np.ndarray:
     ts = np.ascontiguousarray(t, dtype=np.float64)
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise DataError(f"t must be a 1-D array of output times, got shape {ts.shape}")
-    if not np.all(np.isfinite(ts)):
+    if not np.isfinite(ts).all():
         raise DataError("t has non-finite times")
-    if ts.shape[0] > 1 and not np.all(np.diff(ts) > 0):
+    if ts.shape[0] > 1 and not (ts[1:] > ts[:-1]).all():
         raise DataError("t must be strictly increasing")
     return ts
 
@@ -113,6 +113,27 @@ def _param_rows(pop: list[System], params: Any, K: int, per_problem: bool) -> li
             rows[i] = np.zeros(1)
     del need
     return rows
+
+
+def _param_block(pop: list[System], params: Any, K: int, per_problem: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The K parameter vectors as one float64 block and each problem's row address (one
+    row shared when every problem has the same vector)."""
+    need = max(1, max(s.n_params for s in pop))
+    if isinstance(params, np.ndarray) and params.ndim == 2 and params.shape[0] == K \
+            and params.shape[1] >= need:
+        block = np.ascontiguousarray(params, dtype=np.float64)   # checked: enough columns
+    else:
+        rows = _param_rows(pop, params, K, per_problem)
+        if all(r is rows[0] for r in rows):
+            block = rows[0].reshape(1, -1)
+        else:
+            block = np.zeros((K, max(r.shape[0] for r in rows)))
+            for i, r in enumerate(rows):
+                block[i, :r.shape[0]] = r
+    base = block.__array_interface__["data"][0]
+    step = block.strides[0] if block.shape[0] > 1 else 0
+    return block, base + step * np.arange(K, dtype=np.int64)
 
 
 def odeint(rhs: Any, y0: Any, t: Any, *, params: Any = None, method: Method = "dopri5",
@@ -157,14 +178,18 @@ def odeint(rhs: Any, y0: Any, t: Any, *, params: Any = None, method: Method = "d
         K = P
     else:
         K = Y0.shape[0] if batched else 1
-    Yk = np.ascontiguousarray(np.broadcast_to(Y0, (K, n)))
-    prow = _param_rows(pop, params, K, not is_pop)
+    Yk = Y0 if batched else Y0.reshape(1, n)
+    if Yk.shape[0] != K:
+        Yk = np.repeat(Yk, K, axis=0)
+    block, pars = _param_block(pop, params, K, not is_pop)
     comp = rhs_functions(pop)
-    fns = np.array([comp[k if is_pop else 0].address for k in range(K)], dtype=np.int64)
-    pars = np.array([r.ctypes.data for r in prow], dtype=np.int64)
+    if is_pop:
+        fns = np.array([c.address for c in comp], dtype=np.int64)
+    else:
+        fns = np.full(K, comp[0].address, dtype=np.int64)
     out, status, steps = integrate(fns, pars, Yk, ts, method, float(rtol), float(atol),
                                    int(max_steps), hmax, threads)
-    del prow   # the addresses in `pars` were valid until here
+    del block   # the addresses in `pars` were valid until here
     if not (is_pop or batched):
         out, status, steps = out[0], status.reshape(()), steps.reshape(())
     if full_output:

@@ -131,26 +131,34 @@ def integrate(fns: np.ndarray, pars: np.ndarray, y0: np.ndarray, ts: np.ndarray,
     increasing.  Returns out (K, nt, n) (NaN after a failure), status (K,), steps (K,)."""
     K, n = y0.shape
     nt = ts.shape[0]
-    out = np.full((K, nt, n), np.nan)
-    status = np.zeros(K, dtype=np.int64)
-    steps = np.zeros(K, dtype=np.int64)
     if K == 0:
-        return out, status, steps
+        return np.full((0, nt, n), np.nan), np.zeros(0, np.int64), np.zeros(0, np.int64)
     run = driver().run
-    counter = np.zeros(1, dtype=np.int64)
     code = METHODS[method]
-    threads = min(_pool.n_threads(), K)
+    threads = max(1, min(threads or _pool.n_threads(), K))
+    # One integer and one float block per call: every pointer is a block address plus an
+    # offset (an `ndarray.ctypes` lookup costs microseconds, as much as a short integration).
+    ib = np.zeros(4 * K + 1, dtype=np.int64)     # fns, pars, status, steps, counter
+    ib[:K] = fns
+    ib[K:2 * K] = pars
+    nw = WORK_VECTORS * n
+    fb = np.empty(K * n + nt + threads * nw + K * nt * n)
+    fb[:K * n] = y0.reshape(-1)
+    fb[K * n:K * n + nt] = ts
+    o_out = K * n + nt + threads * nw
+    fb[o_out:] = np.nan
+    ia = ib.__array_interface__["data"][0]
+    fa = fb.__array_interface__["data"][0]
 
-    def work() -> None:
-        w = np.empty(WORK_VECTORS * n)
-        run(K, fns.ctypes.data, pars.ctypes.data, y0.ctypes.data, n, ts.ctypes.data, nt,
-            out.ctypes.data, status.ctypes.data, steps.ctypes.data, rtol, atol, max_steps, hmax,
-            code, w.ctypes.data, counter.ctypes.data)
+    def work(i: int) -> None:
+        run(K, ia, ia + 8 * K, fa, n, fa + 8 * K * n, nt, fa + 8 * o_out, ia + 16 * K,
+            ia + 24 * K, rtol, atol, max_steps, hmax, code, fa + 8 * (K * n + nt + i * nw),
+            ia + 32 * K)
     if threads <= 1:
-        work()
+        work(0)
     else:
         ex = _pool.executor(threads)
-        futs = [ex.submit(work) for _ in range(threads)]
+        futs = [ex.submit(work, i) for i in range(threads)]
         for f in futs:
             f.result()
-    return out, status, steps
+    return fb[o_out:].reshape(K, nt, n), ib[2 * K:3 * K], ib[3 * K:4 * K]

@@ -92,6 +92,24 @@ def test_batch_and_population_shapes_match_single_calls():
     np.testing.assert_array_equal(ym[1], odeint(pop[1], Y0[1], t))
 
 
+def test_population_parameter_rows_of_each_kind():
+    """Rows of different lengths (systems with different parameter counts), one shared vector,
+    and a 2-D array all give each problem its own parameters."""
+    t = np.linspace(0, 1, 6)
+    pop = [symcore.system(["-p0 * x0", "0*x1", "0*x2"]),
+           symcore.system(["p1 * x0", "p1 * x1", "p1 * x2"])]
+    y0 = [[1.0, 0.0, 0.0], [1.0, 2.0, 3.0]]
+    y = odeint(pop, y0, t, params=[[0.7], [0.0, -0.5]])
+    np.testing.assert_allclose(y[0, :, 0], np.exp(-0.7 * t), rtol=1e-7)
+    np.testing.assert_allclose(y[1], np.exp(-0.5 * t)[:, None] * [1.0, 2.0, 3.0], rtol=1e-7)
+    shared = odeint([DECAY] * 3, [1.0], t, params=[0.3])
+    np.testing.assert_allclose(shared, np.broadcast_to(np.exp(-0.3 * t)[:, None], (3, 6, 1)),
+                               rtol=1e-7)
+    rows = odeint([DECAY] * 3, [1.0], t, params=np.array([[0.1], [0.2], [0.3]]))
+    for k, r in enumerate((0.1, 0.2, 0.3)):
+        np.testing.assert_allclose(rows[k, :, 0], np.exp(-r * t), rtol=1e-7)
+
+
 def test_threads_do_not_change_results():
     prm = np.array([10, 28, 8 / 3]) * (1 + 0.05 * np.random.default_rng(0).standard_normal((40, 3)))
     t = np.linspace(0, 2, 21)
