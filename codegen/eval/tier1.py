@@ -224,18 +224,28 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
             groups.setdefault(oid, []).append(k)
         else:
             todo.append((k, f))
+    # one link per call (cached objects together, compiled ones together): every link leaves
+    # a JITDylib behind in ORC (~9 KB, llvmlite cannot remove it), so fewer links, less growth
+    found: list[tuple[str, bytes, list[str]]] = []
     for oid, keys in groups.items():
         obj = cache.get("obj|" + oid)
         if obj is None:  # evicted between the two lookups: compile instead
             todo.extend((k, want[k]) for k in keys)
-            continue
+        else:
+            found.append((oid, obj, keys))
+    if found:
         try:
-            _attach(out, [obj], keys)
-        except CompileError:   # verified yet not loadable: forget it, compile these again
-            cache.discard("obj|" + oid)
-            todo.extend((k, want[k]) for k in keys)
-            continue
-        stats.cached += len(keys)
+            _attach(out, [o for _, o, _ in found], [k for *_, ks in found for k in ks])
+            stats.cached += sum(len(ks) for *_, ks in found)
+        except CompileError:   # one verified yet not loadable: load them one by one
+            for oid, obj, keys in found:
+                try:
+                    _attach(out, [obj], keys)
+                except CompileError:   # forget it, compile these again
+                    cache.discard("obj|" + oid)
+                    todo.extend((k, want[k]) for k in keys)
+                    continue
+                stats.cached += len(keys)
     if todo:
         t0 = time.perf_counter()
         n_mod = max(1, -(-len(todo) // MODULE_MAX_FUNCTIONS))
@@ -247,12 +257,12 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
             results = list(_pool.executor().map(lambda ch: _compile_group(ch, dtype, lanes),
                                                 chunks))
         else:
-            results = [_compile_group(chunks[0], dtype, lanes)]
+            results = [_compile_group(ch, dtype, lanes) for ch in chunks]
         for ch, (oid, obj, irs) in zip(chunks, results):
             for k, _ in ch:
                 cache.put("idx|" + k, oid.encode())
-            _attach(out, [obj], [k for k, _ in ch])
             stats.ir_seconds += irs
+        _attach(out, [obj for _, obj, _ in results], [k for k, _ in todo])
         stats.compiled = len(todo)
         stats.seconds = time.perf_counter() - t0
     return out, stats

@@ -52,6 +52,9 @@ RESCAN_SECONDS = 60.0
 _log = logging.getLogger("symcore.cache")
 
 
+#: bytes an in-memory cache entry costs besides its payload (key string, bytes header, node)
+_ENTRY_OVERHEAD = 256
+
 class CacheWarning(RuntimeWarning):
     """A cache entry was damaged (and recompiled), or a cache directory is not trusted."""
 
@@ -288,7 +291,7 @@ class ObjectCache:
         with self._lock:
             old = self._mem.pop(key, None)
             if old is not None:
-                self._bytes -= len(old)
+                self._bytes -= len(old) + _ENTRY_OVERHEAD
         d = self._dir(create=False)
         if d is not None:
             try:
@@ -299,11 +302,14 @@ class ObjectCache:
     def _remember(self, key: str, obj: bytes) -> None:
         with self._lock:
             old = self._mem.pop(key, None)
-            self._bytes += len(obj) - (len(old) if old is not None else 0)
+            # an entry costs its payload plus the dict node, key and bytes header: counting
+            # the payload alone let ~32-byte index entries take ~10x their budget
+            self._bytes += len(obj) + _ENTRY_OVERHEAD - (
+                len(old) + _ENTRY_OVERHEAD if old is not None else 0)
             self._mem[key] = obj
             while self._bytes > self.capacity_bytes and len(self._mem) > 1:
                 _, dropped = self._mem.popitem(last=False)
-                self._bytes -= len(dropped)
+                self._bytes -= len(dropped) + _ENTRY_OVERHEAD
 
     @property
     def memory_bytes(self) -> int:
