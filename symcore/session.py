@@ -503,6 +503,30 @@ class Session:
         self.stats.seconds["score"] += time.perf_counter() - t
         return out
 
+    def score_predictions(self, predictions: Any, weights: Any = None) -> np.ndarray:
+        """The session's metric (and non-finite policy) for predictions a caller computed
+        itself: `predictions` is (P, N) (or (N,) for one candidate) on the session's rows;
+        `weights` None (the session's) or a (P, N) array of per-candidate row weights.
+        Not cached."""
+        try:
+            pred = np.asarray(predictions, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"predictions are not numeric: {err}") from None
+        if pred.ndim == 1:
+            pred = pred[None, :]
+        if pred.ndim != 2 or pred.shape[1] != self.n_rows:
+            raise DataError(f"predictions must have shape (P, {self.n_rows}), got "
+                            f"{np.shape(predictions)}")
+        W = None
+        if weights is not None:
+            W = np.asarray(weights, dtype=np.float64)
+            if W.shape != pred.shape:
+                raise DataError(f"weights must have the predictions' shape {pred.shape}, got "
+                                f"{W.shape}")
+            if not np.all(np.isfinite(W)) or np.any(W < 0) or np.any(W.sum(axis=1) <= 0):
+                raise DataError("weights must be finite, non-negative, not all zero per row")
+        return self._from_predictions(pred, W)
+
     def _from_predictions(self, pred: np.ndarray, W: np.ndarray | None) -> np.ndarray:
         """Metric of each row of `pred` ((P, N)), with per-row weights W or the session's."""
         p = pred.astype(np.float64, copy=False)

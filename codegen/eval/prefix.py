@@ -85,29 +85,24 @@ def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     arity_of = np.zeros(top + 2, dtype=np.int64)      # arity_of[-1] = 0: a leaf (opcode -1)
     for o, ar_ in table.values():
         arity_of[o] = ar_
-    # token kinds by type (a type lookup is cheaper than hashing every float): 0 column,
-    # 1 constant, 2 maybe a symbol, -1 neither; lists, not numpy object arrays, in the passes
-    kind_of = dict(LEAF_KIND)
+    # the one Python pass over the tokens: code = opcode + 2 for a symbol, else the leaf kind
+    # of its type (0 column, 1 constant; -1 neither, or a symbol type but not in the table).
+    # Symbols hash by identity; a float never equals one, so its lookup falls to its type
+    code_of = {tok: o + 2 for tok, o in opc_of.items()}
+    type_kind = dict(LEAF_KIND)
     for tok in opc_of:
-        kind_of.setdefault(type(tok), 2)
-    kind = np.fromiter(map(kind_of.get, map(type, flat), itertools.repeat(-1)),
-                       dtype=np.int8, count=n)
-    if n and kind.min() < 0:
-        bad = flat[int(np.argmin(kind))]
+        type_kind.setdefault(type(tok), -1)
+    tcode = np.fromiter(map(code_of.get, flat, map(type_kind.get, map(type, flat),
+                                                   itertools.repeat(-1))),
+                        dtype=np.int64, count=n)
+    if n and tcode.min() < 0:
+        bad = flat[int(np.argmin(tcode))]
         raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
                            f"nor a symbol")
-    leaf = kind < 2
-    opc = np.full(n, -1, dtype=np.int64)
-    sym = ~leaf
-    got = np.fromiter(map(opc_of.get, itertools.compress(flat, sym.tolist()),
-                          itertools.repeat(-1)), dtype=np.int64, count=int(sym.sum()))
-    if got.size and got.min() < 0:
-        bad = flat[int(np.flatnonzero(sym)[int(np.argmin(got))])]
-        raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
-                           f"nor a symbol")
-    opc[sym] = got
-    leaves = list(itertools.compress(flat, leaf.tolist()))
-    kind = kind[leaf]
+    leaf = tcode < 2
+    opc = tcode - 2                                   # -1 or -2 on leaves
+    opc[leaf] = -1
+    kind = tcode[leaf]
     start = np.zeros(P + 1, dtype=np.int64)
     np.cumsum(lens, out=start[1:])
     ar = arity_of[opc]
@@ -123,7 +118,8 @@ def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     is_const = np.zeros(n, dtype=bool)
     is_const[leaf] = kind == 1
     # only ints and floats are left: ints convert exactly (columns are far below 2**53)
-    vals = np.array(leaves, dtype=np.float64)
+    vals = np.fromiter(itertools.compress(flat, leaf.tolist()), dtype=np.float64,
+                       count=kind.size)
     var_ix = vals[kind == 0]
     if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= n_features):
         bad = var_ix.max() if var_ix.max() >= n_features else var_ix.min()

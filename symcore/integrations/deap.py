@@ -462,7 +462,7 @@ class Evaluator:
             else:
                 # the session's own metric definitions, on these predictions
                 P = np.asarray(pred, dtype=np.float64).reshape(1, -1)
-                return float(self.session._from_predictions(P, None)[0])
+                return float(self.session.score_predictions(P)[0])
         except (ArithmeticError, ValueError, TypeError):
             return self._nonfinite_loss()
         if not math.isfinite(loss):
