@@ -170,7 +170,10 @@ def _prepare_model(expr: Expr, params0: Any, lift: Any) -> tuple[Expr, np.ndarra
 def _check_data(X: Any, y: Any, weights: Any, exprs: Sequence[Expr]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     A = as_matrix(X, list(exprs))
-    Y = np.asarray(y, dtype=np.float64)
+    try:
+        Y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"y is not numeric: {err}") from None
     if Y.ndim != 1 or Y.shape[0] != A.shape[0]:
         raise DataError(f"y must be a vector of {A.shape[0]} values (one per row), got shape "
                         f"{Y.shape}")
