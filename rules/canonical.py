@@ -63,6 +63,10 @@ _NONNEG_OR_NAN = frozenset({"abs", "square", "exp", "sqrt", "sqrt_abs", "cosh", 
 # Folding over constants in exact mode: IEEE correctly rounded operations only.
 _EXACT_FOLD = frozenset({"add", "sub", "mul", "div", "neg", "sqrt", "abs"})
 _LIN_OPS = frozenset({"add", "sub", "neg"})
+#: max(a, a) = a (NaN too); add and mul are not idempotent
+_IDEMPOTENT = frozenset({"max", "min", "fmax", "fmin"})
+#: sqrt(square(x)) = sqrt_abs(square(x)) = |x|
+_ROOT_ABS = frozenset({"sqrt", "sqrt_abs"})
 _MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
 _POW_OF = {"square": 2, "cube": 3, "inv": -1}
 
@@ -448,6 +452,22 @@ class _Canon:
                 acc = Expr("add" if pos != flip else "sub", (acc, x))
         return acc
 
+    def nonneg(self, e: Expr) -> bool:
+        """e >= 0 or NaN wherever defined (so abs(e) is e): a non-negative op, constant, or a
+        product with a non-negative coefficient whose factors are even powers or non-negative."""
+        if e.op in _NONNEG_OR_NAN or _even_powi(e):
+            return True
+        if e.op == "const":
+            return e.value >= 0.0
+        if e.op not in _MONO_OPS:
+            return False
+        try:
+            coef, factors = self.mono_of(e)
+        except _Abort:
+            return False
+        return coef >= 0.0 and all((p + q) % 2 == 0 or b.op in _NONNEG_OR_NAN or _even_powi(b)
+                                   for b, p, q in factors)
+
     def negative_led(self, e: Expr) -> bool:
         c0, terms = self.lin_of(e)
         return terms[0][1] < 0 if terms else c0 < 0
@@ -507,9 +527,17 @@ class _Canon:
                 if flipped:
                     new[i] = b
                     negate ^= p == "odd"
+                if p == "even" and b.op == "abs":   # f(|x|) = f(x) for even f, x canonical
+                    new[i] = b.args[0]
             args = tuple(new)
-        if op == "abs" and (args[0].op in _NONNEG_OR_NAN or _even_powi(args[0])):
-            out = args[0]
+        a0 = args[0]
+        if op == "abs" and self.nonneg(a0):
+            out = a0
+        elif op in _ROOT_ABS and a0.op == "square":
+            # sqrt(x*x) = |x| (up to rounding, and x*x overflowing)
+            out = self.node("abs", (a0.args[0],))
+        elif op in _IDEMPOTENT and len(args) == 2 and a0 is args[1]:
+            out = a0
         elif o.commutative and o.associative and len(args) == 2:
             out = _ac_chain(op, args)
         elif o.commutative and len(args) == 2 and self.key(args[1]) < self.key(args[0]):
@@ -574,6 +602,8 @@ def _ac_chain(op: str, args: tuple[Expr, ...]) -> Expr:
             flat.append(n)
     consts = [a for a in flat if a.op == "const"]
     rest = sorted((a for a in flat if a.op != "const"), key=sort_key)
+    if op in _IDEMPOTENT:
+        rest = list(dict.fromkeys(rest))
     if len(consts) > 1:
         with np.errstate(all="ignore"):
             v = consts[0].value

