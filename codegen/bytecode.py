@@ -4,7 +4,7 @@ the same way, by their position in the ops table."""
 
 from __future__ import annotations
 
-from symcore.ops import OPS
+from symcore.ops import OPS, generation
 
 __all__ = ["opcodes", "runnable", "OP_VAR", "KIND_CONST", "KIND_PARAM"]
 
@@ -28,7 +28,7 @@ def opcodes() -> dict[str, int]:
     return _memo[1]
 
 
-_runnable: dict[tuple[bool, tuple[int, ...]], frozenset[str]] = {}
+_runnable: dict[tuple[bool, int], frozenset[str]] = {}
 
 
 def runnable(derivatives: bool = False) -> frozenset[str]:
@@ -37,7 +37,7 @@ def runnable(derivatives: bool = False) -> frozenset[str]:
     the interpreters' opcode switch, so it costs only the expressions that use it (a typed
     CompileError naming the op at packing), never the rest of the population."""
     from symcore.codegen.llvm.lower import LOWER
-    key = (derivatives, tuple(id(o) for o in OPS.values()))
+    key = (derivatives, generation())   # bumped by every (un)registration
     hit = _runnable.get(key)
     if hit is None:
         hit = frozenset(n for n, o in OPS.items() if n in LOWER and (

@@ -149,17 +149,22 @@ def load_library(objects: Iterable[bytes], symbols: Iterable[str]) -> Library:
 
 # -- cache keys ----------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
 def source_hash(*files: str) -> str:
     """Hash of the given codegen source files (paths relative to codegen/) and the ops table: part
     of every on-disk cache key, so a change to the generator, the lowering or an op's semantics
-    invalidates cached objects."""
+    invalidates cached objects.  The user ops registered *now* are part of it (their content,
+    not a counter), so it is recomputed from the cached file digest on every call."""
+    import symcore.ops
+    return f"{_files_hash(files)}-{symcore.ops.registry_key()}"
+
+
+@functools.lru_cache(maxsize=None)
+def _files_hash(files: tuple[str, ...]) -> str:
     h = hashlib.blake2b(digest_size=16)
     here = Path(__file__).resolve().parent.parent
     for f in (*files, "llvm/lower.py", "llvm/vecmath.py", "llvm/irflow.py", "llvm/values.py"):
         h.update((here / f).read_bytes())
     import symcore.ops
     h.update(Path(symcore.ops.__file__).read_bytes())
-    h.update(symcore.ops.registry_key().encode())  # user ops: their content, not a counter
     return h.hexdigest()
 
