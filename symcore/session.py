@@ -242,22 +242,29 @@ class Session:
         # (tokens compare by value in a dict — 1 == 1.0 == True, 0.0 == -0.0 — so equal keys
         # are only candidates: an entry keeps the tokens it was scored for, and a hit needs
         # the very same objects; a colliding other program is scored and left uncached)
-        hashes = list(map(hash, toks_all))
+        try:
+            hashes = list(map(hash, toks_all))
+        except TypeError as err:
+            raise SymcoreError(f"a program holds an unhashable token: {err}") from None
         if wkeys is not None:
             hashes = list(zip(hashes, wkeys))
         groups: dict[Any, int] = {}
-        group_of = np.full(P, -1, dtype=np.int64)     # -1: answered from the cache
+        # per candidate: its value from the cache, or (group_of >= 0) its group among the new
+        cached = [0.0] * P
+        group_of = [-1] * P
         toks: list[tuple[Any, ...]] = []
         ckeys: list[Any] = []
         first: list[int] = []
         hits = 0
+        touch = cache.move_to_end if cache is not None else None
         for i, k in enumerate(hashes):
             t = toks_all[i]
             hit = get(k)
-            if hit is not None and type(hit) is tuple and (
-                    hit[1] is t or all(map(_is, hit[1], t))):
-                cache.move_to_end(k)                   # type: ignore[union-attr]
-                out[i] = hit[0]
+            # int (or (int, digest)) keys never equal the Expr path's keys: a hit is a
+            # (value, tokens) entry of this path
+            if hit is not None and all(map(_is, hit[1], t)):
+                touch(k)                               # type: ignore[misc]
+                cached[i] = hit[0]
                 hits += 1
                 continue
             g = groups.get(k)
@@ -271,6 +278,7 @@ class Session:
             first.append(i)
             toks.append(t)
             ckeys.append(k if g is None else None)   # equal values, other objects: uncached
+        out[:] = cached
         st.seconds["read"] += time.perf_counter() - t0
         st.calls += 1
         st.candidates += P
@@ -280,8 +288,9 @@ class Session:
             table = self._symbol_table(symbols)
             vals = self._run(lambda ts: self._prefix_program(ts, table), toks,
                              None if wrows is None else wrows[np.asarray(first)])
-            miss = group_of >= 0
-            out[miss] = vals[group_of[miss]]
+            gof = np.array(group_of, dtype=np.int64)
+            miss = gof >= 0
+            out[miss] = vals[gof[miss]]
             st.classes += len(toks)
             if cache is not None and self.max_entries:
                 added = 0

@@ -1,0 +1,224 @@
+"""Session's cache targets (issue 14): (1) re-scoring a population already seen costs <= 5 % of
+scoring it fresh (Expr and prefix-token paths); (2) with cache="equivalent", SymPy-rewritten
+forms of seen candidates (expand, simplify, argument shuffles) hit >= 90 %, and every hit
+returns the rewritten form's own fresh value; (3) 200 generations of fresh candidates keep
+the cache within max_entries (entries, estimated bytes, process RSS flat once full).
+
+Run: python bench/bench_session.py [--repeats 5] [--pop 2000] [--rows 1000] [--quick]
+Interleaved repeats, each on a new population (nothing warm from the previous one); medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import numpy as np
+import sympy
+
+from symcore import call, const, var
+from symcore.io.sympy_bridge import from_sympy, to_sympy
+from symcore.ir import Expr
+from symcore.rules.canonical import clear_cache
+from symcore.session import Session
+
+UN = ("sin", "cos", "exp", "square")
+BIN = ("add", "sub", "mul", "div")
+CONSTS = (0.5, 1.5, 2.0, 3.0, 0.25)
+#: gplearn-style token programs: symbol -> op
+SYMBOLS = {"add": "add", "sub": "sub", "mul": "mul", "div": "pdiv", "sin": "sin", "cos": "cos"}
+ARITY = {"add": 2, "sub": 2, "mul": 2, "div": 2, "sin": 1, "cos": 1}
+
+
+def tree(rng: random.Random, n_vars: int, size: int) -> Expr:
+    if size <= 1:
+        return var(rng.randrange(n_vars)) if rng.random() < 0.7 else const(rng.choice(CONSTS))
+    if size == 2 or rng.random() < 0.2:
+        return call(rng.choice(UN), tree(rng, n_vars, size - 1))
+    left = rng.randint(1, size - 2)
+    return call(rng.choice(BIN), tree(rng, n_vars, left), tree(rng, n_vars, size - 1 - left))
+
+
+def population(n: int, seed: int, n_vars: int = 3) -> list[Expr]:
+    rng = random.Random(seed)
+    return [tree(rng, n_vars, rng.randint(3, 25)) for _ in range(n)]
+
+
+def program(rng: random.Random, n_vars: int, depth: int) -> list:
+    """A gplearn-like prefix token list (fresh float objects for constants)."""
+    if depth == 0 or rng.random() < 0.25:
+        return [rng.randrange(n_vars)] if rng.random() < 0.7 else [rng.uniform(-1.0, 1.0)]
+    f = rng.choice(tuple(ARITY))
+    out = [f]
+    for _ in range(ARITY[f]):
+        out += program(rng, n_vars, depth - 1)
+    return out
+
+
+def programs(n: int, seed: int, n_vars: int = 3) -> list[list]:
+    rng = random.Random(seed)
+    return [program(rng, n_vars, rng.randint(2, 6)) for _ in range(n)]
+
+
+def data(rows: int, n_vars: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.5, 3.0, (rows, n_vars))
+    return X, X[:, 0] * X[:, 1] + np.sin(X[:, 2])
+
+
+# -- (1) re-scoring ----------------------------------------------------------------------------
+
+def rescoring(X: np.ndarray, y: np.ndarray, pop: int, repeats: int) -> None:
+    print(f"(1) re-scoring a seen population vs scoring it fresh: {pop} candidates, "
+          f"{len(y)} rows, {repeats} interleaved repeats (new population each)")
+    cases = ("Expr, cache=exact", "Expr, cache=equivalent", "prefix tokens, cache=exact")
+    fresh: dict[str, list[float]] = {c: [] for c in cases}
+    again: dict[str, list[float]] = {c: [] for c in cases}
+    for r in range(repeats):
+        exprs = population(pop, 100 + r)
+        progs = programs(pop, 200 + r)
+        for case in cases:
+            clear_cache()
+            mode = "equivalent" if "equivalent" in case else "exact"
+            s = Session(X, y, cache=mode)
+            if case.startswith("prefix"):
+                t = time.perf_counter()
+                a = s.score_prefix(progs, SYMBOLS)
+                t1 = time.perf_counter()
+                b = s.score_prefix(progs, SYMBOLS)
+                t2 = time.perf_counter()
+            else:
+                t = time.perf_counter()
+                a = s.score(exprs)
+                t1 = time.perf_counter()
+                b = s.score(exprs)
+                t2 = time.perf_counter()
+            assert np.array_equal(a, b, equal_nan=True), "a re-scored value differs"
+            fresh[case].append(t1 - t)
+            again[case].append(t2 - t1)
+    print(f"    {'path':<26} {'fresh ms':>9} {'again ms':>9} {'again/fresh':>11}  target <= 5 %")
+    for case in cases:
+        f, a = statistics.median(fresh[case]), statistics.median(again[case])
+        print(f"    {case:<26} {1e3 * f:>9.1f} {1e3 * a:>9.2f} {100 * a / f:>10.2f}%  "
+              f"{'ok' if a <= 0.05 * f else 'MISSED'}")
+
+
+# -- (2) SymPy-rewritten forms under cache="equivalent" ---------------------------------------
+
+def _shuffle(e: sympy.Expr, rng: random.Random) -> sympy.Expr:
+    """Arguments of every Add/Mul in another order (unevaluated, so SymPy keeps the order)."""
+    if not e.args:
+        return e
+    args = [_shuffle(a, rng) for a in e.args]
+    if isinstance(e, (sympy.Add, sympy.Mul)):
+        rng.shuffle(args)
+        return e.func(*args, evaluate=False)
+    return e.func(*args)
+
+
+def rewritten(exprs: list[Expr], seed: int) -> tuple[list[Expr], dict[str, int]]:
+    rng = random.Random(seed)
+    out: list[Expr] = []
+    counts = {"expand": 0, "simplify": 0, "shuffle": 0}
+    for i, e in enumerate(exprs):
+        s = to_sympy(e)
+        how = ("expand", "simplify", "shuffle")[i % 3]
+        if how == "expand":
+            s2 = sympy.expand(s)
+        elif how == "simplify":
+            s2 = sympy.simplify(s)
+        else:
+            s2 = _shuffle(s, rng)
+        counts[how] += 1
+        out.append(from_sympy(s2))
+    return out, counts
+
+
+def equivalent_hits(X: np.ndarray, y: np.ndarray, pop: int, seed: int = 7) -> float:
+    exprs = population(pop, seed)
+    # distinct classes only, so a hit is a rewritten form meeting its own original
+    probe = Session(X, y, cache="equivalent")
+    keys = probe._keys(exprs)
+    seen: set = set()
+    base = []
+    for e, k in zip(exprs, keys):
+        if k not in seen:
+            seen.add(k)
+            base.append(e)
+    t = time.perf_counter()
+    forms, counts = rewritten(base, seed)
+    t_sympy = time.perf_counter() - t
+    clear_cache()
+    s = Session(X, y, cache="equivalent")
+    s.score(base)
+    h0 = s.stats.hits
+    got = s.score(forms)
+    hits = s.stats.hits - h0
+    fresh = Session(X, y, cache=None).score(forms)
+    ok = np.isfinite(fresh)
+    wrong = int(np.sum(~np.isclose(got[ok], fresh[ok], rtol=1e-9, atol=0)))
+    rate = hits / len(forms)
+    print(f"(2) cache='equivalent', SymPy-rewritten forms of {len(base)} seen distinct "
+          f"candidates ({', '.join(f'{v} {k}' for k, v in counts.items())}; SymPy "
+          f"{t_sympy:.1f} s): hits {hits}/{len(forms)} = {100 * rate:.1f} % "
+          f"(target >= 90 %: {'ok' if rate >= 0.9 else 'MISSED'}); hits whose value differs "
+          f"from the form's fresh score (1e-9 rel, finite): {wrong}")
+    per: dict[str, list[int]] = {"expand": [], "simplify": [], "shuffle": []}
+    s2 = Session(X, y, cache="equivalent")
+    s2.score(base)
+    for i, f in enumerate(forms):
+        h = s2.stats.hits
+        s2.score([f])
+        per[("expand", "simplify", "shuffle")[i % 3]].append(s2.stats.hits - h)
+    print("    by rewrite: " + ", ".join(f"{k} {100 * np.mean(v):.1f} %" for k, v in per.items()))
+    return rate
+
+
+# -- (3) memory over 200 generations -----------------------------------------------------------
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def memory(X: np.ndarray, y: np.ndarray, pop: int, gens: int, max_entries: int) -> None:
+    s = Session(X, y, cache="exact", max_entries=max_entries)
+    rss: dict[int, float] = {}
+    worst_entries = 0
+    per_entry = []
+    for g in range(gens):
+        s.score_prefix(programs(pop, 10_000 + g), SYMBOLS)
+        worst_entries = max(worst_entries, s.stats.entries)
+        per_entry.append(s.stats.bytes / max(1, s.stats.entries))
+        if g + 1 in (gens // 4, gens // 2, gens):
+            rss[g + 1] = _rss_mb()
+    full_at = -(-max_entries // pop)
+    print(f"(3) {gens} generations x {pop} fresh prefix programs, max_entries={max_entries}: "
+          f"entries never above {worst_entries} (cache full from generation ~{full_at}), "
+          f"{s.stats.evictions} evictions, estimated cache {s.stats.bytes / 2**20:.1f} MiB "
+          f"({statistics.mean(per_entry[full_at:] or per_entry):.0f} B/entry)")
+    g = sorted(rss)
+    print("    process RSS: " + ", ".join(f"gen {k} {rss[k]:.0f} MiB" for k in g)
+          + f"; growth gen {g[0]}->{g[-1]}: {rss[g[-1]] - rss[g[0]]:+.1f} MiB "
+          f"({'ok' if worst_entries <= max_entries else 'MISSED'}: entries within the bound)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--pop", type=int, default=2000)
+    ap.add_argument("--rows", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    reps, pop, gens = (2, 300, 40) if args.quick else (args.repeats, args.pop, 200)
+    X, y = data(args.rows)
+    Session(X[:50], y[:50]).score([var(0) * var(1)])     # interpreter loaded outside timings
+    rescoring(X, y, pop, reps)
+    equivalent_hits(X, y, min(pop, 300 if not args.quick else 60))
+    memory(X, y, pop, gens, max_entries=10 * pop)
+
+
+if __name__ == "__main__":
+    main()
