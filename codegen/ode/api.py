@@ -119,6 +119,9 @@ def _param_block(pop: list[System], params: Any, K: int, per_problem: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The K parameter vectors as one float64 block and each problem's row address (one
     row shared when every problem has the same vector)."""
+    if K == 1 and params is None and pop[0].params is not None:   # the common single call
+        block = pop[0].params
+        return block, np.array([block.__array_interface__["data"][0]], dtype=np.int64)
     need = max(1, max(s.n_params for s in pop))
     if isinstance(params, np.ndarray) and params.ndim == 2 and params.shape[0] == K \
             and params.shape[1] >= need:
@@ -186,7 +189,7 @@ def odeint(rhs: Any, y0: Any, t: Any, *, params: Any = None, method: Method = "d
     if is_pop:
         fns = np.array([c.address for c in comp], dtype=np.int64)
     else:
-        fns = np.full(K, comp[0].address, dtype=np.int64)
+        fns = np.array([comp[0].address] * K, dtype=np.int64)
     out, status, steps = integrate(fns, pars, Yk, ts, method, float(rtol), float(atol),
                                    int(max_steps), hmax, threads)
     del block   # the addresses in `pars` were valid until here

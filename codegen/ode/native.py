@@ -135,7 +135,7 @@ def integrate(fns: np.ndarray, pars: np.ndarray, y0: np.ndarray, ts: np.ndarray,
         return np.full((0, nt, n), np.nan), np.zeros(0, np.int64), np.zeros(0, np.int64)
     run = driver().run
     code = METHODS[method]
-    threads = max(1, min(threads or _pool.n_threads(), K))
+    threads = 1 if K == 1 else max(1, min(threads or _pool.n_threads(), K))
     # One integer and one float block per call: every pointer is a block address plus an
     # offset (an `ndarray.ctypes` lookup costs microseconds, as much as a short integration).
     ib = np.zeros(4 * K + 1, dtype=np.int64)     # fns, pars, status, steps, counter
