@@ -6,8 +6,9 @@ effect on the evaluation time of the traced right-hand sides.
 
 Fixed seeds; interleaved repeats, medians, ratios.  symcore times are warm (the rhs compiled
 and cached; compile time is printed separately).  One symcore call takes tens of microseconds:
-each timing is a loop of calls lasting at least MIN_TIME seconds (per-call time = loop time /
-calls), so a single preemption on a loaded machine cannot pass for a slow integration.  The
+each timing (both peers) is a loop of calls lasting at least MIN_TIME seconds (per-call time =
+loop time / calls), so a single preemption on a loaded machine cannot pass for a slow
+integration; CPU-time ratios are printed beside the wall-clock ones.  The
 machine load (os.getloadavg) is printed at the start and the end: ratios matter, not seconds.
 """
 
