@@ -48,6 +48,9 @@ def n_workers() -> int:
 class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", SYMCORE_THREADS="1")
+        # SymPy's cache (default 1000 entries) is read at import: a larger one lets a
+        # perturbed formula reuse the work done on its neighbours in this long-lived worker
+        env.setdefault("SYMPY_CACHE_SIZE", "50000")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "symcore.metrics.workers"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
