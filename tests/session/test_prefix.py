@@ -1,0 +1,118 @@
+"""The prefix-token fast path and the public tier-0 API it uses: codegen.eval.prefix packs token
+programs into the same tape values as the IR packer (predictions bit for bit), tape.from_arrays
+refuses out-of-range tapes, Tier0Program.from_tape, Session.score_predictions, and the prefix
+cache's identity rule (signed zeros, ints vs floats)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from symcore import CompileError, DataError, SymcoreError, call, const, var
+from symcore.codegen import bytecode
+from symcore.codegen.eval import tape as _tape
+from symcore.codegen.eval.prefix import pack_prefix, symbol_table
+from symcore.codegen.eval.tier0 import Tier0Program
+from symcore.ops import OPS
+from symcore.session import Session
+
+import strategies
+
+RUN = bytecode.runnable()
+UN = tuple(n for n in strategies.UNARY if n in RUN)
+BIN = tuple(n for n in strategies.BINARY if n in RUN)
+SYMBOLS = {f"<{n}>": n for n in UN + BIN}     # string symbols, one per op
+
+RNG = np.random.default_rng(11)
+X = RNG.uniform(-2.0, 3.0, (131, 3))
+Y = X[:, 0] - 2.0 * X[:, 1] * X[:, 2]
+
+
+def tokens(e):
+    """The prefix token list of an expression: columns as ints, constants as floats."""
+    if e.op == "var":
+        return [int(e.value)]
+    if e.op == "const":
+        return [float(e.value)]
+    out = [f"<{e.op}>"]
+    for a in e.args:
+        out += tokens(a)
+    return out
+
+
+@given(strategies.populations(n_vars=3, max_size=10, unary=UN, binary=BIN, powi=False))
+def test_prefix_packing_predicts_as_the_ir_packer(pop):
+    progs = [tokens(e) for e in pop]
+    Xc = np.ascontiguousarray(X.T)
+    ref = np.empty((len(pop), X.shape[0]))
+    Tier0Program(pop).predict_range(Xc, None, ref)
+    prog = Tier0Program.from_tape(pack_prefix(progs, symbol_table(SYMBOLS), 3))
+    assert prog.exprs == () and prog.n_candidates == len(pop)
+    got = np.empty_like(ref)
+    prog.predict_range(Xc, None, got)
+    np.testing.assert_array_equal(got, ref)
+    s = Session(X, Y)
+    np.testing.assert_array_equal(s.predict_prefix(progs, SYMBOLS), s.predict(pop))
+    np.testing.assert_array_equal(s.score_prefix(progs, SYMBOLS),
+                                  Session(X, Y, cache=None).score(pop))
+
+
+def test_from_arrays_refuses_out_of_range_tapes():
+    t = pack_prefix([["<add>", 0, "<mul>", 1.5, 2]], symbol_table(SYMBOLS), 3)
+    args = dict(n_vars=t.n_vars, n_scratch=t.n_scratch, n_nodes=t.n_nodes)
+    ok = _tape.from_arrays(t.code, t.fills, t.pool, t.cands, **args)
+    assert ok.n_candidates == 1 and ok.code.dtype == np.int32
+    for field, row, col, value in (("code", 0, 1, 1), ("code", 0, 2, 99), ("code", 0, 0, 10**6),
+                                   ("fills", 0, 2, 5), ("fills", 0, 0, 0), ("cands", 0, 1, 9),
+                                   ("cands", 0, 4, -1)):
+        arrays = {k: getattr(t, k).copy() for k in ("code", "fills", "cands")}
+        arrays[field][row, col] = value
+        with pytest.raises(CompileError):
+            _tape.from_arrays(arrays["code"], arrays["fills"], t.pool, arrays["cands"], **args)
+    with pytest.raises(CompileError):
+        _tape.from_arrays(t.code, t.fills, t.pool, t.cands, n_vars=t.n_vars,
+                          n_scratch=t.n_scratch, n_nodes=(1, 2))
+    with pytest.raises(CompileError):
+        Tier0Program.from_tape("not a tape")
+
+
+def test_prefix_packing_refuses_bad_programs():
+    table = symbol_table(SYMBOLS)
+    for bad, err in (([["<add>", 0]], SymcoreError), ([["?", 0]], SymcoreError),
+                     ([[True]], SymcoreError), ([[]], SymcoreError), ([[0, 1]], SymcoreError),
+                     ([["<add>", 0, 3]], DataError), ([["<sin>", -1]], DataError)):
+        with pytest.raises(err):
+            pack_prefix(bad, table, 3)
+    with pytest.raises(SymcoreError):
+        symbol_table({1.5: "add"})
+    with pytest.raises(SymcoreError):
+        symbol_table({"^": "powi"})
+    assert set(OPS) >= set(SYMBOLS.values())
+
+
+def test_prefix_cache_keeps_signed_zeros_and_ints_apart():
+    syms = {"e": "exp", "i": "inv", "*": "mul"}
+    s = Session(X, Y)
+    pos, neg = s.score_prefix([["e", "i", 0.0]], syms), s.score_prefix([["e", "i", -0.0]], syms)
+    assert pos[0] == np.inf                      # exp(1/+0) overflows
+    assert neg[0] == Session(X, Y).score([const(0.0)])[0]
+    both = s.score_prefix([["e", "i", -0.0], ["e", "i", 0.0], ["*", 1, 0], ["*", 1.0, 0]], syms)
+    assert both[0] == neg[0] and both[1] == pos[0]
+    assert both[2] == Session(X, Y).score([var(1) * var(0)])[0]
+    assert both[3] == Session(X, Y).score([const(1.0) * var(0)])[0]
+
+
+def test_score_predictions_is_the_session_metric():
+    pop = [var(0) * var(1), call("sin", var(2)), const(2.0)]
+    for metric in ("mse", "r2", "pearson", "spearman"):
+        s = Session(X, Y, metric=metric)
+        P = s.predict(pop)
+        np.testing.assert_allclose(s.score_predictions(P), s.score(pop), rtol=1e-12)
+        np.testing.assert_allclose(s.score_predictions(P[0]), s.score(pop[:1]), rtol=1e-12)
+    s = Session(X, Y)
+    W = np.ones((3, X.shape[0]))
+    np.testing.assert_allclose(s.score_predictions(s.predict(pop), W), s.score(pop), rtol=1e-12)
+    for bad in (np.zeros((2, 5)), [["a"]], np.zeros((2, 3, X.shape[0]))):
+        with pytest.raises(DataError):
+            s.score_predictions(bad)
+    with pytest.raises(DataError):
+        s.score_predictions(s.predict(pop), -W)
