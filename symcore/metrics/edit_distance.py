@@ -118,7 +118,7 @@ def normal_forms(texts: Iterable[str], method: Method = "srsd", timeout: float =
         run = _from_disk(method, todo, have)
         # longest text first: a big expression started last would leave the other workers idle
         run.sort(key=len, reverse=True)
-        for t, o in zip(run, run_forms(run, method, timeout, workers)):
+        for t, o in zip(run, run_forms(run, method, timeout, workers) if run else ()):
             have[t] = o
         diskcache.put_many(method, [(t, o.status, o.form, o.tree, o.message)
                                     for t in run for o in (have[t],) if o.status == "ok"])
