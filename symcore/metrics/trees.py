@@ -51,11 +51,10 @@ def symcore_form(text: str) -> tuple[str, Tree]:
     tree is labelled like the benchmark's.  No simplification, no printing or parsing of SymPy
     text; shared subterms are built once per process.  Raises SymcoreError for text symcore
     cannot read (the caller falls back to SymPy, under a timeout)."""
-    from symcore.io.printers import write
     from symcore.io.readers import read
     from symcore.rules.canonical import canonical
-    e = canonical(read(text, "sympy"), "equivalent")
-    return write(e, "sympy"), sympy_tree(_plain_sympy(e), _TREES)
+    obj = _plain_sympy(canonical(read(text, "sympy"), "equivalent"))
+    return str(obj), sympy_tree(obj, _TREES)
 
 
 # IR node -> SymPy object, SymPy object -> tree: perturbed and repeated expressions share

@@ -140,6 +140,14 @@ def test_symcore_tree_is_what_sympy_reads_from_the_text():
     # SymPy's printing is not always idempotent (-(a + b)/c prints as a Mul it then
     # re-reads with the -1 distributed); all but a handful coincide
     assert same >= len(texts) - 4, same
+    # where SymPy's assumptions matter, symbols are sympify's plain ones (no real=True:
+    # sqrt(x**2) stays a power, not Abs(x))
+    for t in ("sqrt(x0**2)", "x0/sqrt(-x1**2)", "log(exp(x0))", "(x0**2)**0.5 + x1",
+              "exp(log(x1))*x0", "acos(cos(x0))"):
+        form, tree = trees.symcore_form(t)
+        assert tree == trees.sympy_tree(sympy.sympify(form)), t
+    # over the reals SymPy would make this -I*x0/Abs(x1)
+    assert "I" not in trees.symcore_form("x0/sqrt(-x1**2)")[0]
 
 
 def test_symcore_memo_does_not_change_trees():
