@@ -1,6 +1,7 @@
 """SRSD's normalised tree edit distance (Matsubara et al., 2024) for one pair or a whole results
 table: the same numbers as the benchmark's own evaluation, with normal forms cached per
-expression and computed in parallel worker processes under a per-expression timeout.
+expression (in memory, and for method="srsd" on disk: symcore.metrics.diskcache) and computed
+in parallel worker processes under a per-expression timeout.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def tree_edit_distances(pairs: Iterable[tuple[Any, Any]], normalize: bool = True
                         workers: int | None = None) -> list[EditDistance]:
     """Edit distance of every (pred, true) pair of a results table; the distinct expressions'
     normal forms are computed once each, in parallel (`workers` processes, default
-    $SYMCORE_THREADS or the CPUs), each under `timeout` seconds."""
+    $SYMCORE_THREADS or the CPUs), each under `timeout` seconds; method="srsd" keeps them on
+    disk too (a benchmark's ground truths are computed once per machine; SYMCORE_CACHE="" off)."""
     _check(method, timeout)
     pairs = [(as_text(p), as_text(t)) for p, t in pairs]
     for _, t in pairs:

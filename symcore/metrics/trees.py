@@ -7,6 +7,7 @@ worker processes send trees back and the caches keep them without SymPy objects.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from symcore.errors import SymcoreError
@@ -48,9 +49,10 @@ def symcore_form(text: str) -> tuple[str, Tree]:
     canonicalising pass (equivalent mode: folded constants, flattened and ordered sums and
     products, gathered coefficients), then the SymPy object of that form built node by node
     (plain symbols as sympify makes them, float literals, 1.0 -> 1, integer exponents), whose
-    tree is labelled like the benchmark's.  No simplification, no printing or parsing of SymPy
-    text; shared subterms are built once per process.  Raises SymcoreError for text symcore
-    cannot read (the caller falls back to SymPy, under a timeout)."""
+    tree is labelled like the benchmark's (variables as x<column>, however the text spells
+    them).  No simplification and no parsing of SymPy text; shared subterms are built once per
+    process.  Raises SymcoreError for text symcore cannot read (the caller falls back to
+    SymPy, under a timeout)."""
     from symcore.io.readers import read
     from symcore.rules.canonical import canonical
     obj = _plain_sympy(canonical(read(text, "sympy"), "equivalent"))
@@ -67,7 +69,6 @@ _MEMO_SIZE = 1 << 18
 def _plain_sympy(expr: Any) -> Any:
     """The SymPy object of an IR expression as sympify would build it from the text."""
     sp = _sympy()
-    import math
     from symcore import ops as _ops
     from symcore.ir import topo
     memo = _SYMPY
