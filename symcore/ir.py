@@ -32,8 +32,9 @@ class _Ref(weakref.ref):
     __slots__ = ("key",)
 
 
-def _drop(ref: _Ref, _table: dict = _INTERN) -> None:
-    _remove_dead_weakref(_table, ref.key)
+def _drop(ref: _Ref, _table: dict = _INTERN, _remove: Any = _remove_dead_weakref) -> None:
+    # bound as defaults: at interpreter exit module globals may already be None
+    _remove(_table, ref.key)
 
 
 def _fkey(v: float) -> bytes:
