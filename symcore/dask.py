@@ -223,7 +223,8 @@ def _metric_from(st: _Stats, metric: str) -> np.ndarray:
     with np.errstate(all="ignore"):
         if metric == "pearson":
             den = np.sqrt(st.m2_f * sst)
-            out = np.where(den > 0, st.c_fy / np.where(den > 0, den, 1.0), 0.0)
+            # undefined (NaN) when either side is constant, as in memory (Session)
+            out = np.where(den > 0, st.c_fy / np.where(den > 0, den, 1.0), np.nan)
             return np.where(bad | ~np.isfinite(out), np.nan, out)
         if metric == "mae":
             out = st.sae / sw
@@ -367,8 +368,8 @@ def score(exprs: Expr | Sequence[Expr], X: Any, y: Any, *, metric: DaskMetric = 
           compute: bool = True) -> Any:
     """Fitness of every candidate over partitioned rows, (P,) float64, equal to the in-memory
     `symcore.compile(exprs).score(X, y, metric, weights)` (pearson: the weighted Pearson
-    correlation of prediction and target, 0 when either is constant, NaN when a prediction is
-    not finite).  X: a Dask array or DataFrame (then y may be a column name and `columns` names
+    correlation of prediction and target, NaN when either is constant or a prediction is not
+    finite).  X: a Dask array or DataFrame (then y may be a column name and `columns` names
     the feature columns in variable order; default every other column).  With
     `compute=False` the result is a Dask delayed object."""
     dask = _dask()

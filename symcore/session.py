@@ -80,12 +80,18 @@ class Session:
     LRU cache.  nonfinite: the value of a candidate whose prediction is non-finite on some
     row, or whose metric is undefined: "inf" (the worst: +inf for losses, -inf for
     higher-is-better metrics), "nan", or a number.
+
+    Larger than memory: X may be a Dask array or DataFrame (then y a Dask array/Series or a
+    column name, `columns` the feature columns in variable order); the misses of each call are
+    scored on the cluster by `symcore.dask.score` (metrics mse rmse mae nmse r2 pearson), the
+    cache works as in memory, and `predict` returns a lazy Dask array.
     """
 
     def __init__(self, X: Any, y: Any, *, metric: Metric = "mse", weights: Any = None,
                  dtype: Literal["float64", "float32"] = "float64",
                  cache: CacheMode | None = "exact", max_entries: int = 1_000_000,
-                 nonfinite: Literal["nan", "inf"] | float = "inf") -> None:
+                 nonfinite: Literal["nan", "inf"] | float = "inf",
+                 columns: Sequence[str] | None = None) -> None:
         if metric not in METRICS:
             raise DataError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
         if dtype not in ("float64", "float32"):
@@ -101,6 +107,23 @@ class Session:
         self.cache_mode = cache
         self.max_entries = max_entries
         self._nonfinite = self._policy(nonfinite)
+        self._cache: OrderedDict[Any, float] = OrderedDict()
+        self._canon: dict[int, tuple[Any, Expr]] = {}    # id(expr) -> (weakref, canonical)
+        self._ranked_y: np.ndarray | None = None
+        self.stats = SessionStats()
+        self._dask: tuple[Any, Any, Any, Sequence[str] | None] | None = None
+        if _is_dask(X):
+            if metric == "spearman":
+                raise DataError("spearman needs global ranks: not available on Dask data")
+            if dtype != "float64":
+                raise DataError("a Session over Dask data computes in float64")
+            self._dask = (X, y, weights, columns)
+            self.n_rows = int(X.shape[0].compute() if hasattr(X.shape[0], "compute")
+                              else X.shape[0])
+            self.n_features = len(columns) if columns is not None else (
+                X.shape[1] if X.ndim == 2 else 1) if not hasattr(X, "columns") else \
+                len(X.columns) - (1 if isinstance(y, str) else 0)
+            return
         A = as_matrix(X, (), self._np)
         N = A.shape[0]
         if N == 0:
@@ -113,10 +136,6 @@ class Session:
         self._yd = self._y.astype(self._np)
         self._wd = None if self._w is None else self._w.astype(self._np)
         self._sw = float(N) if self._w is None else float(self._w.sum())
-        self._cache: OrderedDict[Any, float] = OrderedDict()
-        self._canon: dict[int, tuple[Any, Expr]] = {}    # id(expr) -> (weakref, canonical)
-        self._ranked_y: np.ndarray | None = None
-        self.stats = SessionStats()
 
     # -- checks -------------------------------------------------------------------------------
     @staticmethod
@@ -218,6 +237,11 @@ class Session:
         """Predictions of every candidate on every row: a (P, N) array of the session's dtype
         (not cached)."""
         exprs = self._exprs(candidates, dialect)
+        if self._dask is not None:
+            from symcore import dask as sd
+            X, _, _, columns = self._dask
+            return sd.predict(exprs, X if columns is None or not hasattr(X, "columns")
+                              else X[list(columns)])
         return self._predict(exprs)
 
     def score_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str], *,
@@ -230,6 +254,7 @@ class Session:
         token list's hash, and a hit must hold the very same token objects, so a program seen
         before — reproduced, duplicated, or unchanged by a mutation — costs one tuple hash and
         an identity check; a new one is packed straight into the interpreter's tape."""
+        self._local("score_prefix")
         st = self.stats
         t0 = time.perf_counter()
         P = len(programs)
@@ -307,6 +332,7 @@ class Session:
                        ) -> np.ndarray:
         """Predictions of prefix token programs (see `score_prefix`): a (P, N) array of the
         session's dtype (not cached)."""
+        self._local("predict_prefix")
         from symcore.codegen import pool
         P, N = len(programs), self.n_rows
         out = np.empty((P, N), dtype=self._np)
@@ -396,6 +422,8 @@ class Session:
     def _candidate_weights(self, weights: Any, P: int
                            ) -> tuple[list[bytes] | None, np.ndarray | None]:
         """Per-candidate weights as (digest per candidate, (P, N) float64 rows)."""
+        if weights is not None:
+            self._local("per-candidate weights")
         if weights is None:
             return None, None
         N = self.n_rows
@@ -461,7 +489,23 @@ class Session:
         return prog
 
     def _score_fresh(self, exprs: list[Expr], W: np.ndarray | None) -> np.ndarray:
+        if self._dask is not None:
+            return self._score_dask(exprs)
         return self._run(self._program, exprs, W)
+
+    def _score_dask(self, exprs: list[Expr]) -> np.ndarray:
+        from symcore import dask as sd
+        X, y, weights, columns = self._dask  # type: ignore[misc]
+        t = time.perf_counter()
+        out = np.asarray(sd.score(exprs, X, y, metric=self.metric,  # type: ignore[arg-type]
+                                  weights=weights, columns=columns), dtype=np.float64)
+        self.stats.seconds["score"] += time.perf_counter() - t
+        return self._policy_apply(out, ~np.isfinite(out))
+
+    def _local(self, what: str) -> None:
+        if self._dask is not None:
+            raise DataError(f"{what} needs the data in memory; this Session holds Dask data "
+                            f"(use score / predict)")
 
     def _run(self, make: Callable[[list[Any]], Any], items: list[Any],
              W: np.ndarray | None) -> np.ndarray:
@@ -517,6 +561,7 @@ class Session:
         itself: `predictions` is (P, N) (or (N,) for one candidate) on the session's rows;
         `weights` None (the session's) or a (P, N) array of per-candidate row weights.
         Not cached."""
+        self._local("score_predictions")
         try:
             pred = np.asarray(predictions, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -660,3 +705,8 @@ def _rank_rows(A: np.ndarray) -> np.ndarray:
     out = np.empty((P, N), dtype=np.float64)
     np.put_along_axis(out, order, ranked_sorted, axis=1)
     return out
+
+
+def _is_dask(obj: Any) -> bool:
+    """A Dask collection (array, DataFrame), recognised without importing dask."""
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")

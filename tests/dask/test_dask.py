@@ -64,8 +64,8 @@ def _pearson(pred, y, w):
         if not np.isfinite(p).all():
             out.append(np.nan)
             continue
-        if np.ptp(p) == 0:          # a constant prediction has no correlation
-            out.append(0.0)
+        if np.ptp(p) == 0:          # a constant prediction: the correlation is undefined
+            out.append(np.nan)
             continue
         mp, my = np.average(p, weights=w), np.average(y, weights=w)
         c = np.sum(w * (p - mp) * (y - my))
@@ -184,3 +184,23 @@ def test_fit_over_partitions_matches_in_memory(client):
         pred = symcore.evaluate(g.expr, X)
         np.testing.assert_allclose(g.loss, np.average((pred - y) ** 2, weights=w),
                                    rtol=1e-9, atol=1e-25)
+
+
+
+def test_session_over_dask_data_equals_in_memory_session(client, problem):
+    pop, X, y, w = problem
+    dX, dy, dw = (da.from_array(X, chunks=(300, 3)), da.from_array(y, chunks=300),
+                  da.from_array(w, chunks=300))
+    for metric in ["mse", "r2", "mae", "pearson"]:
+        mem = symcore.Session(X, y, weights=w, metric=metric)
+        dist = symcore.Session(dX, dy, weights=dw, metric=metric)
+        ref = mem.score(pop)
+        got = dist.score(pop)
+        _close(got, ref, rtol=1e-10)
+        again = dist.score(pop)              # answered from the cache: nothing recomputed
+        assert dist.stats.hits >= len(pop) and np.array_equal(again, got, equal_nan=True)
+    np.testing.assert_array_equal(dist.predict(pop).compute(), mem.predict(pop))
+    with pytest.raises(DataError, match="spearman"):
+        symcore.Session(dX, dy, metric="spearman")
+    with pytest.raises(DataError, match="in memory"):
+        dist.score(pop, weights=np.ones((len(pop), X.shape[0])))
