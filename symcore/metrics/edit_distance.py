@@ -94,8 +94,12 @@ def _store(method: str, text: str, out: Outcome, timeout: float) -> None:
 
 
 def normal_forms(texts: Iterable[str], method: Method = "srsd", timeout: float = REFERENCE_TIMEOUT,
-                 workers: int | None = None) -> list[Outcome]:
-    """Normal form and tree of each text (cached; the missing ones computed in parallel)."""
+                 workers: int | None = None, related: dict[str, str] | None = None
+                 ) -> list[Outcome]:
+    """Normal form and tree of each text (cached; the missing ones computed in parallel).
+    related: text -> the text it is a variant of (a prediction -> its ground truth): a group
+    of related texts is computed in one worker process, the ground truth first, so SymPy's
+    cache there serves the work they share."""
     _check(method, timeout)
     texts = list(texts)
     with _LOCK:
@@ -116,10 +120,8 @@ def normal_forms(texts: Iterable[str], method: Method = "srsd", timeout: float =
         for t, o in zip(slow, run_forms(slow, "sympify", timeout, workers)):
             have[t] = o
     else:
-        run = _from_disk(method, todo, have)
-        # longest text first: a big expression started last would leave the other workers idle
-        run.sort(key=len, reverse=True)
-        for t, o in zip(run, run_forms(run, method, timeout, workers) if run else ()):
+        run, groups = _grouped(_from_disk(method, todo, have), related or {})
+        for t, o in zip(run, run_forms(run, method, timeout, workers, groups) if run else ()):
             have[t] = o
         diskcache.put_many(method, [(t, o.status, o.form, o.tree, o.message)
                                     for t in run for o in (have[t],) if o.status == "ok"])
@@ -127,6 +129,22 @@ def normal_forms(texts: Iterable[str], method: Method = "srsd", timeout: float =
         for t in todo:
             _store(method, t, have[t], timeout)
     return [have[t] for t in texts]
+
+
+def _grouped(run: list[str], related: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The texts ordered by group (the biggest group first: one started last would leave the
+    other workers idle), each group's root first; and their group keys."""
+    members: dict[str, list[str]] = {}
+    for t in sorted(run, key=len, reverse=True):
+        members.setdefault(related.get(t, t), []).append(t)
+    order = sorted(members, key=lambda g: -sum(map(len, members[g])))
+    out: list[str] = []
+    keys: list[str] = []
+    for g in order:
+        ts = sorted(members[g], key=lambda t: t != g)       # stable: the root first
+        out += ts
+        keys += [g] * len(ts)
+    return out, keys
 
 
 def _from_disk(method: str, todo: list[str], have: dict) -> list[str]:
@@ -169,7 +187,12 @@ def tree_edit_distances(pairs: Iterable[tuple[Any, Any]], normalize: bool = True
         if t is None:
             raise MetricsError("a ground-truth expression is missing")
     texts = list(dict.fromkeys([t for _, t in pairs] + [p for p, _ in pairs if p is not None]))
-    forms = dict(zip(texts, normal_forms(texts, method, timeout, workers)))
+    related: dict[str, str] = {}
+    for p, t in pairs:
+        related.setdefault(t, t)
+        if p is not None:
+            related.setdefault(p, t)
+    forms = dict(zip(texts, normal_forms(texts, method, timeout, workers, related)))
     out = []
     for p, t in pairs:
         tf = forms[t]

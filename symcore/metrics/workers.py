@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Hashable, Literal, Sequence
 
 __all__ = ["Outcome", "run_forms", "run_tasks", "n_workers", "shutdown", "as_tree"]
 
@@ -56,6 +57,7 @@ class _Worker:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
         self.buf = b""
         self.task: tuple[int, float, float] | None = None  # (index, started, deadline)
+        self.group: Hashable = None      # the task group it is working through
 
     def send(self, payload: dict) -> None:
         assert self.proc.stdin is not None
@@ -94,31 +96,65 @@ def _take(k: int) -> list[_Worker]:
 
 
 def run_forms(texts: Sequence[str], method: str, timeout: float,
-              workers: int | None = None) -> list[Outcome]:
+              workers: int | None = None, groups: Sequence[Hashable] | None = None
+              ) -> list[Outcome]:
     """Normal form and tree of every text, computed in parallel worker processes; a text
-    still running after `timeout` seconds is an Outcome("timeout") and its worker is killed."""
-    res = run_tasks([{"method": method, "text": t} for t in texts], timeout, workers)
+    still running after `timeout` seconds is an Outcome("timeout") and its worker is killed.
+    groups: texts with the same group key go to the same worker one after another (see
+    run_tasks)."""
+    res = run_tasks([{"method": method, "text": t} for t in texts], timeout, workers, groups)
     return [Outcome(r["status"], r.get("form"), as_tree(r.get("tree")), r.get("message", ""),
                     r["seconds"]) for r in res]
 
 
-def run_tasks(tasks: Sequence[dict], timeout: float, workers: int | None = None) -> list[dict]:
+class _Queue:
+    """Task indices in groups, in order: a worker keeps to its group (SymPy's cache in that
+    process holds the work on the group's other members: a formula and its perturbations
+    share most subterms), takes the next unstarted group when its own is done, and at the end
+    helps the group with the most tasks left."""
+
+    def __init__(self, n: int, groups: Sequence[Hashable] | None) -> None:
+        self.left: dict[Hashable, deque[int]] = {}
+        for i, g in enumerate(range(n) if groups is None else groups):
+            self.left.setdefault(("g", g), deque()).append(i)
+        self.fresh = deque(self.left)
+
+    def take(self, group: Hashable) -> tuple[int, Hashable] | None:
+        if group is not None and self.left.get(group):
+            return self.left[group].popleft(), group
+        while self.fresh:
+            g = self.fresh.popleft()
+            if self.left[g]:
+                return self.left[g].popleft(), g
+        g = max(self.left, key=lambda k: len(self.left[k]), default=None)
+        if g is None or not self.left[g]:
+            return None
+        return self.left[g].popleft(), g
+
+
+def run_tasks(tasks: Sequence[dict], timeout: float, workers: int | None = None,
+              groups: Sequence[Hashable] | None = None) -> list[dict]:
     """Run every task (a JSON request: "method" and its fields) in parallel worker processes;
     each answer is a dict with "status" ("ok", "timeout", "error"), "seconds" and the task's
-    result fields.  A task still running after `timeout` seconds is killed with its worker."""
+    result fields.  A task still running after `timeout` seconds is killed with its worker.
+    groups: one key per task; a worker runs a group's tasks one after another, in order
+    (default: every task its own group, started in order)."""
     texts = tasks
     out: list[dict | None] = [None] * len(texts)
     if not texts:
         return []
+    if groups is not None and len(groups) != len(texts):
+        raise ValueError("run_tasks: one group key per task")
     k = max(1, min(len(texts), workers or n_workers()))
     pool = _take(k)
-    todo = list(range(len(texts)))[::-1]
+    queue = _Queue(len(texts), groups)
     sel = selectors.DefaultSelector()
     try:
         def assign(w: _Worker) -> bool:
-            if not todo:
+            got = queue.take(w.group)
+            if got is None:
                 return False
-            i = todo.pop()
+            i, w.group = got
             now = time.monotonic()
             w.task = (i, now, now + timeout)
             try:
@@ -183,11 +219,13 @@ def _retire(sel: selectors.BaseSelector, live: list[_Worker], w: _Worker, *, rep
     live.remove(w)
     if not replace:
         w.task = None
+        w.group = None
         with _LOCK:
             _IDLE.append(w)
         return
     w.kill()
     fresh = _Worker()
+    fresh.group = w.group               # carries on with the group of the one it replaces
     if assign(fresh):
         sel.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
         live.append(fresh)
