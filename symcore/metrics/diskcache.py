@@ -1,8 +1,9 @@
 """On-disk cache of SRSD normal forms (SQLite, JSON values), so a ground truth's slow SymPy
 pipeline runs once per machine, not once per results table (the reference re-runs it per pair).
 
-Keyed by method, the expression's text, SymPy's version and this pipeline's version.  Location: `$SYMCORE_CACHE`/metrics (default ~/.cache/symcore/metrics);
-`SYMCORE_CACHE=""` turns it off.  Only results are stored (no timeouts, no dead workers), as
+Keyed by method, the expression's text, SymPy's version and this pipeline's version.
+Location: `$SYMCORE_CACHE`/metrics (default ~/.cache/symcore/metrics); `SYMCORE_CACHE=""`
+turns it off.  Only results are stored (no timeouts, no dead workers), as
 JSON: a cache file can never run code, and one not owned by this user is not read.
 """
 
