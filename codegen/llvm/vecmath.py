@@ -278,7 +278,7 @@ def _fabs_fn(b: ir.IRBuilder, ty: ir.VectorType) -> ir.Function:
 # 16-entry table in two registers, no gather), vgetmant/vgetexp and vscalefpd (2^n scaling that
 # rounds overflow to inf and underflow to subnormals/0 and propagates NaN), take every special
 # input (NaN, ±inf, ±0, subnormals) to the C result without a guard, and are accurate to 1 ulp
-# (exp, log) and 2 ulp (sin, cos) against NumPy (tests/codegen/test_tier1_vecmath.py).  A builder
+# (exp, log) and 2 ulp (sin, cos) against NumPy (tests/codegen/llvm/test_vecmath.py).  A builder
 # opts in with its `inline_math` attribute: "inline" writes the code in place (used to write the
 # helper functions, emit.helper_module), "call" calls helper `symcore.<fn>.v8f64` (or .v16f64 for
 # two native vectors, both halves interleaved) that tier 1 compiles once at O2 and links into

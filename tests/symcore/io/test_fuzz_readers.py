@@ -10,7 +10,7 @@ import symcore
 from symcore import SymcoreError
 from symcore.ops import DIALECTS, OPS
 from symcore.io.printers import write
-from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_many
+from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_many, read_with_params
 
 SPELLINGS = sorted({s for op in OPS.values() for names in op.spell.values() for s in names})
 VOCAB = SPELLINGS + [
@@ -25,10 +25,10 @@ TEXT_ALPHABET = st.characters(codec="utf-8", exclude_categories=("Cs",))
 
 def only_symcore_errors(text: str) -> None:
     for d in READ_DIALECTS:
-        for opts in ({}, {"numbers": "params", "with_params": True},
-                     {"theta": [1.0, 2.0], "var_base": 0}):
+        for fn, opts in ((read, {}), (read_with_params, {"numbers": "params"}),
+                         (read, {"theta": [1.0, 2.0], "var_base": 0})):
             try:
-                read(text, d, **opts)
+                fn(text, d, **opts)
             except SymcoreError:
                 pass
 

@@ -19,7 +19,7 @@ from strategies import examples
 import symcore
 from symcore.ir import topo
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 # Both sides are float64 NumPy running the same operations: only the last bits may differ
 # (NumPy's SIMD and scalar loops for sin/cos/log may round differently).

@@ -16,9 +16,10 @@ import symcore
 from symcore import (ArityError, DataError, DialectError, ParseError, SymcoreError,
                      UnknownOperatorError, call, const, evaluate, param, var)
 from symcore.ir import topo
-from symcore.io.readers import READ_DIALECTS, Population, detect_dialect, read, read_file, read_many
+from symcore.io.readers import (READ_DIALECTS, Population, detect_dialect, read, read_file,
+                                read_many, read_with_params)
 
-_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"   # copies of ../shared/data
+_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"   # copies of ../shared/data
 FRONTENDS = next((p for p in (_FIXTURES / "frontends", Path("/work/shared/data/frontends"))
                   if p.is_dir()), _FIXTURES / "frontends")
 FORMULAS = next((p for p in (_FIXTURES / "formulas", Path("/work/shared/data/formulas"))
@@ -212,12 +213,12 @@ def test_pysr_julia_float32_literals():
 
 
 def test_placeholders_become_parameters():
-    e, v = read("C*sin(X1) + C", "sympy", with_params=True)
+    e, v = read_with_params("C*sin(X1) + C", "sympy")
     assert e is call("add", call("mul", param(0), call("sin", x0)), param(1))
     assert v.shape == (2,) and np.isnan(v).all()
-    e, v = read("C*sin(X1) + C", "sympy", theta=[1.5, 2.5], with_params=True)
+    e, v = read_with_params("C*sin(X1) + C", "sympy", theta=[1.5, 2.5])
     assert list(v) == [1.5, 2.5]
-    e, v = read("2.0*C + C", "sympy", theta=[1.5, 2.5], numbers="params", with_params=True)
+    e, v = read_with_params("2.0*C + C", "sympy", theta=[1.5, 2.5], numbers="params")
     assert e is call("add", call("mul", param(0), param(1)), param(2))
     assert list(v) == [2.0, 1.5, 2.5]      # theta fills the placeholders in order
     assert read("mul,const,n2,x1", "dso") is call("mul", param(0), call("square", x0))
@@ -229,25 +230,25 @@ def test_placeholders_become_parameters():
 
 
 def test_numbers_as_params():
-    e, v = read("2.5*x0 + -1.5 - x0^2.0", "eggp", numbers="params", with_params=True)
+    e, v = read_with_params("2.5*x0 + -1.5 - x0^2.0", "eggp", numbers="params")
     assert e is call("sub", call("add", call("mul", param(0), x0), param(1)),
                      call("pow", x0, param(2)))
     assert list(v) == [2.5, -1.5, 2.0]
-    e, v = read("powi(x0, 3.0) * 1.5 + p0", "symcore", numbers="params", with_params=True)
+    e, v = read_with_params("powi(x0, 3.0) * 1.5 + p0", "symcore", numbers="params")
     assert e is call("add", call("mul", call("powi", x0, const(3.0)), param(1)), param(0))
     assert v[1] == 1.5 and np.isnan(v[0])
-    e, v = read("2*pi*x0", "sympy", numbers="params", with_params=True)
+    e, v = read_with_params("2*pi*x0", "sympy", numbers="params")
     assert e is call("mul", call("mul", param(0), const(math.pi)), x0) and list(v) == [2.0]
-    e, v = read("x0 + inf", "symcore", numbers="params", with_params=True)
+    e, v = read_with_params("x0 + inf", "symcore", numbers="params")
     assert e is call("add", x0, const(math.inf)) and len(v) == 0
-    e, v = read("((x_0)**2 mul 3.0)", "e2e", numbers="params", with_params=True)
+    e, v = read_with_params("((x_0)**2 mul 3.0)", "e2e", numbers="params")
     assert e is call("mul", call("square", x0), param(0)) and list(v) == [3.0]
     X = np.random.default_rng(1).normal(size=(20, 3))
     for d, text in FORMATS_EXAMPLES:
         if d in ("eggp_numpy", "sympy", "nesymres", "dso"):
             continue
         e1 = read(text, d)
-        e2, v2 = read(text, d, numbers="params", with_params=True)
+        e2, v2 = read_with_params(text, d, numbers="params")
         assert same_values(evaluate(e1, X), evaluate(e2, X, v2))
 
 
@@ -255,10 +256,10 @@ def test_eggp_numpy_theta():
     text = "(x[:, 0] * (t[0] * x[:, 2] ** t[1]))"
     e = read(text, "eggp_numpy", theta="1.5;-2.0")
     assert e is call("mul", x0, call("mul", const(1.5), call("pow", x2, const(-2.0))))
-    e, v = read(text, "eggp_numpy", theta="1.5;-2.0", numbers="params", with_params=True)
+    e, v = read_with_params(text, "eggp_numpy", theta="1.5;-2.0", numbers="params")
     assert e is call("mul", x0, call("mul", param(0), call("pow", x2, param(1))))
     assert list(v) == [1.5, -2.0]
-    e, v = read(text, "eggp_numpy", with_params=True)
+    e, v = read_with_params(text, "eggp_numpy")
     assert np.isnan(v).all() and len(v) == 2
     with pytest.raises(ParseError, match="theta"):
         read(text, "eggp_numpy", theta=[1.0])

@@ -163,7 +163,7 @@ def test_deep_sympy_trees_convert():
         from_sympy(sympy.zoo * sympy.Symbol("x0"))
 
 
-FORMULAS = Path(__file__).resolve().parents[1] / "fixtures" / "formulas" / "aifeynman_100.json"
+FORMULAS = Path(__file__).resolve().parents[2] / "fixtures" / "formulas" / "aifeynman_100.json"
 
 
 @pytest.mark.skipif(not FORMULAS.is_file(), reason="shared data not present")

@@ -23,7 +23,7 @@ from strategies import data as strat_data, exprs
 
 x0, x1 = var(0), var(1)
 p = [param(i) for i in range(4)]
-FORMULAS = pathlib.Path(__file__).resolve().parents[1] / "fixtures/formulas/aifeynman_100.json"
+FORMULAS = pathlib.Path(__file__).resolve().parents[2] / "fixtures/formulas/aifeynman_100.json"
 
 
 def feynman_problems(n: int, seed: int):

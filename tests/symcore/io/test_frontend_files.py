@@ -19,7 +19,7 @@ from strategies import examples
 import symcore
 from symcore.ir import topo
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 FRONTENDS = FIXTURES / "frontends"
 FORMULAS = FIXTURES / "formulas"
 
