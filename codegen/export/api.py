@@ -50,7 +50,7 @@ def export(expr: Expr, path: str | os.PathLike[str], format: Format | None = Non
         fname = "rhs" if name == "model" else name
         sfmt = check_target(path, format)
         check_name(fname, sfmt)
-        return write_system(expr, _as_path(path), sfmt, fname, cpu)
+        return write_system(expr, as_path(path), sfmt, fname, cpu)
     if not isinstance(expr, Expr):
         raise ExportError(f"export takes an Expr or a System, got {type(expr).__name__}")
     fmt = check_target(path, format)
