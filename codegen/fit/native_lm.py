@@ -19,7 +19,7 @@ from typing import Callable
 
 from llvmlite import ir
 
-from symcore.codegen.llvm.irflow import Flow
+from symcore.codegen.llvm.irflow import ScalarFlow
 
 _F64 = ir.DoubleType()
 _I64 = ir.IntType(64)
@@ -60,65 +60,11 @@ def work_size(Pm: int) -> int:
     return 12 * Pm + 4 * Pm * Pm
 
 
-class _LMFlow(Flow):
-    """`Flow` plus the scalar double helpers the LM loop is written in."""
-
-    def __init__(self, fn: ir.Function) -> None:
-        super().__init__(fn)
-        m = fn.module
-        self._sqrt = m.declare_intrinsic("llvm.sqrt", [_F64])
-        self._fabs = m.declare_intrinsic("llvm.fabs", [_F64])
-
-    # values
-    @staticmethod
-    def f(x: float) -> ir.Constant:
-        return ir.Constant(_F64, x)
-
-    @staticmethod
-    def i(x: int) -> ir.Constant:
-        return ir.Constant(_I64, x)
-
-    def sqrt(self, x: ir.Value) -> ir.Value:
-        return self.b.call(self._sqrt, [x])
-
-    def abs(self, x: ir.Value) -> ir.Value:
-        return self.b.call(self._fabs, [x])
-
-    def max(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """Python's max(x, y): x unless y > x."""
-        return self.b.select(self.b.fcmp_ordered(">", y, x), y, x)
-
-    def min(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """Python's min(x, y): x unless y < x."""
-        return self.b.select(self.b.fcmp_ordered("<", y, x), y, x)
-
-    def lt(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        return self.b.fcmp_ordered("<", x, y)
-
-    def le(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        return self.b.fcmp_ordered("<=", x, y)
-
-    def eq(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        return self.b.fcmp_ordered("==", x, y)
-
-    def finite(self, x: ir.Value) -> ir.Value:
-        return self.b.fcmp_ordered("<", self.abs(x), self.f(float("inf")))
-
-    # memory
-    def get(self, slot: ir.Value) -> ir.Value:
-        return self.b.load(slot)
-
-    def set(self, slot: ir.Value, v: ir.Value) -> None:
-        self.b.store(v, slot)
+class _LMFlow(ScalarFlow):
+    """`ScalarFlow` plus the LM loop's own helpers."""
 
     def at(self, base: ir.Value, idx: ir.Value) -> ir.Value:
         return self.b.gep(base, [idx])
-
-    def ld(self, base: ir.Value, idx: ir.Value) -> ir.Value:
-        return self.b.load(self.b.gep(base, [idx]))
-
-    def st(self, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
-        self.b.store(v, self.b.gep(base, [idx]))
 
     def sum(self, n: ir.Value, term: Callable[[ir.Value], ir.Value]) -> ir.Value:
         acc = self.local(self.f(0.0))

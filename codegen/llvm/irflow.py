@@ -9,6 +9,7 @@ from typing import Callable
 from llvmlite import ir
 
 _I64 = ir.IntType(64)
+_F64 = ir.DoubleType()
 
 
 class Flow:
@@ -84,3 +85,61 @@ class Flow:
         if not b.block.is_terminated:
             b.branch(head)
         b.position_at_end(end)
+
+
+class ScalarFlow(Flow):
+    """`Flow` plus the scalar double helpers the native algorithms (the LM loop, the ODE
+    integrators) are written in: constants, sqrt/abs, ordered compares, NaN-aware min/max,
+    locals and array element access."""
+
+    def __init__(self, fn: ir.Function) -> None:
+        super().__init__(fn)
+        m = fn.module
+        self._sqrt = m.declare_intrinsic("llvm.sqrt", [_F64])
+        self._fabs = m.declare_intrinsic("llvm.fabs", [_F64])
+
+    @staticmethod
+    def f(x: float) -> ir.Constant:
+        return ir.Constant(_F64, x)
+
+    @staticmethod
+    def i(x: int) -> ir.Constant:
+        return ir.Constant(_I64, x)
+
+    def sqrt(self, x: ir.Value) -> ir.Value:
+        return self.b.call(self._sqrt, [x])
+
+    def abs(self, x: ir.Value) -> ir.Value:
+        return self.b.call(self._fabs, [x])
+
+    def max(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """Python's max(x, y): x unless y > x (a NaN y leaves x)."""
+        return self.b.select(self.b.fcmp_ordered(">", y, x), y, x)
+
+    def min(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """Python's min(x, y): x unless y < x (a NaN y leaves x)."""
+        return self.b.select(self.b.fcmp_ordered("<", y, x), y, x)
+
+    def lt(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered("<", x, y)
+
+    def le(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered("<=", x, y)
+
+    def eq(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered("==", x, y)
+
+    def finite(self, x: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered("<", self.abs(x), self.f(float("inf")))
+
+    def get(self, slot: ir.Value) -> ir.Value:
+        return self.b.load(slot)
+
+    def set(self, slot: ir.Value, v: ir.Value) -> None:
+        self.b.store(v, slot)
+
+    def ld(self, base: ir.Value, idx: ir.Value) -> ir.Value:
+        return self.b.load(self.b.gep(base, [idx]))
+
+    def st(self, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
+        self.b.store(v, self.b.gep(base, [idx]))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from llvmlite import ir
 
 from symcore.errors import CompileError
-from symcore.codegen.llvm.irflow import Flow
+from symcore.codegen.llvm.irflow import Flow, ScalarFlow
 from symcore.codegen.llvm.lower import lower_powi, lowering
 from symcore.codegen.llvm.values import literal
 from symcore.dynamics import System
@@ -137,60 +137,21 @@ def emit_rhs_batch(module: ir.Module, name: str, rhs: ir.Function, n: int) -> ir
 
 # -- the integrator --------------------------------------------------------------------------
 
-class _OdeFlow(Flow):
-    """`Flow` plus scalar double helpers and loops over the n state components."""
+class _OdeFlow(ScalarFlow):
+    """`ScalarFlow` plus pow/ceil and loops over the n state components."""
 
     def __init__(self, fn: ir.Function, n: ir.Value) -> None:
         super().__init__(fn)
         m = fn.module
         self.n = n
-        self._sqrt = m.declare_intrinsic("llvm.sqrt", [_F64])
-        self._fabs = m.declare_intrinsic("llvm.fabs", [_F64])
         self._pow = m.declare_intrinsic("llvm.pow", [_F64])
         self._ceil = m.declare_intrinsic("llvm.ceil", [_F64])
-
-    @staticmethod
-    def f(x: float) -> ir.Constant:
-        return ir.Constant(_F64, x)
-
-    @staticmethod
-    def i(x: int) -> ir.Constant:
-        return ir.Constant(_I64, x)
-
-    def sqrt(self, x: ir.Value) -> ir.Value:
-        return self.b.call(self._sqrt, [x])
-
-    def abs(self, x: ir.Value) -> ir.Value:
-        return self.b.call(self._fabs, [x])
 
     def pow(self, x: ir.Value, y: ir.Value) -> ir.Value:
         return self.b.call(self._pow, [x, y])
 
     def ceil(self, x: ir.Value) -> ir.Value:
         return self.b.call(self._ceil, [x])
-
-    def max(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """x unless y > x (a NaN y leaves x)."""
-        return self.b.select(self.b.fcmp_ordered(">", y, x), y, x)
-
-    def min(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """x unless y < x (a NaN y leaves x)."""
-        return self.b.select(self.b.fcmp_ordered("<", y, x), y, x)
-
-    def finite(self, x: ir.Value) -> ir.Value:
-        return self.b.fcmp_ordered("<", self.abs(x), self.f(float("inf")))
-
-    def get(self, slot: ir.Value) -> ir.Value:
-        return self.b.load(slot)
-
-    def set(self, slot: ir.Value, v: ir.Value) -> None:
-        self.b.store(v, slot)
-
-    def ld(self, base: ir.Value, idx: ir.Value) -> ir.Value:
-        return self.b.load(self.b.gep(base, [idx]))
-
-    def st(self, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
-        self.b.store(v, self.b.gep(base, [idx]))
 
     def each(self, body: Callable[[ir.Value], None]) -> None:
         self.for_(self.i(0), self.n, body, name="comp")
