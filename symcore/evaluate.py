@@ -77,6 +77,23 @@ def as_matrix(X: Any, exprs: Sequence[Expr] = (), dtype: Any = np.float64) -> np
     return A
 
 
+def as_rows(v: Any, n: int, name: str, dtype: Any = np.float64) -> np.ndarray:
+    """A per-row vector (y, weights) checked against n rows: float64 values rounded to the
+    data's `dtype` (the kernels see them in that precision, then reduce in float64); a (n, 1)
+    column is accepted; non-numeric, wrongly shaped or non-finite input raises DataError."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name} is not numeric: {err}") from None
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or a.shape[0] != n:
+        raise DataError(f"{name} must have one value per row of X ({n}), got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise DataError(f"{name} has non-finite values")
+    return np.ascontiguousarray(a.astype(dtype).astype(np.float64))
+
+
 def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) -> np.ndarray:
     """Values of `expr` on every row of `X` (rows × columns); `params` fills parameter slots.
 

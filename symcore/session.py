@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from symcore.errors import DataError, SymcoreError
-from symcore.evaluate import as_matrix
+from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 
 _is = operator.is_
@@ -151,19 +151,7 @@ class Session:
         return float(nonfinite)
 
     def _vector(self, v: Any, name: str) -> np.ndarray:
-        try:
-            a = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{name} is not numeric: {err}") from None
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.ndim != 1 or a.shape[0] != self.n_rows:
-            raise DataError(f"{name} must have one value per row of X ({self.n_rows}), "
-                            f"got shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise DataError(f"{name} has non-finite values")
-        # the data's dtype is the session's: rounded to it like X, then used in float64
-        return np.ascontiguousarray(a.astype(self._np).astype(np.float64))
+        return as_rows(v, self.n_rows, name, self._np)
 
     def _weight_vector(self, v: Any, name: str) -> np.ndarray:
         w = self._vector(v, name)

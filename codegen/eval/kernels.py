@@ -24,7 +24,7 @@ import numpy as np
 
 from symcore.columns import check_not_shifted
 from symcore.errors import CompileError, DataError, SymcoreError
-from symcore.evaluate import as_matrix
+from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 from symcore.types import Dtype, Metric, Tier
 
@@ -208,18 +208,7 @@ class Kernel:
         return np.ascontiguousarray(np.broadcast_to(v, (P, v.shape[0])))
 
     def _target(self, y: Any, n: int) -> np.ndarray:
-        try:
-            v = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"y is not numeric: {err}") from None
-        if v.ndim == 2 and v.shape[1] == 1:
-            v = v[:, 0]
-        if v.ndim != 1 or v.shape[0] != n:
-            raise DataError(f"y must have one value per row of X ({n}), got shape {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise DataError("y has non-finite values")
-        # the data's dtype is the kernel's: y is rounded to it like X (then summed in float64)
-        return v.astype(self._np).astype(np.float64)
+        return as_rows(y, n, "y", self._np)
 
     def _weights(self, weights: Any, n: int) -> np.ndarray | None:
         if weights is None:
