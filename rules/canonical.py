@@ -429,8 +429,10 @@ class _Canon:
         items: list[tuple[bool, Expr]] = []
         for fs, c in terms:
             items.append((c >= 0, self.build_mono(abs(c), fs)))
-        if c0 != 0.0 or not items:
-            items.append((not c0 < 0, const(abs(c0)) if items else const(c0)))
+        if not items:   # everything cancelled: the signed constant itself
+            items.append((True, const(c0)))
+        elif c0 != 0.0:
+            items.append((not c0 < 0, const(abs(c0))))
         if len(items) == 1:
             pos, x = items[0]
             out = x if pos else Expr("neg", (x,))

@@ -264,3 +264,10 @@ def test_equivalent_abs_idempotent_and_root_of_square(before, after):
     assert same_where_finite(before, c, X3)
     # a sign that is not provably non-negative stays inside abs
     assert canonical(call("abs", call("mul", var(0), var(1)))).op == "abs"
+
+
+def test_sum_that_cancels_to_a_negative_constant():
+    # x0 + (1*(-1) - x0) is -1 (it was printed -(-1.0), i.e. +1, and merged with 1)
+    e = call("add", var(0), call("sub", call("mul", const(1.0), const(-1.0)), var(0)))
+    assert canonical(e) is const(-1.0)
+    assert canonical(call("sub", call("sub", var(1), const(2.5)), var(1))) is const(-2.5)
