@@ -354,12 +354,22 @@ class _Canon:
         # 0 * f = 0 where f is provably finite (the sign of a zero is rounding)
         if coef == 0.0 and all(q == 0 and self.facts.finite(b) for b, _, q in factors):
             return const(0.0)
-        if coef < 0 or (coef == 0.0 and math.copysign(1.0, coef) < 0):
+        # one sign convention, the most compact: -x is neg(x), -2.5*x is (-2.5)*x
+        if coef == -1.0 or (coef == 0.0 and math.copysign(1.0, coef) < 0):
             out = Expr("neg", (self.build_mono(-coef, factors),))
             self.mono.setdefault(out, (coef, factors))
             return out
-        num = [_power(b, p) for b, p, _ in factors if p]
-        den = [_power(b, q) for b, _, q in factors if q]
+        # a common power of every factor stays outside: square(a / b), not square(a)/square(b)
+        ks = {p or q for _, p, q in factors}
+        k = ks.pop() if len(ks) == 1 and len(factors) > 1 and \
+            all(bool(p) != bool(q) for _, p, q in factors) else 1
+        if k > 1:
+            inner = tuple((b, p // k, q // k) for b, p, q in factors)
+            num = [_power(self.build_mono(1.0, inner), k)]
+            den = []
+        else:
+            num = [_power(b, p) for b, p, _ in factors if p]
+            den = [_power(b, q) for b, _, q in factors if q]
         if coef != 1.0:
             num.insert(0, const(coef))
         top = _chain("mul", num) if num else None
@@ -433,7 +443,10 @@ class _Canon:
             items.append((True, const(c0)))
         elif c0 != 0.0:
             items.append((not c0 < 0, const(abs(c0))))
-        if len(items) == 1:
+        if len(items) == 1 and len(terms) == 1 and c0 == 0.0:
+            fs, c = terms[0]
+            out = self.build_mono(c, fs)       # a signed monomial: its own sign convention
+        elif len(items) == 1:
             pos, x = items[0]
             out = x if pos else Expr("neg", (x,))
         else:

@@ -149,7 +149,10 @@ def _prepare_model(expr: Expr, params0: Any, lift: Any) -> tuple[Expr, np.ndarra
     do_lift = (own == 0) if lift == "auto" else lift in (True, "occurrence", "distinct")
     start = None
     if params0 is not None:
-        start = np.asarray(params0, dtype=np.float64)
+        try:
+            start = np.asarray(params0, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"params0 is not numeric: {err}") from None
         if start.ndim != 1:
             raise DataError(f"params0 must be a 1-D vector, got shape {start.shape}")
     base = np.ones(own) if start is None or start.shape[0] < own else start[:own]

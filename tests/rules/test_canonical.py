@@ -271,3 +271,18 @@ def test_sum_that_cancels_to_a_negative_constant():
     e = call("add", var(0), call("sub", call("mul", const(1.0), const(-1.0)), var(0)))
     assert canonical(e) is const(-1.0)
     assert canonical(call("sub", call("sub", var(1), const(2.5)), var(1))) is const(-2.5)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("(-0.5) * x0", "(-0.5) * x0"),                      # sign in the coefficient, no neg node
+    ("neg(x0) * 3", "(-3.0) * x0"),
+    ("neg(x0)", "-x0"),
+    ("square(x0 / x1)", "square(x0 / x1)"),              # a common power stays outside
+    ("x0 * x0 / (x1 * x1)", "square(x0 / x1)"),
+    ("exp((-0.5) * square(x1 / x0))", "exp((-0.5) * square(x1 / x0))"),
+])
+def test_canonical_form_is_compact(text, want):
+    e = symcore.read(text, dialect="symcore")
+    c = canonical(e)
+    assert str(c) == want
+    assert c.size <= e.size and canonical(c) is c
