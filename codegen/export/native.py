@@ -129,12 +129,10 @@ def header_path(library: Path) -> Path:
     return library.with_suffix(".h")
 
 
-def write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runtime: bool,
-             original: Expr, cpu: Cpu = "generic") -> None:
-    """Link the model's object code into the shared library `out`; write its header beside it
-    (the caller has checked that the two paths differ)."""
+def link_shared(obj: bytes, out: Path) -> None:
+    """Link object code into the shared library `out` with the system's C compiler (-lm),
+    through a temporary directory so a failed link leaves nothing half-written."""
     cc = find_compiler()
-    obj = _object_code(model, name, runtime, cpu)
     with tempfile.TemporaryDirectory(prefix="symcore-export-") as tmp:
         o = Path(tmp) / "model.o"
         o.write_bytes(obj)
@@ -149,6 +147,13 @@ def write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runtim
             os.chmod(out, 0o755)
         except OSError as err:
             raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+
+
+def write_so(model: Expr, out: Path, name: str, pvals: np.ndarray | None, runtime: bool,
+             original: Expr, cpu: Cpu = "generic") -> None:
+    """Link the model's object code into the shared library `out`; write its header beside it
+    (the caller has checked that the two paths differ)."""
+    link_shared(_object_code(model, name, runtime, cpu), out)
     import llvmlite.binding as llvm
 
     from symcore.codegen.llvm.jit import host_cpu

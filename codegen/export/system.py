@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +77,7 @@ def write_system(sysm: System, out: Path, fmt: str, name: str,
                  cpu: Literal["generic", "host"] = "generic") -> Path:
     """Write `sysm` as a shared library (+ header `<stem>.h`, format "so") or LLVM IR ("ll");
     `export()` has checked the path, the format and the name."""
-    from symcore.codegen.export.native import find_compiler, header_path
+    from symcore.codegen.export.native import header_path, link_shared
     if fmt not in ("so", "ll"):
         raise ExportError(f"a system exports as 'so' or 'll', not {fmt!r}")
     if cpu not in ("generic", "host"):
@@ -89,22 +86,12 @@ def write_system(sysm: System, out: Path, fmt: str, name: str,
     if fmt == "ll":
         out.write_text(text, encoding="utf-8")
         return out
-    cc = find_compiler()
-    with tempfile.TemporaryDirectory(prefix="symcore-export-") as tmp:
-        o = Path(tmp) / "rhs.o"
-        o.write_bytes(_object(text, cpu))
-        so = Path(tmp) / "rhs.so"
-        proc = subprocess.run([cc, "-shared", "-o", str(so), str(o), "-lm"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ExportError(f"linking {out.name} with {cc} failed: "
-                              f"{(proc.stderr or proc.stdout).strip()[:2000]}")
-        try:
-            shutil.copyfile(so, out)
-            os.chmod(out, 0o755)
-            header_path(out).write_text(_header(sysm, name), encoding="utf-8")
-        except OSError as err:
-            raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+    link_shared(_object(text, cpu), out)
+    try:
+        header_path(out).write_text(_header(sysm, name), encoding="utf-8")
+    except OSError as err:
+        raise ExportError(f"cannot write {str(header_path(out))!r}: {err.strerror or err}") \
+            from None
     return out
 
 
