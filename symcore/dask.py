@@ -23,6 +23,7 @@ import numpy as np
 
 from symcore.errors import DataError, FitError, SymcoreError
 from symcore.ir import Expr
+from symcore.scoring import from_sums
 
 __all__ = ["score", "predict", "fit", "map_population", "DaskMetric", "client_from_spec",
            "DaskScorer", "read_frame"]
@@ -226,19 +227,9 @@ def _metric_from(st: _Stats, metric: str) -> np.ndarray:
             # undefined (NaN) when either side is constant, as in memory (Session)
             out = np.where(den > 0, st.c_fy / np.where(den > 0, den, 1.0), np.nan)
             return np.where(bad | ~np.isfinite(out), np.nan, out)
-        if metric == "mae":
-            out = st.sae / sw
-        else:
-            mse = st.sse / sw
-            if metric == "mse":
-                out = mse
-            elif metric == "rmse":
-                out = np.sqrt(mse)
-            elif metric == "r2":
-                out = (1.0 - st.sse / sst) if sst > 0 else np.where(st.sse == 0, 1.0, 0.0)
-                return np.asarray(np.where(bad, -np.inf, out), dtype=np.float64)
-            else:
-                out = mse / (sst / sw) if sst > 0 else np.where(mse == 0, 0.0, np.inf)
+    out = from_sums(metric, st.sse, st.sae, sw, sst)
+    if metric == "r2":
+        return np.asarray(np.where(bad, -np.inf, out), dtype=np.float64)
     return np.asarray(np.where(bad | ~np.isfinite(out), np.inf, out), dtype=np.float64)
 
 

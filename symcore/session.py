@@ -22,6 +22,7 @@ import numpy as np
 from symcore.errors import DataError, SymcoreError
 from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
+from symcore.scoring import from_sums
 
 _is = operator.is_
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
@@ -597,16 +598,11 @@ class Session:
         """mse rmse mae nmse r2 from the sums; `w` is None, the session's (N,) or per-row
         (P, N) weights."""
         y = self._y
+        m = self.metric
         with np.errstate(all="ignore"):
             sw = self._sw if w is None else (w.sum() if w.ndim == 1 else w.sum(axis=1))
-            m = self.metric
-            if m == "mae":
-                out = sae / sw
-            elif m == "mse":
-                out = sse / sw
-            elif m == "rmse":
-                out = np.sqrt(sse / sw)
-            else:
+            sst: Any = 0.0
+            if m in ("r2", "nmse"):
                 ww = np.ones_like(y) if w is None else w
                 if ww.ndim == 1:
                     ybar = (ww * y).sum() / sw
@@ -614,15 +610,7 @@ class Session:
                 else:
                     ybar = (ww * y).sum(axis=1) / sw
                     sst = (ww * (y[None, :] - ybar[:, None]) ** 2).sum(axis=1)
-                sst = np.broadcast_to(sst, sse.shape)
-                pos = sst > 0
-                if m == "r2":
-                    out = np.where(pos, 1.0 - sse / np.where(pos, sst, 1.0),
-                                   np.where(sse == 0, 1.0, 0.0))
-                else:
-                    out = np.where(pos, (sse / sw) / (np.where(pos, sst, 1.0) / sw),
-                                   np.where(sse == 0, 0.0, np.inf))
-        out = np.asarray(out, dtype=np.float64)
+        out = np.asarray(from_sums(m, sse, sae, sw, sst), dtype=np.float64)
         return self._policy_apply(out, bad | ~np.isfinite(out))
 
     def _policy_apply(self, out: np.ndarray, bad: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 from symcore.columns import check_not_shifted
 from symcore.errors import CompileError, DataError, SymcoreError
 from symcore.evaluate import as_matrix, as_rows
+from symcore.scoring import from_sums
 from symcore.ir import Expr
 from symcore.types import Dtype, Metric, Tier
 
@@ -342,26 +343,15 @@ def _metric(metric: str, sse: np.ndarray, sae: np.ndarray, y: np.ndarray,
             w: np.ndarray | None) -> np.ndarray:
     sw = float(y.shape[0]) if w is None else float(w.sum())
     bad = ~(np.isfinite(sse) & np.isfinite(sae))
-    with np.errstate(all="ignore"):
-        if metric == "mae":
-            out = sae / sw
-        else:
-            mse = sse / sw
-            if metric == "mse":
-                out = mse
-            elif metric == "rmse":
-                out = np.sqrt(mse)
-            else:
-                ww = np.ones_like(y) if w is None else w
-                ybar = float((ww * y).sum() / sw)
-                sst = float((ww * (y - ybar) ** 2).sum())
-                if metric == "r2":
-                    out = (1.0 - sse / sst) if sst > 0 else np.where(sse == 0, 1.0, 0.0)
-                    out = np.where(bad, -np.inf, out)
-                    return np.asarray(out, dtype=np.float64)
-                out = mse / (sst / sw) if sst > 0 else np.where(mse == 0, 0.0, np.inf)
-    out = np.where(bad | ~np.isfinite(out), np.inf, out)
-    return np.asarray(out, dtype=np.float64)
+    sst = 0.0
+    if metric in ("r2", "nmse"):
+        ww = np.ones_like(y) if w is None else w
+        ybar = float((ww * y).sum() / sw)
+        sst = float((ww * (y - ybar) ** 2).sum())
+    out = from_sums(metric, sse, sae, sw, sst)
+    if metric == "r2":
+        return np.asarray(np.where(bad, -np.inf, out), dtype=np.float64)
+    return np.asarray(np.where(bad | ~np.isfinite(out), np.inf, out), dtype=np.float64)
 
 
 def compile(exprs: Expr | Sequence[Expr], dtype: Dtype = "float64",  # noqa: A001 - public name
