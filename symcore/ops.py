@@ -14,8 +14,12 @@ import numpy as np
 
 from symcore.errors import OpFieldError, OpRegistrationError, UnknownOperatorError
 
-GPLEARN_THRESHOLD = 0.001  # gplearn's protected div/log/inv switch at |x| <= 0.001
-DYSYMNET_LOG_EPS = 1e-6    # DySymNet: log(|x| + 1e-6)
+from symcore.lowering_recipes import CYCLES, LOWER, NP_SRC
+from symcore.numerics import (  # noqa: F401  (re-exported: `from symcore.ops import X`)
+    DYSYMNET_LOG_EPS, GPLEARN_THRESHOLD, POW_SOURCE, POWI_MAX_MULTIPLY, _aq, _c_pow, _pdiv,
+    _pinv, _plog, _pow, _pow_abs, _pow_source, _powi, _powi_pos, _powi_small, _small_int,
+    _POWI_BITS,
+)
 
 
 @dataclass(frozen=True)
@@ -114,140 +118,6 @@ def _sp() -> Any:
 
 def _thr() -> Any:
     return _sp().Float(GPLEARN_THRESHOLD)
-
-
-# ---------------------------------------------------------------------------------------------
-# NumPy reference implementations.  Protected variants follow each tool's own code exactly,
-# including what they do with NaN (gplearn's np.where on |x| > 0.001 sends NaN to the fallback).
-
-def _pdiv(a: Any, b: Any) -> Any:
-    return np.where(np.abs(b) > GPLEARN_THRESHOLD, np.divide(a, b), 1.0)
-
-
-def _plog(a: Any) -> Any:
-    return np.where(np.abs(a) > GPLEARN_THRESHOLD, np.log(np.abs(a)), 0.0)
-
-
-def _pinv(a: Any) -> Any:
-    return np.where(np.abs(a) > GPLEARN_THRESHOLD, np.divide(1.0, a), 0.0)
-
-
-#: |k| up to which powi (and pow with an integer-valued exponent) multiplies: the same IEEE
-#: sequence in the reference and every kernel (codegen.llvm.lower reads this), so they agree
-#: bit for bit; beyond it, C99 pow (k multiplications would lose ~k/2 ulp)
-POWI_MAX_MULTIPLY = 16
-_POWI_BITS = POWI_MAX_MULTIPLY.bit_length()
-
-
-def _c_pow(a: Any, b: Any) -> Any:
-    # C99 pow elementwise: NumPy's scalar-exponent shortcuts (0.5 -> sqrt, 2 -> square) differ
-    # from pow at the edges (pow(-inf, 0.5) is +inf, sqrt(-inf) NaN), so the exponent is
-    # always an array of the operands' common shape
-    a, b = np.asarray(a), np.asarray(b)
-    shape = np.broadcast_shapes(a.shape, b.shape, (1,))
-    out = np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
-    return out if a.ndim or b.ndim else out.reshape(())
-
-
-def _powi_pos(a: Any, n: Any) -> Any:
-    """a**n for 0 <= n < 2**_POWI_BITS by binary powering, acc = acc*base on bit i, base
-    squared after it (n an int or an int array, one exponent per element).  The first factor
-    is 1.0*base = base exactly, so this is the kernels' sequence (codegen lower_powi) bit for
-    bit, for a constant or a per-lane n alike."""
-    acc = np.ones_like(a)
-    base = a
-    if isinstance(n, (int, np.integer)):
-        n = int(n)
-        while n:
-            if n & 1:
-                acc = acc * base
-            n >>= 1
-            if n:
-                base = base * base
-        return acc
-    for i in range(_POWI_BITS):
-        acc = np.where((n >> i) & 1 == 1, acc * base, acc)
-        base = base * base
-    return acc
-
-
-def _powi_small(a: Any, k: Any) -> Any:
-    """a**k, |k| <= POWI_MAX_MULTIPLY (k an int or int array): a**|k| by multiplication, its
-    reciprocal for k < 0, except where a**|k| overflows for a finite a: there (1/a)**|k|, so a
-    true result in the subnormal range is not flushed to 0."""
-    n = np.abs(k)
-    p = _powi_pos(a, n)
-    if np.all(np.asarray(k) >= 0):
-        return p
-    one = np.ones_like(a)
-    r = one / p
-    fix = np.isinf(p) & np.isfinite(a)
-    if np.any(fix):
-        r = np.where(fix, _powi_pos(one / a, n), r)
-    return np.where(np.asarray(k) < 0, r, p)
-
-
-def _small_int(b: Any) -> Any:
-    b = np.asarray(b)
-    with np.errstate(invalid="ignore"):
-        return (np.trunc(b) == b) & (np.abs(b) <= POWI_MAX_MULTIPLY)
-
-
-def _pow(a: Any, b: Any) -> Any:
-    """pow: an integer-valued exponent |b| <= POWI_MAX_MULTIPLY is powi's multiplication
-    sequence (so x^2.0 is x*x exactly), any other exponent C99 pow."""
-    a, b = np.asarray(a), np.asarray(b)
-    if b.ndim == 0:
-        bv = float(b)
-        if _small_int(bv):
-            return _powi_small(a, int(bv))
-        return _c_pow(a, b)
-    small = _small_int(b)
-    out = _c_pow(a, b)
-    if np.any(small):
-        shape = out.shape
-        k = np.where(small, np.broadcast_to(b, shape), 0).astype(np.int64)
-        out = np.where(small, _powi_small(np.broadcast_to(a, shape), k), out)
-    return out
-
-
-def _pow_source(bits: int) -> str:
-    # _pow as one NumPy expression (the py export and to_numpy_source print it; tested equal
-    # to _pow bit for bit): x^M = w0*w1*...*w{bits-1}, wi = x^(2^i) on bit i of M else 1.0,
-    # which is _powi_pos's acc*base sequence (acc*1.0 == acc)
-    prod = " * ".join(f"np.where((M >> {i}) & 1 == 1, q{i}, 1.0)" for i in range(bits))
-    body = prod
-    for i in reversed(range(1, bits)):
-        body = f"(lambda q{i}: {body})(q{i - 1} * q{i - 1})"
-    pos = f"lambda q0, M: {body}"
-    return (f"(lambda a, b, pos=({pos}): (lambda A, B: (lambda S: (lambda M: np.where(S, "
-            "(lambda P: np.where(B < 0, np.where(np.isinf(P) & np.isfinite(A), pos(1.0 / A, M), "
-            # np.array(B): a copy, since NumPy takes shortcuts (0.5 -> sqrt) for a stride-0
-            # exponent, unlike C pow at the edges
-            "1.0 / P), P))(pos(A, M)), np.power(A, np.array(B))))"
-            "(np.where(S, np.abs(np.where(S, B, 0.0)), 0.0).astype(np.int64)))"
-            f"((np.trunc(B) == B) & (np.abs(B) <= {POWI_MAX_MULTIPLY})))"
-            "(*np.broadcast_arrays(np.asarray(a), np.asarray(b), np.empty(1))[:2]))")
-
-
-POW_SOURCE = _pow_source(_POWI_BITS)
-
-
-def _powi(a: Any, k: Any) -> Any:
-    # the exponent is an integer literal; a non-integer or huge one is C99 pow
-    kv = np.asarray(k)
-    if kv.ndim == 0 and np.isfinite(kv) and float(kv) == int(kv) \
-            and abs(int(kv)) > POWI_MAX_MULTIPLY:
-        return _c_pow(a, k)
-    return _pow(a, k)
-
-
-def _pow_abs(a: Any, b: Any) -> Any:
-    return _pow(np.abs(a), b)
-
-
-def _aq(a: Any, b: Any) -> Any:
-    return a / np.sqrt(1.0 + b * b)
 
 
 def _op(name: str, arity: int, np_fn: Callable[..., Any], c: str, latex: str,
@@ -438,113 +308,63 @@ _FACTS: dict[str, dict[str, Any]] = {
 for _name, _facts in _FACTS.items():
     OPS[_name] = Op(**{**OPS[_name].__dict__, **_facts})
 
-# ---------------------------------------------------------------------------------------------
-# What the lowering, the py export and the e-graph need of each built-in op.  Lowerings are
-# written against codegen's vocabulary `L` (symcore.codegen.llvm.lower.Vocabulary); the order
-# of the calls is the order of the emitted instructions.  Ops absent from `lower` are lowered
-# as the libm call their `c` template names (exp, log, sin, ...).
-
-def _guarded(L: Any, test: Any, value: Any, fallback: float) -> Any:
-    # gplearn: np.where(|x| > 0.001, value, fallback); an ordered compare sends NaN to fallback
-    return L.select(L.gt(L.fabs(test), L.const(GPLEARN_THRESHOLD, test)), value,
-                    L.const(fallback, value))
-
-
-def _lower_sign(L: Any, a: Any) -> Any:
-    # np.sign: 1, -1, +0 for ±0, NaN for NaN
-    pos = L.gt(a, L.const(0.0, a))
-    neg = L.lt(a, L.const(0.0, a))
-    nan = L.isnan(a)
-    r = L.select(neg, L.const(-1.0, a), L.const(0.0, a))
-    r = L.select(pos, L.const(1.0, a), r)
-    return L.select(nan, a, r)
-
-
-def _lower_pick(gt: bool, nan_of: int) -> Callable[..., Any]:
-    # max/min (np.maximum: NaN if operand 0 is NaN, ties give b) and fmax/fmin (operand 1 NaN
-    # gives a): select on an ordered compare, then the NaN fix-up
-    def f(L: Any, a: Any, b: Any) -> Any:
-        r = L.select(L.gt(a, b) if gt else L.lt(a, b), a, b)
-        return L.select(L.isnan(a if nan_of == 0 else b), a, r)
-    return f
-
-
 _FIN = ("finite", ("finite",))
 _R = OpRule
 _LAYERS: dict[str, dict[str, Any]] = {
-    "add": dict(lower=lambda L, a, b: L.fadd(a, b),
-                facts=(_FIN, ("nonneg", ("nonneg",))),
+    "add": dict(facts=(_FIN, ("nonneg", ("nonneg",))),
                 rules=(_R("commute", "comm-add", "(add a b)", "(add b a)", grows=True),
                        _R("assoc", "assoc-add", "(add (add a b) c)", "(add a (add b c))",
                           grows=True))),
-    "sub": dict(lower=lambda L, a, b: L.fsub(a, b), facts=(_FIN,)),
-    "mul": dict(lower=lambda L, a, b: L.fmul(a, b),
-                facts=(_FIN, ("nonneg", ("nonneg", "finite"))),
+    "sub": dict(facts=(_FIN,)),
+    "mul": dict(facts=(_FIN, ("nonneg", ("nonneg", "finite"))),
                 rules=(_R("commute", "comm-mul", "(mul a b)", "(mul b a)", grows=True),
                        _R("assoc", "assoc-mul", "(mul (mul a b) c)", "(mul a (mul b c))",
                           grows=True))),
-    "div": dict(lower=lambda L, a, b: L.fdiv(a, b)),
-    "neg": dict(lower=lambda L, a: L.fneg(a), facts=(_FIN, ("nonzero", ("nonzero",)))),
-    "pow": dict(lower=lambda L, a, b: L.pow(a, b), np_src=POW_SOURCE + "({0}, {1})"),
-    "powi": dict(lower=lambda L, a, k: L.powi(a, k), np_src=POW_SOURCE + "({0}, {1})"),
-    "square": dict(lower=lambda L, a: L.fmul(a, a), facts=(_FIN, ("nonneg", ("finite",)))),
-    "cube": dict(lower=lambda L, a: L.fmul(L.fmul(a, a), a), facts=(_FIN,),
-                 np_src="(lambda a: a * a * a)({0})"),
-    "inv": dict(lower=lambda L, a: L.fdiv(L.const(1.0, a), a)),
-    "abs": dict(lower=lambda L, a: L.fabs(a),
-                facts=(_FIN, ("nonneg", ("finite",)), ("nonzero", ("nonzero",)))),
-    "sign": dict(lower=_lower_sign, facts=(_FIN,)),
-    "sqrt": dict(lower=lambda L, a: L.sqrt(a), facts=(("nonneg", ("nonneg",)),)),
+    "neg": dict(facts=(_FIN, ("nonzero", ("nonzero",)))),
+    "square": dict(facts=(_FIN, ("nonneg", ("finite",)))),
+    "cube": dict(facts=(_FIN,)),
+    "abs": dict(facts=(_FIN, ("nonneg", ("finite",)), ("nonzero", ("nonzero",)))),
+    "sign": dict(facts=(_FIN,)),
+    "sqrt": dict(facts=(("nonneg", ("nonneg",)),)),
     "exp": dict(facts=(("nonneg", ("finite",)),)),
     "cbrt": dict(facts=(_FIN,), rules=(_R("trig", "cbrt-odd", "(cbrt (neg a))",
                                           "(neg (cbrt a))"),)),
-    "aq": dict(lower=lambda L, a, b: L.fdiv(a, L.sqrt(L.fadd(L.const(1.0, b), L.fmul(b, b)))),
-               facts=(_FIN,), np_src="(lambda a, b: a / np.sqrt(1.0 + b * b))({0}, {1})",
+    "aq": dict(facts=(_FIN,),
                rules=(_R("protected", "aq-neg", "(aq a (neg b))", "(aq a b)"),
                       _R("protected", "aq-abs", "(aq a (abs b))", "(aq a b)"),
                       _R("protected", "aq-0", "(aq a 0)", "a"),
                       _R("protected", "aq-negl", "(aq (neg a) b)", "(neg (aq a b))"))),
-    "pdiv": dict(lower=lambda L, a, b: _guarded(L, b, L.fdiv(a, b), 1.0),
-                 np_src=f"(lambda a, b: np.where(np.abs(b) > {GPLEARN_THRESHOLD!r}, "
-                        "np.divide(a, b), 1.0))({0}, {1})",
-                 rules=(_R("protected", "pdiv-1", "(pdiv a 1)", "a",
+    "pdiv": dict(rules=(_R("protected", "pdiv-1", "(pdiv a 1)", "a",
                            note="|1| > 0.001 so gplearn divides"),
                         _R("protected", "pdiv-self", "(pdiv a a)", "1", when=(("finite", "a"),),
                            note="a/a = 1 where |a| > 0.001, protected branch gives 1 too; "
                                 "inf/inf is NaN"))),
-    "plog": dict(lower=lambda L, a: _guarded(L, a, L.libm("log", L.fabs(a)), 0.0), facts=(_FIN,),
-                 np_src=f"(lambda a: np.where(np.abs(a) > {GPLEARN_THRESHOLD!r}, "
-                        "np.log(np.abs(a)), 0.0))({0})"),
-    "pinv": dict(lower=lambda L, a: _guarded(L, a, L.fdiv(L.const(1.0, a), a), 0.0),
-                 facts=(_FIN,),
-                 np_src=f"(lambda a: np.where(np.abs(a) > {GPLEARN_THRESHOLD!r}, "
-                        "np.divide(1.0, a), 0.0))({0})",
+    "plog": dict(facts=(_FIN,)),
+    "pinv": dict(facts=(_FIN,),
                  rules=(_R("protected", "pinv-neg", "(pinv (neg a))", "(neg (pinv a))",
                            note="|x| <= 0.001 gives 0 on both sides (up to the sign of zero)"),)),
-    "sqrt_abs": dict(lower=lambda L, a: L.sqrt(L.fabs(a)), facts=(_FIN, ("nonneg", ("finite",))),
-                     np_src="np.sqrt(np.abs({0}))"),
-    "log_abs": dict(lower=lambda L, a: L.libm("log", L.fabs(a)), np_src="np.log(np.abs({0}))"),
-    "dlog": dict(lower=lambda L, a: L.libm("log", L.fadd(L.fabs(a), L.const(DYSYMNET_LOG_EPS, a))),
-                 facts=(_FIN,), np_src=f"np.log(np.abs({{0}}) + {DYSYMNET_LOG_EPS!r})"),
-    "pow_abs": dict(lower=lambda L, a, b: L.pow(L.fabs(a), b),
-                    facts=(("nonneg", ("finite",)),), np_src=POW_SOURCE + "(np.abs({0}), {1})",
+    "sqrt_abs": dict(facts=(_FIN, ("nonneg", ("finite",)))),
+    "dlog": dict(facts=(_FIN,)),
+    "pow_abs": dict(facts=(("nonneg", ("finite",)),),
                     rules=(_R("protected", "pow_abs-neg", "(pow_abs (neg a) b)", "(pow_abs a b)"),
                            _R("protected", "pow_abs-abs", "(pow_abs (abs a) b)",
                               "(pow_abs a b)"))),
-    "max": dict(lower=_lower_pick(True, 0), facts=(_FIN,),
+    "max": dict(facts=(_FIN,),
                 rules=(_R("protected", "max-self", "(max a a)", "a"),
                        _R("commute", "comm-max", "(max a b)", "(max b a)", grows=True),
                        _R("assoc", "assoc-max", "(max (max a b) c)", "(max a (max b c))",
                           grows=True))),
-    "min": dict(lower=_lower_pick(False, 0), facts=(_FIN,),
+    "min": dict(facts=(_FIN,),
                 rules=(_R("protected", "min-self", "(min a a)", "a"),
                        _R("commute", "comm-min", "(min a b)", "(min b a)", grows=True),
                        _R("assoc", "assoc-min", "(min (min a b) c)", "(min a (min b c))",
                           grows=True))),
-    "fmax": dict(lower=_lower_pick(True, 1)),
-    "fmin": dict(lower=_lower_pick(False, 1)),
     "cosh": dict(facts=(("nonneg", ("finite",)),)),
 }
+for _name, _src in NP_SRC.items():
+    _LAYERS.setdefault(_name, {})["np_src"] = _src
+for _name, _lower in LOWER.items():
+    _LAYERS.setdefault(_name, {})["lower"] = _lower
 # f(-a) = -f(a) / f(-a) = f(a), and f(a - b) = f(b - a) for an even f (a - b and b - a are exact
 # negatives in IEEE): the trig topic's rules of one op each
 for _f in ("sin", "tan", "tanh", "sinh", "asin", "atan"):
@@ -565,19 +385,7 @@ for _f in ("sqrt_abs", "log_abs", "plog", "dlog"):
 for _name, _data in _LAYERS.items():
     OPS[_name] = replace(OPS[_name], **_data)
 
-# Estimated cycles per evaluation on a current x86-64 core (latency-weighted: add/mul 4, div
-# 13, sqrt ~15, libm exp/log ~20-40, pow ~60; a protected variant adds a compare and select).
-# Symbolics.jl's idea: extraction under these weights turns x^2 into x*x (square), x^3 into
-# x*(x*x) (cube) and prefers multiplications to divisions.
-_CYCLES: dict[str, float] = {
-    "add": 4, "sub": 4, "mul": 4, "div": 13, "neg": 1, "pow": 60, "powi": 12, "square": 4,
-    "cube": 8, "inv": 13, "abs": 1, "sign": 2, "sqrt": 15, "cbrt": 40, "exp": 20, "log": 20,
-    "sin": 30, "cos": 30, "tan": 40, "tanh": 30, "sinh": 35, "cosh": 35, "asin": 40,
-    "acos": 40, "atan": 40, "aq": 36, "pdiv": 18, "plog": 26, "pinv": 18, "sqrt_abs": 16,
-    "log_abs": 22, "dlog": 26, "pow_abs": 62, "max": 2, "min": 2, "fmax": 2, "fmin": 2,
-    "asinh": 40, "acosh": 40, "atanh": 40,
-}
-for _name, _cyc in _CYCLES.items():
+for _name, _cyc in CYCLES.items():
     if _name in OPS:
         OPS[_name] = replace(OPS[_name], cycles=float(_cyc))
 

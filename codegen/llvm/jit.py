@@ -164,7 +164,10 @@ def _files_hash(files: tuple[str, ...]) -> str:
     here = Path(__file__).resolve().parent.parent
     for f in (*files, "llvm/lower.py", "llvm/vecmath.py", "llvm/irflow.py", "llvm/values.py"):
         h.update((here / f).read_bytes())
+    import symcore.lowering_recipes
+    import symcore.numerics
     import symcore.ops
-    h.update(Path(symcore.ops.__file__).read_bytes())
+    for mod in (symcore.ops, symcore.numerics, symcore.lowering_recipes):
+        h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 
