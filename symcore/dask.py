@@ -16,14 +16,14 @@ import os
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from symcore.errors import DataError, FitError, SymcoreError
 from symcore.ir import Expr
-from symcore.scoring import from_sums
+from symcore.scoring import (Stats, block_stats, combine, combine_all, empty_stats,
+                             metric_from_stats)
 
 __all__ = ["score", "predict", "fit", "map_population", "DaskMetric", "client_from_spec",
            "DaskScorer", "read_frame"]
@@ -82,92 +82,6 @@ def _kernel(exprs: Sequence[Expr]) -> Any:
     return _cached("tier0", exprs, lambda: compile_kernels(list(exprs), "float64", tier=0))
 
 
-# -- sufficient statistics -----------------------------------------------------------------------
-
-@dataclass
-class _Stats:
-    """Per-candidate sums over a set of rows: total weight, weighted moments of y (mean, M2)
-    and, for the error metrics, Σ w r² and Σ w |r|; for pearson the moments of the
-    predictions and their co-moment with y.  `bad` marks candidates with a non-finite
-    prediction on some row."""
-
-    n: float
-    rows: int
-    mean_y: float
-    m2_y: float
-    sse: np.ndarray
-    sae: np.ndarray
-    bad: np.ndarray
-    mean_f: np.ndarray | None = None
-    m2_f: np.ndarray | None = None
-    c_fy: np.ndarray | None = None
-
-
-def _combine(a: _Stats, b: _Stats) -> _Stats:
-    """Chan et al.'s pairwise update: exact in exact arithmetic, stable in floating point."""
-    if a.n == 0 and a.rows == 0:
-        return b
-    if b.n == 0 and b.rows == 0:
-        return a
-    n = a.n + b.n
-    bad = a.bad | b.bad
-    if n == 0:
-        return _Stats(0.0, a.rows + b.rows, 0.0, 0.0, a.sse + b.sse, a.sae + b.sae, bad,
-                      a.mean_f, a.m2_f, a.c_fy)
-    fb = b.n / n
-    dy = b.mean_y - a.mean_y
-    out = _Stats(n, a.rows + b.rows, a.mean_y + dy * fb, a.m2_y + b.m2_y + dy * dy * a.n * fb,
-                 a.sse + b.sse, a.sae + b.sae, bad)
-    if a.mean_f is not None and b.mean_f is not None:
-        with np.errstate(all="ignore"):
-            df = b.mean_f - a.mean_f
-            out.mean_f = a.mean_f + df * fb
-            out.m2_f = a.m2_f + b.m2_f + df * df * a.n * fb
-            out.c_fy = a.c_fy + b.c_fy + df * dy * a.n * fb
-    return out
-
-
-def _combine_all(parts: Sequence[_Stats]) -> _Stats:
-    out = parts[0]
-    for p in parts[1:]:
-        out = _combine(out, p)
-    return out
-
-
-def _block_stats(pred: np.ndarray, y: np.ndarray, w: np.ndarray, moments: bool) -> _Stats:
-    """Statistics of one block of rows from its predictions (P, m)."""
-    n = float(w.sum())
-    P = pred.shape[0]
-    with np.errstate(all="ignore"):
-        bad = ~np.isfinite(pred).all(axis=1)
-        r = pred - y
-        sse = (r * r) @ w
-        sae = np.abs(r) @ w
-        # means shifted by the first value: exact for a constant column, so a constant
-        # prediction keeps a zero variance through every combination
-        y0 = float(y[0]) if y.shape[0] else 0.0
-        mean_y = y0 + float(w @ (y - y0)) / n if n else 0.0
-        dyv = y - mean_y
-        m2_y = float(w @ (dyv * dyv))
-        st = _Stats(n, y.shape[0], mean_y, m2_y, sse, sae, bad)
-        if moments:
-            f0 = pred[:, 0] if pred.shape[1] else np.zeros(P)
-            mean_f = f0 + ((pred - f0[:, None]) @ w) / n if n else np.zeros(P)
-            dfv = pred - mean_f[:, None]
-            st.mean_f = mean_f
-            st.m2_f = (dfv * dfv) @ w
-            st.c_fy = dfv @ (w * dyv)
-    return st
-
-
-def _empty_stats(P: int, moments: bool) -> _Stats:
-    z = np.zeros(P)
-    st = _Stats(0.0, 0, 0.0, 0.0, z, z.copy(), np.zeros(P, dtype=bool))
-    if moments:
-        st.mean_f, st.m2_f, st.c_fy = z.copy(), z.copy(), z.copy()
-    return st
-
-
 def _as_float_matrix(X: Any, n_cols: int | None = None) -> np.ndarray:
     A = np.asarray(X, dtype=np.float64)
     if A.ndim == 1:
@@ -177,7 +91,7 @@ def _as_float_matrix(X: Any, n_cols: int | None = None) -> np.ndarray:
     return A
 
 
-def _partition_stats(exprs: Sequence[Expr], X: Any, y: Any, w: Any, metric: str) -> _Stats:
+def _partition_stats(exprs: Sequence[Expr], X: Any, y: Any, w: Any, metric: str) -> Stats:
     """All candidates' statistics on one partition (runs on a worker)."""
     A = _as_float_matrix(X)
     yv = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -189,11 +103,11 @@ def _partition_stats(exprs: Sequence[Expr], X: Any, y: Any, w: Any, metric: str)
     moments = metric == "pearson"
     P = len(exprs)
     if A.shape[0] == 0:
-        return _empty_stats(P, moments)
+        return empty_stats(P, moments)
     k = _kernel(exprs)
     if not moments and float(wv.sum()) > 0:
         # fused in-kernel losses (no prediction array): Σ w r² = mse · Σ w
-        st = _block_stats(np.zeros((0, A.shape[0])), yv, wv, False)
+        st = block_stats(np.zeros((0, A.shape[0])), yv, wv, False)
         sw = st.n
         which = "mae" if metric == "mae" else "mse"
         loss = k.score(A, yv, which, weights=None if w is None else wv)
@@ -208,29 +122,9 @@ def _partition_stats(exprs: Sequence[Expr], X: Any, y: Any, w: Any, metric: str)
     parts = []
     for lo in range(0, A.shape[0], rows):
         hi = min(A.shape[0], lo + rows)
-        parts.append(_block_stats(k.predict(A[lo:hi]).astype(np.float64), yv[lo:hi],
+        parts.append(block_stats(k.predict(A[lo:hi]).astype(np.float64), yv[lo:hi],
                                   wv[lo:hi], moments))
-    return _combine_all(parts)
-
-
-def _metric_from(st: _Stats, metric: str) -> np.ndarray:
-    """The in-memory `Kernel.score` definitions (codegen/eval/kernels.py) from statistics."""
-    if st.rows == 0:
-        raise DataError("cannot score on zero rows")
-    if st.n <= 0:
-        raise DataError("weights sum to zero")
-    sw, sst = st.n, st.m2_y
-    bad = st.bad | ~(np.isfinite(st.sse) & np.isfinite(st.sae))
-    with np.errstate(all="ignore"):
-        if metric == "pearson":
-            den = np.sqrt(st.m2_f * sst)
-            # undefined (NaN) when either side is constant, as in memory (Session)
-            out = np.where(den > 0, st.c_fy / np.where(den > 0, den, 1.0), np.nan)
-            return np.where(bad | ~np.isfinite(out), np.nan, out)
-    out = from_sums(metric, st.sse, st.sae, sw, sst)
-    if metric == "r2":
-        return np.asarray(np.where(bad, -np.inf, out), dtype=np.float64)
-    return np.asarray(np.where(bad | ~np.isfinite(out), np.inf, out), dtype=np.float64)
+    return combine_all(parts)
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -373,8 +267,8 @@ def score(exprs: Expr | Sequence[Expr], X: Any, y: Any, *, metric: DaskMetric = 
     parts = [dask.delayed(_partition_stats, pure=True)(dpop, x, yy, None if ws is None else w,
                                                        metric)
              for x, yy, w in zip(xs, ys, ws if ws is not None else [None] * len(xs))]
-    total = _tree(dask, parts, _combine_all)
-    out = dask.delayed(_metric_from, pure=True)(total, metric)
+    total = _tree(dask, parts, combine_all)
+    out = dask.delayed(metric_from_stats, pure=True)(total, metric)
     return out.compute() if compute else out
 
 

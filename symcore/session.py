@@ -8,12 +8,9 @@ unchanged mutants) are answered from an LRU cache keyed by their canonical form.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
 import operator
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -22,7 +19,8 @@ import numpy as np
 from symcore.errors import DataError, SymcoreError
 from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
-from symcore.scoring import from_sums
+from symcore.session_stats import SessionStats, entry_bytes
+from symcore.scoring import candidate_weights, from_sums, pearson_rows, rank_rows
 
 _is = operator.is_
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
@@ -37,33 +35,6 @@ GREATER_IS_BETTER = frozenset({"r2", "pearson", "spearman"})
 _NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
 #: predictions computed at once on the predictions path: (candidates x rows) <= this
 _PRED_BLOCK = 1 << 21
-#: estimated bytes of one cache entry besides its key (OrderedDict node, float, tuple)
-_ENTRY_BYTES = 160
-#: a prefix-program entry besides 8 bytes per token: node, int key, (value, tokens) pair,
-#: the tokens tuple's header
-_PREFIX_ENTRY_BYTES = _ENTRY_BYTES + 32 + 40
-
-
-@dataclass
-class SessionStats:
-    """Counters of a session (cumulative over every `score` call)."""
-
-    calls: int = 0
-    candidates: int = 0
-    hits: int = 0          # answered from the cache (incl. repeats within one call)
-    misses: int = 0        # scored
-    classes: int = 0       # distinct cache classes scored
-    entries: int = 0       # entries in the cache now
-    evictions: int = 0
-    bytes: int = 0         # estimated memory of the cache
-    seconds: dict[str, float] = field(default_factory=lambda: {
-        "read": 0.0, "canonicalise": 0.0, "compile": 0.0, "score": 0.0})
-
-    @property
-    def hit_rate(self) -> float:
-        return self.hits / self.candidates if self.candidates else 0.0
-
-
 def _canonical_all() -> Any:
     from symcore.rules.canonical import canonical_all
     return canonical_all
@@ -311,7 +282,7 @@ class Session:
                 for k, t, v in zip(ckeys, toks, vals.tolist()):
                     if k is not None:
                         entry = cache[k] = (v, t)
-                        added += _entry_bytes(k, entry)
+                        added += entry_bytes(k, entry)
                 st.bytes += added
                 self._evict()
         st.entries = len(self._cache)
@@ -398,14 +369,14 @@ class Session:
         if self.max_entries == 0:
             return
         self._cache[k] = v
-        self.stats.bytes += _entry_bytes(k, v)
+        self.stats.bytes += entry_bytes(k, v)
         self._evict()
 
     def _evict(self) -> None:
         cache = self._cache
         while len(cache) > self.max_entries:
             old, v = cache.popitem(last=False)
-            self.stats.bytes -= _entry_bytes(old, v)
+            self.stats.bytes -= entry_bytes(old, v)
             self.stats.evictions += 1
 
     def _candidate_weights(self, weights: Any, P: int
@@ -415,36 +386,7 @@ class Session:
             self._local("per-candidate weights")
         if weights is None:
             return None, None
-        N = self.n_rows
-        if isinstance(weights, np.ndarray) and weights.ndim == 2:
-            if weights.shape != (P, N):
-                raise DataError(f"per-candidate weights must have shape ({P}, {N}), "
-                                f"got {weights.shape}")
-            try:
-                W = np.ascontiguousarray(weights, dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise DataError(f"weights are not numeric: {err}") from None
-        else:
-            sets = list(weights)
-            if len(sets) != P:
-                raise DataError(f"{len(sets)} row-index set(s) for {P} candidate(s)")
-            W = np.empty((P, N), dtype=np.float64)
-            base = self._w
-            for c, s in enumerate(sets):
-                idx = np.asarray(s)
-                if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-                    raise DataError(f"row-index set {c} must be a 1-D integer array")
-                if idx.size and (idx.min() < 0 or idx.max() >= N):
-                    raise DataError(f"row-index set {c} has an index outside 0..{N - 1}")
-                cnt = np.bincount(idx.astype(np.int64), minlength=N).astype(np.float64)
-                W[c] = cnt if base is None else cnt * base
-        if not np.all(np.isfinite(W)) or np.any(W < 0):
-            raise DataError("per-candidate weights must be finite and non-negative")
-        W = W.astype(self._np).astype(np.float64)
-        if np.any(W.sum(axis=1) <= 0):
-            raise DataError("a candidate's weights sum to zero")
-        keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in W]
-        return keys, W
+        return candidate_weights(weights, P, self.n_rows, self._w, self._np)
 
     # -- the prefix-token path ----------------------------------------------------------------
     @staticmethod
@@ -585,12 +527,12 @@ class Session:
                 return self._finish(sse, sae, bad, w)
             ones = np.ones(self.n_rows) if w is None else w
             if self.metric == "pearson":
-                r = _pearson_rows(p, y, ones, pred_first=True)
+                r = pearson_rows(p, y, ones, pred_first=True)
             else:
                 if self._ranked_y is None:
-                    self._ranked_y = _rank_rows(y[None, :])[0]
-                pr = _rank_rows(np.where(bad[:, None], 0.0, p))
-                r = _pearson_rows(pr, self._ranked_y, ones, pred_first=False)
+                    self._ranked_y = rank_rows(y[None, :])[0]
+                pr = rank_rows(np.where(bad[:, None], 0.0, p))
+                r = pearson_rows(pr, self._ranked_y, ones, pred_first=False)
         return self._policy_apply(r, bad | ~np.isfinite(r))
 
     def _finish(self, sse: np.ndarray, sae: np.ndarray, bad: np.ndarray,
@@ -620,67 +562,6 @@ class Session:
                 v = -np.inf if self.greater_is_better else np.inf
             out = np.where(bad, v, out)
         return np.asarray(out, dtype=np.float64)
-
-
-def _entry_bytes(k: Any, v: Any) -> int:
-    """Estimated bytes of one cache entry (a prefix entry's value holds its tokens tuple)."""
-    if type(v) is tuple:
-        return _PREFIX_ENTRY_BYTES + 8 * len(v[1]) + (
-            sys.getsizeof(k[1]) if type(k) is tuple else 0)
-    return _ENTRY_BYTES + _key_bytes(k)
-
-
-def _key_bytes(k: Any) -> int:
-    if type(k) is tuple:
-        n = sys.getsizeof(k)
-        if len(k) == 2 and type(k[1]) is bytes:     # (key, per-candidate weights digest)
-            n += sys.getsizeof(k[1]) + (sys.getsizeof(k[0]) if type(k[0]) is tuple else 0)
-        return n
-    if isinstance(k, bytes):
-        return sys.getsizeof(k)
-    return 0    # an interned Expr: shared with the candidates, counted there
-
-
-def _pearson_rows(A: np.ndarray, b: np.ndarray, w: np.ndarray, pred_first: bool) -> np.ndarray:
-    """Weighted Pearson correlation of every row of A with b, written as gplearn writes it
-    (`_weighted_pearson(y, y_pred, w)` with y_pred = A, y = b when pred_first, else swapped),
-    so the rounding is the same: means as np.average, products in gplearn's order."""
-    sw = np.sum(w)
-    w2 = w if w.ndim == 2 else w[None, :]
-    ad = A - (np.multiply(A, w2).sum(axis=1) / (w2.sum(axis=1)))[:, None]
-    if w.ndim == 2:
-        bd = b[None, :] - (np.multiply(b[None, :], w).sum(axis=1) / w.sum(axis=1))[:, None]
-        sw = w.sum(axis=1)
-    else:
-        bd = (b - np.multiply(b, w).sum() / w.sum())[None, :]
-    if pred_first:     # gplearn: y_pred_demean = A, y_demean = b
-        num = (w2 * ad * bd).sum(axis=1) / sw
-        den = np.sqrt(((w2 * ad ** 2).sum(axis=1) * (w2 * bd ** 2).sum(axis=1)) / sw ** 2)
-    else:              # spearman: gplearn passes (pred ranks, y ranks) as (y, y_pred)
-        num = (w2 * bd * ad).sum(axis=1) / sw
-        den = np.sqrt(((w2 * bd ** 2).sum(axis=1) * (w2 * ad ** 2).sum(axis=1)) / sw ** 2)
-    return num / den
-
-
-def _rank_rows(A: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based, ties share their mean rank) of every row, as
-    scipy.stats.rankdata(method="average")."""
-    P, N = A.shape
-    order = np.argsort(A, axis=1, kind="mergesort")
-    s = np.take_along_axis(A, order, axis=1)
-    new = np.ones((P, N), dtype=bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    flat = new.ravel()
-    starts = np.flatnonzero(flat)
-    ends = np.append(starts[1:], flat.size)
-    # a group never spans two rows (each row starts a new group)
-    pos0 = starts % N
-    avg = pos0 + (ends - starts + 1) / 2.0
-    gid = np.cumsum(flat) - 1
-    ranked_sorted = avg[gid].reshape(P, N)
-    out = np.empty((P, N), dtype=np.float64)
-    np.put_along_axis(out, order, ranked_sorted, axis=1)
-    return out
 
 
 def _is_dask(obj: Any) -> bool:

@@ -7,7 +7,8 @@ from hypothesis import given
 from scipy.stats import rankdata
 
 from symcore import DataError, SymcoreError, call, const, evaluate, var
-from symcore.session import Session, _rank_rows
+from symcore.scoring import rank_rows
+from symcore.session import Session
 
 import strategies
 
@@ -117,7 +118,7 @@ def test_nonfinite_policy(policy, loss, gain):
 
 def test_rank_rows_matches_scipy():
     A = np.round(RNG.normal(size=(5, 40)), 1)     # many ties
-    np.testing.assert_array_equal(_rank_rows(A), np.vstack([rankdata(a) for a in A]))
+    np.testing.assert_array_equal(rank_rows(A), np.vstack([rankdata(a) for a in A]))
 
 
 def test_prefix_path_equals_expr_path():
