@@ -27,13 +27,15 @@ first positive term in key order, with the constant last (`x0 - x1 + 3`); an all
 `neg` of the positive one; a product is `c * a * b^2 ... / (d * e^3)`; a negative coefficient
 is `neg` on the outside.  The order of terms, factors and commutative operands is a total
 order on a stable structural key (the same in every process).
+
+Exact mode's per-node rewrites live in canonical_exact, the order in canonical_order, the
+finite / non-zero guards in canonical_facts; this module holds equivalent mode and the API.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import struct
 import time
 from typing import Iterable, Literal, Sequence
 
@@ -43,7 +45,9 @@ from symcore.errors import SymcoreError
 from symcore.ir import _INTERN, Expr, const, map_leaves, topo, var
 from symcore.ops import GPLEARN_THRESHOLD, OPS, generation
 
-from symcore.rules import analysis
+from symcore.rules.canonical_exact import _EXACT_FOLD, _exact_node, _is_neg_zero  # noqa: F401
+from symcore.rules.canonical_facts import _FINITE_OPS, _Facts, _finite_num  # noqa: F401
+from symcore.rules.canonical_order import _leaf_key, _set_skey, sort_key  # noqa: F401
 
 __all__ = ["canonical", "canonical_all", "canonical_key", "sort_key", "Mode", "CanonicalTimeout",
            "clear_cache"]
@@ -54,14 +58,8 @@ _MODES = ("exact", "equivalent")
 #: largest |integer exponent| the product form keeps (beyond it pow(x, k) stays as written)
 MAX_EXPONENT = 64
 
-# Ops whose value is finite for finite operands (the e-graph analysis' tables: + - * of finite
-# values count as finite, an overflow there being rounding at an intermediate).
-_FINITE_OPS = frozenset(getattr(analysis, "FINITE_ARITH", ()) + getattr(analysis, "FINITE_ARITH_UNARY", ())
-                        + getattr(analysis, "FINITE_UNARY", ()) + getattr(analysis, "FINITE_BINARY", ()))
 # Ops whose value is >= 0 or NaN for every operand: abs() of them is the identity.
 _NONNEG_OR_NAN = frozenset({"abs", "square", "exp", "sqrt", "sqrt_abs", "cosh", "pow_abs"})
-# Folding over constants in exact mode: IEEE correctly rounded operations only.
-_EXACT_FOLD = frozenset({"add", "sub", "mul", "div", "neg", "sqrt", "abs"})
 _LIN_OPS = frozenset({"add", "sub", "neg"})
 #: max(a, a) = a (NaN too); add and mul are not idempotent
 _IDEMPOTENT = frozenset({"max", "min", "fmax", "fmin"})
@@ -69,160 +67,6 @@ _IDEMPOTENT = frozenset({"max", "min", "fmax", "fmin"})
 _ROOT_ABS = frozenset({"sqrt", "sqrt_abs"})
 _MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
 _POW_OF = {"square": 2, "cube": 3, "inv": -1}
-
-
-# ---------------------------------------------------------------------------------------------
-# Stable order: a byte key per node, computed once per node (cached weakly across calls).
-
-# the key lives in the node's `_skey` slot (symcore.ir), dying with the node
-_set_skey = Expr.__dict__["_skey"].__set__
-
-
-def _leaf_key(n: Expr) -> bytes:
-    if n.op == "const":
-        v = n.value
-        return b"\x00" + (b"\x7f\xf8" + bytes(6) if math.isnan(v) else struct.pack(">d", v))
-    if n.op == "var":
-        return b"\x01" + struct.pack(">I", n.value) + (n.name or "").encode()
-    if n.op == "param":
-        return b"\x02" + struct.pack(">q", n.value)
-    raise SymcoreError(f"unknown leaf kind {n.op!r}")  # pragma: no cover
-
-
-def sort_key(e: Expr) -> bytes:
-    """Total order of canonical operands: constants, then variables by column, then parameters
-    by slot, then compound terms by a structural digest (stable across processes)."""
-    k = e._skey
-    if k is not None:
-        return k
-    stack = [e]
-    while stack:
-        n = stack[-1]
-        if n._skey is not None:
-            stack.pop()
-            continue
-        if not n.args:
-            _set_skey(n, _leaf_key(n))
-            stack.pop()
-            continue
-        todo = [a for a in n.args if a._skey is None]
-        if todo:
-            stack.extend(todo)
-            continue
-        stack.pop()
-        h = hashlib.blake2b(n.op.encode(), digest_size=15)
-        for a in n.args:
-            ka = a._skey
-            h.update(len(ka).to_bytes(2, "little"))
-            h.update(ka)
-        _set_skey(n, b"\x03" + h.digest())
-    return e._skey
-
-
-# ---------------------------------------------------------------------------------------------
-# Guards on canonical nodes
-
-class _Facts:
-    """Per-call memo of `finite` (finite wherever the inputs are) and `nonzero` (finite and
-    never 0) over canonical nodes, mirroring the e-graph analysis."""
-
-    def __init__(self) -> None:
-        self.fin: dict[Expr, bool] = {}
-
-    def finite(self, e: Expr) -> bool:
-        fin = self.fin
-        r = fin.get(e)
-        if r is not None:
-            return r
-        stack = [e]
-        while stack:
-            n = stack[-1]
-            if n in fin:
-                stack.pop()
-                continue
-            if not n.args:
-                fin[n] = n.op != "const" or math.isfinite(n.value)
-                stack.pop()
-                continue
-            todo = [a for a in n.args if a not in fin]
-            if todo:
-                stack.extend(todo)
-                continue
-            stack.pop()
-            if n.op == "powi":
-                fin[n] = fin[n.args[0]] and n.args[1].value >= 0
-            else:
-                fin[n] = n.op in _FINITE_OPS and all(fin[a] for a in n.args)
-        return fin[e]
-
-    def nonzero(self, e: Expr) -> bool:
-        while e.op in ("neg", "abs"):
-            e = e.args[0]
-        return e.op == "const" and math.isfinite(e.value) and e.value != 0.0
-
-
-def _finite_num(v: float) -> bool:
-    return math.isfinite(v)
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact mode
-
-def _exact_node(op: str, args: tuple[Expr, ...]) -> Expr:
-    a0 = args[0]
-    if op in _EXACT_FOLD and all(a.op == "const" for a in args):
-        with np.errstate(all="ignore"):
-            v = OPS[op].np(*(np.float64(a.value) for a in args))
-        return const(float(v))
-    if op == "neg":
-        if a0.op == "neg":
-            return a0.args[0]
-        return Expr(op, args)
-    if op == "powi" and args[1].value == 1.0:
-        return a0
-    if len(args) != 2:
-        return Expr(op, args)
-    a1 = args[1]
-    c1 = a1.value if a1.op == "const" else None
-    c0 = a0.value if a0.op == "const" else None
-    if op == "mul":
-        if c1 == 1.0 or c0 == 1.0:
-            return a0 if c1 == 1.0 else a1
-        if c1 == -1.0 or c0 == -1.0:
-            return _exact_node("neg", (a0 if c1 == -1.0 else a1,))
-        if a0.op == "neg" or a1.op == "neg":
-            n0, n1 = a0.op == "neg", a1.op == "neg"
-            inner = _exact_node("mul", (a0.args[0] if n0 else a0, a1.args[0] if n1 else a1))
-            return inner if n0 and n1 else _exact_node("neg", (inner,))
-    elif op == "div":
-        if c1 == 1.0:
-            return a0
-        if c1 == -1.0:
-            return _exact_node("neg", (a0,))
-        if a0.op == "neg" or a1.op == "neg":
-            n0, n1 = a0.op == "neg", a1.op == "neg"
-            inner = _exact_node("div", (a0.args[0] if n0 else a0, a1.args[0] if n1 else a1))
-            return inner if n0 and n1 else _exact_node("neg", (inner,))
-    elif op == "add":
-        # x + (-0.0) is x bit for bit; x + 0.0 is not (-0 + 0 = +0)
-        if _is_neg_zero(a1) or _is_neg_zero(a0):
-            return a0 if _is_neg_zero(a1) else a1
-        if a1.op == "neg":
-            return _exact_node("sub", (a0, a1.args[0]))
-        if a0.op == "neg":
-            return _exact_node("sub", (a1, a0.args[0]))
-    elif op == "sub":
-        if a1.op == "const" and a1.value == 0.0 and not _is_neg_zero(a1):
-            return a0
-        if a1.op == "neg":
-            return _exact_node("add", (a0, a1.args[0]))
-    if OPS[op].commutative and op in ("add", "mul") and sort_key(a1) < sort_key(a0):
-        return Expr(op, (a1, a0))
-    return Expr(op, args)
-
-
-def _is_neg_zero(e: Expr) -> bool:
-    return e.op == "const" and e.value == 0.0 and math.copysign(1.0, e.value) < 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""The total order of canonical operands: a stable structural byte key per node (constants,
+variables, parameters, then compound terms by digest), the same in every process."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+
+from symcore.errors import SymcoreError
+from symcore.ir import Expr
+
+__all__ = ["sort_key"]
+
+
+# Stable order: a byte key per node, computed once per node (cached weakly across calls).
+
+# the key lives in the node's `_skey` slot (symcore.ir), dying with the node
+_set_skey = Expr.__dict__["_skey"].__set__
+
+
+def _leaf_key(n: Expr) -> bytes:
+    if n.op == "const":
+        v = n.value
+        return b"\x00" + (b"\x7f\xf8" + bytes(6) if math.isnan(v) else struct.pack(">d", v))
+    if n.op == "var":
+        return b"\x01" + struct.pack(">I", n.value) + (n.name or "").encode()
+    if n.op == "param":
+        return b"\x02" + struct.pack(">q", n.value)
+    raise SymcoreError(f"unknown leaf kind {n.op!r}")  # pragma: no cover
+
+
+def sort_key(e: Expr) -> bytes:
+    """Total order of canonical operands: constants, then variables by column, then parameters
+    by slot, then compound terms by a structural digest (stable across processes)."""
+    k = e._skey
+    if k is not None:
+        return k
+    stack = [e]
+    while stack:
+        n = stack[-1]
+        if n._skey is not None:
+            stack.pop()
+            continue
+        if not n.args:
+            _set_skey(n, _leaf_key(n))
+            stack.pop()
+            continue
+        todo = [a for a in n.args if a._skey is None]
+        if todo:
+            stack.extend(todo)
+            continue
+        stack.pop()
+        h = hashlib.blake2b(n.op.encode(), digest_size=15)
+        for a in n.args:
+            ka = a._skey
+            h.update(len(ka).to_bytes(2, "little"))
+            h.update(ka)
+        _set_skey(n, b"\x03" + h.digest())
+    return e._skey
