@@ -47,7 +47,8 @@ from symcore.ops import GPLEARN_THRESHOLD, OPS, generation
 
 from symcore.rules.canonical_exact import _EXACT_FOLD, _exact_node, _is_neg_zero  # noqa: F401
 from symcore.rules.canonical_facts import _FINITE_OPS, _Facts, _finite_num  # noqa: F401
-from symcore.rules.canonical_order import _leaf_key, _set_skey, sort_key  # noqa: F401
+from symcore.rules.canonical_order import (IDEMPOTENT, _ac_chain, _chain,  # noqa: F401
+                                           _leaf_key, _power, _set_skey, sort_key)
 
 __all__ = ["canonical", "canonical_all", "canonical_key", "sort_key", "Mode", "CanonicalTimeout",
            "clear_cache"]
@@ -61,8 +62,6 @@ MAX_EXPONENT = 64
 # Ops whose value is >= 0 or NaN for every operand: abs() of them is the identity.
 _NONNEG_OR_NAN = frozenset({"abs", "square", "exp", "sqrt", "sqrt_abs", "cosh", "pow_abs"})
 _LIN_OPS = frozenset({"add", "sub", "neg"})
-#: max(a, a) = a (NaN too); add and mul are not idempotent
-_IDEMPOTENT = frozenset({"max", "min", "fmax", "fmin"})
 #: sqrt(square(x)) = sqrt_abs(square(x)) = |x|
 _ROOT_ABS = frozenset({"sqrt", "sqrt_abs"})
 _MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
@@ -395,7 +394,7 @@ class _Canon:
         elif op in _ROOT_ABS and a0.op == "square":
             # sqrt(x*x) = |x| (up to rounding, and x*x overflowing)
             out = self.node("abs", (a0.args[0],))
-        elif op in _IDEMPOTENT and len(args) == 2 and a0 is args[1]:
+        elif op in IDEMPOTENT and len(args) == 2 and a0 is args[1]:
             out = a0
         elif o.commutative and o.associative and len(args) == 2:
             out = _ac_chain(op, args)
@@ -429,47 +428,6 @@ def _mono_seed(op: str, args: tuple[Expr, ...]) -> list[tuple[Expr, int]]:
 
 def _even_powi(e: Expr) -> bool:
     return e.op == "powi" and int(e.args[1].value) % 2 == 0
-
-
-def _power(b: Expr, k: int) -> Expr:
-    if k == 1:
-        return b
-    if k == 2:
-        return Expr("square", (b,))
-    if k == 3:
-        return Expr("cube", (b,))
-    return Expr("powi", (b, const(float(k))))
-
-
-def _chain(op: str, xs: Sequence[Expr]) -> Expr:
-    acc = xs[0]
-    for x in xs[1:]:
-        acc = Expr(op, (acc, x))
-    return acc
-
-
-def _ac_chain(op: str, args: tuple[Expr, ...]) -> Expr:
-    """An associative-commutative op: operands of nested same-op nodes flattened, constants
-    folded into one (last), the rest sorted; a left-leaning chain."""
-    flat: list[Expr] = []
-    stack = list(reversed(args))
-    while stack:
-        n = stack.pop()
-        if n.op == op:
-            stack.extend(reversed(n.args))
-        else:
-            flat.append(n)
-    consts = [a for a in flat if a.op == "const"]
-    rest = sorted((a for a in flat if a.op != "const"), key=sort_key)
-    if op in _IDEMPOTENT:
-        rest = list(dict.fromkeys(rest))
-    if len(consts) > 1:
-        with np.errstate(all="ignore"):
-            v = consts[0].value
-            for c in consts[1:]:
-                v = float(OPS[op].np(np.float64(v), np.float64(c.value)))
-        consts = [const(v)]
-    return _chain(op, rest + consts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,14 +1,19 @@
 """The total order of canonical operands: a stable structural byte key per node (constants,
-variables, parameters, then compound terms by digest), the same in every process."""
+variables, parameters, then compound terms by digest), the same in every process; and the
+builders that emit operands in that order (sorted, flattened associative chains)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import struct
+from typing import Sequence
+
+import numpy as np
 
 from symcore.errors import SymcoreError
-from symcore.ir import Expr
+from symcore.ir import Expr, const
+from symcore.ops import OPS
 
 __all__ = ["sort_key"]
 
@@ -58,3 +63,50 @@ def sort_key(e: Expr) -> bytes:
             h.update(ka)
         _set_skey(n, b"\x03" + h.digest())
     return e._skey
+
+
+# -- building nodes in canonical order ---------------------------------------------------------
+
+#: ops whose repeated operands are one (max(x, x) = x)
+IDEMPOTENT = frozenset({"max", "min", "fmax", "fmin"})
+
+
+def _power(b: Expr, k: int) -> Expr:
+    if k == 1:
+        return b
+    if k == 2:
+        return Expr("square", (b,))
+    if k == 3:
+        return Expr("cube", (b,))
+    return Expr("powi", (b, const(float(k))))
+
+
+def _chain(op: str, xs: Sequence[Expr]) -> Expr:
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = Expr(op, (acc, x))
+    return acc
+
+
+def _ac_chain(op: str, args: tuple[Expr, ...]) -> Expr:
+    """An associative-commutative op: operands of nested same-op nodes flattened, constants
+    folded into one (last), the rest sorted; a left-leaning chain."""
+    flat: list[Expr] = []
+    stack = list(reversed(args))
+    while stack:
+        n = stack.pop()
+        if n.op == op:
+            stack.extend(reversed(n.args))
+        else:
+            flat.append(n)
+    consts = [a for a in flat if a.op == "const"]
+    rest = sorted((a for a in flat if a.op != "const"), key=sort_key)
+    if op in IDEMPOTENT:
+        rest = list(dict.fromkeys(rest))
+    if len(consts) > 1:
+        with np.errstate(all="ignore"):
+            v = consts[0].value
+            for c in consts[1:]:
+                v = float(OPS[op].np(np.float64(v), np.float64(c.value)))
+        consts = [const(v)]
+    return _chain(op, rest + consts)
