@@ -91,7 +91,7 @@ def population(n: int, seed: int, n_vars: int = 3) -> list[Expr]:
 # populations: (name, texts or None, expressions)
 
 def _read_lines(path: Path, dialect: str | None) -> tuple[list[str], list[Expr]]:
-    from symcore.io.readers import read_file
+    from symcore.io.files import read_file
     pop = read_file(path, dialect) if dialect else read_file(path)
     lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     return lines, list(pop)

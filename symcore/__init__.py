@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "read": "symcore.io.readers", "read_with_params": "symcore.io.readers",
-    "read_many": "symcore.io.readers", "detect_dialect": "symcore.io.readers",
-    "read_file": "symcore.io.readers",
+    "read_many": "symcore.io.files", "detect_dialect": "symcore.io.readers",
+    "read_file": "symcore.io.files",
     "Dialect": "symcore.io.dialects", "register_dialect": "symcore.io.dialects",
     "write": "symcore.io.printers", "to_latex": "symcore.io.printers", "to_c": "symcore.io.printers",
     "to_numpy_source": "symcore.io.printers",
@@ -52,7 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.params import bind_params, lift_constants
     from symcore.io.printers import to_c, to_latex, to_numpy_source, write
     from symcore.io.dialects import Dialect, register_dialect
-    from symcore.io.readers import detect_dialect, read, read_file, read_many, read_with_params
+    from symcore.io.files import read_file, read_many
+    from symcore.io.readers import detect_dialect, read, read_with_params
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
     from symcore.io.sympy_bridge import from_sympy, to_sympy
     from symcore.codegen.ode.api import OdeInfo, odeint, score_derivatives, score_trajectories

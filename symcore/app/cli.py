@@ -241,7 +241,7 @@ def _cmd_simplify(a: argparse.Namespace) -> int:
 
 
 def _cmd_dedupe(a: argparse.Namespace) -> int:
-    from symcore.io.readers import read_file
+    from symcore.io.files import read_file
     from symcore.rules.api import dedupe
     p = Path(a.file)
     if not p.exists():

@@ -154,7 +154,7 @@ class RunResult:
 def _read_population(population: Any, dialect: str, names: list[str] | None
                      ) -> tuple[list[Expr], list[int], list[tuple[int, SymcoreError]],
                                 str | None, str]:
-    from symcore.io.readers import read_file, read_many
+    from symcore.io.files import read_file, read_many
     opts: dict[str, Any] = {}
     if names and all(n.isidentifier() for n in names):
         opts["names"] = names

@@ -17,7 +17,7 @@ from strategies import exprs
 from symcore import DataError, ExportError, ParseError, SymcoreError, call, const, var
 from symcore.app import cli
 from symcore.app import run as R
-from symcore.io.readers import read_file
+from symcore.io.files import read_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

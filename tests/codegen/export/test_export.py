@@ -383,7 +383,7 @@ def test_json_round_trip(tmp_path_factory, e):
     assert symcore.unflatten([(op, tuple(k), tuple(v) if isinstance(v, list) else v)
                               for op, k, v in doc[0]["flat"]]) is e
     from symcore.io.printers import to_json
-    from symcore.io.readers import read_file
+    from symcore.io.files import read_file
     pop = read_file(path, dialect="symcore", on_error="raise")
     assert pop.exprs == [e]
     if e.n_params:  # the same item as the printers' population JSON, plus metadata

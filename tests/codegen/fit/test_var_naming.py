@@ -12,7 +12,8 @@ from symcore.app.run import run
 from symcore.codegen.fit.api import fit
 from symcore.columns import check_not_shifted
 from symcore.errors import DataError, DialectError
-from symcore.io.readers import detect_dialect, read_many
+from symcore.io.files import read_many
+from symcore.io.readers import detect_dialect
 
 LINES = ["0.5*x_1 + sin(x_2)", "x_1*x_2 - 0.25", "cos(x_2) + 1.5*x_1*x_1"]
 

@@ -13,7 +13,8 @@ import symcore
 from symcore import DialectError, call, const, param, var
 from symcore.io.dialects import DIALECTS, Dialect, register_dialect, unregister_dialect
 from symcore.io.printers import write
-from symcore.io.readers import detect_dialect, read, read_many, read_with_params
+from symcore.io.files import read_many
+from symcore.io.readers import detect_dialect, read, read_with_params
 
 # A made-up tool: 1-based V1..Vn, word operators `(a plus b)`, its own function names, `K` as a
 # fittable placeholder, and two protected ops: its `ln` is gplearn's protected log and its

@@ -10,7 +10,8 @@ import symcore
 from symcore import SymcoreError
 from symcore.ops import DIALECTS, OPS
 from symcore.io.printers import write
-from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_many, read_with_params
+from symcore.io.files import read_many
+from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_with_params
 
 SPELLINGS = sorted({s for op in OPS.values() for names in op.spell.values() for s in names})
 VOCAB = SPELLINGS + [

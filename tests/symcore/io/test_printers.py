@@ -214,7 +214,7 @@ def test_to_json_round_trips_through_read_file(tmp_path):
     import json
 
     from symcore.io.printers import to_json
-    from symcore.io.readers import read_file
+    from symcore.io.files import read_file
     es = [call("add", x0, const(-0.0)), call("pow", x1, param(0))]
     text = to_json(es, params=[None, [math.inf]])
     assert json.loads(text)[1] == {"expr": "x1^p0", "params": [None]}

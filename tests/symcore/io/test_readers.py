@@ -16,8 +16,8 @@ import symcore
 from symcore import (ArityError, DataError, DialectError, ParseError, SymcoreError,
                      UnknownOperatorError, call, const, evaluate, param, var)
 from symcore.ir import topo
-from symcore.io.readers import (READ_DIALECTS, Population, detect_dialect, read, read_file,
-                                read_many, read_with_params)
+from symcore.io.files import Population, read_file, read_many
+from symcore.io.readers import READ_DIALECTS, detect_dialect, read, read_with_params
 
 _FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"   # copies of ../shared/data
 FRONTENDS = next((p for p in (_FIXTURES / "frontends", Path("/work/shared/data/frontends"))
@@ -585,10 +585,13 @@ def test_read_dialects_cover_the_ops_table():
 
 def test_facade_exposes_the_readers_and_printers():
     import symcore.io.printers as printers
+    import symcore.io.files as files
     import symcore.io.readers as readers
     import symcore.io.sympy_bridge as bridge
-    for name in ("read", "read_many", "read_file", "detect_dialect"):
+    for name in ("read", "detect_dialect"):
         assert getattr(symcore, name) is getattr(readers, name)
+    for name in ("read_many", "read_file"):
+        assert getattr(symcore, name) is getattr(files, name)
     for name in ("write", "to_latex", "to_c", "to_numpy_source"):
         assert getattr(symcore, name) is getattr(printers, name)
     for name in ("to_sympy", "from_sympy"):
