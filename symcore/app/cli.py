@@ -117,6 +117,7 @@ def _probe_output_path(path: str, what: str) -> None:
 # symcore run
 
 def _cmd_run(a: argparse.Namespace) -> int:
+    from symcore.app import report
     from symcore.app import run as R
     if a.example:
         from symcore.app.example import bundled_paths, formula
@@ -191,15 +192,15 @@ def _cmd_run(a: argparse.Namespace) -> int:
             from symcore.codegen.export.api import header_path
             res.exported.append(str(header_path(out)))
     if a.pareto:
-        R.pareto_plot(res, a.pareto)
+        report.pareto_plot(res, a.pareto)
     _warn_errors(res.errors, sys.stderr)
     for msg in res.warnings:
         sys.stderr.write(f"symcore: warning: {_one_line(msg)}\n")
     if a.json:
-        json.dump(R.result_json(res, a.top), sys.stdout, indent=1)
+        json.dump(report.result_json(res, a.top), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(R.format_report(res, a.top) + "\n")
+        sys.stdout.write(report.format_report(res, a.top) + "\n")
     return EXIT_PARTIAL if res.errors else EXIT_OK
 
 

@@ -10,7 +10,8 @@ import sympy
 import symcore
 from symcore.app import example
 from symcore.errors import DataError
-from symcore.app.run import format_report, load_csv, result_json, run
+from symcore.app.report import format_report, result_json
+from symcore.app.run import load_csv, run
 
 
 def test_committed_files_are_what_the_generator_writes(tmp_path):
