@@ -517,13 +517,23 @@ def registered(op: Op) -> Iterator[Op]:
 
 def registry_key() -> str:
     """Digest of the user ops' content (names, arities, C and lowering templates) for on-disk
-    cache keys: the same registrations give the same key in every process."""
+    cache keys: the same registrations give the same key in every process.  Computed once per
+    registry generation (it is part of every tier-1 kernel's cache key)."""
+    hit = _REGISTRY_KEY.get(_GENERATION)
+    if hit is not None:
+        return hit
     user = [o for n, o in _TABLE.items() if n not in BUILTIN]
-    if not user:
-        return "builtin"
-    h = hashlib.blake2b(digest_size=8)
-    for o in user:
-        low = getattr(o.lower, "__code__", None)
-        h.update(f"{o.name}|{o.arity}|{o.c}|{o.expand!r}|"
-                 f"{low.co_code.hex() if low is not None else None}\n".encode())
-    return h.hexdigest()
+    key = "builtin"
+    if user:
+        h = hashlib.blake2b(digest_size=8)
+        for o in user:
+            low = getattr(o.lower, "__code__", None)
+            h.update(f"{o.name}|{o.arity}|{o.c}|{o.expand!r}|"
+                     f"{low.co_code.hex() if low is not None else None}\n".encode())
+        key = h.hexdigest()
+    _REGISTRY_KEY.clear()
+    _REGISTRY_KEY[_GENERATION] = key
+    return key
+
+
+_REGISTRY_KEY: dict[int, str] = {}
