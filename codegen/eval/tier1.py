@@ -118,7 +118,7 @@ def _shape_hash(flat: Flat) -> str:
 
 
 def _source_hash() -> str:
-    return _jit.source_hash("eval/emit.py", "eval/tier1.py")
+    return _jit.source_hash("eval/emit.py", "eval/tier1.py", "llvm/textbuilder.py")
 
 
 def _symbol(key: str) -> str:
