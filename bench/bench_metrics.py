@@ -33,7 +33,7 @@ from symcore.metrics import (clear_cache, normal_forms, symbolic_solutions,  # n
 from symcore.metrics import diskcache  # noqa: E402
 from symcore.metrics.workers import shutdown  # noqa: E402
 
-DATA = os.path.join(HERE, "..", "..", "shared", "data", "formulas", "srsd_feynman_120.json")
+DATA = os.path.join(HERE, "..", "tests", "fixtures", "formulas", "srsd_feynman_120.json")
 
 
 def srbench_check(pred: str, true: str) -> bool:

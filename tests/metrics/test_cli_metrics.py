@@ -9,10 +9,7 @@ pytest.importorskip("zss")
 
 from symcore.app.cli import main  # noqa: E402
 
-TRUTH = "/work/shared/data/formulas/srsd_feynman_120.json"
-if not os.path.exists(TRUTH):
-    TRUTH = os.path.join(os.path.dirname(__file__),
-                         "../../../shared/data/formulas/srsd_feynman_120.json")
+TRUTH = os.path.join(os.path.dirname(__file__), "..", "fixtures", "formulas", "srsd_feynman_120.json")
 
 
 @pytest.fixture()

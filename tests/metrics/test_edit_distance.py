@@ -18,9 +18,7 @@ from perturb import perturbed_pairs  # noqa: E402
 from symcore.metrics import (MetricsError, clear_cache, tree_edit_distance,  # noqa: E402
                              tree_edit_distances)
 
-DATA = "/work/shared/data/formulas/srsd_feynman_120.json"
-if not os.path.exists(DATA):  # CI's copy of shared/ sits beside the clone
-    DATA = os.path.join(os.path.dirname(__file__), "../../../shared/data/formulas/srsd_feynman_120.json")
+DATA = os.path.join(os.path.dirname(__file__), "..", "fixtures", "formulas", "srsd_feynman_120.json")
 
 
 def _truths():
