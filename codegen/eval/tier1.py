@@ -209,7 +209,7 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
     with _LIVE_LOCK:
         for k in want:
             c = _LIVE.get(k)
-            if c is not None:
+            if c is not None and not c.library.closed:   # an evicted library is loaded anew
                 out[k] = c
     stats.live = len(out)
     cache = _cache.object_cache()
@@ -286,11 +286,12 @@ def _helpers() -> list[bytes]:
 
 
 def _attach(out: dict[str, _LoadedKernel], objs: list[bytes], keys: list[str]) -> None:
-    lib = _jit.load_library(objs + _helpers(), [_symbol(k) for k in keys])
+    # evictable: the LRU bound ($SYMCORE_MAX_ENGINES) may unload it while no call runs in it
+    lib = _jit.load_library(objs + _helpers(), [_symbol(k) for k in keys], evictable=True)
     with _LIVE_LOCK:
         for k in keys:
             c = _LIVE.get(k)
-            if c is None:
+            if c is None or c.library.closed:
                 c = _LoadedKernel(k, lib.addresses[_symbol(k)], lib)
                 _LIVE[k] = c
             out[k] = c
@@ -304,7 +305,7 @@ class _Driver:
                f"{_isa_tag(_vecmath.host_isa())}")
         obj = _cache.get_or_compile(
             key, lambda: _jit.compile_object(_emit.emit_driver("run", dtype, lanes), 2, 2))
-        self.library = _jit.load_library([obj], ["run"])
+        self.library = _jit.load_library([obj], ["run"], permanent=True)
         self.run = _DRIVER_T(self.library.addresses["run"])
 
 
@@ -331,8 +332,21 @@ def _need_contig(a: Any, name: str, dtype: Any, shape: tuple[int | None, ...]) -
                         f"({want}), got {got}")
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A program's kernels as loaded once: swapped whole when evicted ones are reloaded, so a
+    call holds one consistent set (libraries it pinned, the address table it passes)."""
+
+    kernels: list[_LoadedKernel]   # keep their libraries loaded
+    libs: list[_jit.Library]
+    fn: np.ndarray                 # kernel addresses, candidate order
+    stats: CompileStats
+
+
 class Tier1Program:
-    """A population's fused kernels, ready to run (see the module docstring)."""
+    """A population's fused kernels, ready to run (see the module docstring).  When the LRU
+    bound on loaded libraries ($SYMCORE_MAX_ENGINES) unloads one of its libraries, the next
+    call loads those kernels again (from the object cache, or compiling them)."""
 
     def __init__(self, exprs: Sequence[Expr], dtype: str = "float64") -> None:
         if dtype not in ("float64", "float32"):
@@ -345,9 +359,12 @@ class Tier1Program:
         infos = [info(e) for e in exprs]
         flats = [i.flat for i in infos]
         keys = [structure_key(e, dtype) for e in exprs]
-        codes, self.stats = load_kernels(list(zip(keys, flats)), dtype, self.lanes)
-        self._codes = [codes[k] for k in keys]  # keeps the libraries loaded
-        self._fn = np.array([c.address for c in self._codes] or [0], dtype=np.uint64)
+        # structure keys and flats (rows only, no Expr): what reloading evicted kernels needs
+        self._items = list(zip(keys, flats))
+        self._reload_lock = threading.Lock()
+        self.reloads = 0
+        self._state = self._load()
+        self.stats: CompileStats = self._state.stats
         consts: list[float] = []
         offs: list[int] = []
         for i in infos:
@@ -361,8 +378,29 @@ class Tier1Program:
         self._zero_params = np.zeros(max(1, self.n_params), dtype=np.float64)
         self._driver = driver(dtype, self.lanes)
 
+    def _load(self) -> "_Loaded":
+        codes, stats = load_kernels(self._items, self.dtype, self.lanes)
+        kern = [codes[k] for k, _ in self._items]
+        libs = list({id(c.library): c.library for c in kern}.values())
+        fn = np.array([c.address for c in kern] or [0], dtype=np.uint64)
+        return _Loaded(kern, libs, fn, stats)
+
+    def _pinned(self) -> "_Loaded":
+        """The loaded kernels, pinned against eviction (`_unpin` after the call); kernels
+        whose library the LRU bound unloaded are loaded again first."""
+        for _ in range(16):
+            st = self._state
+            if _jit.pin(st.libs):
+                return st
+            with self._reload_lock:
+                if self._state is st:   # not reloaded by another thread meanwhile
+                    self._state = self._load()
+                    self.reloads += 1
+        raise CompileError("tier-1 kernels were unloaded again before they could run: raise "
+                           "$SYMCORE_MAX_ENGINES above the number of threads calling kernels")
+
     def _args(self, X: np.ndarray, n: int, params: np.ndarray | None, c0: int,
-              c1: int) -> tuple[list[Any], np.ndarray]:
+              c1: int, fn: np.ndarray) -> tuple[list[Any], np.ndarray]:
         if not (0 <= c0 <= c1 <= self.n_candidates):
             raise DataError(f"candidate range [{c0}, {c1}) outside 0..{self.n_candidates}")
         _need_contig(X, "X", self._np, (None, None))
@@ -382,7 +420,7 @@ class Tier1Program:
             pa = params if params.size else self._zero_params
             poff = np.arange(self.n_candidates or 1, dtype=np.int64) * params.shape[1]
         keep = poff
-        return [c0, c1, self._fn.ctypes.data, X.ctypes.data, ldx, n, None, None,
+        return [c0, c1, fn.ctypes.data, X.ctypes.data, ldx, n, None, None,
                 self._consts.ctypes.data, self._coff.ctypes.data, pa.ctypes.data,
                 poff.ctypes.data], keep
 
@@ -391,25 +429,33 @@ class Tier1Program:
         """out[c, :n] = predictions of candidate c for c0 <= c < c1 (out is (P, m), m >= n;
         nothing is written past column n)."""
         c1 = self.n_candidates if c1 is None else c1
-        args, keep = self._args(X, n, params, c0, c1)
-        _need_contig(out, "out", self._np, (self.n_candidates, None))
-        if out.shape[1] < n:
-            raise DataError(f"out has {out.shape[1]} column(s) for {n} row(s)")
-        self._driver.run(*args, out.ctypes.data, out.shape[1], None)
-        del keep
+        st = self._pinned()
+        try:
+            args, keep = self._args(X, n, params, c0, c1, st.fn)
+            _need_contig(out, "out", self._np, (self.n_candidates, None))
+            if out.shape[1] < n:
+                raise DataError(f"out has {out.shape[1]} column(s) for {n} row(s)")
+            self._driver.run(*args, out.ctypes.data, out.shape[1], None)
+            del keep
+        finally:
+            _jit.unpin(st.libs)
 
     def loss_range(self, X: np.ndarray, n: int, y: np.ndarray, w: np.ndarray,
                    params: np.ndarray | None, out_loss: np.ndarray, c0: int = 0,
                    c1: int | None = None) -> None:
         """out_loss[c] = (Σ w·err², Σ w·|err|) for c0 <= c < c1 (+inf both when non-finite)."""
         c1 = self.n_candidates if c1 is None else c1
-        args, keep = self._args(X, n, params, c0, c1)
-        ldx = X.shape[1]
-        _need_contig(y, "y", np.float64, (ldx,))
-        _need_contig(w, "w", np.float64, (ldx,))
-        _need_contig(out_loss, "out_loss", np.float64, (self.n_candidates, 2))
-        # unit weights (the unweighted case): the driver skips reading and multiplying them
-        unit = bool(n) and bool(np.all(w[:n] == 1.0))
-        args[6], args[7] = y.ctypes.data, (None if unit else w.ctypes.data)
-        self._driver.run(*args, None, 0, out_loss.ctypes.data)
-        del keep
+        st = self._pinned()
+        try:
+            args, keep = self._args(X, n, params, c0, c1, st.fn)
+            ldx = X.shape[1]
+            _need_contig(y, "y", np.float64, (ldx,))
+            _need_contig(w, "w", np.float64, (ldx,))
+            _need_contig(out_loss, "out_loss", np.float64, (self.n_candidates, 2))
+            # unit weights (the unweighted case): the driver skips reading and multiplying them
+            unit = bool(n) and bool(np.all(w[:n] == 1.0))
+            args[6], args[7] = y.ctypes.data, (None if unit else w.ctypes.data)
+            self._driver.run(*args, None, 0, out_loss.ctypes.data)
+            del keep
+        finally:
+            _jit.unpin(st.libs)

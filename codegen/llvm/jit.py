@@ -1,6 +1,10 @@
 """The one place that compiles and loads code with llvmlite.binding: the host target machine,
 IR parse/verify/optimise, object code, loaded libraries (ORC), cache-key source hashes.
 (Host CPU facts live in `llvm.host`, the object-code cache in `llvm.cache`.)
+
+Memory of loaded code stays bounded: libraries link into an LLJIT instance that is retired
+after `LINKS_PER_JIT` links and disposed (with everything ORC kept of its closed libraries) when
+its last library closes; at most `$SYMCORE_MAX_ENGINES` evictable libraries stay loaded (LRU).
 """
 
 from __future__ import annotations
@@ -8,9 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import os
 import threading
+import weakref
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import llvmlite.binding as llvm
 
@@ -20,7 +27,8 @@ from symcore.codegen.llvm import host, vecmath
 from symcore.codegen.llvm.host import host_cpu, host_features
 
 __all__ = ["host_features", "host_cpu", "target_machine", "compile_object", "Library",
-           "load_library", "open_libraries", "source_hash"]
+           "load_library", "open_libraries", "evictable_libraries", "live_jits", "max_engines",
+           "pin", "unpin", "source_hash"]
 
 _lock = threading.RLock()
 
@@ -84,45 +92,117 @@ def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes
 
 # -- loaded code ---------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _lljit() -> Any:
+#: links into one LLJIT instance before it is retired.  Every link leaves its JITDylib behind in
+#: the instance (4-15 KB each, by the exported symbols; llvmlite cannot remove a JITDylib) until
+#: the instance itself is disposed, which happens once it is retired and its last library is
+#: closed (measured: a link-and-close loop then holds RSS flat instead of +14.5 KB per link)
+LINKS_PER_JIT = 128
+#: default bound on open evictable libraries (`$SYMCORE_MAX_ENGINES`)
+DEFAULT_MAX_ENGINES = 128
+
+
+def max_engines() -> int:
+    """`$SYMCORE_MAX_ENGINES` (default 128, at least 1): how many evictable libraries (tier-1
+    kernel libraries) stay loaded; past it the least recently used one that no call is running
+    is unloaded, and the kernels that used it load it again when next called."""
+    env = os.environ.get("SYMCORE_MAX_ENGINES", "").strip()
+    try:
+        n = int(env) if env else DEFAULT_MAX_ENGINES
+    except ValueError:
+        n = DEFAULT_MAX_ENGINES
+    return max(n, 1)
+
+
+class _Jit:
+    """One LLJIT instance and the number of libraries open in it."""
+
+    __slots__ = ("lljit", "links", "open", "retired")
+
+    def __init__(self) -> None:
+        self.lljit: Any = llvm.create_lljit_compiler(_make_tm(2))
+        self.links = 0
+        self.open = 0
+        self.retired = False
+        _stats["jits"] += 1
+
+    def dispose_if_done(self) -> None:
+        if self.retired and self.open == 0 and self.lljit is not None:
+            self.lljit.close()   # frees every JITDylib the instance accumulated
+            self.lljit = None
+            _stats["jits"] -= 1
+
+
+_current: dict[bool, _Jit] = {}    # permanent? -> the instance new libraries link into
+_stats = {"open": 0, "jits": 0}
+_names = itertools.count()
+#: open evictable libraries, least recently used first (weak: a dropped library closes itself)
+_LRU: "OrderedDict[int, weakref.ref[Library]]" = OrderedDict()
+
+
+def _jit_for(permanent: bool) -> _Jit:
     host.init()
     vecmath.ensure_libraries()
-    return llvm.create_lljit_compiler(_make_tm(2))
-
-
-_names = itertools.count()
-_open = [0]
+    j = _current.get(permanent)
+    if j is None or (not permanent and j.links >= LINKS_PER_JIT):
+        if j is not None:
+            j.retired = True
+            j.dispose_if_done()
+        j = _current[permanent] = _Jit()
+    return j
 
 
 def open_libraries() -> int:
     """Libraries currently loaded (a compile-and-discard loop must keep this bounded)."""
-    return _open[0]
+    return _stats["open"]
+
+
+def evictable_libraries() -> int:
+    """Evictable libraries currently loaded (at most `max_engines()` while no call pins more)."""
+    with _lock:
+        return len(_LRU)
+
+
+def live_jits() -> int:
+    """LLJIT instances not yet disposed (the current ones and retired ones still in use)."""
+    return _stats["jits"]
 
 
 class Library:
     """Object code loaded into the process; function addresses stay valid while it is open.
-    Closing (or garbage-collecting) it unloads the code."""
+    Closing (or garbage-collecting) it unloads the code.  An `evictable` library may be closed
+    by the LRU bound (`max_engines`) whenever it is not pinned: callers pin it around every
+    call into it (`pin`/`unpin`) and load the code again when `pin` fails.  A `permanent` one
+    (loaded once per process, e.g. a driver) links into an instance that is never retired."""
 
-    def __init__(self, objects: Iterable[bytes], symbols: Iterable[str]) -> None:
+    def __init__(self, objects: Iterable[bytes], symbols: Iterable[str], *,
+                 evictable: bool = False, permanent: bool = False) -> None:
         syms = list(dict.fromkeys(symbols))
+        self.pins = 0
+        self.evicted = False
+        self._tracker: Any = None
         with _lock:
-            jit = _lljit()
+            jit = _jit_for(permanent)
             b = llvm.JITLibraryBuilder()
             for obj in objects:
                 b.add_object_img(obj)
             b.add_current_process()
             for s in syms:
                 b.export_symbol(s)
+            jit.links += 1
             try:
-                self._tracker = b.link(jit, f"symcore{next(_names)}")
+                self._tracker = b.link(jit.lljit, f"symcore{next(_names)}")
             except RuntimeError as err:
-                self._tracker = None
                 raise CompileError(f"cannot load generated code: {err}") from None
-            _open[0] += 1
+            self._jit = jit
+            jit.open += 1
+            _stats["open"] += 1
+            if evictable:
+                _LRU[id(self)] = weakref.ref(self)
+                _evict(keep=self)
         self.addresses: dict[str, int] = {s: int(self._tracker[s]) for s in syms}
         for s, a in self.addresses.items():
             if not a:
+                self.close()
                 raise CompileError(f"symbol {s!r} missing from the generated code")
 
     def close(self) -> None:
@@ -130,7 +210,10 @@ class Library:
             t, self._tracker = getattr(self, "_tracker", None), None
             if t is not None:
                 t.close()
-                _open[0] -= 1
+                _stats["open"] -= 1
+                _LRU.pop(id(self), None)
+                self._jit.open -= 1
+                self._jit.dispose_if_done()
 
     @property
     def closed(self) -> bool:
@@ -143,8 +226,47 @@ class Library:
             pass
 
 
-def load_library(objects: Iterable[bytes], symbols: Iterable[str]) -> Library:
-    return Library(objects, symbols)
+def pin(libraries: Sequence[Library]) -> bool:
+    """Keep every library of `libraries` loaded until `unpin` (and mark them recently used);
+    False, with nothing pinned, when one of them is closed already (the caller reloads)."""
+    with _lock:
+        if any(lib.closed for lib in libraries):
+            return False
+        for lib in libraries:
+            lib.pins += 1
+            if id(lib) in _LRU:
+                _LRU.move_to_end(id(lib))
+        return True
+
+
+def unpin(libraries: Sequence[Library]) -> None:
+    with _lock:
+        for lib in libraries:
+            lib.pins -= 1
+        if len(_LRU) > max_engines():   # pinned ones were spared while over the bound
+            _evict(keep=None)
+
+
+def _evict(keep: Library | None) -> None:
+    """Close least recently used evictable libraries (not pinned, not `keep`) down to the
+    bound; called with `_lock` held."""
+    bound = max_engines()
+    if len(_LRU) <= bound:
+        return
+    for k, ref in list(_LRU.items()):
+        if len(_LRU) <= bound:
+            break
+        lib = ref()
+        if lib is None:
+            _LRU.pop(k, None)
+        elif lib is not keep and lib.pins == 0:
+            lib.evicted = True
+            lib.close()
+
+
+def load_library(objects: Iterable[bytes], symbols: Iterable[str], *, evictable: bool = False,
+                 permanent: bool = False) -> Library:
+    return Library(objects, symbols, evictable=evictable, permanent=permanent)
 
 
 # -- cache keys ----------------------------------------------------------------------------------
