@@ -76,33 +76,91 @@ def per_call_both(fn, min_time: float = MIN_TIME) -> tuple[float, float]:
 
 
 def simplify_system(s: symcore.System) -> symcore.System:
-    """Each equation simplified under cost="cycles"; a new equation replaces the old one only
-    where the system's DAG cost drops (a form cheaper alone may stop sharing a subterm with
-    another equation), so the system never gets costlier."""
-    from symcore.rules.extract import cycles_cost, dag_cost
-
-    def cost(eqs):
-        return dag_cost(eqs, cycles_cost)
-    cur = list(s.exprs)
-    new = [symcore.simplify(e, cost="cycles") for e in cur]
-    if cost(new) < cost(cur):
-        cur = new
-    for i in range(len(cur)):
-        for c in (s.exprs[i], new[i]):
-            trial = cur[:i] + [c] + cur[i + 1:]
-            if cost(trial) < cost(cur):
-                cur = trial
-    return symcore.System(cur, params=s.params, names=s.names)
+    """The system rewritten under cost="cycles": all equations in one e-graph with the "cycles"
+    rules, the cheapest DAG over all of them (symcore.rules.systems; never costlier)."""
+    from symcore.rules.systems import simplify_system as simplify_eqs
+    return symcore.System(simplify_eqs(s.exprs), params=s.params, names=s.names)
 
 
 def load() -> str:
     return "load average %.1f %.1f %.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
 
 
+def cycles_section(rep, names: list[str], reps: int) -> None:
+    """Nodes, estimated cycles and measured time of every traced rhs before and after the
+    "cycles" simplification."""
+    # cycles cost model: the rhs as the integrator calls it (one state per call, through a
+    # function pointer: fixed-step RK4, the same number of calls before and after; STEPS steps
+    # so that odeint's fixed Python cost is a small part), and the vectorised rhs (inlined in a
+    # loop over K states).  A system the rewrite leaves unchanged compiles to the same kernel
+    # (same digest): its ratio is 1 by construction and it is not timed.
+    K, STEPS = 20_000, 20_000
+    before_n, after_n, before_c, after_c, speed, speed_v = 0, 0, 0.0, 0.0, [], []
+    from symcore.rules.systems import system_cost
+    changes, same, simp_s = [], 0, 0.0
+    for name in names:
+        s, flow = rep.systems[name]
+        c0 = time.perf_counter()
+        try:
+            s2 = simplify_system(s)
+        except symcore.SymcoreError:
+            continue
+        simp_s += time.perf_counter() - c0
+        ic = np.asarray(flow.ic, dtype=float).reshape(-1)
+        period = float(getattr(flow, "period", 1.0) or 1.0)
+        t2, h = np.array([0.0, period]), period / STEPS
+        ok = [symcore.odeint(x, ic, t2, method="rk4", h=h, full_output=True)[1].ok
+              for x in (s, s2)]
+        if not all(ok):
+            continue
+        before_n += s.size
+        after_n += s2.size
+        before_c += system_cost(s.exprs)
+        after_c += system_cost(s2.exprs)
+        if s2.digest() == s.digest():
+            same += 1
+            speed.append(1.0)
+            speed_v.append(1.0)
+            continue
+        Y = np.random.default_rng(1).uniform(-2, 2, size=(s.n, K))
+        fa, fb = rhs_function(s), rhs_function(s2)
+        ta, tb, va, vb = [], [], [], []
+        for _ in range(max(reps, 5)):   # interleaved, CPU time (one thread)
+            ta.append(per_call(lambda: symcore.odeint(s, ic, t2, method="rk4", h=h), 0.03,
+                               time.process_time))
+            tb.append(per_call(lambda: symcore.odeint(s2, ic, t2, method="rk4", h=h), 0.03,
+                               time.process_time))
+            va.append(per_call(lambda: fa(0.5, Y), 0.02, time.process_time))
+            vb.append(per_call(lambda: fb(0.5, Y), 0.02, time.process_time))
+        speed.append(statistics.median(tb) / statistics.median(ta))
+        speed_v.append(statistics.median(vb) / statistics.median(va))
+        changes.append((speed[-1], speed_v[-1], name, system_cost(s.exprs),
+                        system_cost(s2.exprs)))
+    changes.sort()
+    print(f"cycles cost model over {len(speed)} traced rhs (symcore.rules.systems."
+          f"simplify_system: one e-graph per system, rules default + cycles, DAG cost over all "
+          f"equations; {simp_s:.1f} s): nodes {before_n} -> {after_n}, estimated cycles "
+          f"{before_c:.0f} -> {after_c:.0f}; {len(changes)} rewritten, {same} unchanged (same "
+          f"kernel, ratio 1); CPU time ratio after/before (< 1 = faster after):")
+    for label, r, i in ((f"in the integrator (RK4, {STEPS} fixed steps)", speed, 0),
+                        (f"vectorised rhs ({K} states)", speed_v, 1)):
+        rw = [c[i] for c in changes]
+        print(f"  {label}: all {len(r)}: mean {np.mean(r):.3f}, median {np.median(r):.3f}; "
+              f"the {len(rw)} rewritten: mean {np.mean(rw):.3f}, median {np.median(rw):.3f}, "
+              f"min {min(rw):.3f} ({min(changes, key=lambda c: c[i])[2]}), max {max(rw):.3f} "
+              f"({max(changes, key=lambda c: c[i])[2]})")
+    print("  largest gains (integrator ratio, vectorised ratio, estimated cycles before -> "
+          "after):")
+    for a, b, name, cb, ca in changes[:8]:
+        print(f"    {name:24s} {a:.3f} {b:.3f}  {cb:.0f} -> {ca:.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cycles-only", action="store_true",
+                    help="only the cycles cost model's before/after table")
     args = ap.parse_args()
     reps = 1 if args.quick else args.repeats
     warnings.simplefilter("ignore")
@@ -112,6 +170,10 @@ def main() -> None:
     if args.quick:
         names = names[:15]
     print(f"dysts flows: {len(rep.systems)} trace, {len(rep.skipped)} skipped")
+    if args.cycles_only:
+        cycles_section(rep, names, reps)
+        print(f"end: {load()}")
+        return
     rtol, atol = 1e-8, 1e-10
     ratios, cpu_ratios, agree, fails, rows, errs = [], [], 0, [], [], []
     compile_s = 0.0
@@ -204,53 +266,7 @@ def main() -> None:
           f"{statistics.median(pti):.2f} s ({how}); ratio "
           f"{statistics.median(pti) / statistics.median(pts):.0f}x")
 
-    # cycles cost model: the rhs as the integrator calls it (one state per call, through a
-    # function pointer: fixed-step RK4, the same number of calls before and after), and the
-    # vectorised rhs (inlined in a loop over states, where LLVM hoists parameter-only terms
-    # such as inv(p) out of the loop, which favours forms the cycles model does not see)
-    K = 20_000
-    before_n, after_n, before_c, after_c, speed, speed_v = 0, 0, 0.0, 0.0, [], []
-    from symcore.rules.extract import cycles_cost, dag_cost
-    changes = []
-    for name in names:
-        s, flow = rep.systems[name]
-        try:
-            s2 = simplify_system(s)
-        except symcore.SymcoreError:
-            continue
-        ic = np.asarray(flow.ic, dtype=float).reshape(-1)
-        period = float(getattr(flow, "period", 1.0) or 1.0)
-        t2, h = np.array([0.0, period]), period / 4000
-        ok = [symcore.odeint(x, ic, t2, method="rk4", h=h, full_output=True)[1].ok
-              for x in (s, s2)]
-        if not all(ok):
-            continue
-        before_n += s.size
-        after_n += s2.size
-        before_c += dag_cost(s.exprs, cycles_cost)
-        after_c += dag_cost(s2.exprs, cycles_cost)
-        Y = np.random.default_rng(1).uniform(-2, 2, size=(s.n, K))
-        fa, fb = rhs_function(s), rhs_function(s2)
-        ta, tb, va, vb = [], [], [], []
-        for _ in range(max(reps, 3)):   # interleaved, CPU time (one thread)
-            ta.append(per_call(lambda: symcore.odeint(s, ic, t2, method="rk4", h=h), 0.03,
-                               time.process_time))
-            tb.append(per_call(lambda: symcore.odeint(s2, ic, t2, method="rk4", h=h), 0.03,
-                               time.process_time))
-            va.append(per_call(lambda: fa(0.5, Y), 0.02, time.process_time))
-            vb.append(per_call(lambda: fb(0.5, Y), 0.02, time.process_time))
-        speed.append(statistics.median(ta) / statistics.median(tb))
-        speed_v.append(statistics.median(va) / statistics.median(vb))
-        changes.append((speed[-1], name))
-    changes.sort()
-    print(f"cycles cost model over {len(speed)} traced rhs (simplify_system: cost='cycles', "
-          f"system DAG cost guarded): nodes {before_n} -> {after_n}, estimated cycles "
-          f"{before_c:.0f} -> {after_c:.0f}; CPU time ratio before/after (>1 = faster after):")
-    print(f"  in the integrator (RK4, 4000 fixed steps): mean {np.mean(speed):.3f}, median "
-          f"{np.median(speed):.3f}, min {np.min(speed):.3f} ({changes[0][1]}), max "
-          f"{np.max(speed):.3f} ({changes[-1][1]})")
-    print(f"  vectorised rhs ({K} states): mean {np.mean(speed_v):.3f}, median "
-          f"{np.median(speed_v):.3f}, min {np.min(speed_v):.3f}, max {np.max(speed_v):.3f}")
+    cycles_section(rep, names, reps)
     print(f"end: {load()}")
 
 

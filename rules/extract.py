@@ -266,6 +266,104 @@ class Extractor:
             return total, choice
         return tree, tree_choice
 
+    def refine_roots(self, fn: AdditiveCost, choice: list[int], roots: Sequence[int],
+                     rounds: int = 4, max_evals: int = 400) -> list[int]:
+        """Search for a cheaper choice judged by the DAG cost of all `roots` TOGETHER (a
+        system's equations share one kernel).  The greedy DAG pass prices each class alone, so
+        it cannot see that one reciprocal of d serves x/d and y/d (each alone is cheaper as a
+        division), or that sin(a) and cos(a), needed elsewhere, make 2*sin(a)*cos(a) cheaper
+        than sin(2a).  A move re-extracts every class with the classes already computed, plus
+        one candidate class, counted as free (paid once, in the total); it is kept when the
+        true total drops.  Never costlier than `choice`; at most `max_evals` re-extractions."""
+        base = np.array([fn.base(op) for op in self.node_op]) if self.node_op else np.zeros(0)
+        root_list = sorted(set(roots))
+
+        def closure(ch: list[int]) -> set[int] | None:
+            memo: dict[int, frozenset[int]] = {}
+            seen: set[int] = set()
+            for r in root_list:
+                cl = self._closure(r, ch, memo)
+                if cl is None:
+                    return None
+                seen |= cl
+            return seen
+
+        ch = list(choice)
+        seen = closure(ch)
+        if seen is None or not len(base):
+            return ch
+        cur = float(sum(base[ch[k]] for k in seen))
+        evals = 0
+        for _ in range(rounds):
+            # candidates: classes outside the DAG that a node of a DAG class reads
+            cand = sorted({k for i, c in enumerate(self.node_cls) if c in seen
+                           for k in self.node_kids[i] if k not in seen})
+            gained = False
+            for extra in [None] + cand:
+                if evals >= max_evals:
+                    break
+                evals += 1
+                free = seen if extra is None else seen | {extra}
+                trial = self._fixpoint_choice(base, free)
+                s2 = closure(trial)
+                if s2 is None:
+                    continue
+                t = float(sum(base[trial[k]] for k in s2))
+                if t < cur - 1e-9:
+                    ch, seen, cur, gained = trial, s2, t, True
+                    break
+            if not gained:
+                break
+        # then single switches: one class to another of its nodes (children as chosen)
+        nodes_of: dict[int, list[int]] = defaultdict(list)
+        for i, c in enumerate(self.node_cls):
+            nodes_of[c].append(i)
+        budget = 50 * max_evals
+        for c in sorted(seen):
+            for i in nodes_of[c]:
+                if i == ch[c] or budget <= 0 or c not in seen:
+                    continue
+                budget -= 1
+                old, ch[c] = ch[c], i
+                s2 = closure(ch)
+                t = math.inf if s2 is None else float(sum(base[ch[k]] for k in s2))
+                if t < cur - 1e-9:
+                    cur, seen = t, s2   # type: ignore[assignment]
+                else:
+                    ch[c] = old
+        return ch
+
+    def _fixpoint_choice(self, base: np.ndarray, free: set[int]) -> list[int]:
+        """Cheapest node of every class when the classes in `free` cost nothing to their
+        parents (the tree fixpoint of `_best_additive`, with those classes clamped to 0)."""
+        n = len(self.node_op)
+        cls = np.array(self.node_cls, dtype=np.int64)
+        k0 = np.array([k[0] if len(k) > 0 else -1 for k in self.node_kids], dtype=np.int64)
+        k1 = np.array([k[1] if len(k) > 1 else -1 for k in self.node_kids], dtype=np.int64)
+        has0, has1 = k0 >= 0, k1 >= 0
+        k0, k1 = np.where(has0, k0, 0), np.where(has1, k1, 0)
+        free_mask = np.zeros(self.n_classes, dtype=bool)
+        free_mask[list(free)] = True
+        cost = np.full(self.n_classes, np.inf)
+        seen_cost = np.where(free_mask, 0.0, cost)
+        for _ in range(n + 1):
+            c = base + np.where(has0, seen_cost[k0], 0.0) + np.where(has1, seen_cost[k1], 0.0)
+            new = np.full(self.n_classes, np.inf)
+            np.minimum.at(new, cls, c)
+            if np.array_equal(new, cost):
+                break
+            cost = new
+            seen_cost = np.where(free_mask, 0.0, cost)
+        c = base + np.where(has0, seen_cost[k0], 0.0) + np.where(has1, seen_cost[k1], 0.0)
+        order = np.lexsort((c, cls))          # per class, cheapest node first
+        first = np.ones(n, dtype=bool)
+        first[1:] = cls[order][1:] != cls[order][:-1]
+        choice = np.full(self.n_classes, -1, dtype=np.int64)
+        pick = order[first]
+        ok = np.isfinite(c[pick])
+        choice[cls[pick][ok]] = pick[ok]
+        return choice.tolist()
+
     def _best_additive(self, fn: AdditiveCost) -> tuple[list[float], list[int]]:
         # Bellman-Ford style fixpoint, vectorised: node cost = weight + child class costs,
         # class cost = min over its nodes; positive weights make every chosen tree acyclic

@@ -270,6 +270,47 @@ FACTOR: list[Rule | RawRule] = [
     Rule("double", "(add a a)", "(mul 2 a)", grows=True, note="x + x = 2x exactly"),
 ]
 
+CYCLES: list[Rule | RawRule] = [
+    # Forms that are cheaper to evaluate (extraction under cost="cycles" picks them where they
+    # are): integer powers as multiplications, fractional powers as square roots, a double
+    # angle from a sine and a cosine the expression already needs, one division for several.
+    # All within the default soundness contract (equal wherever the original is finite, up to
+    # rounding, intermediate over/underflow and the sign of zero).
+    Rule("powi-4", "(powi a 4)", "(square (square a))", note="powi's own multiplications"),
+    Rule("powi-5", "(powi a 5)", "(mul a (square (square a)))"),
+    Rule("powi-6", "(powi a 6)", "(square (cube a))"),
+    Rule("powi-m2", "(powi a -2)", "(inv (square a))",
+         note="powi's reciprocal except where x*x overflows (true value subnormal)"),
+    Rule("powi-m3", "(powi a -3)", "(inv (cube a))"),
+    Rule("powi-m4", "(powi a -4)", "(inv (square (square a)))"),
+    Rule("pow-4", "(pow a 4)", "(square (square a))",
+         note="an integer-valued exponent is powi's multiplication sequence (symcore.ops)"),
+    Rule("pow-m2", "(pow a -2)", "(inv (square a))"),
+    Rule("pow-half", "(pow a 0.5)", "(sqrt a)", note="x < 0: NaN both; pow(-0, .5) = +0"),
+    Rule("pow-m-half", "(pow a -0.5)", "(inv (sqrt a))"),
+    Rule("pow-quarter", "(pow a 0.25)", "(sqrt (sqrt a))"),
+    Rule("pow-3-quarters", "(pow a 0.75)", "(mul (sqrt a) (sqrt (sqrt a)))"),
+    Rule("pow-1-half", "(pow a 1.5)", "(mul a (sqrt a))",
+         note="no intermediate overflow: x^1.5 finite means x < 3e205"),
+    Rule("pow-1-quarter", "(pow a 1.25)", "(mul a (sqrt (sqrt a)))"),
+    Rule("pow-2-half", "(pow a 2.5)", "(mul (square a) (sqrt a))"),
+    Rule("pow-m-1-half", "(pow a -1.5)", "(inv (mul a (sqrt a)))"),
+    Rule("pow_abs-half", "(pow_abs a 0.5)", "(sqrt_abs a)"),
+    Rule("sin-double", "(sin (mul 2 a))", "(mul 2 (mul (sin a) (cos a)))",
+         note="relative error of a product of two correctly rounded values; cos(2a) has no "
+              "such form (cancellation near its zeros)"),
+    Rule("sub-factor", "(sub (mul a b) (mul a c))", "(mul a (sub b c))", grows=True),
+    Rule("div-div", "(div (div a b) c)", "(div a (mul b c))"),
+    Rule("mul-div", "(mul (div a b) c)", "(div (mul a c) b)", grows=True),
+    Rule("add-div-div", "(add (div a b) (div c d))", "(div (add (mul a d) (mul c b)) (mul b d))",
+         grows=True, note="one division for two; b*d may overflow where a/b + c/d does not "
+                          "(an intermediate overflow, allowed by the contract)"),
+    Rule("inv-mul", "(inv (mul a b))", "(mul (inv a) (inv b))", grows=True,
+         note="lets several divisions share one reciprocal"),
+    Rule("square-mul", "(square a)", "(mul a a)", grows=True, note="lets factoring see x*x"),
+    Rule("cube-mul", "(cube a)", "(mul a (square a))", grows=True),
+]
+
 AGGRESSIVE: list[Rule | RawRule] = [
     # Unsound on part of the domain: opt-in only.
     Rule("log-exp", "(log (exp a))", "a", note="wrong where exp over/underflows"),
@@ -307,7 +348,7 @@ PARAMS: list[Rule | RawRule] = [
 _STATIC: dict[str, list[Rule | RawRule]] = {
     "fold": FOLD, "identities": IDENTITIES, "powers": POWERS, "trig": TRIG,
     "protected": PROTECTED, "commute": COMMUTE, "assoc": ASSOC, "canon": CANON,
-    "factor": FACTOR, "aggressive": AGGRESSIVE, "params": PARAMS,
+    "factor": FACTOR, "aggressive": AGGRESSIVE, "params": PARAMS, "cycles": CYCLES,
 }
 
 

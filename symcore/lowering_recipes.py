@@ -85,15 +85,20 @@ NP_SRC: dict[str, str] = {
     "pow_abs": POW_SOURCE + "(np.abs({0}), {1})",
 }
 
-# Estimated cycles per evaluation on a current x86-64 core (latency-weighted: add/mul 4, div
-# 13, sqrt ~15, libm exp/log ~20-40, pow ~60; a protected variant adds a compare and select).
-# Symbolics.jl's idea: extraction under these weights turns x^2 into x*x (square), x^3 into
-# x*(x*x) (cube) and prefers multiplications to divisions.
+# Estimated cycles per evaluation, calibrated by bench/bench_cycles.py on an x86-64 core (cycles
+# from a dependent float-add chain of 4 cycles; each op measured in the two places a system's
+# rhs runs: throughput over many states, and on the path of an RK4 stage).  Measured: add, sub,
+# mul, neg, abs cost ~0 over many states (vectorised, memory-bound) and 1-3 on the stage path;
+# div/inv 1 and 15-20; sqrt 2 and 30; exp/log 17-20 and 45-60; sin/cos 38 and 60; tanh/sinh
+# 55 and 120; pow 90 and 160; cbrt 80 and 125.  The table is between the two (arithmetic ~1):
+# a libm call is worth dozens of multiplications, a division several, which is what makes
+# extraction under "cycles" prefer x*x to x^2, sqrt(x) to x^0.5, and one shared reciprocal or
+# sine to several.  A protected variant adds its compare and select (~2).
 CYCLES: dict[str, float] = {
-    "add": 4, "sub": 4, "mul": 4, "div": 13, "neg": 1, "pow": 60, "powi": 12, "square": 4,
-    "cube": 8, "inv": 13, "abs": 1, "sign": 2, "sqrt": 15, "cbrt": 40, "exp": 20, "log": 20,
-    "sin": 30, "cos": 30, "tan": 40, "tanh": 30, "sinh": 35, "cosh": 35, "asin": 40,
-    "acos": 40, "atan": 40, "aq": 36, "pdiv": 18, "plog": 26, "pinv": 18, "sqrt_abs": 16,
-    "log_abs": 22, "dlog": 26, "pow_abs": 62, "max": 2, "min": 2, "fmax": 2, "fmin": 2,
-    "asinh": 40, "acosh": 40, "atanh": 40,
+    "add": 1, "sub": 1, "mul": 1, "div": 8, "neg": 0.5, "pow": 125, "powi": 12, "square": 1,
+    "cube": 2, "inv": 8, "abs": 0.5, "sign": 2, "sqrt": 12, "cbrt": 100, "exp": 30, "log": 35,
+    "sin": 45, "cos": 45, "tan": 65, "tanh": 80, "sinh": 80, "cosh": 50, "asin": 50,
+    "acos": 55, "atan": 55, "aq": 22, "pdiv": 10, "plog": 37, "pinv": 10, "sqrt_abs": 13,
+    "log_abs": 36, "dlog": 37, "pow_abs": 126, "max": 2, "min": 2, "fmax": 2, "fmin": 2,
+    "asinh": 80, "acosh": 80, "atanh": 80,
 }
