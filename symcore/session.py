@@ -40,6 +40,11 @@ def _canonical_all() -> Any:
     return canonical_all
 
 
+def _expanded_keys() -> Any:
+    from symcore.rules.canonical_expand import expanded_keys
+    return expanded_keys
+
+
 class Session:
     """One search over data ``X`` (rows x columns), target ``y``.
 
@@ -80,7 +85,8 @@ class Session:
         self.max_entries = max_entries
         self._nonfinite = self._policy(nonfinite)
         self._cache: OrderedDict[Any, float] = OrderedDict()
-        self._canon: dict[int, tuple[Any, Expr]] = {}    # id(expr) -> (weakref, canonical)
+        # id(expr) -> (weakref, canonical form, cache key)
+        self._canon: dict[int, tuple[Any, Expr, Any]] = {}
         self._ranked_y: np.ndarray | None = None
         self.stats = SessionStats()
         self._dask: tuple[Any, Any, Any, Sequence[str] | None] | None = None
@@ -150,7 +156,7 @@ class Session:
         st.seconds["read"] += t1 - t0
         P = len(exprs)
         wkeys, wrows = self._candidate_weights(weights, P)
-        keys = self._keys(exprs)
+        keys, scored = self._keys(exprs)
         t2 = time.perf_counter()
         st.seconds["canonicalise"] += t2 - t1
         out = np.empty(P, dtype=np.float64)
@@ -179,7 +185,7 @@ class Session:
         st.misses += P - hits
         if todo:
             reps = [v[0] for v in todo.values()]
-            rep_exprs = [keys[i] if self.cache_mode == "equivalent" else exprs[i] for i in reps]
+            rep_exprs = [scored[i] for i in reps]
             if wrows is None:
                 vals = self._score_fresh(rep_exprs, None)
             else:
@@ -340,30 +346,40 @@ class Session:
                                    f"(got {type(c).__name__})")
         return out
 
-    def _keys(self, exprs: list[Expr]) -> list[Any]:
-        """Cache key of every candidate: its canonical form (an interned Expr), memoised per
-        expression for as long as the expression lives."""
+    def _keys(self, exprs: list[Expr]) -> tuple[list[Any], list[Expr]]:
+        """Cache key of every candidate and the expression scored for it, memoised per
+        expression for as long as the expression lives.  exact: the exact canonical form (an
+        interned Expr), scoring the candidate itself; equivalent: the expanded key of the
+        canonical form (symcore.rules.canonical_expand: SymPy-style rewrites meet), scoring
+        the canonical form."""
         mode = self.cache_mode
         if mode is None:
-            return exprs
+            return exprs, exprs
         memo = self._canon
         keys: list[Any] = [None] * len(exprs)
+        scored: list[Expr] = exprs if mode == "exact" else [None] * len(exprs)  # type: ignore
         new: dict[int, Expr] = {}
         for i, e in enumerate(exprs):
             hit = memo.get(id(e))
             if hit is not None and hit[0]() is e:
-                keys[i] = hit[1]
+                keys[i] = hit[2]
+                if mode != "exact":
+                    scored[i] = hit[1]
             else:
                 new[id(e)] = e
         if new:
             canon = _canonical_all()(list(new.values()), mode)
-            for e, c in zip(new.values(), canon):
+            ks: list[Any] = canon if mode == "exact" else _expanded_keys()(canon)
+            for e, c, k2 in zip(new.values(), canon, ks):
                 k = id(e)
-                memo[k] = (weakref.ref(e, lambda _r, k=k, m=memo: m.pop(k, None)), c)
+                memo[k] = (weakref.ref(e, lambda _r, k=k, m=memo: m.pop(k, None)), c, k2)
             for i, e in enumerate(exprs):
                 if keys[i] is None:
-                    keys[i] = memo[id(e)][1]
-        return keys
+                    hit = memo[id(e)]
+                    keys[i] = hit[2]
+                    if mode != "exact":
+                        scored[i] = hit[1]
+        return keys, scored
 
     def _insert(self, k: Any, v: float) -> None:
         if self.max_entries == 0:
