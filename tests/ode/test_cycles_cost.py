@@ -58,3 +58,16 @@ def test_cycles_extraction_shares_subterms(text):
     tree = symcore.simplify(e, cost=lambda op, kids: cycles_cost(op, kids))
     assert dag_cost([dag], cycles_cost) < dag_cost([tree], cycles_cost)
     np.testing.assert_allclose(evaluate(dag, X), evaluate(e, X), rtol=1e-12)
+
+
+def test_system_kernel_computes_a_shared_subterm_once():
+    """The multi-output rhs lowers every distinct node of the system once: sin(x0 - x1) and the
+    reciprocal used by three equations are one call and one division in the emitted IR."""
+    from symcore.codegen.export.system import system_ir
+    d = symcore.read("inv(x2 + 1.5)", "symcore")
+    s_ = symcore.read("sin(x0 - x1)", "symcore")
+    sysm = symcore.System([s_ * d, s_ + d, d * symcore.read("x2", "symcore")])
+    text = system_ir(sysm, "f")
+    body = text[text.index('define void @"f"('):]
+    body = body[:body.index("}")]
+    assert body.count('@"sin"(') == 1 and body.count("fdiv") == 1
