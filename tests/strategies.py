@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from hypothesis import settings, strategies as st
 
@@ -89,5 +91,50 @@ def populations(n_vars: int = 3, min_size: int = 1, max_size: int = 30,
         .map(lambda dup: base + dup))
 
 
-__all__ = ["exprs", "plain_exprs", "leaves", "data", "populations", "UNARY", "BINARY",
+#: the alphabet of `algebraic_exprs`: few leaves, so random expressions often share a key
+ALGEBRAIC_UNARY = ("neg", "square", "cube", "inv", "exp", "log", "sqrt", "abs", "sin", "cos")
+ALGEBRAIC_BINARY = ("add", "sub", "mul", "div")
+
+
+def algebraic_exprs(max_leaves: int = 6) -> st.SearchStrategy[Expr]:
+    """Expressions over two variables and five constants with the field operations, integer
+    powers and a few functions: a small alphabet, so that a population holds many equal
+    functions written differently (for properties of equivalence keys)."""
+    base = st.one_of(st.integers(0, 1).map(var),
+                     st.sampled_from([1.0, 2.0, 0.5, -1.0, 3.0]).map(const))
+
+    def extend(ch: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+        return st.one_of(
+            st.tuples(st.sampled_from(ALGEBRAIC_UNARY), ch).map(lambda t: call(t[0], t[1])),
+            st.tuples(st.sampled_from(ALGEBRAIC_BINARY), ch, ch)
+            .map(lambda t: call(t[0], t[1], t[2])),
+            st.tuples(ch, st.integers(-3, 4)).map(lambda t: call("powi", t[0], const(float(t[1])))))
+
+    return st.recursive(base, extend, max_leaves=max_leaves)
+
+
+def _rewrite_forms(t: tuple[Expr, Expr]) -> list[Expr]:
+    a, b = t
+    one, two = const(1.0), const(2.0)
+
+    def f(op: str) -> Callable[[Expr], Expr]:
+        return lambda x: call(op, x)
+
+    exp, sq, inv, sin, neg = f("exp"), f("square"), f("inv"), f("sin"), f("neg")
+    return [a * (b + a), a * b + a * a, a * b + b * b,
+            exp(a + b), exp(a) * exp(b), exp(a) * b,
+            sq(a + b), sq(a) + two * a * b + sq(b), sq(a) + sq(b),
+            (a + b) / b, a / b + one, a / b + b,
+            inv(a - b), neg(inv(b - a)), inv(b - a),
+            sin(a - b), neg(sin(b - a)), sin(b - a)]
+
+
+def algebraic_rewrites() -> st.SearchStrategy[list[Expr]]:
+    """For two `algebraic_exprs` a, b: forms a SymPy-style rewrite gives of their combinations
+    (products over sums, exp(a+b), powers of sums, a + b over b, signs through odd functions),
+    next to near misses of the same shape that are other functions."""
+    return st.tuples(algebraic_exprs(4), algebraic_exprs(4)).map(_rewrite_forms)
+
+
+__all__ = ["exprs", "plain_exprs", "algebraic_exprs", "algebraic_rewrites", "leaves", "data", "populations", "UNARY", "BINARY",
            "PLAIN_UNARY", "PLAIN_BINARY", "finite_consts", "any_consts", "symcore"]
