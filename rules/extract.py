@@ -61,6 +61,11 @@ class CyclesCost(AdditiveCost):
     extraction may share a reciprocal or a common factor between uses."""
 
     dag = True
+    #: weight factor of an op whose operands hold no variable (parameters and constants only):
+    #: the vectorised rhs hoists it out of its loop over states, and in the integrator it runs
+    #: beside the state's loads, off the path from state to derivative (measured: x*inv(p)
+    #: beats x/p in both places, while the per-op table would say the opposite)
+    invariant = 0.25
 
     def base(self, op: str) -> float:
         leaf = LEAF_CYCLES.get(op)
@@ -117,8 +122,17 @@ def tree_cost(expr: Expr, fn: CostFn) -> float:
 
 
 def dag_cost(exprs: Sequence[Expr], fn: AdditiveCost) -> float:
-    """Cost of `exprs` computed together: every distinct node's own weight once."""
-    return float(sum(fn.base(n.op) for n in topo(list(exprs))))
+    """Cost of `exprs` computed together: every distinct node's own weight once (times the
+    model's `invariant` factor for an op without variables beneath it, if it has one)."""
+    factor = getattr(fn, "invariant", None)
+    total = 0.0
+    varies: dict[Expr, bool] = {}
+    for n in topo(list(exprs)):
+        v = n.op == "var" or any(varies[a] for a in n.args)
+        varies[n] = v
+        w = fn.base(n.op)
+        total += w * factor if factor is not None and n.args and not v else w
+    return float(total)
 
 
 class Extractor:
@@ -170,6 +184,32 @@ class Extractor:
                 cls_l.append(cid(r.output))
         self.n_classes = len(ids)
 
+    def node_weights(self, fn: AdditiveCost) -> np.ndarray:
+        """Each e-node's own weight under `fn`; with an `invariant` factor (the "cycles"
+        model), an op node whose child classes hold a variable-free term is weighted by it."""
+        w = np.array([fn.base(op) for op in self.node_op], dtype=float)
+        factor = getattr(fn, "invariant", None)
+        if factor is None or not len(w):
+            return w
+        n = len(self.node_op)
+        cls = np.array(self.node_cls, dtype=np.int64)
+        k0 = np.array([k[0] if len(k) > 0 else -1 for k in self.node_kids], dtype=np.int64)
+        k1 = np.array([k[1] if len(k) > 1 else -1 for k in self.node_kids], dtype=np.int64)
+        is_var = np.array([op == "var" for op in self.node_op])
+        fixed = np.zeros(self.n_classes, dtype=bool)   # class holds a variable-free term
+        while True:
+            ok = ~is_var & ((k0 < 0) | fixed[np.maximum(k0, 0)]) & \
+                ((k1 < 0) | fixed[np.maximum(k1, 0)])
+            new = np.zeros(self.n_classes, dtype=bool)
+            new[cls[ok]] = True
+            if np.array_equal(new, fixed):
+                break
+            fixed = new
+        inner = ok & (k0 >= 0)
+        w[inner] *= factor
+        del n
+        return w
+
     def best(self, fn: CostFn) -> tuple[list[float], list[int]]:
         """Cheapest tree cost and node of every class."""
         if isinstance(fn, AdditiveCost):
@@ -214,7 +254,7 @@ class Extractor:
         # optimal tree extraction, a class only moves to a strictly cheaper node, so the result
         # is never costlier than the tree choice (checked over all roots at the end).
         n_cls = self.n_classes
-        base = [fn.base(op) for op in self.node_op]
+        base = self.node_weights(fn).tolist()
         choice = list(tree_choice)
         sets: list[dict[int, float] | None] = [None] * n_cls
         total = [math.inf] * n_cls
@@ -275,7 +315,7 @@ class Extractor:
         than sin(2a).  A move re-extracts every class with the classes already computed, plus
         one candidate class, counted as free (paid once, in the total); it is kept when the
         true total drops.  Never costlier than `choice`; at most `max_evals` re-extractions."""
-        base = np.array([fn.base(op) for op in self.node_op]) if self.node_op else np.zeros(0)
+        base = self.node_weights(fn)
         root_list = sorted(set(roots))
 
         def closure(ch: list[int]) -> set[int] | None:
@@ -374,7 +414,8 @@ class Extractor:
         weights = {op: fn.base(op) for op in set(self.node_op)}
         if min(weights.values()) <= 0:
             raise SymcoreError("cost weights must be positive")
-        base = np.array([weights[op] for op in self.node_op])
+        base = self.node_weights(fn) if getattr(fn, "invariant", None) is not None else \
+            np.array([weights[op] for op in self.node_op])
         cls = np.array(self.node_cls, dtype=np.int64)
         # children as an (n, 2) array, -1 for a missing child; every op is unary or binary
         arity = np.fromiter(map(len, self.node_kids), dtype=np.int64, count=n)

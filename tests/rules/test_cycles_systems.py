@@ -121,3 +121,13 @@ def test_refine_roots_never_costlier():
     g = dag_cost(ex.build(roots, greedy), cycles_cost)
     r = dag_cost(ex.build(roots, refined), cycles_cost)
     assert r < g
+
+
+def test_parameter_only_work_is_priced_off_the_state_path():
+    """x/(p0 + p1): the reciprocal of the parameters (hoisted out of a loop over states, off
+    the state's path in the integrator) and one multiplication, not a division per state."""
+    out = simplify_system([R("x0 / (p0 + p1)")])
+    ops = _ops(out)
+    assert "div" not in ops and ops.count("inv") == 1, out
+    inv = next(n for n in topo(out) if n.op == "inv")
+    assert not any(n.op == "var" for n in topo([inv]))
