@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from symcore.ops import OPS, generation
 
-__all__ = ["opcodes", "runnable", "OP_VAR", "KIND_CONST", "KIND_PARAM"]
+__all__ = ["opcodes", "runnable", "OP_VAR", "OP_CONST", "OP_ROOT", "KIND_CONST", "KIND_PARAM"]
 
 #: forward-list instruction "load data column a" of the Jacobian interpreter (no operator has
 #: a negative opcode, so the table can grow without renumbering it)
 OP_VAR = -1
+#: instructions of the shared (hash-consed) population tape (`eval.dag`), far above any
+#: operator: (OP_CONST, dst, 0, i) broadcasts pool[i] into slot dst; (OP_ROOT, 0, s, c) hands
+#: slot s to the caller as candidate c's value for the current row block
+OP_CONST = 1 << 30
+OP_ROOT = OP_CONST + 1
 #: `fills` rows (slot, kind, index): kind 0 takes pool[index], kind 1 params[index]
 KIND_CONST = 0
 KIND_PARAM = 1

@@ -35,6 +35,9 @@ GREATER_IS_BETTER = frozenset({"r2", "pearson", "spearman"})
 _NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
 #: predictions computed at once on the predictions path: (candidates x rows) <= this
 _PRED_BLOCK = 1 << 21
+#: prefix programs are cut into one part per thread from this many tokens x rows on (below,
+#: one thread: the interpreter's share of the time is too small to win back the handoff)
+_PARALLEL_WORK = 1e8
 def _canonical_all() -> Any:
     from symcore.rules.canonical import canonical_all
     return canonical_all
@@ -276,9 +279,8 @@ class Session:
         st.hits += hits
         st.misses += P - hits
         if toks:
-            table = self._symbol_table(symbols)
-            vals = self._run(lambda ts: self._prefix_program(ts, table), toks,
-                             None if wrows is None else wrows[np.asarray(first)])
+            vals = self._run_prefix(toks, self._symbol_table(symbols),
+                                    None if wrows is None else wrows[np.asarray(first)])
             gof = np.array(group_of, dtype=np.int64)
             miss = gof >= 0
             out[miss] = vals[gof[miss]]
@@ -299,17 +301,8 @@ class Session:
         """Predictions of prefix token programs (see `score_prefix`): a (P, N) array of the
         session's dtype (not cached)."""
         self._local("predict_prefix")
-        from symcore.codegen import pool
-        P, N = len(programs), self.n_rows
-        out = np.empty((P, N), dtype=self._np)
-        if not P:
-            return out
-        prog = self._prefix_program([tuple(p) for p in programs], self._symbol_table(symbols))
-        t = time.perf_counter()
-        X = self._Xcol
-        pool.run_ranges(P, float(sum(prog.tape.n_nodes)) * N,
-                        lambda c0, c1: prog.predict_range(X, None, out, c0, c1))
-        self.stats.seconds["score"] += time.perf_counter() - t
+        out = np.empty((len(programs), self.n_rows), dtype=self._np)
+        self._prefix_parts(list(programs), self._symbol_table(symbols), out)
         return out
 
     def clear(self) -> None:
@@ -411,15 +404,66 @@ class Session:
         from symcore.codegen.eval.prefix import symbol_table
         return symbol_table(symbols)
 
-    def _prefix_program(self, programs: list[tuple[Any, ...]],
-                        table: dict[Any, tuple[int, int]]) -> Any:
-        """Prefix programs packed straight into one tier-0 program (codegen.eval.prefix)."""
-        from symcore.codegen.eval.prefix import pack_prefix
-        from symcore.codegen.eval.tier0 import Tier0Program
-        t0 = time.perf_counter()
-        prog = Tier0Program.from_tape(pack_prefix(programs, table, self.n_features), self.dtype)
-        self.stats.seconds["compile"] += time.perf_counter() - t0
-        return prog
+    def _run_prefix(self, programs: list[Any], table: dict[Any, tuple[int, int]],
+                    W: np.ndarray | None) -> np.ndarray:
+        """The metric of every prefix program (W: per-candidate weights): the interpreter's
+        own reduction where it has the metric, otherwise from predictions, a block of
+        candidates at a time."""
+        P, N = len(programs), self.n_rows
+        if W is None and self.metric in _NATIVE:
+            acc = np.empty((P, 2), dtype=np.float64)
+            self._prefix_parts(programs, table, None, acc)
+            t = time.perf_counter()
+            out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
+            self.stats.seconds["score"] += time.perf_counter() - t
+            return out
+        out = np.empty(P, dtype=np.float64)
+        step = max(1, _PRED_BLOCK // N)
+        for c0 in range(0, P, step):
+            c1 = min(P, c0 + step)
+            pred = np.empty((c1 - c0, N), dtype=self._np)
+            self._prefix_parts(programs[c0:c1], table, pred)
+            t = time.perf_counter()
+            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
+            self.stats.seconds["score"] += time.perf_counter() - t
+        return out
+
+    def _prefix_parts(self, programs: list[Any], table: dict[Any, tuple[int, int]],
+                      pred: np.ndarray | None, acc: np.ndarray | None = None) -> None:
+        """Prefix programs packed into shared tapes (codegen.eval.prefix.pack_shared: every
+        distinct subtree once) and run: predictions into `pred` (P, N), or (sum w*err**2,
+        sum w*|err|) into `acc` (P, 2).  A large population is cut into one contiguous part
+        per thread, each packed and run on its own (a part's values do not depend on the
+        others, so the results are the same bits for any number of parts)."""
+        from symcore.codegen import pool
+        from symcore.codegen.eval.dag import DagProgram
+        from symcore.codegen.eval.prefix import pack_shared
+        P, N = len(programs), self.n_rows
+        if not P:
+            return
+        lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
+        cum = np.cumsum(lens)
+        parts = 1 if cum[-1] * N < _PARALLEL_WORK else max(1, min(pool.n_threads(), P))
+        bounds = [0, *(int(np.searchsorted(cum, cum[-1] * k // parts)) for k in
+                       range(1, parts)), P]
+        bounds = sorted(set(bounds))
+        X = self._Xcol
+        secs = [[0.0, 0.0] for _ in bounds[1:]]
+
+        def run(g: int) -> None:
+            a, b = bounds[g], bounds[g + 1]
+            t0 = time.perf_counter()
+            prog = DagProgram(pack_shared(programs[a:b], table, self.n_features), self.dtype)
+            t1 = time.perf_counter()
+            if acc is not None:
+                acc[a:b] = prog.loss(X, self._yd, self._wd)
+            else:
+                prog.predict(X, pred[a:b])           # type: ignore[index]
+            secs[g] = [t1 - t0, time.perf_counter() - t1]
+        pool.run_ranges(len(bounds) - 1, float(cum[-1]) * N, lambda g0, g1: [
+            run(g) for g in range(g0, g1)], threads=len(bounds) - 1)
+        self.stats.seconds["compile"] += sum(c for c, _ in secs)
+        self.stats.seconds["score"] += sum(s for _, s in secs)
 
     # -- scoring ----------------------------------------------------------------------------------
     def _program(self, exprs: list[Expr]) -> Any:

@@ -3,7 +3,8 @@ into a tier-0 `Tape`, without IR: one Python pass over the tokens, the rest vect
 
 A token is an `int` (a data column), a `float` (a constant) or a symbol of the caller's table
 (symbol -> ops-table name).  `symbol_table` numbers the symbols once; `pack_prefix` packs a
-population against it.
+population against it into a tier-0 `Tape` (one code segment per program), `pack_shared`
+into a shared `dag.DagTape` (every distinct subtree of the population once).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from symcore.errors import DataError, SymcoreError
 from symcore.ops import OPS, generation
 
 from symcore.codegen import bytecode as _bytecode
+from symcore.codegen.eval import dag as _dag
 from symcore.codegen.eval import tape as _tape
 
-__all__ = ["symbol_table", "pack_prefix", "LEAF_KIND"]
+__all__ = ["symbol_table", "pack_prefix", "pack_shared", "LEAF_KIND"]
 
 #: leaf token types: 0 a column index, 1 a constant (bool is neither)
 LEAF_KIND: dict[type, int] = {int: 0, np.int64: 0, np.int32: 0, float: 1, np.float64: 1,
@@ -61,6 +63,43 @@ def symbol_table(symbols: Mapping[Any, str]) -> dict[Any, tuple[int, int]]:
     return table
 
 
+def _classify(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, int]],
+              n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(program lengths, code per token, leaf values in token order): code = opcode + 2 for a
+    symbol, else the leaf kind of its type (0 column, 1 constant).  The one Python pass over
+    the tokens; raises for an empty program, a token that is none of these, a column
+    outside 0..n_features-1."""
+    P = len(programs)
+    lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
+    if P and lens.min() == 0:
+        raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
+    flat = list(itertools.chain.from_iterable(programs))
+    n = len(flat)
+    # symbols hash by identity; a float never equals one, so its lookup falls to its type
+    # (-1: neither a leaf type nor in the table)
+    code_of = {tok: oa[0] + 2 for tok, oa in table.items()}
+    type_kind = dict(LEAF_KIND)
+    for tok in code_of:
+        type_kind.setdefault(type(tok), -1)
+    tcode = np.fromiter(map(code_of.get, flat, map(type_kind.get, map(type, flat),
+                                                   itertools.repeat(-1))),
+                        dtype=np.int64, count=n)
+    if n and tcode.min() < 0:
+        bad = flat[int(np.argmin(tcode))]
+        raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
+                           f"nor a symbol")
+    leaf = tcode < 2
+    kind = tcode[leaf]
+    # only ints and floats are left: ints convert exactly (columns are far below 2**53)
+    vals = np.fromiter(itertools.compress(flat, leaf.tolist()), dtype=np.float64,
+                       count=kind.size)
+    var_ix = vals[kind == 0]
+    if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= n_features):
+        bad = var_ix.max() if var_ix.max() >= n_features else var_ix.min()
+        raise DataError(f"a program reads column {int(bad)}, X has {n_features}")
+    return lens, tcode, vals
+
+
 def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, int]],
                 n_features: int) -> _tape.Tape:
     """One tape for `programs` (prefix token sequences) over data of `n_features` columns.
@@ -75,30 +114,12 @@ def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     or an unknown token, DataError for a column outside 0..n_features-1."""
     nv = max(int(n_features), 1)
     P = len(programs)
-    lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
-    if P and lens.min() == 0:
-        raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
-    flat = list(itertools.chain.from_iterable(programs))
-    n = len(flat)
-    opc_of = {tok: oa[0] for tok, oa in table.items()}
+    lens, tcode, vals = _classify(programs, table, n_features)
+    n = tcode.size
     top = max((o for o, _ in table.values()), default=0)
     arity_of = np.zeros(top + 2, dtype=np.int64)      # arity_of[-1] = 0: a leaf (opcode -1)
     for o, ar_ in table.values():
         arity_of[o] = ar_
-    # the one Python pass over the tokens: code = opcode + 2 for a symbol, else the leaf kind
-    # of its type (0 column, 1 constant; -1 neither, or a symbol type but not in the table).
-    # Symbols hash by identity; a float never equals one, so its lookup falls to its type
-    code_of = {tok: o + 2 for tok, o in opc_of.items()}
-    type_kind = dict(LEAF_KIND)
-    for tok in opc_of:
-        type_kind.setdefault(type(tok), -1)
-    tcode = np.fromiter(map(code_of.get, flat, map(type_kind.get, map(type, flat),
-                                                   itertools.repeat(-1))),
-                        dtype=np.int64, count=n)
-    if n and tcode.min() < 0:
-        bad = flat[int(np.argmin(tcode))]
-        raise SymcoreError(f"token {bad!r} is neither a column (int), a constant (float) "
-                           f"nor a symbol")
     leaf = tcode < 2
     opc = tcode - 2                                   # -1 or -2 on leaves
     opc[leaf] = -1
@@ -117,13 +138,7 @@ def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
         raise SymcoreError(f"program {c} is not one complete prefix expression")
     is_const = np.zeros(n, dtype=bool)
     is_const[leaf] = kind == 1
-    # only ints and floats are left: ints convert exactly (columns are far below 2**53)
-    vals = np.fromiter(itertools.compress(flat, leaf.tolist()), dtype=np.float64,
-                       count=kind.size)
     var_ix = vals[kind == 0]
-    if var_ix.size and (var_ix.min() < 0 or var_ix.max() >= n_features):
-        bad = var_ix.max() if var_ix.max() >= n_features else var_ix.min()
-        raise DataError(f"a program reads column {int(bad)}, X has {n_features}")
     slot = np.empty(n, dtype=np.int64)
     slot[leaf] = 0
     is_var = np.zeros(n, dtype=bool)
@@ -178,3 +193,46 @@ def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     # from_arrays checks every slot, fill and range before native code can see them
     return _tape.from_arrays(code, fills, pool, cands, n_vars=nv, n_scratch=n_scratch,
                              n_nodes=lens.tolist())
+
+
+def pack_shared(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, int]],
+                n_features: int) -> _dag.DagTape:
+    """One shared tape (`dag.DagTape`) for `programs`: subtrees equal in structure (the same
+    symbols' operators, columns, constants of the same bits) anywhere in the population are
+    one instruction.  Same tokens and errors as `pack_prefix`."""
+    from symcore.codegen.eval.prefix_native import packer
+    nv = max(int(n_features), 1)
+    P = len(programs)
+    lens, tcode, vals = _classify(programs, table, n_features)
+    n = tcode.size
+    top = max((o for o, _ in table.values()), default=0)
+    arity = np.zeros(top + 3, dtype=np.int32)       # by token code: opcode + 2
+    for o, a in table.values():
+        arity[o + 2] = a
+    tok = tcode.astype(np.int32)
+    val = np.zeros(n, dtype=np.float64)
+    val[tcode < 2] = vals
+    starts = np.zeros(P + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    H = 16
+    while H < 2 * n:
+        H *= 2
+    hk = np.empty(2 * H, dtype=np.int64)
+    hv = np.full(H, -1, dtype=np.int32)
+    m = max(n, 1)
+    work = np.empty((7, m), dtype=np.int32)     # stack nop na nb uses slot_of freel
+    stream = np.empty(m + P, dtype=np.int32)
+    roots = np.empty(max(P, 1), dtype=np.int32)
+    code = np.empty((m + P, 4), dtype=np.int32)
+    pool = np.empty(m, dtype=np.float64)
+    res = np.zeros(4, dtype=np.int64)
+    stack, nop, na, nb, uses, slot_of, freel = (work[i].ctypes.data for i in range(7))
+    packer()(tok.ctypes.data, val.ctypes.data, starts.ctypes.data, P, arity.ctypes.data, nv,
+             hk.ctypes.data, hv.ctypes.data, H - 1, stack, nop, na, nb, uses, slot_of,
+             stream.ctypes.data, roots.ctypes.data, freel, code.ctypes.data, pool.ctypes.data,
+             res.ctypes.data)
+    n_instr, n_pool, n_slots, bad = (int(v) for v in res)
+    if bad >= 0:
+        raise SymcoreError(f"program {bad} is not one complete prefix expression")
+    return _dag.from_arrays(code[:n_instr], pool[:n_pool], n_vars=nv, n_slots=n_slots,
+                            n_candidates=P, n_nodes=lens.tolist())
