@@ -21,7 +21,8 @@ import sympy
 from symcore import call, const, var
 from symcore.io.sympy_bridge import from_sympy, to_sympy
 from symcore.ir import Expr
-from symcore.rules.canonical import clear_cache
+from symcore.errors import SymcoreError
+from symcore.rules.canonical import canonical_all, clear_cache
 from symcore.session import Session
 
 UN = ("sin", "cos", "exp", "square")
@@ -118,61 +119,90 @@ def _shuffle(e: sympy.Expr, rng: random.Random) -> sympy.Expr:
     return e.func(*args)
 
 
-def rewritten(exprs: list[Expr], seed: int) -> tuple[list[Expr], dict[str, int]]:
+REWRITES = ("expand", "simplify", "factor", "shuffle")
+
+
+def rewritten(exprs: list[Expr], seed: int) -> tuple[list[Expr], list[str], dict[str, int]]:
+    """Each candidate rewritten by SymPy, the four rewrites in turn: sympy.expand,
+    sympy.simplify, sympy.factor, or every Add/Mul's arguments shuffled (after SymPy's own
+    automatic evaluation on conversion).  A form SymPy makes unreadable (zoo for a candidate
+    that divides by 0.5 - 0.5) is left out and counted."""
     rng = random.Random(seed)
     out: list[Expr] = []
-    counts = {"expand": 0, "simplify": 0, "shuffle": 0}
+    hows: list[str] = []
+    unreadable = {k: 0 for k in REWRITES}
     for i, e in enumerate(exprs):
         s = to_sympy(e)
-        how = ("expand", "simplify", "shuffle")[i % 3]
+        how = REWRITES[i % len(REWRITES)]
         if how == "expand":
             s2 = sympy.expand(s)
         elif how == "simplify":
             s2 = sympy.simplify(s)
+        elif how == "factor":
+            s2 = sympy.factor(s)
         else:
             s2 = _shuffle(s, rng)
-        counts[how] += 1
-        out.append(from_sympy(s2))
-    return out, counts
+        try:
+            out.append(from_sympy(s2))
+        except SymcoreError:
+            unreadable[how] += 1
+            continue
+        hows.append(how)
+    return out, hows, unreadable
 
 
 def equivalent_hits(X: np.ndarray, y: np.ndarray, pop: int, seed: int = 7) -> float:
     exprs = population(pop, seed)
-    # distinct classes only, so a hit is a rewritten form meeting its own original
-    probe = Session(X, y, cache="equivalent")
-    keys = probe._keys(exprs)
+    # distinct classes only (by the key before expansion), so a hit is a rewritten form
+    # meeting its own original or another seen candidate SymPy shows to be the same function
+    canon = canonical_all(exprs)
     seen: set = set()
     base = []
-    for e, k in zip(exprs, keys):
+    for e, k in zip(exprs, canon):
         if k not in seen:
             seen.add(k)
             base.append(e)
     t = time.perf_counter()
-    forms, counts = rewritten(base, seed)
+    forms, hows, unreadable = rewritten(base, seed)
     t_sympy = time.perf_counter() - t
     clear_cache()
     s = Session(X, y, cache="equivalent")
     s.score(base)
-    h0 = s.stats.hits
+    n_classes = s.stats.classes
+    h0, t0 = s.stats.hits, time.perf_counter()
     got = s.score(forms)
+    t_forms = time.perf_counter() - t0
     hits = s.stats.hits - h0
     fresh = Session(X, y, cache=None).score(forms)
-    ok = np.isfinite(fresh)
+    ok = np.isfinite(fresh) & np.isfinite(got)
     wrong = int(np.sum(~np.isclose(got[ok], fresh[ok], rtol=1e-9, atol=0)))
+    worst = float(np.max(np.abs(got[ok] - fresh[ok]) / np.abs(fresh[ok]), initial=0.0))
     rate = hits / len(forms)
+    n_un = sum(unreadable.values())
     print(f"(2) cache='equivalent', SymPy-rewritten forms of {len(base)} seen distinct "
-          f"candidates ({', '.join(f'{v} {k}' for k, v in counts.items())}; SymPy "
-          f"{t_sympy:.1f} s): hits {hits}/{len(forms)} = {100 * rate:.1f} % "
-          f"(target >= 90 %: {'ok' if rate >= 0.9 else 'MISSED'}); hits whose value differs "
-          f"from the form's fresh score (1e-9 rel, finite): {wrong}")
-    per: dict[str, list[int]] = {"expand": [], "simplify": [], "shuffle": []}
+          f"candidates ({', '.join(f'{hows.count(k)} {k}' for k in REWRITES)}; {n_un} "
+          f"unreadable left out; SymPy {t_sympy:.1f} s): hits {hits}/{len(forms)} = "
+          f"{100 * rate:.1f} % (target >= 90 %: {'ok' if rate >= 0.9 else 'MISSED'}); "
+          f"scoring the forms {1e3 * t_forms:.0f} ms")
+    print(f"    the {len(base)} seen candidates are {n_classes} classes by the expanded key; "
+          f"hits whose value differs from the form's own fresh score by > 1e-9 relative "
+          f"(both finite): {wrong}, largest {worst:.1e} (rounding, amplified where a form is "
+          f"ill-conditioned)")
+    # per rewrite, and what the canonical form alone (the key before expansion) would hit
+    seen_canon = set(canonical_all(base))
+    before = [c in seen_canon for c in canonical_all(forms)]
     s2 = Session(X, y, cache="equivalent")
     s2.score(base)
-    for i, f in enumerate(forms):
+    per: dict[str, list[int]] = {k: [] for k in REWRITES}
+    was: dict[str, list[bool]] = {k: [] for k in REWRITES}
+    for f, how, b in zip(forms, hows, before):
         h = s2.stats.hits
         s2.score([f])
-        per[("expand", "simplify", "shuffle")[i % 3]].append(s2.stats.hits - h)
-    print("    by rewrite: " + ", ".join(f"{k} {100 * np.mean(v):.1f} %" for k, v in per.items()))
+        per[how].append(s2.stats.hits - h)
+        was[how].append(b)
+    print("    by rewrite (expanded key / canonical form alone): " + ", ".join(
+        f"{k} {100 * np.mean(per[k]):.1f} / {100 * np.mean(was[k]):.1f} %"
+        for k in REWRITES if per[k]) + f"; all {100 * rate:.1f} / {100 * np.mean(before):.1f} %")
     return rate
 
 
@@ -183,26 +213,39 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def memory(X: np.ndarray, y: np.ndarray, pop: int, gens: int, max_entries: int) -> None:
-    s = Session(X, y, cache="exact", max_entries=max_entries)
-    rss: dict[int, float] = {}
+def memory(X: np.ndarray, y: np.ndarray, pop: int, gens: int, max_entries: int,
+           path: str) -> None:
+    """`gens` generations of fresh candidates through one Session: entries, the cache's own
+    byte estimate and the process RSS, sampled; once the cache is full they must stay flat."""
+    mode = "exact" if path == "prefix" else "equivalent"
+    s = Session(X, y, cache=mode, max_entries=max_entries)
+    marks = sorted({1, gens // 20, gens // 10, gens // 4, gens // 2, 3 * gens // 4, gens} - {0})
+    rows: list[tuple[int, int, float, float]] = []
     worst_entries = 0
-    per_entry = []
+    t = time.perf_counter()
     for g in range(gens):
-        s.score_prefix(programs(pop, 10_000 + g), SYMBOLS)
+        if path == "prefix":
+            s.score_prefix(programs(pop, 10_000 + g), SYMBOLS)
+        else:
+            s.score(population(pop, 20_000 + g))
         worst_entries = max(worst_entries, s.stats.entries)
-        per_entry.append(s.stats.bytes / max(1, s.stats.entries))
-        if g + 1 in (gens // 4, gens // 2, gens):
-            rss[g + 1] = _rss_mb()
+        if g + 1 in marks:
+            rows.append((g + 1, s.stats.entries, s.stats.bytes / 2**20, _rss_mb()))
+    secs = time.perf_counter() - t
     full_at = -(-max_entries // pop)
-    print(f"(3) {gens} generations x {pop} fresh prefix programs, max_entries={max_entries}: "
-          f"entries never above {worst_entries} (cache full from generation ~{full_at}), "
-          f"{s.stats.evictions} evictions, estimated cache {s.stats.bytes / 2**20:.1f} MiB "
-          f"({statistics.mean(per_entry[full_at:] or per_entry):.0f} B/entry)")
-    g = sorted(rss)
-    print("    process RSS: " + ", ".join(f"gen {k} {rss[k]:.0f} MiB" for k in g)
-          + f"; growth gen {g[0]}->{g[-1]}: {rss[g[-1]] - rss[g[0]]:+.1f} MiB "
-          f"({'ok' if worst_entries <= max_entries else 'MISSED'}: entries within the bound)")
+    label = ("prefix programs, cache='exact'" if path == "prefix"
+             else "Expr candidates, cache='equivalent'")
+    print(f"(3) {gens} generations x {pop} fresh {label}, max_entries={max_entries} "
+          f"(full from generation ~{full_at}; {secs:.0f} s):")
+    print(f"    {'generation':>10} {'entries':>8} {'cache MiB':>10} {'RSS MiB':>8}")
+    for g, n, mb, rss in rows:
+        print(f"    {g:>10} {n:>8} {mb:>10.2f} {rss:>8.0f}")
+    after = [r for r in rows if r[0] >= 2 * full_at] or rows[-1:]
+    per_entry = 2**20 * rows[-1][2] / max(1, rows[-1][1])
+    print(f"    entries never above {worst_entries} ({'ok' if worst_entries <= max_entries else 'MISSED'}"
+          f": within max_entries), {s.stats.evictions} evictions, {per_entry:.0f} B/entry "
+          f"estimated; RSS from generation {after[0][0]} to {after[-1][0]}: "
+          f"{after[-1][3] - after[0][3]:+.1f} MiB")
 
 
 def main() -> None:
@@ -217,7 +260,9 @@ def main() -> None:
     Session(X[:50], y[:50]).score([var(0) * var(1)])     # interpreter loaded outside timings
     rescoring(X, y, pop, reps)
     equivalent_hits(X, y, min(pop, 300 if not args.quick else 60))
-    memory(X, y, pop, gens, max_entries=10 * pop)
+    memory(X, y, pop, gens, max_entries=10 * pop, path="prefix")
+    mpop = min(pop, 500)
+    memory(X, y, mpop, gens, max_entries=10 * mpop, path="expr")
 
 
 if __name__ == "__main__":
