@@ -56,9 +56,11 @@ class Session:
     ranks).  weights: the session's row weights (non-negative, finite).  dtype: float64 or
     float32 (data and arithmetic; reductions in float64).  cache: "exact" (keys up to
     value-preserving rewrites, so a hit is bit-for-bit what scoring gives), "equivalent" (keys
-    on the canonical class: values equal wherever finite) or None.  max_entries bounds the
-    LRU cache.  nonfinite: the value of a candidate whose prediction is non-finite on some
-    row, or whose metric is undefined: "inf" (the worst: +inf for losses, -inf for
+    on the canonical class, expanded so that SymPy-style rewrites — expand, together/apart,
+    exp(a+b) = exp(a)*exp(b) — meet: values equal wherever both are finite, up to rounding;
+    the first member seen is scored) or None.  max_entries bounds the LRU cache.
+    nonfinite: the value of a candidate whose prediction is non-finite on some row, or whose
+    metric is undefined: "inf" (the worst: +inf for losses, -inf for
     higher-is-better metrics), "nan", or a number.
 
     Larger than memory: X may be a Dask array or DataFrame (then y a Dask array/Series or a
