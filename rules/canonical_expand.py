@@ -56,6 +56,9 @@ Poly = dict   # Mono -> float coefficient (never mutated once built)
 
 _ONE: Mono = ()
 _EXP, _DEN = 1, 2          # kinds of special atoms
+# an atom id is 16 bytes whose first byte tells its kind: exp and denominator atoms sort
+# first in a monomial, so a monomial without them is told by its first atom alone
+_EXP_TAG, _DEN_TAG, _PLAIN_TAG = b"\x00", b"\x01", b"\x10"
 _Q = float(1 << COEF_BITS)
 
 
@@ -83,6 +86,22 @@ def _qcoef(c: float) -> bytes:
         q //= 2
         e += 1
     return struct.pack("<qh", q, e)
+
+
+def _atom_id(tag: bytes, *parts: bytes) -> bytes:
+    return tag + _digest(*parts)[1:]
+
+
+def _plain(m: Mono) -> bool:
+    """m has no exp and no denominator atom."""
+    return not m or m[0][0][0] > 1
+
+
+def _plain_mul(a: Mono, b: Mono) -> Mono:
+    d = dict(a)
+    for x, k in b:
+        d[x] = d.get(x, 0) + k
+    return tuple(sorted([(x, k) for x, k in d.items() if k]))
 
 
 def _mono_bytes(m: Mono) -> bytes:
@@ -114,12 +133,12 @@ class _Expander:
         return d
 
     def exp_atom(self, arg: Poly) -> bytes:
-        a = _digest(b"exp", self.digest(arg))
+        a = _atom_id(_EXP_TAG, b"exp", self.digest(arg))
         self.special[a] = (_EXP, arg)
         return a
 
     def den_atom(self, den: Poly) -> bytes:
-        a = _digest(b"den", self.digest(den))
+        a = _atom_id(_DEN_TAG, b"den", self.digest(den))
         self.special[a] = (_DEN, den)
         return a
 
@@ -130,6 +149,8 @@ class _Expander:
             return {b: 1.0}
         if not b:
             return {a: 1.0}
+        if a[0][0][0] > 1 and b[0][0][0] > 1:
+            return {_plain_mul(a, b): 1.0}
         exps: dict[bytes, int] = dict(a)
         sp = self.special
         exp_arg: Poly | None = None
@@ -178,7 +199,12 @@ class _Expander:
         self.spend(n)
         out: dict[Mono, float] = {}
         for m1, c1 in p.items():
+            plain1 = _plain(m1)
             for m2, c2 in q.items():
+                if plain1 and _plain(m2):
+                    m = _plain_mul(m1, m2)
+                    out[m] = out.get(m, 0.0) + c1 * c2
+                    continue
                 for m, c in self.mono_mul(m1, m2).items():
                     out[m] = out.get(m, 0.0) + c1 * c2 * c
         out = {m: c for m, c in out.items() if c != 0.0}
@@ -276,6 +302,8 @@ class _Expander:
         """Reduce each numerator modulo its denominator: sum_D N_D/D -> Q + sum_D R_D/D."""
         groups: dict[bytes, dict[Mono, float]] = {}
         for m, c in p.items():
+            if _plain(m):
+                continue
             for x, k in m:
                 if k < 0 and self.special.get(x, (0,))[0] == _DEN:
                     groups.setdefault(x, {})[m] = c
@@ -327,17 +355,17 @@ class _Expander:
         ds = [self.digest(a) for a in parts]
         if o.commutative and len(ds) == 2:
             ds.sort()
-        return {((_digest(op.encode(), *ds), 1),): sign}
+        return {((_atom_id(_PLAIN_TAG, op.encode(), *ds), 1),): sign}
 
     def node(self, e: Expr, a: list[Poly]) -> Poly:
         op = e.op
         if op == "const":
             v = e.value
             if not math.isfinite(v):
-                return {((_digest(b"const", struct.pack("<d", v)), 1),): 1.0}
+                return {((_atom_id(_PLAIN_TAG, b"const", struct.pack("<d", v)), 1),): 1.0}
             return {_ONE: v} if v != 0.0 else {}
         if op in ("var", "param"):
-            return {((_digest(op.encode(), str(e.value).encode()), 1),): 1.0}
+            return {((_atom_id(_PLAIN_TAG, op.encode(), str(e.value).encode()), 1),): 1.0}
         if op == "add":
             return _add(a[0], a[1])
         if op == "sub":
@@ -363,7 +391,7 @@ class _Expander:
             if not rest:
                 v = math.exp(c0) if c0 < 709.0 else math.inf
                 return {_ONE: v} if math.isfinite(v) and v != 0.0 else \
-                    {((_digest(b"exp", self.digest(p)), 1),): 1.0}
+                    {((_atom_id(_PLAIN_TAG, b"exp", self.digest(p)), 1),): 1.0}
             k = math.exp(c0) if c0 < 709.0 else math.inf
             if not (math.isfinite(k) and k != 0.0):
                 k, rest = 1.0, p
@@ -388,7 +416,7 @@ class _Expander:
                 if any(not math.isfinite(c) for c in p.values()):
                     raise _TooBig
             except (_TooBig, OverflowError, ZeroDivisionError):
-                p = {((_digest(b"opaque", sort_key(n)), 1),): 1.0}
+                p = {((_atom_id(_PLAIN_TAG, b"opaque", sort_key(n)), 1),): 1.0}
             memo[n] = p
         return memo[root]
 
