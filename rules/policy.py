@@ -12,6 +12,7 @@ overflow, can hide a pair: that pair then stays in two classes (never an unsound
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -50,19 +51,27 @@ def _rounded(v: np.ndarray) -> np.ndarray:
     return r
 
 
-def merge_candidates(forms: Sequence[Expr]) -> list[int]:
+def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> list[int] | None:
     """Indices of the (distinct, canonical) `forms` that might share an e-class with another
-    form: every form whose sampled values match another's where both are finite."""
+    form: every form whose sampled values match another's where both are finite.  None when
+    the work passes `deadline` (a time.perf_counter() value) before it is done."""
     n = len(forms)
     if n < 2:
         return []
+
+    def late(i: int = 0) -> bool:
+        return deadline is not None and i % 4096 == 0 and time.perf_counter() > deadline
     order = topo(forms)
+    if late():
+        return None
     n_vars = 1 + max((nd.value for nd in order if nd.op == "var"), default=0)
     n_params = 1 + max((nd.value for nd in order if nd.op == "param"), default=0)
     X, p = _points(n_vars, n_params)
     vals = node_values(order, X, p)
     V = np.empty((n, POINTS))
     for i, e in enumerate(forms):
+        if late(i):
+            return None
         V[i] = np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (POINTS,))
     R = _rounded(V)
     finite = ~np.isnan(R)
@@ -71,6 +80,8 @@ def merge_candidates(forms: Sequence[Expr]) -> list[int]:
     full = np.flatnonzero(finite.all(axis=1))
     seen: dict[bytes, int] = {}
     for i in full:
+        if late(int(i)):
+            return None
         k = R[i].tobytes()
         j = seen.setdefault(k, i)
         if j != i:
@@ -81,6 +92,8 @@ def merge_candidates(forms: Sequence[Expr]) -> list[int]:
     for i in partial:
         masks.setdefault(finite[i].tobytes(), []).append(i)
     for mbytes, rows in masks.items():
+        if late():
+            return None
         m = np.frombuffer(mbytes, dtype=bool)
         if not m.any():          # non-finite at every point: nothing to compare, keep it
             keep[rows] = True
@@ -89,7 +102,9 @@ def merge_candidates(forms: Sequence[Expr]) -> list[int]:
         sub = R[:, m]
         ok = ~np.isnan(sub).any(axis=1)
         index: dict[bytes, list[int]] = {}
-        for i in np.flatnonzero(ok):
+        for c, i in enumerate(np.flatnonzero(ok)):
+            if late(c):
+                return None
             index.setdefault(sub[i].tobytes(), []).append(i)
         for i in rows:
             hits = index.get(sub[i].tobytes(), [])
