@@ -23,9 +23,10 @@ from symcore.ir import Expr, topo
 from symcore.types import CostName, RulesPreset
 
 from symcore.rules import rulesets
-from symcore.rules.canonical import _equivalent_until, canonical, canonical_all
+from symcore.rules.canonical import _Canon, _equivalent_until, canonical, canonical_all
+from symcore.rules.canonical_fixpoint import needs_saturation
 from symcore.rules.policy import merge_candidates
-from symcore.rules.extract import Extractor, cost_model, renumber_all, tree_cost
+from symcore.rules.extract import Extractor, cost_model, renumber_all, size_cost, tree_cost
 from symcore.rules.language import INLINE_NODES, prepare_all, single_use_params, write_tables
 from symcore.rules.saturate import Limits, StopReason, session as open_session
 
@@ -355,10 +356,26 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
     """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`)."""
     if not isinstance(expr, Expr):
         raise SymcoreError(f"simplify takes an Expr, got {type(expr).__name__}")
-    d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
-               time_limit=time_limit, saturation="full")
-    out = d.representatives[0]
-    fn = cost_model(_auto_cost(cost, rulesets.resolve(rules)))
+    topics = rulesets.resolve(rules)
+    fn = cost_model(_auto_cost(cost, topics))
+    out = None
+    if fn is size_cost and set(topics) == set(rulesets.PRESETS["default"]):
+        # the canonical form, when saturation could not change it (canonical_fixpoint): no
+        # e-graph (its fixed cost per call is milliseconds, the pass' is microseconds)
+        Limits(iterations, node_limit, time_limit).check()
+        form = canonical_all([expr])[0]
+        if not needs_saturation(form, _Canon()):
+            out = form
+    if out is None:
+        out = _simplify_saturated(expr, rules, cost, iterations, node_limit, time_limit)
     if tree_cost(out, fn) > tree_cost(expr, fn):
         return expr
     return out
+
+
+def _simplify_saturated(expr: Expr, rules: Any, cost: Any, iterations: int,
+                        node_limit: int | None, time_limit: float | None) -> Expr:
+    """`simplify` through the e-graph, always (the fast path's reference)."""
+    d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
+               time_limit=time_limit, saturation="full")
+    return d.representatives[0]

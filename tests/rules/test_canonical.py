@@ -21,7 +21,7 @@ from symcore.rules.canonical import (CanonicalTimeout, canonical, canonical_all,
                                      clear_cache)
 
 from rules_numeric import numerically_different, points, same_where_finite
-from strategies import data, exprs
+from strategies import algebraic_exprs, data, exprs
 
 X3 = points(3, seed=3)
 
@@ -286,3 +286,74 @@ def test_canonical_form_is_compact(text, want):
     c = canonical(e)
     assert str(c) == want
     assert c.size <= e.size and canonical(c) is c
+
+
+# -- simplify without the e-graph where saturation cannot change the canonical form ----------
+
+def _saturated(e: Expr) -> Expr:
+    """What `simplify` gives through the e-graph (the reference of the fast path)."""
+    from symcore.rules.api import _simplify_saturated
+    from symcore.rules.extract import size_cost, tree_cost
+    out = _simplify_saturated(e, "default", None, 8, None, 10.0)
+    return e if tree_cost(out, size_cost) > tree_cost(e, size_cost) else out
+
+
+def _fixture(name: str, dialect: str, n: int) -> list[Expr]:
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", name)
+    with open(path) as fh:
+        exprs = [symcore.read(ln.strip(), dialect=dialect) for ln in fh if ln.strip()]
+    return list(dict.fromkeys(exprs))[:n]
+
+
+def test_every_default_shrinking_rule_is_performed_by_the_pass_or_looked_for():
+    from symcore.rules import canonical_fixpoint as fx, rulesets
+    from symcore.rules.rulesets import Rule, pattern_to_ir
+    listed = set(fx.EGRAPH_ONLY) | set(fx.NONNEG_GUARDED) | set(fx.EQUAL_OPERANDS) | \
+        set(fx.CONST_OPERAND)
+    names = {r.name for t in rulesets.PRESETS["default"] for r in rulesets.TOPICS[t]}
+    assert listed <= names
+    guard_terms = {"finite": var(5), "nonneg": call("exp", var(6)), "nonzero": const(2.5)}
+    missing = []
+    for t in rulesets.PRESETS["default"]:
+        for r in rulesets.TOPICS[t]:
+            if not isinstance(r, Rule) or r.grows or r.name in listed:
+                continue
+            env = {v: guard_terms[rel] for rel, v in r.when}
+            lhs, rhs = pattern_to_ir(r.lhs, env), pattern_to_ir(r.rhs, env)
+            if canonical(lhs) is not canonical(rhs):
+                missing.append(f"{r.name}: {canonical(lhs)} vs {canonical(rhs)}")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("text", [
+    "x0 * x1 + x0 * x2", "x0 / x1 + x2 / x1", "x0 + x0 * x1", "2.5 * x0 * (x1 + x2) + 2.5",
+    "square(sqrt(exp(x0)))", "exp(log(x0))", "square(abs(x0 - x1))", "sqrt_abs(exp(x0))",
+    "abs(exp(x0) + square(x1))", "min(x0, max(x0, x1))", "log(-1) + x0",
+])
+def test_forms_saturation_can_change_go_to_the_egraph(text):
+    from symcore.rules.canonical import _Canon
+    from symcore.rules.canonical_fixpoint import needs_saturation
+    c = canonical(symcore.read(text, dialect="symcore"))
+    assert needs_saturation(c, _Canon()), c
+
+
+@pytest.mark.parametrize("name, dialect", [("gplearn_population.txt", "gplearn"),
+                                           ("pyoperon_population.txt", "operon")])
+def test_simplify_equals_saturation_on_harvested_populations(name, dialect):
+    from symcore.rules.api import simplify
+    from symcore.rules.canonical import _Canon
+    from symcore.rules.canonical_fixpoint import needs_saturation
+    exprs = _fixture(name, dialect, 150)
+    fast = [e for e in exprs if not needs_saturation(canonical(e), _Canon())]
+    assert len(fast) > len(exprs) // 2      # the fast path is the common case
+    for e in exprs:
+        assert simplify(e) is _saturated(e), str(e)
+
+
+@given(st.one_of(exprs(n_vars=3, max_leaves=10), algebraic_exprs(8)))
+@example(symcore.read("x0 * (x1 * x2) * (2.0 - log(x2 * cos(x1)))", dialect="symcore"))
+@example(symcore.read("(x0 + 1.0 + x1) * log(9.0) / x1", dialect="symcore"))
+def test_simplify_equals_saturation(e):
+    from symcore.rules.api import simplify
+    assert simplify(e) is _saturated(e), str(e)
