@@ -8,6 +8,7 @@ unchanged mutants) are answered from an LRU cache keyed by their canonical form.
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
 from collections import OrderedDict
@@ -252,28 +253,29 @@ class Session:
         ckeys: list[Any] = []
         first: list[int] = []
         hits = 0
+        n_uncached = 0
         touch = cache.move_to_end if cache is not None else None
-        for i, k in enumerate(hashes):
+        # int (or (int, digest)) keys never equal the Expr path's keys: a hit is a
+        # (value, tokens) entry of this path
+        for i, k, hit in zip(range(P), hashes, list(map(get, hashes))):
             t = toks_all[i]
-            hit = get(k)
-            # int (or (int, digest)) keys never equal the Expr path's keys: a hit is a
-            # (value, tokens) entry of this path
             if hit is not None and all(map(_is, hit[1], t)):
                 touch(k)                               # type: ignore[misc]
                 cached[i] = hit[0]
                 hits += 1
                 continue
-            g = groups.get(k)
-            if g is not None and all(map(_is, toks[g], t)):
-                group_of[i] = g
-                hits += 1
-                continue
-            if g is None:
-                groups[k] = len(toks)
+            g = groups.setdefault(k, len(toks))
+            if g < len(toks):
+                if all(map(_is, toks[g], t)):
+                    group_of[i] = g
+                    hits += 1
+                    continue
+                k = None                    # equal values, other objects: scored, uncached
+                n_uncached += 1
             group_of[i] = len(toks)
             first.append(i)
             toks.append(t)
-            ckeys.append(k if g is None else None)   # equal values, other objects: uncached
+            ckeys.append(k)
         out[:] = cached
         st.seconds["read"] += time.perf_counter() - t0
         st.calls += 1
@@ -288,12 +290,21 @@ class Session:
             out[miss] = vals[gof[miss]]
             st.classes += len(toks)
             if cache is not None and self.max_entries:
-                added = 0
-                for k, t, v in zip(ckeys, toks, vals.tolist()):
-                    if k is not None:
-                        entry = cache[k] = (v, t)
-                        added += entry_bytes(k, entry)
-                st.bytes += added
+                entries = zip(vals.tolist(), toks)
+                if n_uncached:
+                    keep = [k is not None for k in ckeys]
+                    cache.update(zip(itertools.compress(ckeys, keep),
+                                     itertools.compress(entries, keep)))
+                    lens = sum(map(len, itertools.compress(toks, keep)))
+                else:
+                    cache.update(zip(ckeys, entries))
+                    lens = sum(map(len, toks))
+                # every key of one call has the same size (an int, or (int, digest)): the
+                # entries' sizes differ only by their tokens (entry_bytes: 8 bytes a token)
+                m = len(toks) - n_uncached
+                if m:
+                    k0 = next(k for k in ckeys if k is not None)
+                    st.bytes += m * entry_bytes(k0, (0.0, ())) + 8 * lens
                 self._evict()
         st.entries = len(self._cache)
         return out

@@ -39,6 +39,8 @@ from symcore.codegen.llvm import vecmath as _vecmath
 from symcore.codegen.llvm.irflow import Flow
 from symcore.codegen.llvm.values import broadcast
 from symcore.codegen.eval import tier0 as _t0
+from symcore.codegen.eval.tier0_blocks import (block_fn, emit_block_loss, emit_block_store,
+                                               emit_prologue, hsum)
 
 __all__ = ["DagTape", "DagProgram", "from_arrays", "BLOCK"]
 
@@ -84,7 +86,7 @@ def from_arrays(code: np.ndarray, pool: np.ndarray, *, n_vars: int, n_slots: int
     except (TypeError, ValueError) as err:
         raise CompileError(f"shared tape arrays have the wrong shape or type: {err}") from None
     nv, ns, P = int(n_vars), int(n_slots), int(n_candidates)
-    nodes = tuple(int(k) for k in n_nodes)
+    nodes = tuple(map(int, n_nodes))
     if nv < 1 or ns < nv or P < 0 or len(nodes) != P:
         raise CompileError("shared tape: bad n_vars / n_slots / n_candidates / n_nodes")
     opc, dst, a, bb = (code_a[:, i] for i in range(4))
@@ -107,7 +109,7 @@ def from_arrays(code: np.ndarray, pool: np.ndarray, *, n_vars: int, n_slots: int
             ok = (inside(dst[~is_r], nv, ns) and inside(a[~is_c], 0, ns)
                   and inside(bb[binary], 0, ns) and inside(bb[is_c], 0, pool_a.size)
                   and inside(bb[is_r], 0, P)
-                  and (P == 0 or np.unique(bb[is_r]).size == P))
+                  and (P == 0 or bool(np.bincount(bb[is_r], minlength=P).min() > 0)))
     elif P:
         ok = False
     if not ok:
@@ -155,7 +157,7 @@ def _emit(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: in
     else:
         out, ldo = fn.args[14:16]
     cB = _c64(B)
-    nfull, rem, nblk = _t0.emit_prologue(E, T, B, X, ldx, n, nvar, nslot, ptrs, tail, slots,
+    nfull, rem, nblk = emit_prologue(E, T, B, X, ldx, n, nvar, nslot, ptrs, tail, slots,
                                          y, w if weighted else None)
     DV = ir.VectorType(_DBL, W)
     DVp = DV.as_pointer()
@@ -167,7 +169,7 @@ def _emit(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: in
             b.store(zero_d, b.gep(p, [_c64(1)]), align=8)
             b.store(ir.Constant(_I8, 0), b.gep(bad, [c]))
         E.for_(_c64(0), P, clear, name="clear")
-    interp = _t0._block_fn(mod, V, W, B, lower, dag=True)
+    interp = block_fn(mod, V, W, B, lower, dag=True)
 
     def block(bi: ir.Value) -> None:
         r0 = b.mul(bi, cB)
@@ -193,7 +195,7 @@ def _emit(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: in
             rp = b.load(b.gep(ptrs, [slot]))
             if is_loss:
                 ap = b.bitcast(b.gep(acc, [b.mul(c, _c64(2 * W))]), DVp)
-                s, a, nf = _t0.emit_block_loss(b, T, V, W, B, lower, rp, yb, wb, cntv,
+                s, a, nf = emit_block_loss(b, T, V, W, B, lower, rp, yb, wb, cntv,
                                                b.load(ap, align=8),
                                                b.load(b.gep(ap, [_c64(1)]), align=8))
                 b.store(s, ap, align=8)
@@ -201,7 +203,7 @@ def _emit(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: in
                 bp = b.gep(bad, [c])
                 b.store(b.or_(b.load(bp), b.zext(nf, _I8)), bp)
             else:
-                _t0.emit_block_store(E, V, W, B, rp, b.gep(out, [b.add(b.mul(c, ldo), r0)]),
+                emit_block_store(E, V, W, B, rp, b.gep(out, [b.add(b.mul(c, ldo), r0)]),
                                      full, rem)
             b.store(b.add(at, _c64(1)), pos)
         E.loop(step)
@@ -213,8 +215,8 @@ def _emit(mod: ir.Module, kind: str, T: ir.Type, V: ir.VectorType, W: int, B: in
         def finish(c: ir.Value) -> None:
             ap = b.bitcast(b.gep(acc, [b.mul(c, _c64(2 * W))]), DVp)
             isbad = b.icmp_unsigned("!=", b.load(b.gep(bad, [c])), ir.Constant(_I8, 0))
-            s_tot = _t0._hsum(b, b.load(ap, align=8), W)
-            a_tot = _t0._hsum(b, b.load(b.gep(ap, [_c64(1)]), align=8), W)
+            s_tot = hsum(b, b.load(ap, align=8), W)
+            a_tot = hsum(b, b.load(b.gep(ap, [_c64(1)]), align=8), W)
             dst = b.gep(loss, [b.mul(c, _c64(2))])
             b.store(b.select(isbad, inf, s_tot), dst)
             b.store(b.select(isbad, inf, a_tot), b.gep(dst, [_c64(1)]))
@@ -239,7 +241,7 @@ class _Interpreter:
             block = lanes * max(1, block // lanes)
         self.dtype, self.block, self.lanes = dtype, block, lanes
         key = (f"dag|{_VERSION}|{dtype}|{lanes}|{block}|{isa}|"
-               f"{_jit.source_hash('eval/dag.py', 'eval/tier0.py', 'bytecode.py')}")
+               f"{_jit.source_hash('eval/dag.py', 'eval/tier0_blocks.py', 'bytecode.py')}")
         names = ["dag_predict", "dag_loss", "dag_loss_w"]
         obj = _cache.get_or_compile(key, lambda: _jit.compile_object(
             str(emit_module(dtype, lanes, block)), opt_ir=2, opt_codegen=3))

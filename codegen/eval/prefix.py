@@ -10,6 +10,7 @@ into a shared `dag.DagTape` (every distinct subtree of the population once).
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -217,14 +218,10 @@ def pack_shared(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     H = 16
     while H < 2 * n:
         H *= 2
-    hk = np.empty(2 * H, dtype=np.int64)
-    hv = np.full(H, -1, dtype=np.int32)
     m = max(n, 1)
-    work = np.empty((7, m), dtype=np.int32)     # stack nop na nb uses slot_of freel
-    stream = np.empty(m + P, dtype=np.int32)
-    roots = np.empty(max(P, 1), dtype=np.int32)
-    code = np.empty((m + P, 4), dtype=np.int32)
-    pool = np.empty(m, dtype=np.float64)
+    buf = _work_buffers(H, m, P)
+    hk, hv, work, stream, roots, code, pool = buf
+    hv[:H].fill(-1)
     res = np.zeros(4, dtype=np.int64)
     stack, nop, na, nb, uses, slot_of, freel = (work[i].ctypes.data for i in range(7))
     packer()(tok.ctypes.data, val.ctypes.data, starts.ctypes.data, P, arity.ctypes.data, nv,
@@ -234,5 +231,27 @@ def pack_shared(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
     n_instr, n_pool, n_slots, bad = (int(v) for v in res)
     if bad >= 0:
         raise SymcoreError(f"program {bad} is not one complete prefix expression")
-    return _dag.from_arrays(code[:n_instr], pool[:n_pool], n_vars=nv, n_slots=n_slots,
-                            n_candidates=P, n_nodes=lens.tolist())
+    # copies: the buffers are the thread's, reused by its next call
+    return _dag.from_arrays(code[:n_instr].copy(), pool[:n_pool].copy(), n_vars=nv,
+                            n_slots=n_slots, n_candidates=P, n_nodes=lens.tolist())
+
+
+_TLS = threading.local()
+
+
+def _work_buffers(H: int, m: int, P: int) -> list[np.ndarray]:
+    """The calling thread's packer buffers, grown as needed (fresh arrays of this size would
+    cost page faults on every generation): hash keys (2H) and ids (H), 7 int32 work rows
+    (stack nop na nb uses slot_of freel) of m, the stream (m + P), roots (P), code rows
+    (m + P) and the pool (m)."""
+    have = getattr(_TLS, "bufs", None)
+    dims = getattr(_TLS, "dims", (0, 0, 0))
+    if have is None or H > dims[0] or m > dims[1] or P > dims[2]:
+        # a quarter of headroom: generations grow
+        H2, m2, P2 = max(H, dims[0]), max(m + m // 4, dims[1]), max(P + P // 4 + 1, dims[2])
+        have = _TLS.bufs = [np.empty(2 * H2, np.int64), np.empty(H2, np.int32),
+                            np.empty((7, m2), np.int32), np.empty(m2 + P2, np.int32),
+                            np.empty(P2, np.int32), np.empty((m2 + P2, 4), np.int32),
+                            np.empty(m2, np.float64)]
+        _TLS.dims = (H2, m2, P2)
+    return have

@@ -116,3 +116,45 @@ def test_score_predictions_is_the_session_metric():
             s.score_predictions(bad)
     with pytest.raises(DataError):
         s.score_predictions(s.predict(pop), -W)
+
+
+def _random_programs(rng, n, size=9):
+    """Random complete prefix programs over SYMBOLS (some repeated, some sharing subtrees)."""
+    def tree(d):
+        r = rng.random()
+        if d == 0 or r < 0.3:
+            return [int(rng.integers(3))] if rng.random() < 0.6 else [float(rng.normal())]
+        if r < 0.5:
+            return [f"<{UN[int(rng.integers(len(UN)))]}>", *tree(d - 1)]
+        return [f"<{BIN[int(rng.integers(len(BIN)))]}>", *tree(d - 1), *tree(d - 1)]
+    base = [tree(4) for _ in range(n)]
+    return base + [["<add>", *p, *base[0]] for p in base[:size]] + base[:size]
+
+
+def test_prefix_scores_do_not_depend_on_how_the_population_is_cut(monkeypatch):
+    import symcore.session as session_mod
+    progs = _random_programs(np.random.default_rng(3), 40)
+    with np.errstate(all="ignore"):
+        want = [Session(X, Y, cache=None, metric=m).score_prefix(progs, SYMBOLS)
+                for m in ("mse", "pearson")]
+        pred = Session(X, Y).predict_prefix(progs, SYMBOLS)
+        monkeypatch.setattr(session_mod, "_PARALLEL_WORK", 0)
+        for threads in ("2", "3", "7"):
+            monkeypatch.setenv("SYMCORE_THREADS", threads)
+            got = [Session(X, Y, cache=None, metric=m).score_prefix(progs, SYMBOLS)
+                   for m in ("mse", "pearson")]
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(Session(X, Y).predict_prefix(progs, SYMBOLS), pred)
+
+
+def test_prefix_cache_memory_is_the_sum_of_its_entries():
+    from symcore.session_stats import entry_bytes
+    rng = np.random.default_rng(4)
+    s = Session(X, Y)
+    for n in (5, 30, 12):
+        with np.errstate(all="ignore"):
+            s.score_prefix(_random_programs(rng, n, size=3), SYMBOLS)
+            s.score_prefix(_random_programs(rng, n, size=2), SYMBOLS,
+                           weights=rng.uniform(0, 1, (n + 2 * 2, X.shape[0])))
+    assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
