@@ -265,18 +265,17 @@ class _SymcoreMixin:
                 oob.append(session.score_prefix(programs[c0:c0 + step], symbols,
                                                 weights=w_oob))
             vals = [np.concatenate(ins), np.concatenate(oob)]
+        progs = [built[k][0] for k in fast]
         for which, v in enumerate(vals):
-            for k, f in zip(fast, v.tolist()):
-                prog, idx = built[k]
-                if f != f:   # NaN: non-finite somewhere; gplearn's own value, bit for bit
-                    w = _weights(base, idx, oob=which == 1, full=ctx["full"])
-                    f = prog.raw_fitness(X, y, w)
-                else:   # gplearn's metrics return numpy floats
-                    f = np.float64(abs(f) if take_abs else f)
-                if which == 0:
-                    prog.raw_fitness_ = f
-                else:
-                    prog.oob_fitness_ = f
+            attr = "raw_fitness_" if which == 0 else "oob_fitness_"
+            # gplearn's metrics return numpy floats: iterating the array gives them
+            for prog, f in zip(progs, np.abs(v) if take_abs else v):
+                setattr(prog, attr, f)
+            for j in np.flatnonzero(np.isnan(v)).tolist():
+                # NaN: non-finite somewhere; gplearn's own value, bit for bit
+                prog, idx = built[fast[j]]
+                w = _weights(base, idx, oob=which == 1, full=ctx["full"])
+                setattr(prog, attr, prog.raw_fitness(X, y, w))
 
     def _from_predictions(self, built: list[tuple[_Program, Any]], X: np.ndarray,
                           y: np.ndarray, base: np.ndarray, ctx: dict) -> None:
