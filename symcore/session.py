@@ -39,6 +39,9 @@ _PRED_BLOCK = 1 << 21
 #: prefix programs are cut into one part per thread from this many tokens x rows on (below,
 #: one thread: the interpreter's share of the time is too small to win back the handoff)
 _PARALLEL_WORK = 1e8
+#: scratch of one shared tape at most (slots x block x itemsize); a population needing more
+#: is packed in halves
+_SCRATCH_BYTES = 1 << 25
 def _canonical_all() -> Any:
     from symcore.rules.canonical import canonical_all
     return canonical_all
@@ -449,7 +452,7 @@ class Session:
         per thread, each packed and run on its own (a part's values do not depend on the
         others, so the results are the same bits for any number of parts)."""
         from symcore.codegen import pool
-        from symcore.codegen.eval.dag import DagProgram
+        from symcore.codegen.eval.dag import BLOCK, DagProgram
         from symcore.codegen.eval.prefix import pack_shared
         P, N = len(programs), self.n_rows
         if not P:
@@ -463,16 +466,26 @@ class Session:
         X = self._Xcol
         secs = [[0.0, 0.0] for _ in bounds[1:]]
 
-        def run(g: int) -> None:
-            a, b = bounds[g], bounds[g + 1]
+        def run_range(g: int, a: int, b: int) -> None:
             t0 = time.perf_counter()
-            prog = DagProgram(pack_shared(programs[a:b], table, self.n_features), self.dtype)
+            tape = pack_shared(programs[a:b], table, self.n_features)
+            secs[g][0] += time.perf_counter() - t0
+            if b - a > 1 and tape.n_scratch * BLOCK[self.dtype] * self._np.itemsize > \
+                    _SCRATCH_BYTES:
+                # values kept alive across the population would not fit: halves, each alone
+                run_range(g, a, (a + b) // 2)
+                run_range(g, (a + b) // 2, b)
+                return
             t1 = time.perf_counter()
+            prog = DagProgram(tape, self.dtype)
             if acc is not None:
                 acc[a:b] = prog.loss(X, self._yd, self._wd)
             else:
                 prog.predict(X, pred[a:b])           # type: ignore[index]
-            secs[g] = [t1 - t0, time.perf_counter() - t1]
+            secs[g][1] += time.perf_counter() - t1
+
+        def run(g: int) -> None:
+            run_range(g, bounds[g], bounds[g + 1])
         pool.run_ranges(len(bounds) - 1, float(cum[-1]) * N, lambda g0, g1: [
             run(g) for g in range(g0, g1)], threads=len(bounds) - 1)
         self.stats.seconds["compile"] += sum(c for c, _ in secs)

@@ -237,6 +237,9 @@ def pack_shared(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int
 
 
 _TLS = threading.local()
+#: populations up to this many tokens keep their packing buffers per thread (~100 bytes a
+#: token); larger ones allocate their own
+_KEEP_TOKENS = 1 << 20
 
 
 def _work_buffers(H: int, m: int, P: int) -> list[np.ndarray]:
@@ -246,6 +249,10 @@ def _work_buffers(H: int, m: int, P: int) -> list[np.ndarray]:
     (m + P) and the pool (m)."""
     have = getattr(_TLS, "bufs", None)
     dims = getattr(_TLS, "dims", (0, 0, 0))
+    if m > _KEEP_TOKENS:             # a rare huge population: its buffers are not kept
+        return [np.empty(2 * H, np.int64), np.empty(H, np.int32), np.empty((7, m), np.int32),
+                np.empty(m + P, np.int32), np.empty(max(P, 1), np.int32),
+                np.empty((m + P, 4), np.int32), np.empty(m, np.float64)]
     if have is None or H > dims[0] or m > dims[1] or P > dims[2]:
         # a quarter of headroom: generations grow
         H2, m2, P2 = max(H, dims[0]), max(m + m // 4, dims[1]), max(P + P // 4 + 1, dims[2])

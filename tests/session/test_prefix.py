@@ -139,7 +139,10 @@ def test_prefix_scores_do_not_depend_on_how_the_population_is_cut(monkeypatch):
                 for m in ("mse", "pearson")]
         pred = Session(X, Y).predict_prefix(progs, SYMBOLS)
         monkeypatch.setattr(session_mod, "_PARALLEL_WORK", 0)
-        for threads in ("2", "3", "7"):
+        for threads, scratch in (("2", 1 << 25), ("3", 1 << 25), ("7", 1 << 25), ("1", 0),
+                                 ("2", 20_000)):
+            # scratch: a tape needing more is packed in halves (0: one program a tape)
+            monkeypatch.setattr(session_mod, "_SCRATCH_BYTES", scratch)
             monkeypatch.setenv("SYMCORE_THREADS", threads)
             got = [Session(X, Y, cache=None, metric=m).score_prefix(progs, SYMBOLS)
                    for m in ("mse", "pearson")]
