@@ -228,7 +228,10 @@ class Session:
         (token -> ops-table name, e.g. gplearn's `_Function` objects).  The cache key is the
         token list's hash, and a hit must hold the very same token objects, so a program seen
         before — reproduced, duplicated, or unchanged by a mutation — costs one tuple hash and
-        an identity check; a new one is packed straight into the interpreter's tape."""
+        an identity check.  The new ones are packed together, without IR, into one shared
+        tape (codegen.eval.dag: every distinct subtree of the call evaluated once per row
+        block, whichever programs hold it; one tape per thread for large work), with the
+        values and loss sums of the tier-0 interpreter bit for bit."""
         self._local("score_prefix")
         st = self.stats
         t0 = time.perf_counter()
