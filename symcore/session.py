@@ -94,8 +94,8 @@ class Session:
         self.max_entries = max_entries
         self._nonfinite = self._policy(nonfinite)
         self._cache: OrderedDict[Any, float] = OrderedDict()
-        # id(expr) -> (weakref, canonical form, cache key)
-        self._canon: dict[int, tuple[Any, Expr, Any]] = {}
+        # id(expr) -> (weakref, canonical form, cache key); None: the expression itself
+        self._canon: dict[int, tuple[Any, Expr | None, Any]] = {}
         self._ranked_y: np.ndarray | None = None
         self.stats = SessionStats()
         self._dask: tuple[Any, Any, Any, Sequence[str] | None] | None = None
@@ -370,27 +370,31 @@ class Session:
         memo = self._canon
         keys: list[Any] = [None] * len(exprs)
         scored: list[Expr] = exprs if mode == "exact" else [None] * len(exprs)  # type: ignore
-        new: dict[int, Expr] = {}
+        todo: list[int] = []
         for i, e in enumerate(exprs):
             hit = memo.get(id(e))
             if hit is not None and hit[0]() is e:
-                keys[i] = hit[2]
+                # None stands for e itself: an entry never holds its own expression alive
+                # (else the weakref never fires and the memo grows with every generation)
+                keys[i] = e if hit[2] is None else hit[2]
                 if mode != "exact":
-                    scored[i] = hit[1]
+                    scored[i] = e if hit[1] is None else hit[1]
             else:
-                new[id(e)] = e
-        if new:
-            canon = _canonical_all()(list(new.values()), mode)
+                todo.append(i)
+        if todo:
+            new = list({id(exprs[i]): exprs[i] for i in todo}.values())
+            canon = _canonical_all()(new, mode)
             ks: list[Any] = canon if mode == "exact" else _expanded_keys()(canon)
-            for e, c, k2 in zip(new.values(), canon, ks):
+            for e, c, k2 in zip(new, canon, ks):
                 k = id(e)
-                memo[k] = (weakref.ref(e, lambda _r, k=k, m=memo: m.pop(k, None)), c, k2)
-            for i, e in enumerate(exprs):
-                if keys[i] is None:
-                    hit = memo[id(e)]
-                    keys[i] = hit[2]
-                    if mode != "exact":
-                        scored[i] = hit[1]
+                memo[k] = (weakref.ref(e, lambda _r, k=k, m=memo: m.pop(k, None)),
+                           None if c is e else c, None if k2 is e else k2)
+            for i in todo:
+                e = exprs[i]
+                _, c, k2 = memo[id(e)]
+                keys[i] = e if k2 is None else k2
+                if mode != "exact":
+                    scored[i] = e if c is None else c
         return keys, scored
 
     def _insert(self, k: Any, v: float) -> None:

@@ -84,7 +84,7 @@ def test_lru_bound_and_memory_over_generations():
     for g in range(100):
         pop = [x0 * c(g * 100 + i + 0.5) + x1 for i in range(20)]
         s.score(pop)
-        assert len(s) <= 300
+        assert len(s) <= 300 and len(s._canon) <= 40    # the memo follows the live candidates
     assert s.stats.evictions == 100 * 20 - 300
     assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
     np.testing.assert_array_equal(s.score(pop), Session(X, Y, cache=None).score(pop))
@@ -93,9 +93,11 @@ def test_lru_bound_and_memory_over_generations():
 def test_equivalent_keys_keep_no_expression_alive():
     s = Session(X, Y, cache="equivalent")
     e = sin(x0 * c(123.456) + x2)
-    ref = weakref.ref(e)
-    s.score([e])
-    del e
+    own = canonical(sin(x1 * c(654.321) - x2))          # its own canonical form
+    refs = [weakref.ref(e), weakref.ref(own)]
+    s.score([e, own])
+    del e, own
     gc.collect()
-    assert ref() is None and len(s) == 1
+    assert [r() for r in refs] == [None, None] and len(s) == 2
+    assert not s._canon                                 # the per-expression memo emptied too
     assert s.score([sin(x2 + c(123.456) * x0)]).shape == (1,) and s.stats.hits == 1
