@@ -2,9 +2,15 @@
 of themselves (identity, constant changed, a term dropped, an operator swapped, a constant
 offset; 600 pairs).  Prints: equality of tree_edit_distance(method="srsd") with the SRSD reference
 loop and the speed-up of the whole table; method="symcore"'s speed-up and agreement; and
-is_symbolic_solution against SRBench's SymPy check (agreement, false solutions).
+is_symbolic_solution against SRBench's SymPy check, both judged by an exact ground truth
+(tests/metrics/exact_truth.py: mpmath at 80/160 digits inside the variables' ranges), with every
+disagreement classified by its cause.
 
     .venv/bin/python bench/bench_metrics.py [--limit N] [--ref-timeout S] [--chunks K]
+        [--only-solution] [--srbench-json FILE]
+
+--srbench-json FILE reuses SRBench's verdicts and per-pair seconds recorded in FILE (written
+there when FILE does not exist yet) so the solution part can be iterated without its ~20 min.
 
 The disk cache of normal forms is pointed at a temporary folder (the user's is never used).
 """
@@ -26,11 +32,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "metrics"))
 
 import srsd_reference as ref  # noqa: E402
+from exact_truth import exact_relation  # noqa: E402
 from perturb import perturbed_pairs  # noqa: E402
 
 from symcore.metrics import (clear_cache, normal_forms, symbolic_solutions,  # noqa: E402
                              tree_edit_distances)
 from symcore.metrics import diskcache  # noqa: E402
+from symcore.metrics.srbench import round_float_literals  # noqa: E402
 from symcore.metrics.workers import shutdown  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "tests", "fixtures", "formulas", "srsd_feynman_120.json")
@@ -81,8 +89,8 @@ def srbench_timed(pred: str, true: str, timeout: float) -> bool | None:
 
 
 def related(p: str, t: str) -> bool:
-    """Ground truth for 'no false solution': difference or ratio constant at 400 random points
-    (SymPy lambdify, independent of symcore)."""
+    """The loose secondary column: difference or ratio constant to 1e-7 at 400 random points in
+    float64 (SymPy lambdify): a dropped 3.3e-9*x1 passes, an overflowing exp fails."""
     x = sympy.symbols("x0:12")
     fp, ft = (sympy.lambdify(x, sympy.sympify(s), "numpy") for s in (p, t))
     X = np.random.default_rng(11).uniform(0.5, 5, size=(12, 400))
@@ -113,26 +121,39 @@ def main() -> None:
     ap.add_argument("--ref-timeout", type=float, default=120.0)
     ap.add_argument("--chunks", type=int, default=4,
                     help="interleave the reference and symcore per chunk of formulas (same load)")
+    ap.add_argument("--only-solution", action="store_true",
+                    help="skip the tree edit distance part")
+    ap.add_argument("--srbench-json", default="",
+                    help="reuse (or record) SRBench's verdicts and seconds per pair")
     a = ap.parse_args()
     with open(DATA) as f:
-        truths = [r["sympy"] for r in json.load(f)]
+        rows = json.load(f)
     if a.limit:
-        truths = truths[:a.limit]
+        rows = rows[:a.limit]
+    truths = [r["sympy"] for r in rows]
+    variables = {r["sympy"]: r["variables"] for r in rows}
     pairs = perturbed_pairs(truths, kinds=("identity", "constant", "drop", "swap", "offset"),
                             seed=0)
-    table = [(p, t) for _, p, t in pairs]
     print(f"{len(truths)} SRSD formulas, {len(pairs)} pairs, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
-    root = tempfile.mkdtemp(prefix="bench_metrics_")
+    per = 5
+    n_chunks = max(1, min(a.chunks, len(truths)))
+    bounds = [round(i * len(truths) / n_chunks) * per for i in range(n_chunks + 1)]
     loads = [os.getloadavg()[0]]
+    if not a.only_solution:
+        edit_distance_section(a, pairs, bounds, loads)
+    solution_section(a, pairs, variables, bounds, loads)
 
+
+def edit_distance_section(a, pairs: list, bounds: list[int], loads: list[float]) -> None:
+    """tree_edit_distance (srsd cold / truths on disk, symcore) against the reference loop."""
+    table = [(p, t) for _, p, t in pairs]
+    n_chunks = len(bounds) - 1
+    root = tempfile.mkdtemp(prefix="bench_metrics_")
     # per chunk of formulas, one after another under the same machine load: the reference loop
     # (one pair after another, as the SRSD comparator runs); symcore "srsd" with an empty disk
     # cache and fresh workers; again with only the ground truths on disk (as after any earlier
     # run on the same benchmark); symcore "symcore"
-    per = 5
-    n_chunks = max(1, min(a.chunks, len(truths)))
-    bounds = [round(i * len(truths) / n_chunks) * per for i in range(n_chunks + 1)]
     ref_d: list = []
     got: list = []
     warm: list = []
@@ -199,40 +220,152 @@ def main() -> None:
             print(f"   MISMATCH {k}: {p!r} vs {t!r}: symcore {g.distance} / {w.distance} "
                   f"({g.status}) reference {r}")
 
-    # symbolic solution vs SRBench's SymPy check, interleaved per chunk the same way
+
+CAUSES = {
+    "round": "SRBench rounds constants (tiny ones to 0, others to 3 decimals)",
+    "timeout": "SRBench timed out",
+    "sb_near": "SRBench accepts a near-solution (equal to ~15 digits only)",
+    "sb_false": "SRBench accepts a non-solution",
+    "sb_miss": "SRBench misses a solution",
+    "ours_miss": "symcore misses a solution",
+    "ours_false": "symcore accepts a non-solution",
+    "undecided": "ground truth undecided (no real point)",
+}
+
+
+def disagreement_cause(ours: bool, sb: bool | None, ex, p: str, t: str, variables) -> str:
+    """Why is_symbolic_solution and SRBench's check differ on (p, t), judged by the exact
+    truth `ex` (one of CAUSES)."""
+    if sb is None:
+        return "timeout"
+    if ex.solution is None:
+        return "undecided"
+    if sb != ex.solution:
+        rp, rt = round_float_literals(p, 3), round_float_literals(t, 3)
+        if (rp, rt) != (p, t):
+            try:
+                rounded = exact_relation(rp, rt, variables).solution
+            except Exception:       # a truth rounded to 0 or worse: rounding explains it
+                rounded = False
+            if bool(rounded) == sb:
+                return "round"
+        if sb:
+            return "sb_near" if ex.near else "sb_false"
+        return "sb_miss"
+    return "ours_false" if ours else "ours_miss"
+
+
+def _srbench_verdicts(a, pairs: list) -> list | None:
+    """SRBench's verdicts and seconds from --srbench-json (None: not recorded yet)."""
+    if not a.srbench_json or not os.path.exists(a.srbench_json):
+        return None
+    with open(a.srbench_json) as f:
+        rec = {(r["pred"], r["true"]): (r["srbench"], r["sec"]) for r in json.load(f)}
+    return [rec[(p, t)] for _, p, t in pairs]
+
+
+def solution_section(a, pairs: list, variables: dict, bounds: list[int],
+                     loads: list[float]) -> None:
+    """is_symbolic_solution vs SRBench's SymPy check (interleaved per chunk, same load), both
+    judged by the exact ground truth; disagreements classified by cause."""
+    table = [(p, t) for _, p, t in pairs]
+    recorded = _srbench_verdicts(a, pairs)
     sb: list = []
+    sb_sec: list[float] = []
     ours: list = []
-    t_sb = t_ours = 0.0
-    for c in range(n_chunks):
+    t_ours = 0.0
+    for c in range(len(bounds) - 1):
         part = table[bounds[c]:bounds[c + 1]]
-        t0 = time.perf_counter()
-        sb += [srbench_timed(p, t, a.ref_timeout) for p, t in part]
-        t_sb += time.perf_counter() - t0
+        if recorded is None:
+            for p, t in part:
+                t0 = time.perf_counter()
+                sb.append(srbench_timed(p, t, a.ref_timeout))
+                sb_sec.append(time.perf_counter() - t0)
+        else:
+            sb += [v for v, _ in recorded[bounds[c]:bounds[c + 1]]]
+            sb_sec += [s for _, s in recorded[bounds[c]:bounds[c + 1]]]
         t0 = time.perf_counter()
         ours += symbolic_solutions(part, timeout=60)
         t_ours += time.perf_counter() - t0
         loads.append(os.getloadavg()[0])
+    if recorded is None and a.srbench_json:
+        with open(a.srbench_json, "w") as f:
+            json.dump([{"kind": k, "pred": p, "true": t, "srbench": v, "sec": s}
+                       for (k, p, t), v, s in zip(pairs, sb, sb_sec)], f)
+    t_sb = sum(sb_sec)
+    t0 = time.perf_counter()
+    ex = [exact_relation(p, t, variables[t]) for p, t in table]
+    t_ex = time.perf_counter() - t0
+    rel = [related(p, t) for p, t in table]
     sb_timeouts = sum(s is None for s in sb)
-    sb = [bool(s) for s in sb]
-    truth_rel = [related(p, t) for p, t in table]
-    agree_s = sum(bool(o) == s for o, s in zip(ours, sb))
-    false_ours = sum(bool(o) and not r for o, r in zip(ours, truth_rel))
-    false_sb = sum(s and not r for s, r in zip(sb, truth_rel))
-    missed = sum((not bool(o)) and r for o, r in zip(ours, truth_rel))
-    by = {}
+    ob = [bool(o) for o in ours]
+    sbb = [bool(s) for s in sb]
+    n = len(pairs)
+
+    def figures(v: list[bool]) -> str:
+        sol = sum(v)
+        false = sum(x and e.solution is False for x, e in zip(v, ex))
+        near = sum(x and e.near for x, e in zip(v, ex))
+        miss = sum((not x) and e.solution is True for x, e in zip(v, ex))
+        agree = sum(x == bool(e.solution) for x, e in zip(v, ex))
+        false_rel = sum(x and not r for x, r in zip(v, rel))
+        return (f"{sol:>10}{f'{false} ({near} near)':>18}{miss:>8}{f'{agree}/{n}':>12}"
+                f"{false_rel:>12}")
+
+    print("\n== symbolic solution ==")
+    print(f"load average during the runs: {min(loads):.1f} .. {max(loads):.1f}"
+          + ("" if recorded is None else f"; SRBench verdicts and seconds from "
+             f"{a.srbench_json} (an earlier run)"))
+    n_true = sum(e.solution is True for e in ex)
+    n_near = sum(e.near for e in ex)
+    n_none = sum(e.solution is None for e in ex)
+    print(f"exact ground truth (mpmath 80/160 digits at 16 points in the variables' ranges, "
+          f"{t_ex:.1f} s): solutions {n_true}, non-solutions {n - n_true - n_none} (of which "
+          f"near, equal to ~15 digits only: {n_near}), undecided {n_none}")
+    print(f"{'':24}{'seconds':>8}{'solutions':>10}{'false (vs exact)':>18}{'missed':>8}"
+          f"{'= exact':>12}{'false vs':>12}")
+    print(f"{'':24}{'':>8}{'':>10}{'':>18}{'':>8}{'':>12}{'related':>12}")
+    print(f"{'SRBench SymPy check':24}{t_sb:8.1f}{figures(sbb)}   "
+          f"(timed out after {a.ref_timeout:g} s: {sb_timeouts})")
+    print(f"{'is_symbolic_solution':24}{t_ours:8.1f}{figures(ob)}   "
+          f"({t_sb / t_ours:.1f}x faster)")
+    agree_s = sum(o == s for o, s in zip(ob, sbb))
+    print(f"agreement with SRBench {agree_s}/{n} ({100 * agree_s / n:.1f} %)")
+    by: dict = {}
     for o in ours:
         by[o.decided_by] = by.get(o.decided_by, 0) + 1
-    print("\n== symbolic solution ==")
-    print(f"SRBench SymPy check  {t_sb:8.1f} s   solutions {sum(sb)}   false solutions {false_sb}"
-          f"   (timed out after {a.ref_timeout:g} s: {sb_timeouts})")
-    print(f"is_symbolic_solution {t_ours:8.1f} s   solutions {sum(map(bool, ours))}   false "
-          f"solutions {false_ours}   ({t_sb / t_ours:.1f}x faster)")
-    print(f"agreement with SRBench {agree_s}/{len(pairs)} ({100 * agree_s / len(pairs):.1f} %); "
-          f"numerically related pairs not proven: {missed}; decided by {by}")
-    for o, s, r, (k, p, t) in zip(ours, sb, truth_rel, pairs):
-        if bool(o) != s:
-            print(f"   differs {k}: ours {bool(o)} ({o.decided_by}) SRBench {s} related {r}: "
-                  f"{p[:70]!r}")
+    print(f"is_symbolic_solution decided by {by}")
+
+    groups: dict[str, list[int]] = {}
+    for i, ((k, p, t), o, s, e) in enumerate(zip(pairs, ob, sb, ex)):
+        if o != bool(s):
+            groups.setdefault(disagreement_cause(o, s, e, p, t, variables[t]), []).append(i)
+    print(f"\ndisagreements with SRBench by cause ({n - agree_s}):")
+    for key, label in CAUSES.items():
+        idx = groups.get(key, [])
+        who = {kk: sum(pairs[i][0] == kk for i in idx) for kk in sorted({pairs[i][0]
+                                                                          for i in idx})}
+        print(f"   {label:<66}{len(idx):>4}   {who if idx else ''}")
+    for key, label in CAUSES.items():
+        idx = groups.get(key, [])
+        show = idx if key.startswith("ours") else idx[:4]
+        for i in show:
+            k, p, t = pairs[i]
+            e = ex[i]
+            print(f"   [{key}] {k}: ours {ob[i]} ({ours[i].decided_by}) SRBench {sb[i]} exact "
+                  f"{e.solution} (spread {min(e.spread_diff, e.spread_ratio):.1e}) related "
+                  f"{rel[i]}: {p[:72]!r}")
+        if len(idx) > len(show):
+            print(f"   [{key}] ... {len(idx) - len(show)} more")
+    related_only = [i for i in range(n) if rel[i] != bool(ex[i].solution)]
+    print(f"\nsecondary: float 'related' (1e-7 at 400 points) differs from the exact truth on "
+          f"{len(related_only)} pairs ({sum(rel[i] for i in related_only)} related but not a "
+          f"solution, {sum(not rel[i] for i in related_only)} a solution but not related)")
+    for i in related_only:
+        if not rel[i] and ob[i]:
+            k, p, t = pairs[i]
+            print(f"   ours True, related False, exact {ex[i].solution} ({ex[i].kind}): "
+                  f"{k}: {p[:80]!r}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ constant, or the ratio a non-zero constant) and accuracy solution (R^2 > 0.999 o
 The symbolic check is decided cheaply first: a numeric check at random points refutes most
 candidates outright, the canonical pass (and the e-graph) proves most true ones; only what is
 left goes to SymPy, in a worker process under a timeout.  No positive is ever returned without
-the numeric check agreeing.
+the numeric check agreeing, and a positive is confirmed again at 40/80 digits with the literals
+as the decimals they spell (symcore.metrics.precise): float64 constant folding in the proof
+cannot make a solution of a model that differs below double precision.
 """
 
 from __future__ import annotations
@@ -26,11 +28,16 @@ __all__ = ["SolutionCheck", "is_symbolic_solution", "symbolic_solutions", "accur
 
 Kind = Literal["zero", "constant", "ratio"]
 DecidedBy = Literal["numeric", "canonical", "egraph", "sympy", "sympy_timeout", "sympy_error",
-                    "no_finite_points", "missing"]
+                    "no_finite_points", "missing", "precise"]
 
 #: relative tolerance of the numeric check (equal functions differ by rounding only)
 RTOL = 1e-9
 _RANGES = ((0.1, 10.0), (-10.0, 10.0), (0.5, 2.0))
+#: last resort for models real only at extreme magnitudes (sqrt(1.1e-17*x0**2 - pi**2/x1**2)):
+#: +-10**U(-20, 20), wide enough for SI-unit physics formulas
+_WIDE = 20.0
+#: rows re-evaluated at high precision to confirm a positive
+_CONFIRM_ROWS = 12
 
 
 @dataclass(frozen=True)
@@ -52,18 +59,37 @@ def _read(text: str):
 
 
 def _sample(pred, true, n: int, seed: int):
-    """Values of both at random points (the first range with >= 8 rows where both are finite)."""
+    """Points and values of both there: the first range with >= 8 rows where both are finite
+    (the wide log-uniform range last, with 4n points)."""
     from symcore.evaluate import evaluate
     from symcore.ir import topo
-    cols = 1 + max((nd.value for nd in topo([pred, true]) if nd.op == "var"), default=-1)
+    cols = max(1, 1 + max((nd.value for nd in topo([pred, true]) if nd.op == "var"),
+                          default=-1))
     rng = np.random.default_rng(seed)
-    P = T = np.zeros(0)
-    for lo, hi in _RANGES:
-        X = rng.uniform(lo, hi, size=(n, max(cols, 1)))
-        P, T = evaluate(pred, X), evaluate(true, X)
+    X = P = T = np.zeros(0)
+    for lo, hi in _RANGES + ((-_WIDE, _WIDE),):
+        if hi == _WIDE:
+            X = 10.0 ** rng.uniform(lo, hi, size=(4 * n, cols))
+            X *= rng.choice([-1.0, 1.0], size=X.shape)
+        else:
+            X = rng.uniform(lo, hi, size=(n, cols))
+        with np.errstate(all="ignore"):
+            P, T = evaluate(pred, X), evaluate(true, X)
         if (np.isfinite(P) & np.isfinite(T)).sum() >= 8:
-            return P, T
-    return P, T
+            return X, P, T
+    return X, P, T
+
+
+def _confirm(pe, te, p: str, t: str, X, P, T, kind: Kind) -> tuple[str, Kind]:
+    """symcore.metrics.precise.confirm at the first rows where both are finite."""
+    from symcore.metrics.precise import confirm
+    rows = X[np.isfinite(P) & np.isfinite(T)][:_CONFIRM_ROWS].tolist()
+    verdict, k = confirm(pe, te, p, t, rows, kind)
+    return verdict, ("zero" if k == "zero" else "constant" if k == "constant" else "ratio")
+
+
+_NOT_CONFIRMED = ("differs from the truth at 80 digits (a constant below double precision "
+                  "made them look equal)")
 
 
 def _const_value(e) -> float | None:
@@ -135,6 +161,7 @@ def symbolic_solutions(pairs: Iterable[tuple[Any, Any]], *, digits: int | None =
     pairs = [(as_text(p), as_text(t)) for p, t in pairs]
     out: list[SolutionCheck | None] = [None] * len(pairs)
     slow: list[int] = []
+    read_: dict[int, tuple] = {}
     for i, (p, t) in enumerate(pairs):
         if t is None:
             raise MetricsError("a ground-truth expression is missing")
@@ -149,7 +176,7 @@ def symbolic_solutions(pairs: Iterable[tuple[Any, Any]], *, digits: int | None =
         except SymcoreError:
             slow.append(i)      # symcore cannot read it: SymPy decides (and checks numerically)
             continue
-        P, T = _sample(pe, te, points, seed)
+        X, P, T = _sample(pe, te, points, seed)
         if not (np.isfinite(P) & np.isfinite(T)).sum() >= 8:
             out[i] = SolutionCheck(False, None, "no_finite_points",
                                    "no random point where both are finite: cannot confirm")
@@ -164,14 +191,26 @@ def symbolic_solutions(pairs: Iterable[tuple[Any, Any]], *, digits: int | None =
         if not ok and dc and rc:
             kind = "ratio"
             ok, how = _prove(pe, te, kind, egraph)
+        read_[i] = (pe, te, X, P, T)
         if ok:
-            out[i] = SolutionCheck(True, kind, how)
-        else:
-            slow.append(i)
+            verdict, kind = _confirm(pe, te, p, t, X, P, T, kind)
+            if verdict == "holds":
+                out[i] = SolutionCheck(True, kind, how)
+                continue
+            if verdict == "fails":
+                out[i] = SolutionCheck(False, None, "precise", _NOT_CONFIRMED)
+                continue
+        slow.append(i)
     if slow:
         res = run_tasks([{"method": "srbench", "pred": pairs[i][0], "true": pairs[i][1]}
                          for i in slow], timeout, workers)
         for i, r in zip(slow, res):
+            if r["status"] == "ok" and r["solution"] and i in read_:
+                pe, te, X, P, T = read_[i]
+                verdict, _ = _confirm(pe, te, pairs[i][0], pairs[i][1], X, P, T, r["kind"])
+                if verdict == "fails":
+                    out[i] = SolutionCheck(False, None, "precise", _NOT_CONFIRMED)
+                    continue
             if r["status"] == "ok":
                 out[i] = SolutionCheck(bool(r["solution"]), r["kind"] if r["solution"] else None,
                                        "sympy", "" if r["solution"] or r["kind"] is None

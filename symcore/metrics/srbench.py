@@ -53,11 +53,19 @@ def _numeric(sp: Any, p: Any, t: Any, seed: int) -> tuple[bool, bool]:
     rng = np.random.default_rng(seed)
     fp = sp.lambdify(syms, p, "numpy")
     ft = sp.lambdify(syms, t, "numpy")
-    for lo, hi in ((0.1, 10.0), (-10.0, 10.0), (0.5, 2.0)):
-        X = rng.uniform(lo, hi, size=(len(syms), 64))
+    for lo, hi in ((0.1, 10.0), (-10.0, 10.0), (0.5, 2.0), (-20.0, 20.0)):
+        if hi == 20.0:
+            # last resort, for models real only at extreme magnitudes: +-10**U(-20, 20)
+            X = 10.0 ** rng.uniform(lo, hi, size=(len(syms), 64))
+            X *= rng.choice([-1.0, 1.0], size=X.shape)
+        else:
+            X = rng.uniform(lo, hi, size=(len(syms), 64))
         with np.errstate(all="ignore"):
-            P = np.broadcast_to(np.asarray(fp(*X), dtype=float), (64,))
-            T = np.broadcast_to(np.asarray(ft(*X), dtype=float), (64,))
+            P = np.broadcast_to(np.asarray(fp(*X), dtype=complex), (64,))
+            T = np.broadcast_to(np.asarray(ft(*X), dtype=complex), (64,))
+            real = (P.imag == 0) & (T.imag == 0)
+            P = np.where(real, P.real, np.nan)
+            T = np.where(real, T.real, np.nan)
         if (np.isfinite(P) & np.isfinite(T)).sum() >= 8:
             dc, rc, _, _ = numeric_relation(P, T)
             return dc, rc
