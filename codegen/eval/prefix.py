@@ -9,7 +9,9 @@ into a shared `dag.DagTape` (every distinct subtree of the population once).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import sys
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -74,6 +76,9 @@ def _classify(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, 
     lens = np.fromiter(map(len, programs), dtype=np.int64, count=P)
     if P and lens.min() == 0:
         raise SymcoreError(f"program {int(np.argmin(lens))} is empty")
+    fast = _by_identity(programs, int(lens.sum()), table, n_features)
+    if fast is not None:
+        return lens, fast[0], fast[1]
     flat = list(itertools.chain.from_iterable(programs))
     n = len(flat)
     # symbols hash by identity; a float never equals one, so its lookup falls to its type
@@ -99,6 +104,46 @@ def _classify(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, 
         bad = var_ix.max() if var_ix.max() >= n_features else var_ix.min()
         raise DataError(f"a program reads column {int(bad)}, X has {n_features}")
     return lens, tcode, vals
+
+
+def _by_identity(programs: Sequence[Sequence[Any]], n: int,
+                 table: Mapping[Any, tuple[int, int]], n_features: int
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_classify`'s (codes, leaf values) found by object identity, or None when it cannot
+    be: symbols are the table's own objects and small-int columns are CPython's cached int
+    objects, so a token's address names both.  The addresses come from an object array of
+    the tokens (its buffer holds the PyObject pointers: no Python int per token, unlike
+    `id`), then one vectorised search; the tokens left must all be plain floats (constants).
+    A quarter of the cost of looking every token up by value; anything else (numpy scalars,
+    a bool, a column above 256, a bad token) returns None for the general pass."""
+    if sys.implementation.name != "cpython" or not n:
+        return None
+    known: dict[int, tuple[int, int]] = {}      # address -> (code, column)
+    for tok, (o, _a) in table.items():
+        known[id(tok)] = (o + 2, 0)
+    for c in range(min(n_features, 257)):
+        known[id(c)] = (0, c)                   # the interpreter's cached small ints
+    if len(known) != len(table) + min(n_features, 257):
+        return None
+    objs = np.fromiter(itertools.chain.from_iterable(programs), dtype=object, count=n)
+    # the object array's buffer: n PyObject pointers (read while `objs` holds the tokens)
+    ids = np.ctypeslib.as_array((ctypes.c_int64 * n).from_address(objs.ctypes.data))
+    kid = np.fromiter(known, dtype=np.int64, count=len(known))
+    order = np.argsort(kid)
+    kid = kid[order]
+    kcode = np.array([v[0] for v in known.values()], dtype=np.int64)[order]
+    kcol = np.array([v[1] for v in known.values()], dtype=np.float64)[order]
+    at = np.minimum(np.searchsorted(kid, ids), kid.size - 1)
+    hit = kid[at] == ids
+    rest = objs[~hit]
+    if not set(map(type, rest)) <= {float}:
+        return None
+    tcode = np.where(hit, kcode[at], 1)
+    vals = np.empty(n, dtype=np.float64)
+    vals[hit] = kcol[at[hit]]
+    vals[~hit] = rest.astype(np.float64)
+    del ids
+    return tcode, vals[tcode < 2]
 
 
 def pack_prefix(programs: Sequence[Sequence[Any]], table: Mapping[Any, tuple[int, int]],

@@ -161,3 +161,32 @@ def test_prefix_cache_memory_is_the_sum_of_its_entries():
             s.score_prefix(_random_programs(rng, n, size=2), SYMBOLS,
                            weights=rng.uniform(0, 1, (n + 2 * 2, X.shape[0])))
     assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
+
+
+def test_identity_classification_is_the_general_pass(monkeypatch):
+    import symcore.codegen.eval.prefix as px
+    syms = {object(): name for name in ("add", "mul", "sin", "pdiv", "neg")}
+    add, mul, sin, pdiv, neg = syms
+    progs = [[add, 0, 1.0], [mul, sin, 2, -0.0], [pdiv, neg, 1, 0.0], [2], [2.0], [1.0],
+             [add, mul, 0, 1, sin, pdiv, 2, 0.25]]
+    table = symbol_table(syms)
+    n = sum(map(len, progs))
+    assert px._by_identity(progs, n, table, 3) is not None      # the fast path is taken
+    fast = px._classify(progs, table, 3)
+    monkeypatch.setattr(px, "_by_identity", lambda *a: None)
+    slow = px._classify(progs, table, 3)
+    for f, s_ in zip(fast, slow):
+        np.testing.assert_array_equal(f, s_)
+        assert f.dtype == s_.dtype
+    np.testing.assert_array_equal(np.signbit(fast[2]), np.signbit(slow[2]))
+    monkeypatch.undo()
+    # numpy scalars, a bool, a column past the small-int cache: the general pass decides
+    for odd in ([add, np.int64(0), 1.5], [add, 0, np.float64(1.5)], [add, True, 0],
+                [add, 300, 0], [add, 0, "x"]):
+        assert px._by_identity([odd], len(odd), table, 400) is None
+    s = Session(X, Y)
+    e = [[add, np.int64(0), 1.5], [mul, 1, np.float64(2.0)]]
+    np.testing.assert_array_equal(s.score_prefix(e, syms),
+                                  s.score_prefix([[add, 0, 1.5], [mul, 1, 2.0]], syms))
+    with pytest.raises(SymcoreError):
+        s.score_prefix([[add, True, 0]], syms)
