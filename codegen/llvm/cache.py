@@ -35,7 +35,7 @@ from typing import Callable
 from symcore.codegen.llvm import host
 
 __all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
-           "CacheWarning", "CODEGEN_VERSION"]
+           "CacheWarning", "CODEGEN_VERSION", "MEMORY_CAPACITY"]
 
 #: bump when the generated code or the file format changes meaning
 CODEGEN_VERSION = "2"
@@ -54,6 +54,11 @@ _log = logging.getLogger("symcore.cache")
 
 #: bytes an in-memory cache entry costs besides its payload (key string, bytes header, node)
 _ENTRY_OVERHEAD = 256
+#: default size of the in-memory tier (payloads plus overhead).  It only saves re-reading a
+#: verified file (or recompiling, when the disk cache is off) for code that was unloaded: the
+#: live libraries hold what runs.  Was 16 MB, which a compile loop took ~2 minutes to fill
+#: (bench_soak counted it as growth); 4 MB holds ~30 populations of 200 new structures.
+MEMORY_CAPACITY = 4 << 20
 
 class CacheWarning(RuntimeWarning):
     """A cache entry was damaged (and recompiled), or a cache directory is not trusted."""
@@ -159,7 +164,7 @@ class ObjectCache:
     directory.  Keys must include everything the code depends on except the machine identity
     (which the directory and every file's header carry)."""
 
-    def __init__(self, capacity_bytes: int = 16 << 20) -> None:
+    def __init__(self, capacity_bytes: int = MEMORY_CAPACITY) -> None:
         self.capacity_bytes = capacity_bytes
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
@@ -191,11 +196,18 @@ class ObjectCache:
     def _name(key: str) -> str:
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest() + _SUFFIX
 
+    @classmethod
+    def _file(cls, d: Path, key: str) -> str:
+        # a str, not a Path: pathlib interns every path component it parses, and on
+        # Python 3.12 an interned string is immortal (one leaked name per key, ~25 KB per
+        # population of 200 new structures in bench_soak)
+        return os.path.join(os.fspath(d), cls._name(key))
+
     def _read(self, key: str) -> bytes | None:
         d = self._dir(create=False)
         if d is None:
             return None
-        p = d / self._name(key)
+        p = self._file(d, key)
         try:
             fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
@@ -221,10 +233,10 @@ class ObjectCache:
             self._discard_file(p, why)
         return payload
 
-    def _discard_file(self, p: Path, why: str) -> None:
+    def _discard_file(self, p: str, why: str) -> None:
         _report("damaged", f"symcore: discarded damaged cache file {p} ({why}); recompiling")
         try:
-            p.unlink()
+            os.unlink(p)
         except OSError:
             pass
 
@@ -232,10 +244,10 @@ class ObjectCache:
         d = self._dir(create=True)
         if d is None:
             return
-        p = d / self._name(key)
+        p = self._file(d, key)
         try:
             try:
-                old = p.stat().st_blocks * 512
+                old = os.stat(p).st_blocks * 512
             except FileNotFoundError:
                 old = 0
             fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp")
@@ -249,7 +261,7 @@ class ObjectCache:
                 except OSError:
                     pass
                 raise
-            new = p.stat().st_blocks * 512
+            new = os.stat(p).st_blocks * 512
         except OSError:
             return  # an unwritable cache only costs recompilation
         self._account(d, new - old)
@@ -295,7 +307,7 @@ class ObjectCache:
         d = self._dir(create=False)
         if d is not None:
             try:
-                (d / self._name(key)).unlink()
+                os.unlink(self._file(d, key))
             except OSError:
                 pass
 
