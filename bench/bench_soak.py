@@ -1,6 +1,7 @@
 """Soak: compile and score fresh populations for a given time; prints RSS, time per iteration
 and disk-cache size per minute (issue target over 10 min: RSS growth after the first minute
-<= 20 MB, last minute's time per iteration <= 1.2x the second's, disk cache <= its cap).
+<= 20 MB, last minute's time per iteration <= 1.2x the second's, disk cache <= its cap), with
+the loaded libraries, live LLJIT instances and the in-memory object cache (bounded by design).
 Run: python bench/bench_soak.py [--minutes 10] [--population 200] [--rows 1000]"""
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def main() -> None:
     d = cache.cache_dir()
     print(f"cache {d}, cap {cache.disk_limit() / 2**20:.0f} MB, population {args.population}, "
           f"rows {args.rows}")
-    print(f"{'minute':>6} {'iters':>6} {'ms/iter':>8} {'RSS MB':>8} {'disk MB':>8}")
+    from symcore.codegen.llvm import jit
+    print(f"{'minute':>6} {'iters':>6} {'ms/iter':>8} {'RSS MB':>8} {'disk MB':>8} {'libs':>5} "
+          f"{'jits':>5} {'mem MB':>7}")
     t_start = time.perf_counter()
     minute, iters, t_min = 1, 0, t_start
     rows = []
@@ -70,14 +73,16 @@ def main() -> None:
         if now - t_start >= minute * 60 or now - t_start >= args.minutes * 60:
             ms = (now - t_min) * 1e3 / max(iters, 1)
             rows.append((minute, iters, ms, _rss_mb(), _disk_mb(d)))
-            print(f"{minute:>6} {iters:>6} {ms:>8.1f} {rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f}",
-                  flush=True)
+            print(f"{minute:>6} {iters:>6} {ms:>8.1f} {rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f} "
+                  f"{jit.open_libraries():>5} {jit.live_jits():>5} "
+                  f"{cache.object_cache().memory_bytes / 2**20:>7.1f}", flush=True)
             minute, iters, t_min = minute + 1, 0, now
             if now - t_start >= args.minutes * 60:
                 break
     if len(rows) >= 3:
         print(f"RSS growth after minute 1: {rows[-1][3] - rows[0][3]:+.1f} MB; "
-              f"ms/iter last/second: {rows[-1][2] / rows[1][2]:.2f}x")
+              f"ms/iter last/second: {rows[-1][2] / rows[1][2]:.2f}x; disk "
+              f"{max(r[4] for r in rows):.1f} MB at most (cap {cache.disk_limit() / 2**20:.0f} MB)")
 
 
 if __name__ == "__main__":
