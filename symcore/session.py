@@ -252,36 +252,37 @@ class Session:
         if wkeys is not None:
             hashes = list(zip(hashes, wkeys))
         groups: dict[Any, int] = {}
+        setdefault = groups.setdefault
         # per candidate: its value from the cache, or (group_of >= 0) its group among the new
         cached = [0.0] * P
         group_of = [-1] * P
-        toks: list[tuple[Any, ...]] = []
-        ckeys: list[Any] = []
-        first: list[int] = []
-        hits = 0
-        n_uncached = 0
+        first: list[int] = []           # a group's first candidate
+        uncached: list[int] = []        # groups of equal values but other objects
+        hits = m = 0
         touch = cache.move_to_end if cache is not None else None
         # int (or (int, digest)) keys never equal the Expr path's keys: a hit is a
         # (value, tokens) entry of this path
         for i, k, hit in zip(range(P), hashes, list(map(get, hashes))):
-            t = toks_all[i]
-            if hit is not None and all(map(_is, hit[1], t)):
+            if hit is not None and all(map(_is, hit[1], toks_all[i])):
                 touch(k)                               # type: ignore[misc]
                 cached[i] = hit[0]
                 hits += 1
                 continue
-            g = groups.setdefault(k, len(toks))
-            if g < len(toks):
-                if all(map(_is, toks[g], t)):
+            g = setdefault(k, m)
+            if g != m:
+                if all(map(_is, toks_all[first[g]], toks_all[i])):
                     group_of[i] = g
                     hits += 1
                     continue
-                k = None                    # equal values, other objects: scored, uncached
-                n_uncached += 1
-            group_of[i] = len(toks)
+                uncached.append(m)          # scored, but its key names another group
+            group_of[i] = m
             first.append(i)
-            toks.append(t)
-            ckeys.append(k)
+            m += 1
+        toks = [toks_all[i] for i in first]
+        ckeys: list[Any] = [hashes[i] for i in first]
+        for g in uncached:
+            ckeys[g] = None
+        n_uncached = len(uncached)
         out[:] = cached
         st.seconds["read"] += time.perf_counter() - t0
         st.calls += 1
