@@ -165,12 +165,14 @@ def loader_declarations() -> str:
 INLINE_NODES = 4_000
 
 
-def write_tables(exprs: Sequence[Expr], directory: str | None) -> tuple[str, list[int]]:
+def write_tables(exprs: Sequence[Expr], directory: str | None,
+                 order: Sequence[Expr] | None = None) -> tuple[str, list[int]]:
     """Write the distinct nodes of the prepared `exprs` as fact files in `directory` (None:
     facts inline in the program); returns the egglog program that loads them and the node id
-    of every input's root."""
+    of every input's root.  `order`: topo(exprs), when the caller has it already."""
     sync()
-    order = topo(exprs)
+    if order is None:
+        order = topo(exprs)
     ids = {id(n): i for i, n in enumerate(order)}
     rows: dict[str, list[str]] = {k: [] for k in ("L_var", "L_par", "L_num", "L_spec",
                                                     "L_free", "L1", "L2")}

@@ -31,13 +31,27 @@ ZERO = 1e-9
 _SEED = 20240613
 
 
+#: further points, one per magnitude band below and above the ordinary ones, signs mixed:
+#: piecewise functions that coincide on the ordinary points (max(|x|, x^2), min(log x, c),
+#: |x| vs x, min(sqrt|x|, 0.27)) differ there; a form non-finite at one of them (log of a
+#: negative) is compared on its other points
+WIDE_POINTS = 12
+_WIDE_BANDS = ((0.004, 0.04), (0.04, 0.14), (1.05, 1.8), (1.8, 3.0))
+
+
 def _points(n_vars: int, n_params: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(_SEED)
     # inside the ordinary domain of every op (logs, roots, asin/acos of small values, gplearn's
     # protected thresholds), away from 0 and 1 where distinct functions often coincide
     X = rng.uniform(0.15, 0.95, size=(POINTS, max(n_vars, 1)))
     p = rng.uniform(0.3, 1.7, size=max(n_params, 1))
-    return X, p
+    wide = np.random.default_rng(_SEED + 1)
+    # every variable meets every band, in its own order (so bands mix within a point)
+    bands = np.array(_WIDE_BANDS)
+    k = np.stack([wide.permutation(WIDE_POINTS) % len(bands) for _ in range(max(n_vars, 1))],
+                 axis=1)
+    W = wide.uniform(bands[k, 0], bands[k, 1]) * wide.choice([-1.0, 1.0], size=k.shape)
+    return np.vstack([X, W]), p
 
 
 def _rounded(v: np.ndarray) -> np.ndarray:
@@ -49,6 +63,16 @@ def _rounded(v: np.ndarray) -> np.ndarray:
         r = np.round(out * scale) / scale
     r[~np.isfinite(v)] = np.nan
     return r
+
+
+def _groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal rows (bit patterns): each row's group and each group's size."""
+    if rows.shape[0] == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    rows = np.ascontiguousarray(rows)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return inv.ravel(), counts
 
 
 def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> list[int] | None:
@@ -68,47 +92,37 @@ def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> li
     n_params = 1 + max((nd.value for nd in order if nd.op == "param"), default=0)
     X, p = _points(n_vars, n_params)
     vals = node_values(order, X, p)
-    V = np.empty((n, POINTS))
+    n_pts = X.shape[0]
+    V = np.empty((n, n_pts))
     for i, e in enumerate(forms):
         if late(i):
             return None
-        V[i] = np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (POINTS,))
+        V[i] = np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (n_pts,))
     R = _rounded(V)
     finite = ~np.isnan(R)
     keep = np.zeros(n, dtype=bool)
     # fully finite forms: equal rounded vectors
-    full = np.flatnonzero(finite.all(axis=1))
-    seen: dict[bytes, int] = {}
-    for i in full:
-        if late(int(i)):
-            return None
-        k = R[i].tobytes()
-        j = seen.setdefault(k, i)
-        if j != i:
-            keep[i] = keep[j] = True
+    all_finite = finite.all(axis=1)
+    full = np.flatnonzero(all_finite)
+    inv, counts = _groups(R[full])
+    keep[full[counts[inv] > 1]] = True
     # forms with a non-finite value: compared on their finite points with every other form
-    partial = np.flatnonzero(~finite.all(axis=1))
-    masks: dict[bytes, list[int]] = {}
-    for i in partial:
-        masks.setdefault(finite[i].tobytes(), []).append(i)
-    for mbytes, rows in masks.items():
+    partial = np.flatnonzero(~all_finite)
+    if partial.size == 0:
+        return [int(i) for i in np.flatnonzero(keep)]
+    masks, mask_of = np.unique(finite[partial], axis=0, return_inverse=True)
+    for k, m in enumerate(masks):
         if late():
             return None
-        m = np.frombuffer(mbytes, dtype=bool)
+        rows = partial[mask_of.ravel() == k]
         if not m.any():          # non-finite at every point: nothing to compare, keep it
             keep[rows] = True
             continue
         # every form finite on m, projected to m (forms non-finite on m are wild there too)
-        sub = R[:, m]
-        ok = ~np.isnan(sub).any(axis=1)
-        index: dict[bytes, list[int]] = {}
-        for c, i in enumerate(np.flatnonzero(ok)):
-            if late(c):
-                return None
-            index.setdefault(sub[i].tobytes(), []).append(i)
-        for i in rows:
-            hits = index.get(sub[i].tobytes(), [])
-            if any(j != i for j in hits) or not ok[i]:
-                keep[i] = True
-                keep[[j for j in hits if j != i]] = True
+        ok = np.flatnonzero(finite[:, m].all(axis=1))    # sorted; holds every row of `rows`
+        inv, counts = _groups(R[np.ix_(ok, m)])
+        mine = inv[np.searchsorted(ok, rows)]
+        hit = counts[mine] > 1
+        keep[rows[hit]] = True
+        keep[ok[np.isin(inv, mine[hit])]] = True
     return [int(i) for i in np.flatnonzero(keep)]

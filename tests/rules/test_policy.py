@@ -77,3 +77,11 @@ def test_time_limit_inside_the_canonical_pass_gives_a_result():
 def test_bad_saturation_choice_is_a_typed_error():
     with pytest.raises(symcore.SymcoreError):
         dedupe([x0], saturation="some")  # type: ignore[arg-type]
+
+
+def test_piecewise_forms_equal_on_the_unit_interval_are_not_candidates():
+    # max(|x|, x^2) = |x| and min(sqrt|x|, 0.27) = 0.27 for 0.15 < |x| < 0.95: the points beyond
+    # that interval tell them apart, so they stay out of the e-graph
+    forms = canonical_all([call("max", call("abs", x0), call("square", x0)), call("abs", x0),
+                           call("min", call("sqrt_abs", x1), const(0.27)), const(0.27)])
+    assert merge_candidates(forms) == []
