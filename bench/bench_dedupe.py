@@ -211,13 +211,16 @@ def measure(pops, repeats: int, with_sympy: bool, simplify_max: int) -> list[dic
             r["sympy"], r["sympy_split"] = sympy_classes(r["uniq"], V)
         if len(r["uniq"]) <= simplify_max:
             texts: dict = {}
-            per = []
+            per, per_cpu = [], []
             for i, e in enumerate(r["uniq"]):
-                s, w, _ = _timed(lambda: simplify(e))
+                s, w, c = _timed(lambda: simplify(e))
                 per.append(w)
+                per_cpu.append(c)
                 texts.setdefault(str(s), []).append(i)
             r["simplify"] = len(texts)
             r["simplify_ms"] = 1e3 * statistics.median(per)
+            r["simplify_cpu_ms"] = 1e3 * statistics.median(per_cpu)
+            r["simplify_cpu_all"] = per_cpu
             # pairs dedupe merged that simplify prints identically (canonical extraction)
             same = total = 0
             for m in d.members:
@@ -255,11 +258,16 @@ def report(rows: list[dict]) -> None:
           "numerically; simpl = classes of per-member simplify text; bad = symcore classes "
           "holding numerically different members; pays? = (dedupe warm + score classes) / "
           "score all, CPU (< 1: the e-graph pays)")
-    extra = [f"{r['name']}: simplify median {r['simplify_ms']:.2f} ms/expr (wall), same text "
+    extra = [f"{r['name']}: simplify median {r['simplify_ms']:.2f} ms/expr wall, "
+             f"{r['simplify_cpu_ms']:.2f} ms CPU, same text "
              f"{r['same_text']}, sympy groups split {r.get('sympy_split', '-')}"
              for r in rows if "simplify_ms" in r]
     for line in extra:
         print(line)
+    per = [c for r in rows for c in r.get("simplify_cpu_all", [])]
+    if per:
+        print(f"simplify median CPU ms per expression over all populations: "
+              f"{1e3 * statistics.median(per):.2f} ({len(per)} expressions)")
     cold = [1e3 * _med(r["cold"])[1] / r["n"] for r in rows if r["n"] >= 500]
     warm = [1e3 * _med(r["warm"])[1] / r["n"] for r in rows if r["n"] >= 500]
     if cold:
