@@ -106,3 +106,36 @@ def test_no_false_solution_against_exact_truth():
             assert ex.solution is True, (kind, p, t, r, ex)
         if kind in ("offset", "scale") and ex.solution:
             assert r.solution, (kind, p, t, r, ex)
+
+
+# the float check's points saturate these (tanh(7e22*x) is 1 at every x in [0.1, 10]): refuted
+# at 80 digits at points of other magnitudes, before SymPy
+SATURATED = [
+    ("x0*x1*tanh(1.08644557740599e+23*x1*x2/x3)", "x0*x1*tanh(7.24297051603992e+22*x1*x2/x3)"),
+    ("x0*exp(-7.24297051603992e+22*x1*x2/x3)",
+     "x0/(exp(7.24297051603992e+22*x1*x2/x3) + exp(-7.24297051603992e+22*x1*x2/x3))"),
+]
+
+
+@pytest.mark.parametrize("pred,true", SATURATED)
+def test_saturated_near_misses_refuted_without_sympy(pred, true):
+    assert exact_relation(pred, true, _variables(true)).solution is False
+    r = is_symbolic_solution(pred, true)
+    assert not r.solution and r.decided_by == "precise", r
+
+
+def test_unproven_solution_still_goes_to_sympy():
+    # a constant ratio the canonical pass does not factor out: not refuted, SymPy proves it
+    r = is_symbolic_solution("x0/(3*x1 + 3)", "x0/(2*x1 + 2)")
+    assert r.solution and r.kind == "ratio" and r.decided_by == "sympy", r
+
+
+@pytest.mark.parametrize("pred,true,kind", [
+    ("2.0709735e-23*x0*x1/x2", "1.380649e-23*x0*x1/x2", "ratio"),      # coefficients stripped
+    ("6.6405e-12*x0**2", "4.427e-12*x0**2", "ratio"),
+    ("-x0*x1*x2/x3 - 3.25", "-x0*x1*x2/x3", "constant"),               # 0.0*x left in the sum
+    ("x0/(1 - 3.33564095198152e-9*x1) + 2.0", "x0/(1 - 3.33564095198152e-9*x1)", "constant"),
+])
+def test_scaled_and_offset_proven_without_sympy(pred, true, kind):
+    r = is_symbolic_solution(pred, true)
+    assert r.solution and r.kind == kind and r.decided_by == "canonical", r
