@@ -11,9 +11,12 @@ import re
 from fractions import Fraction
 from typing import Any, Literal, Sequence
 
+from symcore.numerics import DYSYMNET_LOG_EPS, GPLEARN_THRESHOLD
+
 __all__ = ["literal_values", "confirm"]
 
-Verdict = Literal["holds", "fails", "unknown"]
+#: "unsupported": an op without an mpmath version here (fmax, fmin, a user's op)
+Verdict = Literal["holds", "fails", "unknown", "unsupported"]
 
 # a number literal of model text (float or integer), not part of a name such as x0
 _NUMBER = re.compile(r"(?<![\w.])(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?![\w.])")
@@ -49,7 +52,15 @@ def _ops(mp: Any) -> dict[str, Any]:
 
     def dom(f, ok):
         return lambda a: f(a) if ok(a) else None
+    # the protected variants' switch points and epsilons are the float64 values symcore uses
+    thr, eps = mp.mpf(GPLEARN_THRESHOLD), mp.mpf(DYSYMNET_LOG_EPS)
     return {
+        "pdiv": lambda a, b: a / b if abs(b) > thr else mp.mpf(1),
+        "plog": lambda a: mp.log(abs(a)) if abs(a) > thr else mp.mpf(0),
+        "pinv": lambda a: 1 / a if abs(a) > thr else mp.mpf(0),
+        "sqrt_abs": lambda a: mp.sqrt(abs(a)), "log_abs": dom(lambda a: mp.log(abs(a)), bool),
+        "dlog": lambda a: mp.log(abs(a) + eps), "pow_abs": lambda a, b: pw(abs(a), b),
+        "aq": lambda a, b: a / mp.sqrt(1 + b * b),
         "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
         "div": dv, "neg": lambda a: -a, "pow": pw, "powi": pw,
         "square": lambda a: a * a, "cube": lambda a: a * a * a,
@@ -150,7 +161,7 @@ def confirm(pred, true, pred_text: str, true_text: str, rows: Sequence[Sequence[
             lo = _spreads(pred, true, lp, lt, rows, lo_d)
             hi = _spreads(pred, true, lp, lt, rows, hi_d)
         except KeyError:
-            return "unknown", kind
+            return "unsupported", kind
         if lo is None or hi is None:
             return "unknown", kind
         first, second = (0, 1) if kind != "ratio" else (1, 0)

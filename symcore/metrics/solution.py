@@ -211,7 +211,7 @@ def _decide(pe, te, p: str, t: str, sample: tuple, dc: bool, rc: bool, d: float,
         # refuted here rather than by SymPy's simplify or the e-graph
         return SolutionCheck(False, None, "precise", _NOT_CONFIRMED if proven else
                              "the difference and the ratio vary at 80 digits")
-    if verdict != "holds":
+    if verdict not in ("holds", "unsupported"):
         return None
     how: DecidedBy = "canonical"
     if proven is None and egraph:
@@ -223,12 +223,12 @@ def _decide(pe, te, p: str, t: str, sample: tuple, dc: bool, rc: bool, d: float,
         rng = np.random.default_rng(1)
         wide = 10.0 ** rng.uniform(-_WIDE, _WIDE, size=(_CONFIRM_ROWS, X.shape[1]))
         ones = np.ones(len(wide))
-        verdict, _ = _confirm(pe, te, p, t, wide, ones, ones, first)
-        if verdict == "fails":
+        wide_verdict, _ = _confirm(pe, te, p, t, wide, ones, ones, first)
+        if wide_verdict == "fails":
             return SolutionCheck(False, None, "precise", "the difference and the ratio vary at "
                                  "80 digits at points of other magnitudes")
         return None
-    if _family(held) != _family(proven):
+    if verdict == "holds" and _family(held) != _family(proven):
         # what holds at 80 digits is not what was proven: confirm the proven relation itself
         verdict, held = _confirm(pe, te, p, t, *sample, proven)
         if verdict != "holds" or _family(held) != _family(proven):
