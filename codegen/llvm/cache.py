@@ -30,7 +30,7 @@ import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from symcore.codegen.llvm import host
 
@@ -50,6 +50,8 @@ RESCAN_WRITES = 256
 RESCAN_SECONDS = 60.0
 
 _log = logging.getLogger("symcore.cache")
+
+Memory = Literal["always", "without_disk"]
 
 
 #: bytes an in-memory cache entry costs besides its payload (key string, bytes header, node)
@@ -282,20 +284,26 @@ class ObjectCache:
                 u.writes, u.scanned = 0, time.monotonic()
 
     # -- public -----------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        """The verified payload under `key` (memory, then disk), or None."""
+    def get(self, key: str, memory: Memory = "always") -> bytes | None:
+        """The verified payload under `key` (memory, then disk), or None.  `memory`: keep an
+        entry read from disk in memory "always" or only "without_disk" (never, then)."""
         with self._lock:
             obj = self._mem.get(key)
             if obj is not None:
                 self._mem.move_to_end(key)
                 return obj
         obj = self._read(key)
-        if obj is not None:
+        if obj is not None and memory == "always":
             self._remember(key, obj)
         return obj
 
-    def put(self, key: str, obj: bytes) -> None:
-        self._remember(key, obj)
+    def put(self, key: str, obj: bytes, memory: Memory = "always") -> None:
+        """Store `obj` under `key` on disk and in memory; with memory="without_disk", in
+        memory only when there is no (trusted) disk directory.  Small entries that many keys
+        have (tier-1 index entries) use that: thousands of long-lived small objects in memory
+        pin Python's allocator arenas (measured: RSS kept growing in bench_soak)."""
+        if memory == "always" or self._dir(create=False) is None:
+            self._remember(key, obj)
         self._write(key, obj)
 
     def discard(self, key: str) -> None:

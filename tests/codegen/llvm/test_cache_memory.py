@@ -37,3 +37,41 @@ def test_memory_tier_stays_within_capacity(monkeypatch):
         c.put(f"test-cap|{i}", bytes(50_000))
     assert c.memory_bytes <= c.capacity_bytes
     assert c.get("test-cap|399") is not None
+
+
+def _fresh_model():
+    from symcore import call, const, var
+    # a structure no other test compiles: a chain of a random length and order
+    rng = __import__("random").Random(uuid.uuid4().int)
+    e = var(0)
+    for _ in range(rng.randint(6, 12)):
+        e = call(rng.choice(["sin", "cos", "tanh", "neg", "exp"]), call("mul", e, const(0.3)))
+    return e
+
+
+def _idx_in_memory() -> int:
+    return sum(k.startswith("idx|") for k in list(cache.object_cache()._mem))
+
+
+def test_index_entries_stay_out_of_memory_with_a_disk_cache(monkeypatch, tmp_path):
+    import numpy as np
+    import symcore
+    from symcore.codegen.llvm import textbuilder
+    X = np.linspace(-1, 1, 12)[:, None]
+    monkeypatch.setenv("SYMCORE_CACHE", str(tmp_path))
+    symcore.compile([_fresh_model()], tier=1).close()   # the once-per-process driver, helpers
+    textbuilder._CONST_REF.clear()
+    n0 = _idx_in_memory()
+    m = _fresh_model()
+    k = symcore.compile([m], tier=1)
+    assert k._t1.stats.compiled == 1
+    assert _idx_in_memory() == n0
+    assert not textbuilder._CONST_REF and not textbuilder._TYPE_STR
+    k.close()
+    del k
+    k = symcore.compile([m], tier=1)          # found through the index entry on disk
+    assert k._t1.stats.cached == 1
+    np.testing.assert_allclose(k.predict(X)[0], symcore.evaluate(m, X), rtol=1e-12)
+    monkeypatch.setenv("SYMCORE_CACHE", "")   # memory is the only cache: entries stay there
+    k = symcore.compile([_fresh_model()], tier=1)
+    assert _idx_in_memory() == n0 + 1
