@@ -136,10 +136,19 @@ def _terms(e) -> list:
     return [e]
 
 
+def _factor(e) -> float:
+    """The leading constant factor of a canonical product / quotient chain (1 without one)."""
+    sign = 1.0
+    while e.op in ("neg", "mul", "div"):
+        sign, e = (-sign if e.op == "neg" else sign), e.args[0]
+    return sign * float(e.value) if e.op == "const" else sign
+
+
 def _constant_sum(e) -> bool:
     """Every summand of canonical `e` is a constant or has the coefficient 0.0 (the canonical
     pass keeps 0.0*x, as x may be inf; where pred and true are both finite it is 0)."""
-    return all(t.op == "const" or _lead(t) == 0.0 for t in _terms(e))
+    return all(math.isfinite(t.value) if t.op == "const" else _factor(t) == 0.0
+               for t in _terms(e))
 
 
 def _strip_coefficient(e):
@@ -176,8 +185,8 @@ def _prove(pred, true, kind: Kind) -> bool:
     if kind == "ratio":
         sa = _strip_coefficient(canonical(pred, "equivalent"))
         sb = _strip_coefficient(canonical(true, "equivalent"))
-        if sa is not None and sb is not None and _lead(canonical(pred, "equivalent")) != 0 \
-                and _lead(canonical(true, "equivalent")) != 0 \
+        if sa is not None and sb is not None and _factor(canonical(pred, "equivalent")) != 0 \
+                and _factor(canonical(true, "equivalent")) != 0 \
                 and canonical(sa, "equivalent") is canonical(sb, "equivalent"):
             return True
     return False
