@@ -8,11 +8,9 @@ unchanged mutants) are answered from an LRU cache keyed by their canonical form.
 
 from __future__ import annotations
 
-import itertools
 import time
 import weakref
 from collections import OrderedDict
-import operator
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -22,9 +20,16 @@ from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 from symcore.session_stats import SessionStats, entry_bytes
 from symcore.scoring import candidate_weights, from_sums, pearson_rows, rank_rows
+from symcore.session_prefix import NATIVE as _NATIVE, PRED_BLOCK as _PRED_BLOCK, PrefixScoring
 
-_is = operator.is_
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
+
+#: prefix programs are cut into one part per thread from this many tokens x rows on (below,
+#: one thread: the interpreter's share of the time is too small to win back the handoff)
+_PARALLEL_WORK = 1e8
+#: scratch of one shared tape at most (slots x block x itemsize); a population needing more
+#: is packed in halves
+_SCRATCH_BYTES = 1 << 25
 
 Metric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman"]
 CacheMode = Literal["exact", "equivalent"]
@@ -32,16 +37,8 @@ CacheMode = Literal["exact", "equivalent"]
 METRICS: tuple[str, ...] = ("mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman")
 #: metrics where a larger value is a better fit (the others are losses)
 GREATER_IS_BETTER = frozenset({"r2", "pearson", "spearman"})
-#: metrics the interpreter reduces in native code (the rest come from predictions)
-_NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
-#: predictions computed at once on the predictions path: (candidates x rows) <= this
-_PRED_BLOCK = 1 << 21
-#: prefix programs are cut into one part per thread from this many tokens x rows on (below,
-#: one thread: the interpreter's share of the time is too small to win back the handoff)
-_PARALLEL_WORK = 1e8
-#: scratch of one shared tape at most (slots x block x itemsize); a population needing more
-#: is packed in halves
-_SCRATCH_BYTES = 1 << 25
+
+
 def _canonical_all() -> Any:
     from symcore.rules.canonical import canonical_all
     return canonical_all
@@ -52,7 +49,7 @@ def _expanded_keys() -> Any:
     return expanded_keys
 
 
-class Session:
+class Session(PrefixScoring):
     """One search over data ``X`` (rows x columns), target ``y``.
 
     metric: mse rmse mae nmse r2 pearson spearman (r2, pearson, spearman: higher is better;
@@ -219,112 +216,6 @@ class Session:
                               else X[list(columns)])
         return self._predict(exprs)
 
-    def score_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str], *,
-                     weights: Any = None) -> np.ndarray:
-        """`score` for programs given as prefix token lists, without building IR: the fast
-        path for a search that keeps its own trees (gplearn's `program` lists).
-
-        A token is an `int` (a column of X), a `float` (a constant) or a key of `symbols`
-        (token -> ops-table name, e.g. gplearn's `_Function` objects).  The cache key is the
-        token list's hash, and a hit must hold the very same token objects, so a program seen
-        before — reproduced, duplicated, or unchanged by a mutation — costs one tuple hash and
-        an identity check.  The new ones are packed together, without IR, into one shared
-        tape (codegen.eval.dag: every distinct subtree of the call evaluated once per row
-        block, whichever programs hold it; one tape per thread for large work), with the
-        values and loss sums of the tier-0 interpreter bit for bit."""
-        self._local("score_prefix")
-        st = self.stats
-        t0 = time.perf_counter()
-        P = len(programs)
-        wkeys, wrows = self._candidate_weights(weights, P)
-        out = np.empty(P, dtype=np.float64)
-        cache = self._cache if self.cache_mode is not None else None
-        get = cache.get if cache is not None else {}.get
-        toks_all = list(map(tuple, programs))
-        # a tuple's hash is not memoised by Python: hash each program once, key by the int
-        # (tokens compare by value in a dict — 1 == 1.0 == True, 0.0 == -0.0 — so equal keys
-        # are only candidates: an entry keeps the tokens it was scored for, and a hit needs
-        # the very same objects; a colliding other program is scored and left uncached)
-        try:
-            hashes = list(map(hash, toks_all))
-        except TypeError as err:
-            raise SymcoreError(f"a program holds an unhashable token: {err}") from None
-        if wkeys is not None:
-            hashes = list(zip(hashes, wkeys))
-        groups: dict[Any, int] = {}
-        setdefault = groups.setdefault
-        # per candidate: its value from the cache, or (group_of >= 0) its group among the new
-        cached = [0.0] * P
-        group_of = [-1] * P
-        first: list[int] = []           # a group's first candidate
-        uncached: list[int] = []        # groups of equal values but other objects
-        hits = m = 0
-        touch = cache.move_to_end if cache is not None else None
-        # int (or (int, digest)) keys never equal the Expr path's keys: a hit is a
-        # (value, tokens) entry of this path
-        for i, k, hit in zip(range(P), hashes, list(map(get, hashes))):
-            if hit is not None and all(map(_is, hit[1], toks_all[i])):
-                touch(k)                               # type: ignore[misc]
-                cached[i] = hit[0]
-                hits += 1
-                continue
-            g = setdefault(k, m)
-            if g != m:
-                if all(map(_is, toks_all[first[g]], toks_all[i])):
-                    group_of[i] = g
-                    hits += 1
-                    continue
-                uncached.append(m)          # scored, but its key names another group
-            group_of[i] = m
-            first.append(i)
-            m += 1
-        toks = [toks_all[i] for i in first]
-        ckeys: list[Any] = [hashes[i] for i in first]
-        for g in uncached:
-            ckeys[g] = None
-        n_uncached = len(uncached)
-        out[:] = cached
-        st.seconds["read"] += time.perf_counter() - t0
-        st.calls += 1
-        st.candidates += P
-        st.hits += hits
-        st.misses += P - hits
-        if toks:
-            vals = self._run_prefix(toks, self._symbol_table(symbols),
-                                    None if wrows is None else wrows[np.asarray(first)])
-            gof = np.array(group_of, dtype=np.int64)
-            miss = gof >= 0
-            out[miss] = vals[gof[miss]]
-            st.classes += len(toks)
-            if cache is not None and self.max_entries:
-                entries = zip(vals.tolist(), toks)
-                if n_uncached:
-                    keep = [k is not None for k in ckeys]
-                    cache.update(zip(itertools.compress(ckeys, keep),
-                                     itertools.compress(entries, keep)))
-                    lens = sum(map(len, itertools.compress(toks, keep)))
-                else:
-                    cache.update(zip(ckeys, entries))
-                    lens = sum(map(len, toks))
-                # every key of one call has the same size (an int, or (int, digest)): the
-                # entries' sizes differ only by their tokens (entry_bytes: 8 bytes a token)
-                m = len(toks) - n_uncached
-                if m:
-                    k0 = next(k for k in ckeys if k is not None)
-                    st.bytes += m * entry_bytes(k0, (0.0, ())) + 8 * lens
-                self._evict()
-        st.entries = len(self._cache)
-        return out
-
-    def predict_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str]
-                       ) -> np.ndarray:
-        """Predictions of prefix token programs (see `score_prefix`): a (P, N) array of the
-        session's dtype (not cached)."""
-        self._local("predict_prefix")
-        out = np.empty((len(programs), self.n_rows), dtype=self._np)
-        self._prefix_parts(list(programs), self._symbol_table(symbols), out)
-        return out
-
     def clear(self) -> None:
         """Empty the fitness cache (the counters stay)."""
         self._cache.clear()
@@ -421,36 +312,12 @@ class Session:
             return None, None
         return candidate_weights(weights, P, self.n_rows, self._w, self._np)
 
-    # -- the prefix-token path ----------------------------------------------------------------
+    # -- the prefix-token path (codegen side) ------------------------------------------------
     @staticmethod
     def _symbol_table(symbols: Mapping[Any, str]) -> dict[Any, tuple[int, int]]:
         """token -> (opcode, arity), numbered as the tape packer numbers the ops now."""
         from symcore.codegen.eval.prefix import symbol_table
         return symbol_table(symbols)
-
-    def _run_prefix(self, programs: list[Any], table: dict[Any, tuple[int, int]],
-                    W: np.ndarray | None) -> np.ndarray:
-        """The metric of every prefix program (W: per-candidate weights): the interpreter's
-        own reduction where it has the metric, otherwise from predictions, a block of
-        candidates at a time."""
-        P, N = len(programs), self.n_rows
-        if W is None and self.metric in _NATIVE:
-            acc = np.empty((P, 2), dtype=np.float64)
-            self._prefix_parts(programs, table, None, acc)
-            t = time.perf_counter()
-            out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
-            self.stats.seconds["score"] += time.perf_counter() - t
-            return out
-        out = np.empty(P, dtype=np.float64)
-        step = max(1, _PRED_BLOCK // N)
-        for c0 in range(0, P, step):
-            c1 = min(P, c0 + step)
-            pred = np.empty((c1 - c0, N), dtype=self._np)
-            self._prefix_parts(programs[c0:c1], table, pred)
-            t = time.perf_counter()
-            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
-            self.stats.seconds["score"] += time.perf_counter() - t
-        return out
 
     def _prefix_parts(self, programs: list[Any], table: dict[Any, tuple[int, int]],
                       pred: np.ndarray | None, acc: np.ndarray | None = None) -> None:
