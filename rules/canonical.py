@@ -186,10 +186,12 @@ class _Canon:
         pq = pows.setdefault(b, [0, 0])
         if m > 0:
             pq[0] += m
+            if pq[0] > MAX_EXPONENT:
+                raise _Abort
         else:
             pq[1] -= m
-        if max(pq) > MAX_EXPONENT:
-            raise _Abort
+            if pq[1] > MAX_EXPONENT:
+                raise _Abort
 
     def build_mono(self, coef: float, factors: Factors) -> Expr:
         if not factors:
@@ -203,9 +205,11 @@ class _Canon:
             self.mono.setdefault(out, (coef, factors))
             return out
         # a common power of every factor stays outside: square(a / b), not square(a)/square(b)
-        ks = {p or q for _, p, q in factors}
-        k = ks.pop() if len(ks) == 1 and len(factors) > 1 and \
-            all(bool(p) != bool(q) for _, p, q in factors) else 1
+        k = 1
+        if len(factors) > 1:
+            ks = {p or q for _, p, q in factors}
+            if len(ks) == 1 and all(bool(p) != bool(q) for _, p, q in factors):
+                k = ks.pop()
         if k > 1:
             inner = tuple((b, p // k, q // k) for b, p, q in factors)
             num = [_power(self.build_mono(1.0, inner), k)]
@@ -346,7 +350,9 @@ class _Canon:
 
     # -- one node ----------------------------------------------------------------------------
     def node(self, op: str, args: tuple[Expr, ...], orig: Expr | None = None) -> Expr:
-        if all(a.op == "const" for a in args) or (op == "powi" and args[0].op == "const"):
+        # every operand constant (powi: a constant base); ops are unary or binary
+        if args[0].op == "const" and (len(args) == 1 or op == "powi" or
+                                      all(a.op == "const" for a in args[1:])):
             with np.errstate(all="ignore"):
                 v = OPS[op].np(*(np.float64(a.value) for a in args))
             return const(float(np.asarray(v, dtype=np.float64)))

@@ -22,6 +22,7 @@ __all__ = ["sort_key"]
 
 # the key lives in the node's `_skey` slot (symcore.ir), dying with the node
 _set_skey = Expr.__dict__["_skey"].__set__
+_blake2b = hashlib.blake2b
 
 
 def _leaf_key(n: Expr) -> bytes:
@@ -56,12 +57,13 @@ def sort_key(e: Expr) -> bytes:
             stack.extend(todo)
             continue
         stack.pop()
-        h = hashlib.blake2b(n.op.encode(), digest_size=15)
+        # one digest of op, then each operand key with its length (2 bytes, little endian)
+        parts = [n.op.encode()]
         for a in n.args:
             ka = a._skey
-            h.update(len(ka).to_bytes(2, "little"))
-            h.update(ka)
-        _set_skey(n, b"\x03" + h.digest())
+            parts.append(len(ka).to_bytes(2, "little"))
+            parts.append(ka)
+        _set_skey(n, b"\x03" + _blake2b(b"".join(parts), digest_size=15).digest())
     return e._skey
 
 

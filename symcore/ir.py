@@ -37,11 +37,11 @@ def _drop(ref: _Ref, _table: dict = _INTERN, _remove: Any = _remove_dead_weakref
     _remove(_table, ref.key)
 
 
-def _fkey(v: float) -> bytes:
+def _fkey(v: float, _pack: Callable[[float], bytes] = struct.Struct("<d").pack) -> bytes:
     # Constants are keyed by their bit pattern: 0.0 and -0.0 differ, every NaN text is one NaN.
-    if math.isnan(v):
+    if v != v:
         v = math.nan
-    return struct.pack("<d", v)
+    return _pack(v)
 
 
 class Expr:
