@@ -317,7 +317,7 @@ def solution_section(a, pairs: list, variables: dict, bounds: list[int],
           + ("" if recorded is None else f"; SRBench verdicts and seconds from "
              f"{a.srbench_json} (an earlier run)"))
     n_true = sum(e.solution is True for e in ex)
-    n_near = sum(e.near for e in ex)
+    n_near = sum(e.near for e in ex)   # pred - true varies by < 1e-12 of the truth's variation
     n_none = sum(e.solution is None for e in ex)
     print(f"exact ground truth (mpmath 80/160 digits at 16 points in the variables' ranges, "
           f"{t_ex:.1f} s): solutions {n_true}, non-solutions {n - n_true - n_none} (of which "
@@ -353,7 +353,7 @@ def solution_section(a, pairs: list, variables: dict, bounds: list[int],
             k, p, t = pairs[i]
             e = ex[i]
             print(f"   [{key}] {k}: ours {ob[i]} ({ours[i].decided_by}) SRBench {sb[i]} exact "
-                  f"{e.solution} (spread {min(e.spread_diff, e.spread_ratio):.1e}) related "
+                  f"{e.solution} (off by {e.closeness:.1e}) related "
                   f"{rel[i]}: {p[:72]!r}")
         if len(idx) > len(show):
             print(f"   [{key}] ... {len(idx) - len(show)} more")

@@ -26,8 +26,9 @@ _DPS = (80, 160)
 _TINY = mpmath.mpf(10) ** -60
 
 
-#: a non-solution closer than this (relative spread) is "near": equal to double precision, as
-#: when a printed product of two 15-digit constants stands for the product
+#: a non-solution closer than this is "near" (the variation of pred - true against the truth's
+#: own variation, or the relative spread of the ratio): equal to double precision, as when a
+#: printed product of two 15-digit constants stands for the product
 NEAR = 1e-12
 
 
@@ -40,11 +41,17 @@ class Exact:
     spread_ratio: float         # relative spread of pred / true at 160 digits (inf: unusable)
     points: int
     reason: str = ""
+    unexplained: float = math.inf   # spread of pred - true over the spread of true
+
+    @property
+    def closeness(self) -> float:
+        """How far from a solution: min(unexplained variation, ratio spread)."""
+        return min(self.unexplained, self.spread_ratio)
 
     @property
     def near(self) -> bool:
         """Not a solution, but equal to one to double precision."""
-        return self.solution is False and min(self.spread_diff, self.spread_ratio) <= NEAR
+        return self.solution is False and self.closeness <= NEAR
 
 
 def _sampler(var: dict | None):
@@ -90,7 +97,9 @@ def _spreads(fp, ft, pts, dps: int):
         if all(t != 0 for t in T) and P[0] != 0:
             R = [p / t for p, t in zip(P, T)]
             sr = max(abs(r - R[0]) for r in R) / abs(R[0])
-        return sd, sr, D[0]
+        vt = max(abs(x - T[0]) for x in T)
+        un = max(abs(d - D[0]) for d in D) / vt if vt else mpmath.inf
+        return sd, sr, un
 
 
 def _holds(lo, hi) -> bool:
@@ -146,7 +155,8 @@ def exact_relation(pred: str, true: str, variables: Sequence[dict] = (), *, poin
         kind = "zero" if _is_zero(fp, ft, pts) else "constant"
     elif _holds(lo[1], hi[1]):
         kind = "ratio"
-    return Exact(kind is not None, kind, float(hi[0]), float(hi[1]), len(pts))
+    return Exact(kind is not None, kind, float(hi[0]), float(hi[1]), len(pts),
+                 unexplained=float(hi[2]))
 
 
 def _real_somewhere(f, draws, rng: random.Random, tries: int) -> bool:

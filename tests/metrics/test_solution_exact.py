@@ -80,6 +80,10 @@ def test_exact_truth_tells_apart():
     near = exact_relation("(5.04971595562541e+26*x0/x1**2 + 5618566741.08146*x2**2)/pi",
                           "5618566741.08146*(8.98755178736818e+16*x0/x1**2 + x2**2)/pi")
     assert near.solution is False and near.near
+    # a huge constant offset makes any variation small against the values, not near a solution
+    truth = "-3.63185176721637e+87*x0*x1**4/x2**2"
+    far = exact_relation("x0 + x1**4 - 3.63185176721637e+87 + x2**(-2)", truth, _variables(truth))
+    assert far.solution is False and not far.near and far.spread_diff < 1e-60
     # nowhere real on the truth's domain
     nowhere = exact_relation("3.33564095198152e-9*pi*sqrt(-x0**2/x1**2)", WAVE_TRUTH,
                              _variables(WAVE_TRUTH))
