@@ -388,12 +388,12 @@ def object_cache() -> ObjectCache:
     return ObjectCache()
 
 
-def get_or_compile(key: str, build: Callable[[], bytes]) -> bytes:
+def get_or_compile(key: str, build: Callable[[], bytes], memory: Memory = "always") -> bytes:
     """The object code under `key`: from memory, else from a verified disk entry, else
-    `build()` (then cached in memory and on disk)."""
+    `build()` (then cached on disk, and in memory as `memory` says: see `ObjectCache.put`)."""
     cache = object_cache()
-    obj = cache.get(key)
+    obj = cache.get(key, memory)
     if obj is None:
         obj = build()
-        cache.put(key, obj)
+        cache.put(key, obj, memory)
     return obj
