@@ -60,3 +60,15 @@ def test_time_limit_holds_on_many_distinct_candidates():
     assert d.stop_reason is StopReason.TIME_LIMIT
     assert len(d.class_of) == len(pop)
     assert elapsed <= 1.1 * limit + 1.0, d.stats["seconds"]   # generous: a loaded machine
+
+
+def test_classes_without_an_e_graph_keep_first_seen_order():
+    base = _adversarial(60, seed=11)
+    pop = [base[i % 30] if i % 3 else base[i] for i in range(60)]   # repeats among them
+    pop.append(call("add", const(0.0), base[1]))                  # equal to base[1] canonically
+    d = dedupe(pop, time_limit=60.0)
+    assert d.stats["chunks"] == 0
+    assert [min(m) for m in d.members] == sorted(min(m) for m in d.members)
+    assert all(d.class_of[i] == k for k, m in enumerate(d.members) for i in m)
+    assert d.class_of[-1] == d.class_of[1]
+    assert sorted(i for m in d.members for i in m) == list(range(len(pop)))
