@@ -76,3 +76,23 @@ def test_tier1_entries_stay_out_of_memory_with_a_disk_cache(monkeypatch, tmp_pat
     monkeypatch.setenv("SYMCORE_CACHE", "")   # memory is the only cache: entries stay there
     k = symcore.compile([_fresh_model()], tier=1)
     assert _idx_in_memory() == n0 + 2
+
+
+def test_disk_scan_counts_entries_and_stale_temporaries(tmp_path):
+    import os
+    import time
+    for i in range(5):
+        (tmp_path / f"{i:032x}.o").write_bytes(bytes(5000 * (i + 1)))
+    (tmp_path / ".fresh.tmp").write_bytes(bytes(9000))       # a writer at work: not counted
+    stale = tmp_path / ".stale.tmp"
+    stale.write_bytes(bytes(7000))
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    (tmp_path / "other.txt").write_bytes(bytes(3000))        # not ours
+    want = sum(f.stat().st_blocks * 512 for f in tmp_path.iterdir()
+               if f.suffix == ".o" or f.name == ".stale.tmp")
+    assert cache._used(tmp_path) == want
+    left = cache._prune(tmp_path, want // 2)
+    assert left <= want // 2 * 3 // 4 + 1
+    assert not stale.exists() and (tmp_path / "other.txt").exists()
+    assert (tmp_path / ".fresh.tmp").exists()
