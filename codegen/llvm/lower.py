@@ -142,6 +142,10 @@ def lower_pow(b: Any, x: Any, y: Any) -> Any:
 def _powi(b: ir.IRBuilder, x: ir.Value, k: Any) -> ir.Value:
     """x**k, k an integer constant (Python number or LLVM constant; otherwise pow)."""
     kv = _const_value(k)
+    if kv is None and isinstance(k, ir.Value):
+        # a run-time exponent (the tier-0 Jacobian's operand slot): lower_pow's per-lane
+        # binary powering, so x**k is the reference's product sequence bit for bit, not C pow
+        return lower_pow(b, x, k)
     if kv is None or not math.isfinite(kv) or kv != int(kv):
         return math_call(b, "pow", x, k if isinstance(k, ir.Value) else splat(x.type, float(k)))
     return lower_powi(b, x, int(kv))

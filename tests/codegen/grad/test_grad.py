@@ -419,3 +419,18 @@ def test_tier0_fit_lm_checks_its_arrays():
         k0.fit_lm(ids, *good, data, float("nan"))
     with pytest.raises(DataError):
         k0.fit_lm(ids, *good, prepare_data(np.ones((8, 2)), np.ones(8), None, 3), 1e-8)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 7, -3, -5])
+def test_tier0_powi_is_the_reference_product_sequence(k):
+    """powi's forward value in the tier-0 Jacobian is the reference's binary powering bit for
+    bit (C pow differs by an ulp, which sin of a huge argument turns into a different loss)."""
+    e = call("sin", call("powi", var(0), const(float(k))))
+    X = np.array([[5009.0], [1234.5678], [-7.25], [3.3e5]] * 4)
+    y = np.zeros(len(X))
+    pred, J = jacobian_reference(e, X, np.zeros(1))
+    f, _, _ = normal_from(pred, J, y)
+    for K in (Tier0Grad, GradKernels):
+        k_ = K([e])
+        f2 = k_.normal(0, prepare_data(X, y, None, k_.lanes), np.zeros(1))[0]
+        assert f2 == pytest.approx(f, rel=1e-12), K.__name__
