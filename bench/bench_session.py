@@ -1,8 +1,10 @@
 """Session's cache targets (issue 14): (1) re-scoring a population already seen costs <= 5 % of
 scoring it fresh (Expr and prefix-token paths); (2) with cache="equivalent", SymPy-rewritten
-forms of seen candidates (expand, simplify, argument shuffles) hit >= 90 %, and every hit
-returns the rewritten form's own fresh value; (3) 200 generations of fresh candidates keep
-the cache within max_entries (entries, estimated bytes, process RSS flat once full).
+forms of seen candidates (expand, simplify, factor, argument shuffles, in turn) hit >= 90 %, with
+the hit rate per rewrite next to what the canonical form alone would hit, and every hit checked
+against the rewritten form's own fresh value; (3) 200 generations of fresh candidates (prefix
+programs with cache="exact", Expr candidates with cache="equivalent") keep the cache within
+max_entries: entries, the cache's byte estimate and process RSS, sampled per generation.
 
 Run: python bench/bench_session.py [--repeats 5] [--pop 2000] [--rows 1000] [--quick]
 Interleaved repeats, each on a new population (nothing warm from the previous one); medians.
