@@ -59,7 +59,7 @@ class Op:
     domain: str = "all reals"
     cost: float = 1.0
     # estimated CPU cycles of one evaluation (the "cycles" cost model of simplify/dedupe);
-    # None: a libm-call estimate (symcore.rules.extract.DEFAULT_CYCLES)
+    # None: a libm-call estimate (symcore.rules.costs.DEFAULT_CYCLES)
     cycles: float | None = None
     infix: str | None = None               # infix symbol in symcore's own text
     prec: int = 100                        # binding power for infix printing (higher binds tighter)
