@@ -30,6 +30,7 @@ _LAZY = {
     "to_sympy": "symcore.io.sympy_bridge", "from_sympy": "symcore.io.sympy_bridge",
     "lift_constants": "symcore.params", "bind_params": "symcore.params",
     "simplify": "symcore.rules.api", "dedupe": "symcore.rules.api",
+    "simplify_system": "symcore.rules.systems",
     "DedupeResult": "symcore.rules.api", "StopReason": "symcore.rules.api",
     "Dedup": "symcore.rules.api",  # old name of DedupeResult (DeprecationWarning), until 0.3
     "compile": "symcore.codegen.eval.kernels", "Kernel": "symcore.codegen.eval.kernels",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - static checkers see the real objects
     from symcore.io.files import read_file, read_many
     from symcore.io.readers import detect_dialect, read, read_with_params
     from symcore.rules.api import DedupeResult, StopReason, dedupe, simplify
+    from symcore.rules.systems import simplify_system
     from symcore.io.sympy_bridge import from_sympy, to_sympy
     from symcore.codegen.ode.api import OdeInfo, odeint, score_derivatives, score_trajectories
     from symcore.io.systems import system
