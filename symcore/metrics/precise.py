@@ -1,7 +1,8 @@
 """High-precision confirmation of a symbolic-solution positive (symcore.metrics.solution): the
 canonical form and the e-graph fold constants in float64, so `exp(x0 + 1e-17*x0)` "equals"
 `exp(x0)` there; here both models are evaluated again with mpmath, every literal taken as the
-exact decimal its text spells, and the difference (ratio) must stay constant at 40 and 80 digits.
+exact decimal its text spells, and the difference (ratio) must stay constant at 40 and 80 digits
+(80 and 160 when that does not settle it).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _ops(mp: Any) -> dict[str, Any]:
     """mpmath versions of the ops with symcore's real semantics (None: undefined there)."""
     def pw(a, b):
         if b == int(b):
-            return a ** int(b) if (a != 0 or b > 0) else None
+            return a ** int(b) if (a != 0 or b >= 0) else None
         return a ** b if a > 0 else (mp.mpf(0) if a == 0 and b > 0 else None)
 
     def dv(a, b):
