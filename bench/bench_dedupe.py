@@ -168,6 +168,26 @@ def unsound_merges(classes: list[list[int]], V: np.ndarray) -> int:
 
 # ---------------------------------------------------------------------------------------------
 
+def same_text(members: list[list[int]], uniq_of: list[int], text_of: list[str]) -> str:
+    """Pairs of distinct members that dedupe puts in one class and `simplify` prints identically
+    (canonical extraction), over all such pairs; and the same per class (all members alike)."""
+    same = total = same_cls = n_cls = 0
+    for m in members:
+        distinct = sorted({uniq_of[i] for i in m})
+        if len(distinct) < 2:
+            continue
+        counts: dict[str, int] = {}
+        for u in distinct:
+            counts[text_of[u]] = counts.get(text_of[u], 0) + 1
+        n = len(distinct)
+        total += n * (n - 1) // 2
+        same += sum(c * (c - 1) // 2 for c in counts.values())
+        n_cls += 1
+        same_cls += len(counts) == 1
+    pct = 100.0 * same / total if total else 100.0
+    return f"pairs {same}/{total} ({pct:.2f} %), classes {same_cls}/{n_cls}"
+
+
 def _timed(fn):
     t, c = time.perf_counter(), time.process_time()
     out = fn()
@@ -211,24 +231,19 @@ def measure(pops, repeats: int, with_sympy: bool, simplify_max: int) -> list[dic
             r["sympy"], r["sympy_split"] = sympy_classes(r["uniq"], V)
         if len(r["uniq"]) <= simplify_max:
             texts: dict = {}
+            text_of: list[str] = []
             per, per_cpu = [], []
             for i, e in enumerate(r["uniq"]):
                 s, w, c = _timed(lambda: simplify(e))
                 per.append(w)
                 per_cpu.append(c)
                 texts.setdefault(str(s), []).append(i)
+                text_of.append(str(s))
             r["simplify"] = len(texts)
             r["simplify_ms"] = 1e3 * statistics.median(per)
             r["simplify_cpu_ms"] = 1e3 * statistics.median(per_cpu)
             r["simplify_cpu_all"] = per_cpu
-            # pairs dedupe merged that simplify prints identically (canonical extraction)
-            same = total = 0
-            for m in d.members:
-                ts = {str(simplify(exprs[i])) for i in m[:3]}
-                if len(m) > 1:
-                    total += 1
-                    same += len(ts) == 1
-            r["same_text"] = f"{same}/{total}"
+            r["same_text"] = same_text(d.members, [pos[e] for e in exprs], text_of)
     return rows
 
 

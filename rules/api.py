@@ -25,6 +25,7 @@ from symcore.types import CostName, RulesPreset
 
 from symcore.rules import rulesets
 from symcore.rules.canonical import _Canon, _equivalent_until, canonical, canonical_all
+from symcore.rules.canonical_compact import compact
 from symcore.rules.canonical_fixpoint import needs_saturation
 from symcore.rules.policy import merge_candidates
 from symcore.rules.extract import Extractor, cost_model, renumber_all, size_cost, tree_cost
@@ -388,7 +389,7 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
         Limits(iterations, node_limit, time_limit).check()
         form = canonical_all([expr])[0]
         if not needs_saturation(form, _Canon()):
-            out = form
+            out = _compacted(form, fn, topics)
     if out is None:
         out = _simplify_saturated(expr, rules, cost, iterations, node_limit, time_limit)
     if tree_cost(out, fn) > tree_cost(expr, fn):
@@ -401,4 +402,15 @@ def _simplify_saturated(expr: Expr, rules: Any, cost: Any, iterations: int,
     """`simplify` through the e-graph, always (the fast path's reference)."""
     d = dedupe([expr], rules=rules, cost=cost, iterations=iterations, node_limit=node_limit,
                time_limit=time_limit, saturation="full")
-    return d.representatives[0]
+    topics = rulesets.resolve(rules)
+    return _compacted(d.representatives[0], cost_model(_auto_cost(cost, topics)), topics)
+
+
+def _compacted(form: Expr, fn: Any, topics: Sequence[str]) -> Expr:
+    """The compact spelling of a canonical form (rules/canonical_compact) when it costs no more:
+    a function of the form alone, so members of one class print alike even where the form
+    costs more than some member (which `simplify` would otherwise return as written)."""
+    if set(topics) != set(rulesets.PRESETS["default"]):
+        return form
+    c = compact(form)
+    return c if c is not form and tree_cost(c, fn) <= tree_cost(form, fn) else form
