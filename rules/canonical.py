@@ -106,6 +106,9 @@ class _Canon:
         self.mono: dict[Expr, tuple[float, Factors]] = {}
         self.lin: dict[Expr, tuple[float, Terms]] = {}
         self.keys: dict[Expr, bytes] = {}
+        # built products by (coefficient, its sign bit, factors): a pass rebuilds the same
+        # product for many parents (measured 58 % repeats on the harvested populations)
+        self.built: dict[tuple[float, float, Factors], Expr] = {}
 
     def key(self, e: Expr) -> bytes:
         k = self.keys.get(e)
@@ -194,6 +197,13 @@ class _Canon:
                 raise _Abort
 
     def build_mono(self, coef: float, factors: Factors) -> Expr:
+        key = (coef, math.copysign(1.0, coef), factors)   # -0.0 == 0.0: the sign bit apart
+        hit = self.built.get(key)
+        if hit is None:
+            hit = self.built[key] = self._build_mono(coef, factors)
+        return hit
+
+    def _build_mono(self, coef: float, factors: Factors) -> Expr:
         if not factors:
             return const(coef)
         # 0 * f = 0 where f is provably finite (the sign of a zero is rounding)
