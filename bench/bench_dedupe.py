@@ -3,7 +3,8 @@
 members, per-member `simplify`), dedupe time (cold: per-node canonical cache cleared; warm:
 the same population again, as in a search where generations share subtrees), time to score
 every distinct candidate vs the classes only (tier-0, 1,000 rows), and dedupe + score(classes)
-against score(all).
+against score(all); and the pairs of distinct members of one class that `simplify` prints
+identically (issue 13 asks >= 99 %), with the classes whose members all print alike.
 
 Populations: the harvested gplearn / pyoperon ones in tests/fixtures, the frontend outputs in
 /work/shared/data/frontends, seeded random ones (40 % random trees, 60 % equivalent variants).

@@ -377,7 +377,10 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
              cost: CostName | Mapping[str, float] | Callable[..., float] | None = None,
              iterations: int = 8, node_limit: int | None = None,
              time_limit: float | None = 10.0) -> Expr:
-    """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`)."""
+    """The cheapest equivalent of `expr` found under `cost` (never costlier than `expr`).  With
+    the default rules the result is the compact spelling of the canonical form (a function of
+    the form alone), so inputs that `dedupe` puts in one class print alike, except where that
+    spelling costs more than the input itself (then `expr` is returned)."""
     if not isinstance(expr, Expr):
         raise SymcoreError(f"simplify takes an Expr, got {type(expr).__name__}")
     topics = rulesets.resolve(rules)
