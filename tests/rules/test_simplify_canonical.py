@@ -79,10 +79,25 @@ def test_equal_inputs_simplify_to_one_text(a, b):
     ("square(x0) * sin(x2) / square(x1)", "square(x0 / x1) * sin(x2)"),
     ("-(2.0 * x0 + 2.0 * x1)", "(-2.0) * (x0 + x1)"),
     ("-exp(x0 - x1)", "-exp(x0 - x1)"),                                # even/no parity: kept
+    ("1.5 * x2 / x1 + 1.5 * x2", "1.5 * (x2 / x1 + x2)"),
+    ("0.5 / x0 + 4.0 * x0 - 4.0 * log(x2)", "0.5 / x0 + 4.0 * (x0 - log(x2))"),
+    ("x1 - 2.0 * x0 - 2.0 * x2", "x1 - 2.0 * (x0 + x2)"),
+    ("x1 - 2.0 * x0 + 2.0 * x2", "x1 - 2.0 * (x0 - x2)"),
+    ("powi(x0, 4.0)", "square(square(x0))"),
 ])
 def test_compact_spelling(text, want):
     e = symcore.read(text, dialect="symcore")
     assert str(compact(e)) == want
+
+
+def test_compact_zero_and_nan():
+    assert compact(const(-0.0)) is const(0.0)        # the sign of a zero result is rounding
+    assert compact(call("neg", const(0.0))) is const(0.0)
+    assert str(compact(call("add", const(float("nan")), var(0) + call("cos", var(0))))) == "nan"
+    assert compact(call("sub", const(-0.0), var(0))) is call("sub", const(-0.0), var(0))
+    a, b = (symcore.read(t, dialect="symcore") for t in (
+        "abs((x1 - x1) * 1.0) * 1.0", "neg(1.0 * 1.0 * (sin(2.0) * (x2 - x2)))"))
+    assert str(simplify(a)) == str(simplify(b)) == "0.0"
 
 
 @given(st.one_of(plain_exprs(n_vars=3, max_leaves=10).map(lambda e: call("neg", e)),
@@ -90,6 +105,9 @@ def test_compact_spelling(text, want):
 @example(call("neg", call("sin", var(0) - var(1))))
 @example(call("neg", 2.0 * var(0) + const(1.5) * var(1)))
 @example(call("square", var(0)) * var(2) / call("square", var(1)))
+@example(var(1) - 2.0 * var(0) + 2.0 * var(2))
+@example(0.5 / var(0) + 4.0 * var(0) - 4.0 * call("log", var(2)))
+@example(1.5 * var(2) / var(1) - 1.5 * var(2))
 def test_compact_is_sound_and_never_larger(e):
     c = compact(e)
     assert c.size <= e.size
