@@ -8,7 +8,7 @@ rounding, an intermediate that over- or underflows included):
     or in a quotient's numerator), also as the last two terms of a longer sum;
   * powi(a, 4) -> square(square(a)); an add/sub/mul/div/neg of a NaN constant -> NaN;
     a zero result -> 0.0;
-  * square(a) * p / square(b) -> square(a / b) * p;
+  * square(a) * p / square(b) -> square(a / b) * p, square(a) * p * square(b) -> square(a*b) * p;
   * -x -> x' where the negation is absorbed for free: -c = (-c), -(-a) = a, -(a - b) = b - a,
     -(a + b) = b' - a (b' = -b absorbed), -f(a) = f(-a) for an operand where f is odd (sin,
     tanh, mul, div, ...).
@@ -75,15 +75,15 @@ def _const_factor(m: Expr) -> tuple[float, Expr] | None:
     return None
 
 
-def _square_into(p: Expr, b: Expr, depth: int) -> Expr | None:
-    """p / square(b) with the first square(a) factor of the product p made square(a / b), or
-    None when p has no such factor."""
+def _square_into(p: Expr, b: Expr, depth: int, op: str = "div") -> Expr | None:
+    """p / square(b) (op "div") or p * square(b) (op "mul") with the first square(a) factor of
+    the product p made square(a / b) or square(a * b), or None when p has no such factor."""
     if p.op == "square":
-        return call("square", call("div", p.args[0], b))
+        return call("square", call(op, p.args[0], b))
     if p.op != "mul" or depth > 32:
         return None
     for i in (0, 1):
-        y = _square_into(p.args[i], b, depth + 1)
+        y = _square_into(p.args[i], b, depth + 1, op)
         if y is not None:
             args = list(p.args)
             args[i] = y
@@ -112,8 +112,8 @@ def _node(n: Expr, args: tuple[Expr, ...]) -> Expr:
         return e
     if op == "powi" and args[1].op == "const" and args[1].value == 4.0:
         return call("square", call("square", args[0]))   # as many nodes, cheaper ops
-    if op == "div" and args[1].op == "square":
-        y = _square_into(args[0], args[1].args[0], 0)
+    if op in ("div", "mul") and args[1].op == "square":
+        y = _square_into(args[0], args[1].args[0], 0, op)
         if y is not None:
             return y
     if op == "neg":

@@ -84,6 +84,8 @@ def test_equal_inputs_simplify_to_one_text(a, b):
     ("x1 - 2.0 * x0 - 2.0 * x2", "x1 - 2.0 * (x0 + x2)"),
     ("x1 - 2.0 * x0 + 2.0 * x2", "x1 - 2.0 * (x0 - x2)"),
     ("powi(x0, 4.0)", "square(square(x0))"),
+    ("powi(x2, 4.0) * square(x0 + x2) * square(x1 + 0.5)",
+     "square(square(x2) * (x0 + x2) * (x1 + 0.5))"),
 ])
 def test_compact_spelling(text, want):
     e = symcore.read(text, dialect="symcore")
@@ -106,6 +108,7 @@ def test_compact_zero_and_nan():
 @example(call("neg", 2.0 * var(0) + const(1.5) * var(1)))
 @example(call("square", var(0)) * var(2) / call("square", var(1)))
 @example(var(1) - 2.0 * var(0) + 2.0 * var(2))
+@example(var(0) * call("square", call("sin", var(2))) * call("square", var(1) + 0.5))
 @example(0.5 / var(0) + 4.0 * var(0) - 4.0 * call("log", var(2)))
 @example(1.5 * var(2) / var(1) - 1.5 * var(2))
 def test_compact_is_sound_and_never_larger(e):
