@@ -5,20 +5,20 @@ uses (rules/canonical_compact) is sound and never larger."""
 from __future__ import annotations
 
 import os
-import random
 import sys
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
+from rules_numeric import points, same_where_finite
+from strategies import algebraic_exprs, exprs, plain_exprs
+from symcore.rules.api import dedupe, simplify
+from symcore.rules.canonical import canonical
+from symcore.rules.canonical_compact import compact
 
 import symcore
 from symcore import call, const, var
 from symcore.ir import Expr
-from symcore.rules.api import dedupe, simplify
-from symcore.rules.canonical import canonical
-from symcore.rules.canonical_compact import compact
-from rules_numeric import points, same_where_finite
-from strategies import algebraic_exprs, exprs, plain_exprs
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
@@ -30,7 +30,7 @@ def _fixture(name: str, dialect: str) -> list[Expr]:
 
 
 def _random_population(n: int, seed: int) -> list[Expr]:
-    from bench_dedupe import population   # the bench's seeded equivalent-variant populations
+    from bench_dedupe import population  # the bench's seeded equivalent-variant populations
     return population(n, seed)
 
 
