@@ -22,7 +22,6 @@ valid row makes both sums +inf (no early exit: the instructions are shared).
 from __future__ import annotations
 
 import ctypes
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -30,7 +29,7 @@ import numpy as np
 from llvmlite import ir
 
 from symcore.errors import CompileError, DataError
-from symcore.ops import OPS, generation
+from symcore.ops import OPS
 
 from symcore.codegen import bytecode as _bytecode
 from symcore.codegen.llvm import cache as _cache
@@ -40,7 +39,7 @@ from symcore.codegen.llvm.irflow import Flow
 from symcore.codegen.llvm.values import broadcast
 from symcore.codegen.eval import tier0 as _t0
 from symcore.codegen.eval.tier0_blocks import (block_fn, emit_block_loss, emit_block_store,
-                                               emit_prologue, hsum)
+                                               emit_prologue, hsum, process_interpreter)
 
 __all__ = ["DagTape", "DagProgram", "from_arrays", "BLOCK"]
 
@@ -254,22 +253,11 @@ class _Interpreter:
 
 
 _INTERPS: dict[tuple[str, int, int], _Interpreter] = {}
-_LOCK = threading.Lock()
 
 
 def interpreter(dtype: str = "float64", block: int | None = None) -> _Interpreter:
     """The process's shared-tape interpreter for `dtype` (built or loaded on first use)."""
-    if dtype not in BLOCK:
-        raise CompileError(f"tier 0 supports float64 and float32, not {dtype!r}")
-    blk = BLOCK[dtype] if block is None else int(block)
-    if blk <= 0:
-        raise CompileError(f"block size must be positive, got {block!r}")
-    with _LOCK:
-        key = (dtype, blk, generation())
-        it = _INTERPS.get(key)
-        if it is None:
-            it = _INTERPS[key] = _Interpreter(dtype, blk)
-        return it
+    return process_interpreter(_INTERPS, _Interpreter, BLOCK, dtype, block)
 
 
 class DagProgram:

@@ -40,13 +40,13 @@ from llvmlite import ir
 
 from symcore.errors import CompileError, DataError
 from symcore.ir import Expr
-from symcore.ops import generation
 
 from symcore.codegen.llvm import cache as _cache
 from symcore.codegen.llvm import jit as _jit
 from symcore.codegen.eval import tape as _tape
 from symcore.codegen.eval.tier0_blocks import (block_fn, emit_block_loss, emit_block_store,
-                                               emit_prologue, hsum, vec_io)
+                                               emit_prologue, hsum, process_interpreter,
+                                               vec_io)
 from symcore.codegen.llvm import vecmath as _vecmath
 from symcore.codegen.llvm.irflow import Flow
 from symcore.codegen.llvm.values import broadcast
@@ -251,22 +251,11 @@ class _Interpreter:
 
 
 _INTERPS: dict[tuple[str, int, int], _Interpreter] = {}  # (dtype, block, ops generation)
-_INTERP_LOCK = threading.Lock()
 
 
 def interpreter(dtype: str = "float64", block: int | None = None) -> _Interpreter:
     """The process's interpreter for `dtype` (built or loaded from the disk cache on first use)."""
-    if dtype not in BLOCK:
-        raise CompileError(f"tier 0 supports float64 and float32, not {dtype!r}")
-    blk = BLOCK[dtype] if block is None else int(block)
-    if blk <= 0:
-        raise CompileError(f"block size must be positive, got {block!r}")
-    with _INTERP_LOCK:
-        key = (dtype, blk, generation())  # the opcode switch bakes the op set in
-        it = _INTERPS.get(key)
-        if it is None:
-            it = _INTERPS[key] = _Interpreter(dtype, blk)
-        return it
+    return process_interpreter(_INTERPS, _Interpreter, BLOCK, dtype, block)
 
 
 def _addr(a: np.ndarray | None) -> int:

@@ -5,11 +5,13 @@ loss accumulation and prediction store."""
 
 from __future__ import annotations
 
-from typing import Callable
+import threading
+from typing import Any, Callable, Mapping
 
 from llvmlite import ir
 
-from symcore.ops import OPS
+from symcore.errors import CompileError
+from symcore.ops import OPS, generation
 
 from symcore.codegen import bytecode as _bytecode
 from symcore.codegen.llvm.irflow import Flow
@@ -242,3 +244,24 @@ def _emit_interp(E: Flow, code: ir.Value, code_off: ir.Value, n_instr: ir.Value,
         b.position_at_end(after)
 
     E.for_(_c64(0), n_instr, instr, name="instr")
+
+
+_REGISTRY_LOCK = threading.RLock()  # re-entrant: one interpreter kind may build on another
+
+
+def process_interpreter(registry: dict[tuple[str, int, int], Any],
+                        factory: Callable[[str, int], Any], blocks: Mapping[str, int], dtype: str, block: int | None) -> Any:
+    """The process's interpreter of one kind for (dtype, block size, ops generation) from
+    `registry`, built (or loaded from the disk cache) by `factory(dtype, block)` on first use:
+    the opcode switch bakes the op set in, so a registered op makes a new one."""
+    if dtype not in blocks:
+        raise CompileError(f"tier 0 supports float64 and float32, not {dtype!r}")
+    blk = blocks[dtype] if block is None else int(block)
+    if blk <= 0:
+        raise CompileError(f"block size must be positive, got {block!r}")
+    with _REGISTRY_LOCK:
+        key = (dtype, blk, generation())
+        it = registry.get(key)
+        if it is None:
+            it = registry[key] = factory(dtype, blk)
+        return it
