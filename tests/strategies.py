@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 
 import symcore
 from symcore import OPS, Expr, call, const, param, var
@@ -137,4 +138,17 @@ def algebraic_rewrites() -> st.SearchStrategy[list[Expr]]:
 
 
 __all__ = ["exprs", "plain_exprs", "algebraic_exprs", "algebraic_rewrites", "leaves", "data", "populations", "UNARY", "BINARY",
-           "PLAIN_UNARY", "PLAIN_BINARY", "finite_consts", "any_consts", "symcore"]
+           "PLAIN_UNARY", "PLAIN_BINARY", "finite_consts", "any_consts", "symcore", "prefix_tokens"]
+
+
+def prefix_tokens(e: Expr) -> list:
+    """The prefix token list of an expression, as a search keeps it: columns as ints,
+    constants as floats, operators as "<name>" symbols."""
+    if e.op == "var":
+        return [int(e.value)]
+    if e.op == "const":
+        return [float(e.value)]
+    out: list = [f"<{e.op}>"]
+    for a in e.args:
+        out += prefix_tokens(a)
+    return out

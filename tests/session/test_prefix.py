@@ -5,17 +5,17 @@ cache's identity rule (signed zeros, ints vs floats)."""
 
 import numpy as np
 import pytest
+import strategies
 from hypothesis import given
-
-from symcore import CompileError, DataError, SymcoreError, call, const, var
+from strategies import prefix_tokens
 from symcore.codegen import bytecode
 from symcore.codegen.eval import tape as _tape
 from symcore.codegen.eval.prefix import pack_prefix, symbol_table
 from symcore.codegen.eval.tier0 import Tier0Program
+
+from symcore import CompileError, DataError, SymcoreError, call, const, var
 from symcore.ops import OPS
 from symcore.session import Session
-
-import strategies
 
 RUN = bytecode.runnable()
 UN = tuple(n for n in strategies.UNARY if n in RUN)
@@ -27,16 +27,7 @@ X = RNG.uniform(-2.0, 3.0, (131, 3))
 Y = X[:, 0] - 2.0 * X[:, 1] * X[:, 2]
 
 
-def tokens(e):
-    """The prefix token list of an expression: columns as ints, constants as floats."""
-    if e.op == "var":
-        return [int(e.value)]
-    if e.op == "const":
-        return [float(e.value)]
-    out = [f"<{e.op}>"]
-    for a in e.args:
-        out += tokens(a)
-    return out
+tokens = prefix_tokens
 
 
 @given(strategies.populations(n_vars=3, max_size=10, unary=UN, binary=BIN, powi=False))

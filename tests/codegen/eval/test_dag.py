@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import strategies
 from hypothesis import given
 from hypothesis import strategies as st
-
-from symcore.errors import CompileError, DataError, SymcoreError
+from strategies import prefix_tokens
 from symcore.codegen import bytecode
 from symcore.codegen.eval import dag
 from symcore.codegen.eval.prefix import pack_prefix, pack_shared, symbol_table
 from symcore.codegen.eval.tier0 import Tier0Program
 
-import strategies
+from symcore.errors import CompileError, DataError, SymcoreError
 
 RUN = bytecode.runnable()
 UN = tuple(n for n in strategies.UNARY if n in RUN)
@@ -30,15 +30,7 @@ Y = X[:, 0] * X[:, 1] - np.sin(X[:, 2])
 W = RNG.uniform(0.0, 2.0, X.shape[0])
 
 
-def tokens(e):
-    if e.op == "var":
-        return [int(e.value)]
-    if e.op == "const":
-        return [float(e.value)]
-    out = [f"<{e.op}>"]
-    for a in e.args:
-        out += tokens(a)
-    return out
+tokens = prefix_tokens
 
 
 def _both(progs, dtype, block=None):
