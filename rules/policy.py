@@ -75,6 +75,33 @@ def _groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inv.ravel(), counts
 
 
+#: roots walked, nodes evaluated and rows copied between two deadline checks (each stride is
+#: milliseconds of work: the check, not the stride, bounds the overshoot)
+STRIDE = 4096
+
+
+def _order_until(forms: Sequence[Expr], deadline: float | None
+                 ) -> tuple[list[Expr], int, int] | None:
+    """topo(forms) walked STRIDE roots at a time, and the numbers of variables and parameters
+    (1 + the largest index, at least 1); None past `deadline`."""
+    order: list[Expr] = []
+    seen: set[Expr] = set()
+    n_vars = n_params = 1
+    for a in range(0, len(forms), STRIDE):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        start = len(order)
+        for nd in topo(forms[a:a + STRIDE]):
+            if nd not in seen:   # reached from an earlier stride (its children were too)
+                seen.add(nd)
+                order.append(nd)
+        new = order[start:]
+        n_vars = max(n_vars, 1 + max((nd.value for nd in new if nd.op == "var"), default=0))
+        n_params = max(n_params, 1 + max((nd.value for nd in new if nd.op == "param"),
+                                         default=0))
+    return order, n_vars, n_params
+
+
 def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> list[int] | None:
     """Indices of the (distinct, canonical) `forms` that might share an e-class with another
     form: every form whose sampled values match another's where both are finite.  None when
@@ -84,20 +111,26 @@ def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> li
         return []
 
     def late(i: int = 0) -> bool:
-        return deadline is not None and i % 4096 == 0 and time.perf_counter() > deadline
-    order = topo(forms)
-    if late():
+        return deadline is not None and i % STRIDE == 0 and time.perf_counter() > deadline
+    walked = _order_until(forms, deadline)
+    if walked is None:
         return None
-    n_vars = 1 + max((nd.value for nd in order if nd.op == "var"), default=0)
-    n_params = 1 + max((nd.value for nd in order if nd.op == "param"), default=0)
+    order, n_vars, n_params = walked
     X, p = _points(n_vars, n_params)
-    vals = node_values(order, X, p)
+    vals: dict[Expr, object] = {}
+    for a in range(0, len(order), STRIDE):
+        if late():
+            return None
+        node_values(order[a:a + STRIDE], X, p, vals=vals)
     n_pts = X.shape[0]
     V = np.empty((n, n_pts))
     for i, e in enumerate(forms):
         if late(i):
             return None
         V[i] = np.broadcast_to(np.asarray(vals[e], dtype=np.float64), (n_pts,))
+    del vals, order
+    if late():
+        return None
     R = _rounded(V)
     finite = ~np.isnan(R)
     keep = np.zeros(n, dtype=bool)

@@ -119,11 +119,14 @@ def evaluate(expr: Expr, X: Any, params: Any = None, dtype: Any = np.float64) ->
 
 
 def node_values(order: Sequence[Expr], A: np.ndarray, p: np.ndarray,
-                dtype: Any = np.float64) -> dict[Expr, Any]:
+                dtype: Any = np.float64, vals: dict[Expr, Any] | None = None
+                ) -> dict[Expr, Any]:
     """The value of every node of `order` (children before parents) on the rows of `A`: the
     forward sweep shared by the reference evaluator and the reference Jacobian.  Leaves stay
-    scalars where they are constant, so callers broadcast."""
-    vals: dict[Expr, Any] = {}
+    scalars where they are constant, so callers broadcast.  `vals`: the dict to fill, holding
+    the values of earlier nodes (a long order evaluated in slices)."""
+    if vals is None:
+        vals = {}
     with np.errstate(all="ignore"):
         for nd in order:
             if nd.op == "var":
