@@ -20,7 +20,8 @@ from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 from symcore.session_stats import SessionStats, entry_bytes
 from symcore.scoring import candidate_weights, from_sums, pearson_rows, rank_rows
-from symcore.session_prefix import NATIVE as _NATIVE, PRED_BLOCK as _PRED_BLOCK, PrefixScoring
+from symcore.session_prefix import NATIVE as _NATIVE, PRED_BLOCK as _PRED_BLOCK, PrefixKey, \
+    PrefixScoring
 
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
@@ -219,6 +220,7 @@ class Session(PrefixScoring):
     def clear(self) -> None:
         """Empty the fitness cache (the counters stay)."""
         self._cache.clear()
+        self._prefix_cleared()
         self.stats.entries = 0
         self.stats.bytes = 0
 
@@ -302,6 +304,8 @@ class Session(PrefixScoring):
             old, v = cache.popitem(last=False)
             self.stats.bytes -= entry_bytes(old, v)
             self.stats.evictions += 1
+            if type(old) is PrefixKey:
+                self._prefix_evicted(old)
 
     def _candidate_weights(self, weights: Any, P: int
                            ) -> tuple[list[bytes] | None, np.ndarray | None]:
@@ -318,6 +322,12 @@ class Session(PrefixScoring):
         """token -> (opcode, arity), numbered as the tape packer numbers the ops now."""
         from symcore.codegen.eval.prefix import symbol_table
         return symbol_table(symbols)
+
+    @staticmethod
+    def _prefix_cache_module() -> Any:
+        """codegen.eval.prefix_cache where its native table runs here (else None)."""
+        from symcore.codegen.eval import prefix_cache
+        return prefix_cache if prefix_cache.available() else None
 
     def _prefix_parts(self, programs: list[Any], table: dict[Any, tuple[int, int]],
                       pred: np.ndarray | None, acc: np.ndarray | None = None) -> None:

@@ -1,12 +1,15 @@
 """The prefix-token path of a `Session` (a mixin): programs a search keeps as prefix token
 lists (gplearn's `program` lists) scored without IR — a fitness cache keyed by the token
-lists, the new programs packed together into shared tapes (codegen.eval.dag) and run on the
-session's data, one tape per thread for large work."""
+objects (a native table, codegen.eval.prefix_cache, where it runs), the new programs packed
+together into shared tapes (codegen.eval.dag) and run on the session's data, one tape per
+thread for large work."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import operator
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -15,14 +18,28 @@ import numpy as np
 from symcore.errors import SymcoreError
 from symcore.session_stats import entry_bytes
 
-__all__ = ["PrefixScoring", "NATIVE", "PRED_BLOCK"]
+__all__ = ["PrefixScoring", "PrefixKey", "NATIVE", "PRED_BLOCK"]
 
 _is = operator.is_
 #: metrics the interpreter reduces in native code (the rest come from predictions)
 NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
 #: predictions computed at once on the predictions path: (candidates x rows) <= this
 PRED_BLOCK = 1 << 21
+#: makes a session's native table once when threads race for it
+_NATIVE_LOCK = threading.Lock()
 
+
+class PrefixKey:
+    """The LRU key of a prefix-program entry of the native table: one object per table slot,
+    reused with the slot (hashed by identity: never equal to another path's key)."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+
+    def __repr__(self) -> str:
+        return f"PrefixKey({self.slot})"
 
 
 class PrefixScoring:
@@ -34,6 +51,7 @@ class PrefixScoring:
     # the session's own (codegen lives below symcore's core: session.py reaches it)
     _symbol_table: Any
     _prefix_parts: Any
+    _prefix_cache_module: Any
     metric: str
     n_rows: int
     n_features: int
@@ -47,14 +65,22 @@ class PrefixScoring:
         path for a search that keeps its own trees (gplearn's `program` lists).
 
         A token is an `int` (a column of X), a `float` (a constant) or a key of `symbols`
-        (token -> ops-table name, e.g. gplearn's `_Function` objects).  The cache key is the
-        token list's hash, and a hit must hold the very same token objects, so a program seen
-        before — reproduced, duplicated, or unchanged by a mutation — costs one tuple hash and
-        an identity check.  The new ones are packed together, without IR, into one shared
+        (token -> ops-table name, e.g. gplearn's `_Function` objects).  A hit must hold the
+        very same token objects in the same order, so a program seen before — reproduced,
+        duplicated, or unchanged by a mutation — is found by the addresses of its tokens, in
+        native code for the whole call where the interpreter allows it (unweighted calls with
+        a cache; codegen.eval.prefix_cache), else by the token tuple's hash and an identity
+        check.  The new ones are packed together, without IR, into one shared
         tape (codegen.eval.dag: every distinct subtree of the call evaluated once per row
         block, whichever programs hold it; one tape per thread for large work), with the
         values and loss sums of the tier-0 interpreter bit for bit."""
         self._local("score_prefix")
+        if weights is None and self.cache_mode is not None and self.max_entries:
+            px = self._prefix_table()
+            if px is not None:
+                got = self._score_prefix_native(px, programs, symbols)
+                if got is not None:
+                    return got
         st = self.stats
         t0 = time.perf_counter()
         P = len(programs)
@@ -137,6 +163,88 @@ class PrefixScoring:
                 self._evict()
         st.entries = len(self._cache)
         return out
+
+    # -- the native table (unweighted calls with a cache) ------------------------------------
+    def _prefix_table(self) -> Any:
+        """The session's native prefix table (made on first use), or None where the native
+        table cannot run."""
+        px = self.__dict__.get("_pxc")
+        if px is None:
+            mod = self._prefix_cache_module()
+            if mod is None:
+                return None
+            with _NATIVE_LOCK:
+                px = self.__dict__.get("_pxc")
+                if px is None:
+                    px = self._pxc = mod.PrefixCache(PrefixKey)
+        return px
+
+    def _score_prefix_native(self, px: Any, programs: Sequence[Sequence[Any]],
+                             symbols: Mapping[Any, str]) -> np.ndarray | None:
+        """score_prefix through the native table: programs seen before (the very same token
+        objects in order) are found and filled in native code without Python work per token;
+        the new ones are grouped there (repeats within the call scored once), scored as
+        tuples and entered (the table and the LRU entry hold the tuple, so the tokens' addresses
+        stay theirs).  None: a container changed under the lookup (another thread), the
+        caller takes the general path."""
+        st = self.stats
+        t0 = time.perf_counter()
+        tp = type(programs)
+        progs: Any = programs if tp is list or tp is tuple else list(programs)
+        P = len(progs)
+        out = np.empty(P, dtype=np.float64)
+        r = px.lookup(progs, out)
+        if r is None:
+            # a program that is neither a list nor a tuple: its tokens as a tuple (the same
+            # objects, so the same key)
+            progs = [p if type(p) is list or type(p) is tuple else tuple(p) for p in progs]
+            r = px.lookup(progs, out)
+            if r is None:
+                return None
+        found, grp, first = r
+        cache = self._cache
+        if found.size:
+            # the hits' LRU keys (an object array: no Python int per hit), most recent last
+            keys = px.keys[found]
+            touch = cache.move_to_end
+            try:
+                collections.deque(map(touch, keys), 0)
+            except KeyError:
+                # evicted by another thread since the lookup (the value read was its own)
+                for k in keys:
+                    if k in cache:
+                        touch(k)
+        m = first.size
+        toks = list(map(tuple, map(progs.__getitem__, first.tolist())))
+        st.seconds["read"] += time.perf_counter() - t0
+        st.calls += 1
+        st.candidates += P
+        st.hits += P - m
+        st.misses += m
+        if m:
+            vals = self._run_prefix(toks, self._symbol_table(symbols), None)
+            miss = grp >= 0
+            out[miss] = vals[grp[miss]]
+            st.classes += m
+            slots = px.insert(toks, vals)
+            keys = px.keys
+            new = [(keys[s], (v, t)) for s, v, t in zip(slots, vals.tolist(), toks) if s >= 0]
+            if new:
+                cache.update(new)
+                st.bytes += len(new) * entry_bytes(new[0][0], (0.0, ())) + 8 * sum(
+                    len(e[1][1]) for e in new)
+                self._evict()
+        st.entries = len(cache)
+        return out
+
+    def _prefix_evicted(self, key: PrefixKey) -> None:
+        """The LRU dropped a native-table entry: the table lets its tokens go."""
+        self._pxc.release(key.slot)
+
+    def _prefix_cleared(self) -> None:
+        px = self.__dict__.get("_pxc")
+        if px is not None:
+            px.clear()
 
     def predict_prefix(self, programs: Sequence[Sequence[Any]], symbols: Mapping[Any, str]
                        ) -> np.ndarray:
