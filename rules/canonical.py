@@ -20,7 +20,9 @@ Two modes:
                 numeric coefficient distributes over a sum (as SymPy does), every op over
                 constants folds with the ops table's NumPy reference, odd/even operands
                 (Op.parity) take out their sign, associative-commutative ops (Op.commutative
-                and Op.associative) are flattened and sorted.
+                and Op.associative) are flattened and sorted.  b^p / b^q keeps one b / b
+                where b is not provably non-zero (NaN exactly where the quotient is); an
+                IEEE + - * / with a NaN constant operand is NaN; a zero function is +0.0.
 
 Output shape (equivalent mode): a sum is a left-leaning chain of `add`/`sub` starting at its
 first positive term in key order, with the constant last (`x0 - x1 + 3`); an all-negative sum is
@@ -66,6 +68,8 @@ _LIN_OPS = frozenset({"add", "sub", "neg"})
 _ROOT_ABS = frozenset({"sqrt", "sqrt_abs"})
 _MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
 _POW_OF = {"square": 2, "cube": 3, "inv": -1}
+#: ops that are NaN whenever an operand is NaN (IEEE + - * /)
+_NAN_STRICT = frozenset({"add", "sub", "mul", "div", "neg", "square", "cube", "inv"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,8 +179,14 @@ class _Canon:
         out = []
         for b in sorted(pows, key=self.key):
             p, q = pows[b]
-            if p and q and fin.nonzero(b):
-                p, q = max(p - q, 0), max(q - p, 0)
+            if p and q:
+                if fin.nonzero(b):
+                    p, q = max(p - q, 0), max(q - p, 0)
+                else:
+                    # b^p / b^q with b possibly 0: keep one b/b, which is NaN exactly where
+                    # b^p / b^q is (b = 0, +-inf, NaN; elsewhere over/underflow is rounding)
+                    m = min(p, q) - 1
+                    p, q = p - m, q - m
             if p or q:
                 out.append((b, p, q))
         res = (coef, tuple(out))
@@ -386,6 +396,9 @@ class _Canon:
                     return self.build_lin(*self.lin_of(None, [(factors[0][0], coef)]))
                 return self.build_mono(coef, factors)
             except _Abort:
+                if op in _NAN_STRICT and any(a.op == "const" and a.value != a.value
+                                             for a in args):
+                    return const(math.nan)   # NaN for every operand value: NaN everywhere
                 o = OPS[op]
                 if o.commutative and len(args) == 2 and self.key(args[1]) < self.key(args[0]):
                     args = (args[1], args[0])
@@ -501,7 +514,7 @@ def _equivalent_until(roots: list[Expr], deadline: float | None
             for j in range(i, len(roots)):
                 c = roots[j]._canon
                 if c is not None:
-                    out[j] = roots[j] if c is True else c
+                    out[j] = _root(roots[j] if c is True else c)
             return out, False
         c = root._canon
         if c is None:
@@ -527,8 +540,19 @@ def _equivalent_until(roots: list[Expr], deadline: float | None
                 if r is not n and r._canon is None:
                     _set_canon(r, True)   # canonical forms are fixed points (idempotence)
             c = root._canon
-        out[i] = root if c is True else c
+        out[i] = _root(root if c is True else c)
     return out, True
+
+
+def _root(form: Expr) -> Expr:
+    # a zero function is +0.0: the sign of a zero result is rounding (soundness contract);
+    # inside a form a signed zero stays (1/-0.0 is -inf, and atan of that is finite)
+    if form.op == "const" and form.value == 0.0:
+        return _ZERO
+    return form
+
+
+_ZERO = const(0.0)
 
 
 def canonical_all(exprs: Iterable[Expr], mode: Mode = "equivalent",
