@@ -2,13 +2,20 @@
 and disk-cache size per minute (issue target over 10 min: RSS growth after the first minute
 <= 20 MB, last minute's time per iteration <= 1.2x the second's, disk cache <= its cap), with
 the loaded libraries, live LLJIT instances and the in-memory object cache (bounded by design).
-Run: python bench/bench_soak.py [--minutes 10] [--population 200] [--rows 1000]"""
+
+Load control (the machine may be shared): after every iteration a fixed probe (LLVM compiling
+one fixed module, NumPy evaluating fixed expressions; no cache involved) is timed, and each
+minute prints its mean and the ratio ms/iter / probe ms, which load drift does not move.  At
+the end the soak goes on for `--control-seconds` with a fresh, empty cache directory: the same
+work at the same load, without the entries the soak accumulated.
+Run: python bench/bench_soak.py [--minutes 10] [--population 200] [--rows 1000] [--cap-mb MB]"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import shutil
 import tempfile
 import time
 
@@ -21,9 +28,45 @@ def _rss_mb() -> float:
 
 
 def _disk_mb(d) -> float:
-    if d is None or not d.exists():
+    if d is None or not os.path.isdir(d):
         return 0.0
-    return sum(f.stat().st_blocks * 512 for f in d.iterdir()) / 2**20
+    with os.scandir(d) as it:
+        return sum(e.stat(follow_symlinks=False).st_blocks * 512 for e in it) / 2**20
+
+
+class _Probe:
+    """A fixed piece of work like one iteration's (LLVM compiling a module, NumPy evaluating
+    expressions) that never touches the cache: its time tracks the machine's load only."""
+
+    def __init__(self, rng: np.random.Generator, X: np.ndarray) -> None:
+        from symcore import call, export
+        self.X = X
+        self.pop = _population(rng, 40)
+        e = self.pop[0]
+        for q in self.pop[1:12]:
+            e = call("add", e, q)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "probe.ll")
+            export(e, path)
+            with open(path) as f:
+                self.text = f.read()
+        self.seconds = 0.0
+        self.runs = 0
+
+    def run(self) -> None:
+        from symcore import evaluate
+        from symcore.codegen.llvm import jit
+        t0 = time.perf_counter()
+        jit.compile_object(self.text, 1, 1)
+        for q in self.pop:
+            evaluate(q, self.X)
+        self.seconds += time.perf_counter() - t0
+        self.runs += 1
+
+    def take_ms(self) -> float:
+        ms = self.seconds * 1e3 / max(self.runs, 1)
+        self.seconds, self.runs = 0.0, 0
+        return ms
 
 
 def _population(rng: np.random.Generator, n: int) -> list:
@@ -40,49 +83,93 @@ def _population(rng: np.random.Generator, n: int) -> list:
     return [grow(5) for _ in range(n)]
 
 
+def _iteration(rng: np.random.Generator, n: int, X: np.ndarray, y: np.ndarray) -> float:
+    import symcore
+    t0 = time.perf_counter()
+    pop = _population(rng, n)
+    for tier in (0, 1):
+        k = symcore.compile(pop, tier=tier)
+        k.score(X, y)
+        k.close()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--population", type=int, default=200)
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--cache", default=None, help="SYMCORE_CACHE (default: a fresh temp dir)")
+    ap.add_argument("--cap-mb", type=float, default=None,
+                    help="SYMCORE_CACHE_MAX_MB (default: as set, else 512)")
+    ap.add_argument("--control-seconds", type=float, default=60.0,
+                    help="then run this long with a fresh empty cache (0: no control)")
     args = ap.parse_args()
-    os.environ.setdefault("SYMCORE_CACHE", args.cache or tempfile.mkdtemp(prefix="soak-"))
-    import symcore
-    from symcore.codegen.llvm import cache
+    made: list[str] = []     # temporary cache directories to remove at the end
+    if "SYMCORE_CACHE" not in os.environ:
+        os.environ["SYMCORE_CACHE"] = args.cache or tempfile.mkdtemp(prefix="soak-")
+        if args.cache is None:
+            made.append(os.environ["SYMCORE_CACHE"])
+    try:
+        _soak(args, made)
+    finally:
+        for m in made:
+            shutil.rmtree(m, ignore_errors=True)
+
+
+def _soak(args: argparse.Namespace, made: list[str]) -> None:
+    if args.cap_mb is not None:
+        os.environ["SYMCORE_CACHE_MAX_MB"] = str(args.cap_mb)
+    from symcore.codegen.llvm import cache, jit
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.rows, 3))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
+    probe = _Probe(np.random.default_rng(1), X)
     d = cache.cache_dir()
     print(f"cache {d}, cap {cache.disk_limit() / 2**20:.0f} MB, population {args.population}, "
           f"rows {args.rows}")
-    from symcore.codegen.llvm import jit
-    print(f"{'minute':>6} {'iters':>6} {'ms/iter':>8} {'RSS MB':>8} {'disk MB':>8} {'libs':>5} "
-          f"{'jits':>5} {'mem MB':>7}")
-    t_start = time.perf_counter()
-    minute, iters, t_min = 1, 0, t_start
+    print(f"{'minute':>6} {'iters':>6} {'ms/iter':>8} {'probe ms':>8} {'ratio':>6} "
+          f"{'RSS MB':>8} {'disk MB':>8} {'files':>7} {'libs':>5} {'jits':>5} {'mem MB':>7}")
     rows = []
+    t_start = time.perf_counter()
+    minute, iters, busy = 1, 0, 0.0
     while True:
-        pop = _population(rng, args.population)
-        for tier in (0, 1):
-            k = symcore.compile(pop, tier=tier)
-            k.score(X, y)
-            k.close()
+        busy += _iteration(rng, args.population, X, y)
         iters += 1
+        probe.run()
         now = time.perf_counter()
         if now - t_start >= minute * 60 or now - t_start >= args.minutes * 60:
-            ms = (now - t_min) * 1e3 / max(iters, 1)
-            rows.append((minute, iters, ms, _rss_mb(), _disk_mb(d)))
-            print(f"{minute:>6} {iters:>6} {ms:>8.1f} {rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f} "
+            ms, pms = busy * 1e3 / iters, probe.take_ms()
+            files = len(os.listdir(d)) if d is not None and os.path.isdir(d) else 0
+            rows.append((minute, iters, ms, _rss_mb(), _disk_mb(d), pms))
+            print(f"{minute:>6} {iters:>6} {ms:>8.1f} {pms:>8.1f} {ms / pms:>6.2f} "
+                  f"{rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f} {files:>7} "
                   f"{jit.open_libraries():>5} {jit.live_jits():>5} "
                   f"{cache.object_cache().memory_bytes / 2**20:>7.1f}", flush=True)
-            minute, iters, t_min = minute + 1, 0, now
+            minute, iters, busy = minute + 1, 0, 0.0
             if now - t_start >= args.minutes * 60:
                 break
     if len(rows) >= 3:
-        print(f"RSS growth after minute 1: {rows[-1][3] - rows[0][3]:+.1f} MB; "
-              f"ms/iter last/second: {rows[-1][2] / rows[1][2]:.2f}x; disk "
+        r2, rl = rows[1], rows[-1]
+        print(f"RSS growth after minute 1: {rl[3] - rows[0][3]:+.1f} MB; "
+              f"ms/iter last/second: {rl[2] / r2[2]:.2f}x (per probe ms: "
+              f"{(rl[2] / rl[5]) / (r2[2] / r2[5]):.2f}x); disk "
               f"{max(r[4] for r in rows):.1f} MB at most (cap {cache.disk_limit() / 2**20:.0f} MB)")
+    if args.control_seconds > 0 and rows:
+        os.environ["SYMCORE_CACHE"] = control = tempfile.mkdtemp(prefix="soak-control-")
+        made.append(control)
+        for _ in range(3):   # the new directory's once-per-cache entries (drivers, helpers)
+            _iteration(rng, args.population, X, y)
+        probe.take_ms()
+        busy, iters, t0 = 0.0, 0, time.perf_counter()
+        while time.perf_counter() - t0 < args.control_seconds:
+            busy += _iteration(rng, args.population, X, y)
+            iters += 1
+            probe.run()
+        ms, pms = busy * 1e3 / iters, probe.take_ms()
+        print(f"control (fresh empty cache, {iters} iters): {ms:.1f} ms/iter, probe {pms:.1f} ms, "
+              f"ratio {ms / pms:.2f}; last minute / control: {rows[-1][2] / ms:.2f}x "
+              f"(per probe ms: {(rows[-1][2] / rows[-1][5]) / (ms / pms):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Loading object code is running it: a cache directory or file owned by another us
 writable by group or others, is never read or written (warned once; code is compiled in memory),
 as Python refuses untrusted bytecode.  Writes go to a temporary file renamed into place, so
 concurrent processes see a whole entry or none.  `$SYMCORE_CACHE_MAX_MB` (default 512, may be
-fractional) caps the blocks the directory uses (st_blocks, not apparent size): checked on every
-write against a running total, rescanned every `RESCAN_WRITES` writes or `RESCAN_SECONDS`.
+fractional) caps the blocks the directory uses (st_blocks, not apparent size): checked before
+every write against the directory's ledger, an exact running total shared by every process
+(`llvm.disk_usage`), so no write costs a scan of the directory; over the cap, the least recently
+written entries go, down to 3/4 of it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import stat
 import struct
 import tempfile
 import threading
-import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 from symcore.codegen.llvm import host
+from symcore.codegen.llvm.disk_usage import RESCAN_WRITES, Ledger, prune
+from symcore.codegen.llvm.disk_usage import scan as _scan
+from symcore.codegen.llvm.disk_usage import used as _used
 
 __all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
            "CacheWarning", "CODEGEN_VERSION", "MEMORY_CAPACITY"]
@@ -44,10 +48,6 @@ _MAGIC = b"SYMCORE\x00OBJ\x00v2"
 #: magic, identity length, payload length, blake2b-256(identity + payload)
 _HEAD = struct.Struct(f"<{len(_MAGIC)}sIQ32s")
 _SUFFIX = ".o"
-#: running disk total: rescan the directory after this many writes or seconds (other
-#: processes write too)
-RESCAN_WRITES = 256
-RESCAN_SECONDS = 60.0
 
 _log = logging.getLogger("symcore.cache")
 
@@ -152,15 +152,6 @@ def _untrusted(st: os.stat_result) -> str:
     return ""
 
 
-class _Disk:
-    """Running total of the blocks a cache directory uses (this process's view)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.writes = 0
-        self.scanned = -1e30
-
-
 class ObjectCache:
     """Object code keyed by a string: an in-memory LRU in front of the verified on-disk
     directory.  Keys must include everything the code depends on except the machine identity
@@ -171,7 +162,6 @@ class ObjectCache:
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._disk: dict[Path, _Disk] = {}
 
     # -- directory --------------------------------------------------------------------------
     def _dir(self, create: bool) -> Path | None:
@@ -237,51 +227,44 @@ class ObjectCache:
 
     def _discard_file(self, p: str, why: str) -> None:
         _report("damaged", f"symcore: discarded damaged cache file {p} ({why}); recompiling")
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
+        _delete(p)
 
     def _write(self, key: str, payload: bytes) -> None:
         d = self._dir(create=True)
         if d is None:
             return
         p = self._file(d, key)
+        limit = disk_limit()
         try:
-            try:
-                old = os.stat(p).st_blocks * 512
-            except FileNotFoundError:
-                old = 0
             fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(encode(key, payload))
-                os.replace(tmp, p)  # atomic: other processes see the old entry or this one
+                    f.flush()
+                    new = os.fstat(f.fileno()).st_blocks * 512
+                # the cap holds before the entry appears: room is made first (an entry larger
+                # than the whole cap is not kept); stat, rename and the ledger update happen
+                # under the ledger's lock, so concurrent writers keep the total exact
+                with Ledger(d) as led:
+                    old = _blocks(p, missing=None)
+                    if new <= limit:
+                        led.make_room(limit, new - (old or 0))
+                        old = _blocks(p, missing=None)       # pruned, maybe
+                    if led.total + new - (old or 0) <= limit:
+                        os.replace(tmp, p)   # atomic: others see the old entry or this one
+                        led.added(old, new)
+                        if led.due():
+                            led.reconcile()
+                    else:
+                        os.unlink(tmp)
             except BaseException:
                 try:
                     os.unlink(tmp)
                 except OSError:
                     pass
                 raise
-            new = os.stat(p).st_blocks * 512
         except OSError:
             return  # an unwritable cache only costs recompilation
-        self._account(d, new - old)
-
-    def _account(self, d: Path, delta: int) -> None:
-        """Add a write to the running total; prune when it passes the cap."""
-        limit = disk_limit()
-        with self._lock:
-            u = self._disk.setdefault(d, _Disk())
-            u.writes += 1
-            rescan = u.writes >= RESCAN_WRITES or time.monotonic() - u.scanned > RESCAN_SECONDS
-            if rescan:
-                u.total, u.writes, u.scanned = _used(d), 0, time.monotonic()
-            else:
-                u.total += delta
-            if u.total > limit:
-                u.total = _prune(d, limit)
-                u.writes, u.scanned = 0, time.monotonic()
 
     # -- public -----------------------------------------------------------------------------
     def get(self, key: str, memory: Memory = "always") -> bytes | None:
@@ -314,10 +297,7 @@ class ObjectCache:
                 self._bytes -= len(old) + _ENTRY_OVERHEAD
         d = self._dir(create=False)
         if d is not None:
-            try:
-                os.unlink(self._file(d, key))
-            except OSError:
-                pass
+            _delete(self._file(d, key))
 
     def _remember(self, key: str, obj: bytes) -> None:
         with self._lock:
@@ -342,50 +322,35 @@ class ObjectCache:
             self._bytes = 0
 
 
-def _scan(d: Path) -> Iterator[tuple[int, float, str]]:
-    """(blocks in bytes, mtime, path) of every cache file and stale temporary file (a crashed
-    writer's, over an hour old), streamed: a directory of many thousand entries is rescanned
-    every few hundred writes, and a list of Path objects for all of them was a peak of tens of
-    MB that grew with the directory (bench_soak: RSS ratcheting up, time per iteration too)."""
-    now = time.time()
+def _blocks(p: str, missing: int | None = 0) -> int | None:
+    """Bytes of blocks file `p` uses (`missing` when there is none)."""
     try:
-        it = os.scandir(d)
-    except OSError:
+        return os.stat(p, follow_symlinks=False).st_blocks * 512
+    except FileNotFoundError:
+        return missing
+
+
+def _delete(p: str) -> None:
+    """Delete cache file `p`, taking it off its directory's ledger."""
+    try:
+        with Ledger(os.path.dirname(p)) as led:
+            b = _blocks(p, missing=None)
+            if b is not None:
+                os.unlink(p)
+                led.removed(b)
         return
-    with it:
-        for e in it:
-            name = e.name
-            stale = name.endswith(".tmp")
-            if not (name.endswith(_SUFFIX) or stale):
-                continue
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if not stale or now - st.st_mtime > 3600:
-                yield st.st_blocks * 512, st.st_mtime, e.path
+    except OSError:
+        pass
+    try:           # no usable ledger: the file goes all the same (the next scan sees it)
+        os.unlink(p)
+    except OSError:
+        pass
 
 
-def _used(d: Path) -> int:
-    return sum(b for b, _, _ in _scan(d))
-
-
-def _prune(d: Path, limit: int) -> int:
+def _prune(d: Path | str, limit: int) -> int:
     """Delete the least recently written cache files until `d` uses at most 3/4 of `limit`
-    bytes of blocks; returns the blocks still used."""
-    files = list(_scan(d))
-    total = sum(b for b, _, _ in files)
-    if total <= limit:
-        return total
-    for blocks, _, f in sorted(files, key=lambda t: t[1]):
-        try:
-            os.unlink(f)
-        except OSError:
-            continue
-        total -= blocks
-        if total <= limit * 3 // 4:
-            break
-    return total
+    bytes of blocks (when it uses more than `limit`); returns the blocks still used."""
+    return prune(d, limit)[0]
 
 
 @functools.lru_cache(maxsize=None)
