@@ -7,6 +7,7 @@ thread for large work."""
 from __future__ import annotations
 
 import collections
+import copy
 import itertools
 import operator
 import threading
@@ -236,6 +237,23 @@ class PrefixScoring:
                 self._evict()
         st.entries = len(cache)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the native table and its entries (a hit needs the very token
+        objects, which an unpickled copy does not share)."""
+        state = dict(self.__dict__)
+        px = state.pop("_pxc", None)
+        if px is not None:
+            cache = state["_cache"]
+            keep = collections.OrderedDict(
+                (k, v) for k, v in cache.items() if type(k) is not PrefixKey)
+            stats = state["stats"] = copy.copy(self.stats)
+            stats.seconds = dict(stats.seconds)
+            stats.bytes -= sum(entry_bytes(k, v) for k, v in cache.items()
+                               if type(k) is PrefixKey)
+            stats.entries = len(keep)
+            state["_cache"] = keep
+        return state
 
     def _prefix_evicted(self, key: PrefixKey) -> None:
         """The LRU dropped a native-table entry: the table lets its tokens go."""
