@@ -48,6 +48,7 @@ from symcore.ir import _INTERN, Expr, const, map_leaves, topo, var
 from symcore.ops import GPLEARN_THRESHOLD, OPS, generation
 
 from symcore.rules.canonical_exact import _EXACT_FOLD, _exact_node, _is_neg_zero  # noqa: F401
+from symcore.rules.canonical_fast import FAST_PAIR, NOT_ATOM, FastShapes
 from symcore.rules.canonical_facts import _FINITE_OPS, _Facts, _finite_num  # noqa: F401
 from symcore.rules.canonical_order import (IDEMPOTENT, _ac_chain, _chain,  # noqa: F401
                                            _leaf_key, _power, _set_skey, sort_key)
@@ -101,9 +102,14 @@ Factors = tuple[tuple[Expr, int, int], ...]   # ((base, positive exp, negative e
 Terms = tuple[tuple[Factors, float], ...]      # ((factors of a unit term, coefficient), ...)
 
 
-class _Canon:
+class _Canon(FastShapes):
     """State of one equivalent-mode pass: normal forms of the canonical nodes built so far (so
     a walk stops at a known node instead of descending: linear time on chains)."""
+
+    #: build the most frequent shapes directly (_fast_pair, _negated_atom: the same forms and
+    #: memos as the general normal forms, at a fraction of the cost; False in tests to compare)
+    fast = True
+    abort = _Abort
 
     def __init__(self) -> None:
         self.facts = _Facts()
@@ -177,7 +183,8 @@ class _Canon:
                 self._add_pow(pows, b, m)
         fin = self.facts
         out = []
-        for b in sorted(pows, key=self.key):
+        # (one base needs no order: its sort key may never be asked for)
+        for b in (pows if len(pows) < 2 else sorted(pows, key=self.key)):
             p, q = pows[b]
             if p and q:
                 if fin.nonzero(b):
@@ -295,7 +302,8 @@ class _Canon:
         if not math.isfinite(c0) or not all(map(math.isfinite, terms.values())):
             raise _Abort
         fin = self.facts
-        out = tuple((fs, terms[fs]) for fs in sorted(terms, key=self.fkey)
+        out = tuple((fs, terms[fs]) for fs in (terms if len(terms) < 2 else
+                                               sorted(terms, key=self.fkey))
                     if terms[fs] != 0.0 or not all(q == 0 and fin.finite(b) for b, _, q in fs))
         res = (c0 + 0.0, out)
         if e is not None:
@@ -386,6 +394,13 @@ class _Canon:
                 op, args = "sqrt", (args[0],)
         if op == "pdiv" and args[1].op == "const" and abs(args[1].value) > GPLEARN_THRESHOLD:
             op = "div"   # gplearn divides plainly by a constant above its threshold
+        if self.fast:
+            if op == "neg" and args[0].op not in NOT_ATOM:
+                return self._negated_atom(args[0], orig)
+            if len(args) == 2 and op in FAST_PAIR:
+                out = self._fast_pair(op, args[0], args[1], orig)
+                if out is not None:
+                    return out
         if op in _LIN_OPS or op in _MONO_OPS:
             try:
                 if op in _LIN_OPS:
@@ -434,6 +449,8 @@ class _Canon:
         else:
             out = Expr(op, args)
         if negate:
+            if self.fast and out.op not in NOT_ATOM:
+                return self._negated_atom(out, None)
             return self.build_lin(*self.lin_of(Expr("neg", (out,))))
         return out
 
@@ -508,6 +525,7 @@ def _equivalent_until(roots: list[Expr], deadline: float | None
     _sync_generation()
     canon = _Canon()
     out: list[Expr | None] = [None] * len(roots)
+    intern_get = _INTERN.get   # keyed as symcore.ir.Expr.__new__ keys an op node
     clock = time.perf_counter
     for i, root in enumerate(roots):
         if deadline is not None and i % DEADLINE_STRIDE == 0 and clock() > deadline:
@@ -535,6 +553,14 @@ def _equivalent_until(roots: list[Expr], deadline: float | None
                     continue
                 stack.pop()
                 args = tuple([a if a._canon is True else a._canon for a in n.args])
+                if args != n.args:
+                    # the form is a function of (op, canonical operands): when that node
+                    # exists and is canonicalised already, its form is this one's
+                    ref = intern_get((n.op, args, None, None))
+                    m = None if ref is None else ref()
+                    if m is not None and m._canon is not None:
+                        _set_canon(n, m if m._canon is True else m._canon)
+                        continue
                 r = canon.node(n.op, args, n)
                 _set_canon(n, True if r is n else r)
                 if r is not n and r._canon is None:
