@@ -15,7 +15,6 @@ import gc
 import os
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -23,7 +22,9 @@ from symcore.errors import SymcoreError
 from symcore.ir import Expr, topo
 from symcore.types import CostName, RulesPreset
 
+from symcore.rules import budget as costs_of
 from symcore.rules import rulesets
+from symcore.rules.budget import Budget, gc_paused
 from symcore.rules.canonical import _Canon, _equivalent_until, canonical, canonical_all
 from symcore.rules.canonical_compact import compact
 from symcore.rules.canonical_fixpoint import needs_saturation
@@ -46,12 +47,12 @@ MIN_NODE_LIMIT = 20_000
 #: estimated peak bytes of egglog per e-node (tables, indexes, analysis relations)
 BYTES_PER_ENODE = 1_000
 DEFAULT_MEMORY_FRACTION = 0.25
-#: seconds of extraction per e-node, reserved from the time limit before a saturation step
-EXTRACT_SECONDS_PER_ENODE = 3e-6
-#: seconds per input of building the result (class lists, representatives; cyclic GC paused),
-#: reserved from the time limit before every phase (measured 1-5 us per input on 0.2-1.7M
-#: distinct adversarial candidates, loaded machine)
-RESULT_SECONDS_PER_INPUT = 4e-6
+#: inputs of the first chunk of the canonical pass; each next chunk doubles, up to an eighth of
+#: the population (between chunks the tail's speed is measured and the deadline recomputed)
+FIRST_CANONICAL_CHUNK = 8192
+#: objects the canonical pass allocates per input, until measured (measured 6-9 on random
+#: candidates of 3-10 nodes)
+OBJECTS_PER_INPUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _without_gc(fn: Callable[..., DedupeResult]) -> Callable[..., DedupeResult]:
     # a cold dedupe of 10,000)
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> DedupeResult:
-        with _gc_paused():
+        with gc_paused():
             return fn(*args, **kwargs)
     return run
 
@@ -169,9 +170,9 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     budget_bytes = _memory_budget(memory_limit)
     params_mode = "params" in topics
     stats: dict[str, Any] = {"inputs": len(items)}
-    deadline = None if time_limit is None else t0 + time_limit
-    # every phase stops early enough for the result building after it (linear in the inputs)
-    inner = None if deadline is None else deadline - RESULT_SECONDS_PER_INPUT * len(items)
+    # every phase stops early enough for the work after it (result building, extraction),
+    # priced at the speed measured during the call (rules/budget.py)
+    budget = Budget(time_limit, len(items), t0)
 
     # the canonical pass applies the rewrites of the default topics: with a narrower choice of
     # topics the e-graph alone decides (x + y and y + x stay apart without "commute")
@@ -179,24 +180,15 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
         raise SymcoreError(f"saturation must be 'auto' or 'full', got {saturation!r}")
     use_canon = set(CANONICAL_TOPICS) <= set(topics)
     stop = StopReason.SATURATED
-    if use_canon:
-        forms, complete = _equivalent_until(items, inner)
-        if not complete:   # out of time: the rest stay as written, no e-graph
-            stop = StopReason.TIME_LIMIT
-            canon = [e if c is None else c for e, c in zip(items, forms)]
-        else:
-            canon = forms  # type: ignore[assignment]
-    else:
-        canon = items
-    index: dict[Expr, int] = {}
-    group_of = [index.setdefault(c, len(index)) for c in canon]
-    uniq = list(index)
+    group_of, uniq, complete = _grouped(items, use_canon, budget)
+    if not complete:   # out of time: the rest stay as written, no e-graph
+        stop = StopReason.TIME_LIMIT
     t1 = time.perf_counter()
     stats["canonical_classes"] = len(uniq)
     if stop is StopReason.TIME_LIMIT:
         sat = []
     elif saturation == "auto" and use_canon and set(topics) == set(rulesets.PRESETS["default"]):
-        sat = merge_candidates(uniq, inner)
+        sat = merge_candidates(uniq, budget.until(budget.tail(egraph=False)))
         if sat is None:   # out of time deciding: no e-graph
             stop, sat = StopReason.TIME_LIMIT, []
     else:
@@ -221,17 +213,21 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     enodes = eclasses = inserted_total = iterations_done = 0
     t_sat = t_ins = 0.0
     for chunk in chunks:
-        if inner is not None and time.perf_counter() >= inner:
-            stop = StopReason.TIME_LIMIT
-            break
         big = [i for i in chunk if uniq[i].size > room and len(topo([uniq[i]])) > room]
         if big:   # refused before insertion: keeps its canonical form
             stop = StopReason.MEMORY_LIMIT
             chunk = [i for i in chunk if i not in set(big)]
             if not chunk:
                 continue
+        fits = _fitting([uniq[i] for i in chunk], room, budget)
+        if fits < len(chunk):   # the rest keep their canonical forms, as their own classes
+            if _rank(stop) < _rank(StopReason.TIME_LIMIT):
+                stop = StopReason.TIME_LIMIT
+            chunk = chunk[:fits]
+            if not chunk:
+                break
         res = _saturate_chunk([uniq[i] for i in chunk], topics, fn, params_mode, limits,
-                              limit_nodes, inner)
+                              limit_nodes, budget)
         sub_stop, cls, reps, info = res
         enodes += info["enodes"]
         eclasses += info["eclasses"]
@@ -246,37 +242,76 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
             eclass_of[i] = base + cls[j]
         rep_of_uniq.extend(reps)
     t2 = time.perf_counter()
-    with _gc_paused():
-        reps, class_of, members, late = _result(uniq, rep_of_uniq, eclass_of, group_of, use_canon,
-                                                params_mode, deadline)
+    reps, class_of, members, late = _result(uniq, rep_of_uniq, eclass_of, group_of, use_canon,
+                                            params_mode, budget)
     if late:
         stop = StopReason.TIME_LIMIT
     t3 = time.perf_counter()
     stats.update({"enodes_inserted": inserted_total, "enodes": enodes, "eclasses": eclasses,
                   "chunks": len(chunks),
                   "iterations": iterations_done, "node_limit": limit_nodes,
-                  "memory_limit": budget_bytes,
+                  "memory_limit": budget_bytes, "speed": budget.speed,
                   "seconds": {"canonical": t1 - t0, "policy": t_pol - t1,
                               "insert": t1 - t0 + t_ins, "saturate": t_sat,
                               "egraph": t2 - t1, "extract": t3 - t2, "total": t3 - t0}})
     return DedupeResult(class_of, reps, members, stop, stats)
 
 
-@contextmanager
-def _gc_paused() -> Any:
-    # the result is millions of small acyclic lists and dicts: their allocation would trigger
-    # full collections traversing every live Expr again and again (measured: 2.5x the time)
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+def _grouped(items: list[Expr], use_canon: bool, budget: Budget
+             ) -> tuple[list[int], list[Expr], bool]:
+    """The group of every input (distinct canonical forms, or distinct inputs without the
+    canonical pass, in first-seen order), the distinct forms, and whether the pass was complete.
+
+    The pass runs in chunks, each with a deadline that leaves room for the tail (grouping the
+    rest, building the result), whose speed is measured on every chunk's grouping.  Past the
+    deadline the rest keep the forms cached by earlier passes, or stay as written: they merge
+    only with identical forms."""
+    index: dict[Expr, int] = {}
+    group_of: list[int] = []
+    complete = True
+    clock = time.perf_counter
+    n, a, step = len(items), 0, FIRST_CANONICAL_CHUNK
+    young0, per_input = gc.get_count()[0], OBJECTS_PER_INPUT
+    while a < n:
+        part = items[a:a + step]
+        if a:   # objects the pass allocates per input (the collector traverses them later)
+            per_input = max(0.0, (gc.get_count()[0] - young0) / a)
+        a += len(part)
+        if not use_canon:
+            forms: list[Expr | None] = part  # type: ignore[assignment]
+        elif complete:
+            rest = budget.cost(costs_of.INDEX_SECONDS_PER_INPUT * (n - a))
+            tail = budget.tail(False, more_objects=per_input * len(part))
+            forms, complete = _equivalent_until(part, budget.until(tail + rest))
+        else:   # a deadline in the past: only the forms cached by earlier passes
+            forms, _ = _equivalent_until(part, 0.0)
+        ts = clock()
+        setd = index.setdefault
+        group_of += [setd(e if c is None else c, len(index)) for e, c in zip(part, forms)]
+        budget.calibrate(clock() - ts, len(part), costs_of.INDEX_SECONDS_PER_INPUT)
+        step = min(2 * step, max(FIRST_CANONICAL_CHUNK, n // 8))
+    return group_of, list(index), complete
+
+
+def _fitting(forms: list[Expr], room: int, budget: Budget) -> int:
+    """How many of `forms` (a prefix) fit in the time left: their insertion, extraction of at
+    least the inserted e-nodes, the building of their terms, and the result after them."""
+    left = budget.left(budget.tail(egraph=True))
+    if left is None:
+        return len(forms)
+    per_node = budget.cost(costs_of.INSERT_SECONDS_PER_NODE + costs_of.EXTRACT_SECONDS_PER_ENODE)
+    per_root = budget.cost(costs_of.BUILD_SECONDS_PER_ROOT)
+    spent = 0.0
+    for k, e in enumerate(forms):
+        # nodes: the tree size, an upper bound of what the form adds to the e-graph
+        spent += per_root + per_node * min(e.size, room)
+        if spent > left:
+            return k
+    return len(forms)
 
 
 def _result(uniq: list[Expr], rep_of_uniq: list[Expr], eclass_of: list[int],
-            group_of: list[int], use_canon: bool, params_mode: bool, deadline: float | None
+            group_of: list[int], use_canon: bool, params_mode: bool, budget: Budget
             ) -> tuple[list[Expr], list[int], list[list[int]], bool]:
     """(representatives, class_of, members, whether the canonical pass over the extracted
     terms ran out of time: those not reached stay as extracted)."""
@@ -298,7 +333,9 @@ def _result(uniq: list[Expr], rep_of_uniq: list[Expr], eclass_of: list[int],
         # only extracted terms need the pass: the others are canonical forms already (or, past
         # the time limit, inputs left as written)
         ext = [j for j, k in enumerate(used) if k >= len(uniq)]
-        forms, complete = _equivalent_until([reps_used[j] for j in ext], deadline)
+        # stops early enough for the class merging and class lists after it
+        forms, complete = _equivalent_until([reps_used[j] for j in ext],
+                                            budget.until(budget.tail(egraph=True)))
         late = not complete
         for j, r in zip(ext, forms):
             if r is not None:
@@ -326,10 +363,11 @@ def _rank(stop: StopReason) -> int:
 
 
 def _saturate_chunk(items: list[Expr], topics: Sequence[str], fn: Any, params_mode: bool,
-                    limits: Limits, node_limit: int, deadline: float | None
+                    limits: Limits, node_limit: int, budget: Budget
                     ) -> tuple[StopReason, list[int], list[Expr], dict[str, Any]]:
     """One e-graph over `items` (distinct canonical forms): e-class index per item (dense,
-    first-seen order) and the extracted term of every class."""
+    first-seen order) and the extracted term of every class.  Saturation steps only while the
+    extraction after them, the terms' building and the result still fit in `budget`."""
     free = [single_use_params(e) for e in items] if params_mode else None
     t_in = time.perf_counter()
     prepared, names = prepare_all(items, free)
@@ -345,13 +383,17 @@ def _saturate_chunk(items: list[Expr], topics: Sequence[str], fn: Any, params_mo
                 session.insert(text)
         inserted = session.enodes()
         ts = time.perf_counter()
-        seconds = None if deadline is None else max(0.0, deadline - ts)
-        if seconds is not None and seconds <= EXTRACT_SECONDS_PER_ENODE * inserted:
+        budget.calibrate(ts - t_in, inserted, costs_of.INSERT_SECONDS_PER_NODE)
+        after = budget.tail(egraph=True) + \
+            budget.cost(costs_of.BUILD_SECONDS_PER_ROOT * len(items))
+        seconds = budget.left(after)
+        per_enode = budget.cost(costs_of.EXTRACT_SECONDS_PER_ENODE)
+        if seconds is not None and seconds <= per_enode * inserted:
             stop = StopReason.TIME_LIMIT
         else:
-            stop = session.saturate(
-                Limits(limits.iterations, node_limit, None), inserted,
-                seconds=None if seconds is None else seconds, reserve_per_enode=EXTRACT_SECONDS_PER_ENODE)
+            stop = session.saturate(Limits(limits.iterations, node_limit, None), inserted,
+                                    seconds=None if seconds is None else max(0.0, seconds),
+                                    reserve_per_enode=per_enode)
         t_sat = time.perf_counter() - ts
         frozen = session.freeze()
         ex = Extractor(session.egraph, frozen)

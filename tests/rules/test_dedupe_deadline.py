@@ -7,7 +7,7 @@ import random
 import time
 
 from symcore import call, const, var
-from symcore.rules import api
+from symcore.rules import budget
 from symcore.rules.api import StopReason, dedupe
 from symcore.rules.canonical import canonical_all
 from symcore.rules.policy import merge_candidates
@@ -44,7 +44,7 @@ def test_result_building_is_reserved_from_the_time_limit(monkeypatch):
     pop = _adversarial(400, seed=5)
     assert dedupe(pop, time_limit=60.0).stop_reason is not StopReason.TIME_LIMIT
     # a reserve larger than the limit: no phase may start, the result is still built
-    monkeypatch.setattr(api, "RESULT_SECONDS_PER_INPUT", 1.0)
+    monkeypatch.setattr(budget, "RESULT_SECONDS_PER_INPUT", 1.0)
     d = dedupe(pop, time_limit=60.0)
     assert d.stop_reason is StopReason.TIME_LIMIT
     assert sorted(i for m in d.members for i in m) == list(range(len(pop)))
