@@ -161,10 +161,11 @@ def loader_declarations() -> str:
 
 
 #: below this many distinct nodes the facts go inline into the program text (no files: the
-#: temporary directory cost more than egglog's whole load for one expression); above it each
-#: inline fact costs ~15 us of egglog's parser (measured: 13 nodes inline 0.5 vs files 1.1 ms,
-#: 106 nodes 1.8 vs 1.1 ms, 919 nodes 14 vs 3.4 ms)
-INLINE_NODES = 64
+#: temporary directory cost more than egglog's whole load for one expression); each inline
+#: fact costs ~15 us of egglog's parser, fact files a directory and four files (measured
+#: inline vs files: 13 nodes 0.5 vs 1.1 ms, 106 nodes 1.8 vs 1.1 ms, 919 nodes 14 vs 3.4 ms;
+#: but a temporary directory on a busy disk costs 1-10 ms, on tmpfs 0.1 ms)
+INLINE_NODES = 1_000
 
 
 def write_tables(exprs: Sequence[Expr], directory: str | None,
