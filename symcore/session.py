@@ -300,12 +300,15 @@ class Session(PrefixScoring):
 
     def _evict(self) -> None:
         cache = self._cache
+        gone: list[PrefixKey] = []
         while len(cache) > self.max_entries:
             old, v = cache.popitem(last=False)
             self.stats.bytes -= entry_bytes(old, v)
             self.stats.evictions += 1
             if type(old) is PrefixKey:
-                self._prefix_evicted(old)
+                gone.append(old)
+        if gone:
+            self._prefix_evicted(gone)
 
     def _candidate_weights(self, weights: Any, P: int
                            ) -> tuple[list[bytes] | None, np.ndarray | None]:

@@ -228,12 +228,18 @@ class PrefixScoring:
             out[miss] = vals[grp[miss]]
             st.classes += m
             slots = px.insert(toks, vals)
-            keys = px.keys
-            new = [(keys[s], (v, t)) for s, v, t in zip(slots, vals.tolist(), toks) if s >= 0]
-            if new:
-                cache.update(new)
-                st.bytes += len(new) * entry_bytes(new[0][0], (0.0, ())) + 8 * sum(
-                    len(e[1][1]) for e in new)
+            vl: list[float] = vals.tolist()
+            if slots.size and slots.min() < 0:
+                # tokens entered meanwhile (by another thread): the table keeps its entry
+                keep = np.flatnonzero(slots >= 0)
+                slots = slots[keep]
+                vl = [vl[i] for i in keep.tolist()]
+                toks = [toks[i] for i in keep.tolist()]
+            if slots.size:
+                ks = px.keys[slots].tolist()
+                cache.update(zip(ks, zip(vl, toks)))
+                # entries of one path differ in size only by their tokens (8 bytes a token)
+                st.bytes += len(ks) * entry_bytes(ks[0], (0.0, ())) + 8 * sum(map(len, toks))
                 self._evict()
         st.entries = len(cache)
         return out
@@ -255,9 +261,10 @@ class PrefixScoring:
             state["_cache"] = keep
         return state
 
-    def _prefix_evicted(self, key: PrefixKey) -> None:
-        """The LRU dropped a native-table entry: the table lets its tokens go."""
-        self._pxc.release(key.slot)
+    def _prefix_evicted(self, keys: list[PrefixKey]) -> None:
+        """The LRU dropped native-table entries: the table lets their tokens go (it holds
+        them until it has removed the entries)."""
+        self._pxc.release_many([k.slot for k in keys])
 
     def _prefix_cleared(self) -> None:
         px = self.__dict__.get("_pxc")

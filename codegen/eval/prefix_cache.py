@@ -30,7 +30,7 @@ from symcore.codegen.llvm.irflow import Flow
 
 __all__ = ["available", "PrefixCache", "emit_module"]
 
-_VERSION = "pc-1"
+_VERSION = "pc-3"
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _DBL = ir.DoubleType()
@@ -65,6 +65,14 @@ class _Gen:
 
     def st(self, v: ir.Value, p: ir.Value, i: ir.Value) -> None:
         self.b.store(v, self.b.gep(p, [i]))
+
+    def prefetch(self, addr: ir.Value) -> None:
+        """A hint to fetch the cache line of (i64) address addr for reading (never faults)."""
+        f = self.b.module.globals.get("llvm.prefetch.p0i8")
+        if f is None:
+            f = ir.Function(self.b.module, ir.FunctionType(ir.VoidType(), [
+                _I8p, _I32, _I32, _I32]), name="llvm.prefetch.p0i8")
+        self.b.call(f, [self.b.inttoptr(addr, _I8p), _i32(0), _i32(3), _i32(1)])
 
     def word(self, addr: ir.Value, off: int = 0) -> ir.Value:
         """The 8-byte word at address addr + off (an i64 address)."""
@@ -128,10 +136,10 @@ def _lookup(mod: ir.Module) -> None:
     I32p, I64p, Dp = _I32.as_pointer(), _I64.as_pointer(), _DBL.as_pointer()
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [
         _I8p, _I64, _I64, _I64, I32p, _I64, I64p, I64p, Dp, Dp, I32p, I32p, I32p, I64p, I64p,
-        I64p, I32p, _I64, I64p]), name="pc_lookup")
+        I64p, I64p, I64p, I64p, I32p, _I64, I64p]), name="pc_lookup")
     fn.attributes.add("nounwind")
     (progs, P, list_t, tuple_t, tslot, hmask, shash, stup, sval, out, hit, grp, first, gitem,
-     gsize, ghash, ltab, lmask, res) = fn.args
+     gsize, ghash, ph, pit, pn, ltab, lmask, res) = fn.args
     G = _Gen(fn)
     E, b = G.E, G.b
     _store_all(G, res, [-1, 0, 0])
@@ -156,14 +164,70 @@ def _lookup(mod: ir.Module) -> None:
     nh = E.local(_i64(0), "nh")
     m = E.local(_i64(0), "m")
 
-    def program(i: ir.Value) -> None:
+    def ahead(i: ir.Value, d: int, then: Callable[[ir.Value], None]) -> None:
+        j = b.add(i, _i64(d))
+        E.if_(b.icmp_signed("<", j, P), lambda: then(j))
+
+    # pass 1, the programs: token addresses hashed (memory the table pass reads again is in
+    # cache then); each program's object and item array are fetched ahead of use
+    def prefetch_object(j: ir.Value) -> None:
+        G.prefetch(G.word(b.add(oitems, b.mul(j, _i64(8)))))
+
+    def prefetch_items(j: ir.Value) -> None:
+        obj = G.word(b.add(oitems, b.mul(j, _i64(8))))
+
+        def lst() -> None:               # a list's item array (a tuple's is inline)
+            it = G.word(obj, _LIST_ITEMS)
+            G.prefetch(it)
+            G.prefetch(b.add(it, _i64(64)))
+        E.if_(b.icmp_signed("==", G.word(obj, _OB_TYPE), list_t), lst)
+
+    def hashing(i: ir.Value) -> None:
+        ahead(i, 32, prefetch_object)
+        ahead(i, 16, prefetch_items)
         obj = G.word(b.add(oitems, b.mul(i, _i64(8))))
         t = G.word(obj, _OB_TYPE)
         E.if_(b.and_(b.icmp_signed("!=", t, list_t), b.icmp_signed("!=", t, tuple_t)),
               lambda: fail(i))
         n = G.word(obj, _OB_SIZE)
         items = items_of(obj, t)
-        h = G.hash(items, n)
+        G.st(G.hash(items, n), ph, i)
+        G.st(items, pit, i)
+        G.st(n, pn, i)
+    E.for_(_i64(0), P, hashing, name="hashing")
+
+    # pass 2, the table: a program's first cell, then its slot's entry, then the tuple held
+    # there are fetched ahead of use
+    def cell(j: ir.Value) -> ir.Value:
+        return b.gep(tslot, [b.and_(G.ld(ph, j), hmask)])
+
+    def prefetch_cell(j: ir.Value) -> None:
+        G.prefetch(b.ptrtoint(cell(j), _I64))
+
+    def prefetch_entry(j: ir.Value) -> None:
+        c = b.sext(b.load(cell(j)), _I64)
+
+        def live() -> None:
+            for arr in (shash, stup, sval):
+                G.prefetch(b.ptrtoint(b.gep(arr, [c]), _I64))
+        E.if_(b.icmp_signed(">=", c, _i64(0)), live)
+
+    def prefetch_tuple(j: ir.Value) -> None:
+        c = b.sext(b.load(cell(j)), _I64)
+
+        def live() -> None:
+            tup = G.ld(stup, c)
+            G.prefetch(tup)
+            G.prefetch(b.add(tup, _i64(64)))
+        E.if_(b.icmp_signed(">=", c, _i64(0)), live)
+
+    def program(i: ir.Value) -> None:
+        ahead(i, 16, prefetch_cell)
+        ahead(i, 8, prefetch_entry)
+        ahead(i, 4, prefetch_tuple)
+        h = G.ld(ph, i)
+        items = G.ld(pit, i)
+        n = G.ld(pn, i)
         pos = E.local(b.and_(h, hmask), "pos")
         found = E.local(_i32(-1), "found")
 
@@ -234,12 +298,20 @@ def _store_all(G: _Gen, res: ir.Value, vals: list[int]) -> None:
 def _insert(mod: ir.Module) -> None:
     I32p, I64p, Dp = _I32.as_pointer(), _I64.as_pointer(), _DBL.as_pointer()
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [
-        I64p, I32p, Dp, _I64, I32p, _I64, I64p, I64p, Dp, I32p, I64p]), name="pc_insert")
+        I64p, I32p, Dp, _I64, I32p, _I64, I64p, I64p, Dp, _I64, I32p, I64p]), name="pc_insert")
     fn.attributes.add("nounwind")
-    tups, slots, vals, m, tslot, hmask, shash, stup, sval, ok, res = fn.args
+    tups, slots, vals, m, tslot, hmask, shash, stup, sval, tuple_t, ok, res = fn.args
     G = _Gen(fn)
     E, b = G.E, G.b
     reused = E.local(_i64(0), "reused")
+    G.st(_i64(-1), res, _i64(1))
+
+    def check(k: ir.Value) -> None:      # every object an exact tuple, or nothing is entered
+        def bad() -> None:
+            G.st(k, res, _i64(1))
+            E.ret()
+        E.if_(b.icmp_signed("!=", G.word(G.ld(tups, k), _OB_TYPE), tuple_t), bad)
+    E.for_(_i64(0), m, check, name="chk")
 
     def one(k: ir.Value) -> None:
         tup = G.ld(tups, k)
@@ -288,9 +360,9 @@ def _insert(mod: ir.Module) -> None:
 def _release(mod: ir.Module) -> None:
     I32p, I64p = _I32.as_pointer(), _I64.as_pointer()
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [
-        I32p, _I64, I32p, _I64, I64p, I64p, I64p]), name="pc_release")
+        I32p, _I64, I32p, _I64, I64p, I64p, I32p, I64p]), name="pc_release")
     fn.attributes.add("nounwind")
-    slots, m, tslot, hmask, shash, stup, res = fn.args
+    slots, m, tslot, hmask, shash, stup, done, res = fn.args
     G = _Gen(fn)
     E, b = G.E, G.b
     removed = E.local(_i64(0), "removed")
@@ -298,6 +370,8 @@ def _release(mod: ir.Module) -> None:
     def one(k: ir.Value) -> None:
         s = G.ld(slots, k)
         s64 = b.sext(s, _I64)
+        live = b.icmp_signed("!=", G.ld(stup, s64), _i64(0))
+        G.st(b.zext(live, _I32), done, k)
 
         def drop() -> None:
             pos = E.local(b.and_(G.ld(shash, s64), hmask), "pos")
@@ -314,7 +388,7 @@ def _release(mod: ir.Module) -> None:
                 b.store(b.and_(b.add(b.load(pos), _i64(1)), hmask), pos)
             E.loop(probe)
             G.st(_i64(0), stup, s64)
-        E.if_(b.icmp_signed("!=", G.ld(stup, s64), _i64(0)), drop)
+        E.if_(live, drop)
     E.for_(_i64(0), m, one, name="rel")
     G.st(b.load(removed), res, _i64(0))
     b.ret_void()
@@ -357,9 +431,9 @@ _L = ctypes.c_int64
 # PYFUNCTYPE: the GIL stays held during the call (no Python thread runs, so no list changes
 # under the reader)
 _LOOKUP_T = ctypes.PYFUNCTYPE(None, ctypes.py_object, _L, _L, _L, _P, _L, _P, _P, _P, _P, _P,
-                              _P, _P, _P, _P, _P, _P, _L, _P)
-_INSERT_T = ctypes.PYFUNCTYPE(None, _P, _P, _P, _L, _P, _L, _P, _P, _P, _P, _P)
-_RELEASE_T = ctypes.PYFUNCTYPE(None, _P, _L, _P, _L, _P, _P, _P)
+                              _P, _P, _P, _P, _P, _P, _P, _P, _P, _L, _P)
+_INSERT_T = ctypes.PYFUNCTYPE(None, _P, _P, _P, _L, _P, _L, _P, _P, _P, _L, _P, _P)
+_RELEASE_T = ctypes.PYFUNCTYPE(None, _P, _L, _P, _L, _P, _P, _P, _P)
 _REBUILD_T = ctypes.PYFUNCTYPE(None, _P, _L, _P, _P, _L)
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -425,7 +499,7 @@ def _self_test() -> bool:
     x, y = object(), object()
     pc = PrefixCache(lambda s: s, _fns=_STATE["fns"])
     held = [(x, 1.5), (y,), ()]
-    if pc.insert(held, np.array([1.0, 2.0, 3.0])) != [0, 1, 2]:
+    if pc.insert(held, np.array([1.0, 2.0, 3.0])).tolist() != [0, 1, 2]:
         return False
     progs = [[x, 1.5], (y,), [y], [x], [x, 1.5], [], [y, x], [y, x]]
     out = np.full(len(progs), -1.0)
@@ -467,8 +541,9 @@ class PrefixCache:
 
     def _reset(self) -> None:
         self.keys = np.empty(0, dtype=object)         # the caller's key of every slot
-        self._held: list[tuple | None] = []
-        self._free: list[int] = []
+        self._held = np.empty(0, dtype=object)        # the tuple of every slot (or None)
+        self._free = np.empty(0, np.int32)            # a stack of free slots
+        self._nfree = 0
         self._hash = np.zeros(0, np.int64)
         self._tup = np.zeros(0, np.int64)
         self._val = np.zeros(0, np.float64)
@@ -506,8 +581,9 @@ class PrefixCache:
             ltab.fill(_EMPTY)
             pi, pl = ia.ctypes.data, la.ctypes.data
             self._fns["pc_lookup"](programs, P, id(list), id(tuple), *self._ptrs,
-                                   out.ctypes.data, pi, pi + 4 * P, pi + 8 * P, pl, pl + 8 * P,
-                                   pl + 16 * P, ltab.ctypes.data, L - 1, res.ctypes.data)
+                                   out.ctypes.data, pi, pi + 4 * P, pi + 8 * P,
+                                   *(pl + 8 * P * k for k in range(6)), ltab.ctypes.data, L - 1,
+                                   res.ctypes.data)
             if res[0] != -1:
                 return None
             nh, m = int(res[1]), int(res[2])
@@ -516,14 +592,15 @@ class PrefixCache:
 
     def _scratch(self, P: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Lookup buffers for P programs (kept, grown as needed; used under the lock):
-        int32 hits/groups/firsts, int64 group items/sizes/hashes, the call's own cells."""
+        int32 hits/groups/firsts, int64 group items/sizes/hashes and program hashes/items/
+        sizes, the call's own cells."""
         L = 16
         while L < 2 * P:
             L *= 2
         sc = self._sc
         if sc is None or sc[0].size < 3 * P or sc[2].size < L:
             Q = max(P, 64)
-            sc = self._sc = (np.empty(3 * Q, np.int32), np.empty(3 * Q, np.int64),
+            sc = self._sc = (np.empty(3 * Q, np.int32), np.empty(6 * Q, np.int64),
                              np.empty(L, np.int32), np.zeros(3, np.int64))
         return sc[0], sc[1], sc[2][:L], sc[3]
 
@@ -533,49 +610,50 @@ class PrefixCache:
                       self._tup.ctypes.data, self._val.ctypes.data)
 
     # -- insert ---------------------------------------------------------------------------------
-    def insert(self, toks: list[tuple], vals: np.ndarray) -> list[int]:
-        """Enter each token tuple with its value: its slot, or -1 where the same tokens are
-        in the table already (then the table keeps the old entry)."""
+    def insert(self, toks: Sequence[tuple], vals: np.ndarray) -> np.ndarray:
+        """Enter each token tuple with its value: an int32 array of their slots, -1 where
+        the same tokens are in the table already (then the table keeps the old entry).
+        TypeError (nothing entered) for an object that is not exactly a tuple."""
         m = len(toks)
         if not m:
-            return []
-        if any(type(t) is not tuple for t in toks):
-            raise TypeError("the table holds exact tuples only")
+            return np.zeros(0, np.int32)
+        objs = np.fromiter(toks, dtype=object, count=m)   # its buffer: the objects' addresses
         v = np.ascontiguousarray(vals, dtype=np.float64)
         if v.shape != (m,):
             raise ValueError("one value a tuple")
+        ok = np.empty(m, np.int32)
+        res = np.zeros(2, np.int64)
         with self._lock:
             self._flush()
-            free = self._free
-            if len(free) < m:
-                self._grow_slots(m - len(free))
-            slots = free[-m:][::-1]
-            del free[-m:]
+            if self._nfree < m:
+                self._grow_slots(m - self._nfree)
+            top = self._nfree
+            sa = self._free[top - m:top][::-1].copy()
+            self._nfree = top - m
             self._fit_table(m)
-            sa = np.array(slots, dtype=np.int32)
-            addrs = np.fromiter(map(id, toks), dtype=np.int64, count=m)
-            ok = np.zeros(m, np.int32)
-            res = np.zeros(1, np.int64)
             held = self._held
-            for s, t in zip(slots, toks):
-                held[s] = t                   # held before the table refers to it
-            self._fns["pc_insert"](
-                addrs.ctypes.data, sa.ctypes.data, v.ctypes.data, m, *self._ptrs,
-                ok.ctypes.data, res.ctypes.data)
-            n_ok = int(ok.sum())
+            held[sa] = objs                          # held before the table refers to them
+            self._fns["pc_insert"](objs.ctypes.data, sa.ctypes.data, v.ctypes.data, m,
+                                   *self._ptrs, id(tuple), ok.ctypes.data, res.ctypes.data)
+            if res[1] >= 0:
+                self._unhold(sa)
+                raise TypeError(f"the table holds exact tuples only, got "
+                                f"{type(toks[int(res[1])]).__name__}")
+            dup = ok == 0
+            n_ok = m - int(np.count_nonzero(dup))
             self.live += n_ok
             self._used += n_ok - int(res[0])
-            if n_ok == m:
-                return slots
-            out = []
-            for s, good in zip(slots, ok.tolist()):
-                if good:
-                    out.append(s)
-                else:
-                    held[s] = None
-                    free.append(s)
-                    out.append(-1)
-            return out
+            if n_ok < m:
+                self._unhold(sa[dup])
+                sa[dup] = -1
+            return sa
+
+    def _unhold(self, sa: np.ndarray) -> None:
+        """Slots the table does not refer to (any more): their tuples go, the slots are free."""
+        self._held[sa] = None
+        k = sa.size
+        self._free[self._nfree:self._nfree + k] = sa
+        self._nfree += k
 
     def _grow_slots(self, need: int) -> None:
         C = self._hash.size
@@ -585,14 +663,21 @@ class PrefixCache:
             new = np.zeros(C2, old.dtype)
             new[:C] = old
             setattr(self, name, new)
-        self._held.extend([None] * (C2 - C))
-        mk = self._make_key
+        held = np.empty(C2, dtype=object)
+        held[:C] = self._held
+        self._held = held
         keys = np.empty(C2, dtype=object)
         keys[:C] = self.keys
+        mk = self._make_key
         keys[C:] = [mk(s) for s in range(C, C2)]
         self.keys = keys
+        # the free stack is popped from its top: the new slots go under the free old ones
+        free = np.empty(C2, np.int32)
+        free[:C2 - C] = np.arange(C2 - 1, C - 1, -1)
+        free[C2 - C:C2 - C + self._nfree] = self._free[:self._nfree]
+        self._free = free
+        self._nfree += C2 - C
         self._set_ptrs()
-        self._free[:0] = range(C2 - 1, C - 1, -1)     # popped from the end: low slots first
 
     def _fit_table(self, m: int) -> None:
         """Cells for m more entries at a load of at most one half (removed cells count)."""
@@ -614,6 +699,10 @@ class PrefixCache:
         """Queue slot for removal (its entry stays valid until the next lookup or insert)."""
         self._pending.append(slot)
 
+    def release_many(self, slots: Sequence[int]) -> None:
+        """`release` for each of `slots`."""
+        self._pending.extend(slots)
+
     def _flush(self) -> None:
         if not self._pending:
             return
@@ -621,14 +710,13 @@ class PrefixCache:
         # lands in one list or the other, never lost
         p, self._pending = self._pending, []
         sa = np.array(p, dtype=np.int32)
+        done = np.empty(sa.size, np.int32)
         res = np.zeros(1, np.int64)
-        self._fns["pc_release"](sa.ctypes.data, sa.size, *self._ptrs[:4], res.ctypes.data)
-        held = self._held
-        for s in p:
-            if held[s] is not None:          # the table no longer refers to it
-                held[s] = None
-                self._free.append(s)
-        self.live -= int(res[0])
+        self._fns["pc_release"](sa.ctypes.data, sa.size, *self._ptrs[:4], done.ctypes.data,
+                                res.ctypes.data)
+        gone = sa[done != 0]                 # the table no longer refers to them
+        self._unhold(gone)
+        self.live -= gone.size
 
     def clear(self) -> None:
         with self._lock:
