@@ -31,12 +31,10 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 from symcore.codegen.llvm import host
-from symcore.codegen.llvm.disk_usage import RESCAN_WRITES, Ledger, prune
-from symcore.codegen.llvm.disk_usage import scan as _scan
-from symcore.codegen.llvm.disk_usage import used as _used
+from symcore.codegen.llvm.disk_usage import Ledger, prune, used
 
 __all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
            "CacheWarning", "CODEGEN_VERSION", "MEMORY_CAPACITY"]
@@ -345,6 +343,11 @@ def _delete(p: str) -> None:
         os.unlink(p)
     except OSError:
         pass
+
+
+def _used(d: Path | str) -> int:
+    """Bytes of blocks the cache files in `d` use (a full scan)."""
+    return used(d)
 
 
 def _prune(d: Path | str, limit: int) -> int:

@@ -23,7 +23,8 @@ import stat
 import struct
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Self
 
 import numpy as np
 
@@ -32,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - no flock (Windows): the process-wide lock only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Ledger", "LEDGER", "RESCAN_WRITES", "scan", "used", "prune"]
+__all__ = ["LEDGER", "RESCAN_WRITES", "Ledger", "prune", "scan", "used"]
 
 #: the ledger's file name (not a cache entry: neither `.o` nor `.tmp`, never pruned)
 LEDGER = "usage.ledger"
@@ -152,7 +153,7 @@ class Ledger:
         self._dirty = False
 
     # -- lock ---------------------------------------------------------------------------------
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Self:
         lock = _plock
         lock.acquire()
         try:

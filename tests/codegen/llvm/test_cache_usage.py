@@ -1,0 +1,195 @@
+"""The object cache's disk accounting: the shared running total (the directory's ledger) equals
+a full scan after every write, overwrite, deletion and prune, whichever cache object or process
+made them; the cap holds on every write; pruning removes the least recently written entries;
+and writes do not scan the directory (the cost of a write does not grow with its size)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from symcore.codegen.llvm import cache, disk_usage
+
+
+def _ledger(d: Path) -> tuple[int, int, int]:
+    """(total, files, writes) as recorded in the ledger file, read without reconciling."""
+    data = (d / disk_usage.LEDGER).read_bytes()
+    magic, total, files, writes, check = disk_usage._REC.unpack(data)
+    assert magic == disk_usage._MAGIC and check == disk_usage._check(data[:-8])
+    return total, files, writes
+
+
+def _entries(d: Path) -> list[Path]:
+    return [f for f in d.iterdir() if f.suffix == ".o"]
+
+
+def _all_blocks(d: Path) -> int:
+    """Everything in the directory, temporaries and the ledger included."""
+    return sum(f.stat().st_blocks * 512 for f in d.iterdir())
+
+
+@pytest.fixture
+def cache_env(monkeypatch, tmp_path):
+    base = tmp_path / "c"
+    monkeypatch.setenv("SYMCORE_CACHE", str(base))
+
+    def setup(cap_mb: float) -> Path:
+        monkeypatch.setenv("SYMCORE_CACHE_MAX_MB", str(cap_mb))
+        return base
+    return setup
+
+
+def _payload(rng: random.Random) -> bytes:
+    # sizes across block boundaries: 1 block up to several
+    return rng.randbytes(rng.choice([10, 100, 3000, 5000, 9000, 20000]))
+
+
+def test_running_total_equals_a_scan_after_every_change(cache_env, monkeypatch):
+    cache_env(0.25)
+    prunes = []
+    real_prune = disk_usage.prune
+    monkeypatch.setattr(disk_usage, "prune", lambda *a: prunes.append(a) or real_prune(*a))
+    a, b = cache.ObjectCache(), cache.ObjectCache()   # two objects share the directory
+    rng = random.Random(1)
+    keys = [f"usage|{i}" for i in range(40)]
+    d = None
+    for step in range(300):
+        c = a if step % 2 else b
+        k = rng.choice(keys)
+        if rng.random() < 0.15:
+            c.discard(k)
+        else:
+            c.put(k, _payload(rng))                 # new entries and overwrites
+        d = d or cache.cache_dir()
+        total, files, _ = _ledger(d)
+        assert total == cache._used(d), step
+        assert files == len(_entries(d)) + 1, step  # + the ledger itself
+    assert len(prunes) >= 3                         # the cap was reached, pruned, again
+
+
+_WRITER = r"""
+import random, sys
+from symcore.codegen.llvm import cache
+c = cache.ObjectCache()
+rng = random.Random(int(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    k = f"usage|{rng.randrange(int(sys.argv[3]))}"
+    if rng.random() < 0.1:
+        c.discard(k)
+    else:
+        c.put(k, rng.randbytes(rng.choice([10, 3000, 9000, 20000])))
+"""
+
+
+@pytest.mark.parametrize("cap_mb, keys", [(0.3, 60), (512, 3000)])
+def test_running_total_exact_with_concurrent_processes(cache_env, cap_mb, keys):
+    # small cap: prunes race with writes; large cap: nothing but running updates, where a
+    # lost update between processes would stay until the next periodic scan
+    base = cache_env(cap_mb)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(seed), "1000", str(keys)],
+                              env=dict(os.environ)) for seed in (1, 2, 3)]
+    c = cache.ObjectCache()                         # and this process at the same time
+    rng = random.Random(4)
+    for i in range(1000):
+        c.put(f"usage|{rng.randrange(keys)}", _payload(rng))
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    d = cache.cache_dir()
+    assert d.parent == base
+    total, files, _ = _ledger(d)
+    assert total == cache._used(d)
+    assert files == len(_entries(d)) + 1
+    assert total <= cap_mb * (1 << 20)
+
+
+def test_cap_holds_on_every_write(cache_env):
+    cap = 0.2 * (1 << 20)
+    cache_env(0.2)
+    c = cache.ObjectCache()
+    rng = random.Random(2)
+    peak = 0
+    for i in range(400):
+        c.put(f"cap|{i}", _payload(rng))
+        used = _all_blocks(cache.cache_dir())
+        peak = max(peak, used)
+        assert used <= cap, i
+    assert peak > cap * 3 // 4                       # it did fill up to the cap
+    c.clear_memory()
+    assert c.get("cap|399") is not None              # the newest entry survives pruning
+    c.put("cap|huge", bytes(int(cap) + 1))           # larger than the cap: not kept
+    assert _all_blocks(cache.cache_dir()) <= cap
+    c.clear_memory()
+    assert c.get("cap|huge") is None
+
+
+def test_pruning_removes_the_least_recently_written_first(cache_env):
+    cache_env(0.25)
+    c = cache.ObjectCache()
+    keys = [f"old|{i}" for i in range(50)]
+    for k in keys:
+        c.put(k, bytes(3000))                        # one block each: 50 * 4 KB < 256 KB
+    d = cache.cache_dir()
+    order = keys[:]
+    random.Random(3).shuffle(order)                  # written order != mtime order
+    for t, k in enumerate(order):
+        p = cache.ObjectCache._file(d, k)
+        os.utime(p, (1_000_000 + t, 1_000_000 + t))
+    c.clear_memory()
+    c.put("new|big", bytes(100_000))                 # passes the cap: prune to 3/4 of it
+    c.clear_memory()
+    kept = [k for k in order if c.get(k, memory="without_disk") is not None]
+    assert c.get("new|big") is not None
+    assert 0 < len(kept) < len(order)
+    assert kept == order[len(order) - len(kept):]    # exactly the newest survived
+    assert _ledger(d)[0] == cache._used(d)
+
+
+def test_writes_do_not_scan_the_directory(cache_env, monkeypatch):
+    cache_env(512)
+    c = cache.ObjectCache()
+    c.put("scan|first", b"x")
+    d = cache.cache_dir()
+    for i in range(3000):                           # a big directory, already accounted for
+        (d / f"{i:032x}.o").write_bytes(b"y" * 100)
+    with disk_usage.Ledger(d) as led:
+        led.reconcile()
+    seen = [0]
+    real_scan = disk_usage.scan
+
+    def counting_scan(path):
+        for item in real_scan(path):
+            seen[0] += 1
+            yield item
+    monkeypatch.setattr(disk_usage, "scan", counting_scan)
+    writes = 1000
+    for i in range(writes):
+        c.put(f"scan|{i}", bytes(100))
+    # amortised: at most about one stat per write, whatever the directory holds
+    assert seen[0] <= writes
+    assert _ledger(d)[0] == cache._used(d)
+
+
+def test_drift_and_damaged_ledger_are_reconciled(cache_env):
+    cache_env(512)
+    c = cache.ObjectCache()
+    c.put("drift|0", bytes(100))
+    d = cache.cache_dir()
+    for i in range(300):                            # written behind the ledger's back
+        (d / f"{i:032x}.o").write_bytes(bytes(100))
+    for i in range(disk_usage.RESCAN_WRITES + 1):
+        c.put(f"drift|{i % 5}", bytes(100))
+        if i == 0:
+            assert _ledger(d)[0] < cache._used(d)
+    total, files, _ = _ledger(d)                     # reconciled by a periodic scan
+    assert total == cache._used(d) and files == len(_entries(d)) + 1
+    wrong_check = disk_usage._REC.pack(disk_usage._MAGIC, 4096, 1, 0, bytes(8))
+    for junk in (b"garbage", os.urandom(disk_usage._REC.size), b"", wrong_check):
+        (d / disk_usage.LEDGER).write_bytes(junk)
+        c.put("drift|after", os.urandom(50))         # a damaged ledger: scanned at once
+        assert _ledger(d)[0] == cache._used(d)
+    (d / disk_usage.LEDGER).unlink()
+    c.discard("drift|after")
+    assert _ledger(d)[0] == cache._used(d)
