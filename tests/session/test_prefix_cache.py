@@ -316,7 +316,7 @@ def test_table_never_reads_a_tuple_it_let_go():
         assert pc.lookup([[]], out) is not None  # the removal happens here
         del a
         b = Tok()
-        hit, grp, first = pc.lookup([[b] * 25], out)
+        hit, grp, _first = pc.lookup([[b] * 25], out)
         assert hit.size == 0 and grp.tolist() == [0] and len(pc) == 0
         del b
 
@@ -388,6 +388,6 @@ def test_property_table_is_a_dict_of_token_identities(ops):
                 else:
                     g = grp[i]
                     assert g >= 0 and tuple(map(id, progs[first[g]])) == k
-            assert len(set(tuple(map(id, progs[i])) for i in first.tolist())) == first.size
+            assert len({tuple(map(id, progs[i])) for i in first.tolist()}) == first.size
         pc.lookup([], np.empty(0))
         assert len(pc) == len(model)
