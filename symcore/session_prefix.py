@@ -264,7 +264,7 @@ class PrefixScoring:
     def _prefix_evicted(self, keys: list[PrefixKey]) -> None:
         """The LRU dropped native-table entries: the table lets their tokens go (it holds
         them until it has removed the entries)."""
-        self._pxc.release_many([k.slot for k in keys])
+        self._pxc.release([k.slot for k in keys])
 
     def _prefix_cleared(self) -> None:
         px = self.__dict__.get("_pxc")

@@ -134,9 +134,8 @@ class PrefixCache:
     slot s (made by `make_key(s)`, reused when the slot is).  Thread-safe: every native call
     runs under the cache's lock with the GIL held.
 
-    Removal is two-step: `release(slot)` (cheap, e.g. from an LRU's eviction) queues the slot;
-    the next `lookup`/`insert` removes queued slots from the table and only then drops their
-    tuples, so the table never refers to a tuple it does not hold."""
+    A slot holds its tuple from before the table refers to it until after it no longer
+    does (`insert`, `release`), so the table never refers to a tuple it does not hold."""
 
     def __init__(self, make_key: Callable[[int], Any], *, _fns: dict[str, Any] | None = None
                  ) -> None:
@@ -146,7 +145,6 @@ class PrefixCache:
         self._fns = fns
         self._make_key = make_key
         self._lock = threading.RLock()
-        self._pending: list[int] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -185,7 +183,6 @@ class PrefixCache:
         if out.dtype != np.float64 or out.shape != (P,) or not out.flags.c_contiguous:
             raise ValueError("out must be a contiguous float64 array of one value a program")
         with self._lock:
-            self._flush()
             ia, la, ltab, res = self._scratch(P)
             L = ltab.size
             ltab.fill(_EMPTY)
@@ -234,7 +231,6 @@ class PrefixCache:
         ok = np.empty(m, np.int32)
         res = np.zeros(2, np.int64)
         with self._lock:
-            self._flush()
             if self._nfree < m:
                 self._grow_slots(m - self._nfree)
             top = self._nfree
@@ -305,30 +301,23 @@ class PrefixCache:
         self._set_ptrs()
 
     # -- removal --------------------------------------------------------------------------------
-    def release(self, slot: int) -> None:
-        """Queue slot for removal (its entry stays valid until the next lookup or insert)."""
-        self._pending.append(slot)
-
-    def release_many(self, slots: Sequence[int]) -> None:
-        """`release` for each of `slots`."""
-        self._pending.extend(slots)
-
-    def _flush(self) -> None:
-        if not self._pending:
+    def release(self, slots: Sequence[int]) -> None:
+        """Remove the entries of `slots` (from an LRU's eviction): the table lets go of their
+        tuples once it no longer refers to them; a slot without an entry is ignored."""
+        sa = np.asarray(slots, dtype=np.int32).reshape(-1)
+        if not sa.size:
             return
-        # the list object is swapped before it is read: a release from another thread meanwhile
-        # lands in one list or the other, never lost
-        p, self._pending = self._pending, []
-        sa = np.array(p, dtype=np.int32)
+        if sa.min() < 0 or sa.max() >= self._hash.size:
+            raise ValueError("no such slot")
         done = np.empty(sa.size, np.int32)
         res = np.zeros(1, np.int64)
-        self._fns["pc_release"](sa.ctypes.data, sa.size, *self._ptrs[:4], done.ctypes.data,
-                                res.ctypes.data)
-        gone = sa[done != 0]                 # the table no longer refers to them
-        self._unhold(gone)
-        self.live -= gone.size
+        with self._lock:
+            self._fns["pc_release"](sa.ctypes.data, sa.size, *self._ptrs[:4],
+                                    done.ctypes.data, res.ctypes.data)
+            gone = sa[done != 0]
+            self._unhold(gone)
+            self.live -= gone.size
 
     def clear(self) -> None:
         with self._lock:
-            self._pending = []
             self._reset()
