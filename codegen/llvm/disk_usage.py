@@ -179,18 +179,19 @@ class Ledger:
                     if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                         raise
             data = os.pread(fd, _REC.size, 0)
+            if len(data) == _REC.size:
+                magic, total, files, writes, check = _REC.unpack(data)
+                if magic == _MAGIC and check == _check(data[:-8]):
+                    self.total, self.files, self.writes = total, files, writes
+                    self._fd = fd
+                    return
+            if len(data) < _REC.size:
+                os.pwrite(fd, bytes(_REC.size), 0)    # so the scan sees the ledger's own block
+            self.reconcile()
         except BaseException:
-            os.close(fd)
+            os.close(fd)                              # never leave the lock held
             raise
         self._fd = fd
-        if len(data) == _REC.size:
-            magic, total, files, writes, check = _REC.unpack(data)
-            if magic == _MAGIC and check == _check(data[:-8]):
-                self.total, self.files, self.writes = total, files, writes
-                return
-        if len(data) < _REC.size:
-            os.pwrite(fd, bytes(_REC.size), 0)    # so the scan sees the ledger's own block
-        self.reconcile()
 
     def __exit__(self, *exc: object) -> None:
         try:

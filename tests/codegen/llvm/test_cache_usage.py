@@ -193,3 +193,25 @@ def test_drift_and_damaged_ledger_are_reconciled(cache_env):
     (d / disk_usage.LEDGER).unlink()
     c.discard("drift|after")
     assert _ledger(d)[0] == cache._used(d)
+
+
+def test_a_failed_ledger_update_never_leaves_the_lock_held(cache_env, monkeypatch):
+    import threading
+    cache_env(512)
+    c = cache.ObjectCache()
+    c.put("lock|0", b"x")
+    d = cache.cache_dir()
+    (d / disk_usage.LEDGER).write_bytes(b"garbage")   # the next writer scans...
+
+    def failing_scan(path):
+        raise OSError("disk went away")               # ...and the scan fails
+        yield
+    real_scan = disk_usage.scan
+    monkeypatch.setattr(disk_usage, "scan", failing_scan)
+    c.put("lock|1", b"y")                              # skipped: costs a recompile only
+    monkeypatch.setattr(disk_usage, "scan", real_scan)
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (c.put("lock|2", b"z"), done.set()), daemon=True)
+    t.start()
+    assert done.wait(30), "the ledger's lock was left held"
+    assert _ledger(d)[0] == cache._used(d)
