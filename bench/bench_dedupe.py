@@ -284,6 +284,13 @@ def report(rows: list[dict]) -> None:
     if per:
         print(f"simplify median CPU ms per expression over all populations: "
               f"{1e3 * statistics.median(per):.2f} ({len(per)} expressions)")
+    # issue 13: no population with more symcore classes than its peers find
+    looser = [f"{r['name']} ({r['classes']} > {peer} {r[key]})" for r in rows
+              for key, peer in (("sympy", "sympy"), ("simplify", "simpl"))
+              if isinstance(r.get(key), int) and r["classes"] > r[key]]
+    print(f"classes <= sympy and <= per-member simplify on every population: "
+          f"{'yes' if not looser else 'no: ' + ', '.join(looser)}; unsound merges "
+          f"{sum(r['unsound'] for r in rows)}")
     cold = [1e3 * _med(r["cold"])[1] / r["n"] for r in rows if r["n"] >= 500]
     warm = [1e3 * _med(r["warm"])[1] / r["n"] for r in rows if r["n"] >= 500]
     if cold:
