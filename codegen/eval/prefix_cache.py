@@ -165,8 +165,11 @@ class PrefixCache:
         return self.live
 
     def nbytes(self) -> int:
-        """Bytes of the native arrays (slots and cells)."""
-        return self._hash.nbytes + self._tup.nbytes + self._val.nbytes + self._tab.nbytes
+        """Bytes of the table's arrays (slots, cells, the free stack, the held-tuple and key
+        pointers, the lookup scratch); not the key objects or tuples themselves."""
+        arrays = (self._hash, self._tup, self._val, self._tab, self._free, self._held,
+                  self.keys, *(self._sc or ()))
+        return sum(a.nbytes for a in arrays)
 
     # -- lookup ---------------------------------------------------------------------------------
     def lookup(self, programs: Sequence[Any], out: np.ndarray
