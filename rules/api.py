@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -30,7 +29,8 @@ from symcore.rules.canonical_compact import compact
 from symcore.rules.canonical_fixpoint import needs_saturation
 from symcore.rules.policy import merge_candidates
 from symcore.rules.extract import Extractor, cost_model, renumber_all, size_cost, tree_cost
-from symcore.rules.language import INLINE_NODES, prepare_all, single_use_params, write_tables
+from symcore.rules.language import (INLINE_NODES, fact_directory, prepare_all, single_use_params,
+                                    write_tables)
 from symcore.rules.saturate import Limits, StopReason, session as open_session
 
 __all__ = ["simplify", "dedupe", "DedupeResult", "StopReason"]
@@ -378,7 +378,7 @@ def _saturate_chunk(items: list[Expr], topics: Sequence[str], fn: Any, params_mo
             text, node_ids = write_tables(prepared, None, order)
             session.insert(text)
         else:
-            with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
+            with fact_directory(len(order)) as tmp:
                 text, node_ids = write_tables(prepared, tmp, order)
                 session.insert(text)
         inserted = session.enodes()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -160,12 +161,37 @@ def loader_declarations() -> str:
     return "\n".join(lines)
 
 
+#: tmpfs for the fact files when there is one: a directory and four files cost ~0.1 ms there,
+#: 1-10 ms on a busy disk
+SHM_DIR = "/dev/shm"
+#: bytes of free tmpfs required per node written (a fact line is < 40 bytes)
+SHM_BYTES_PER_NODE = 256
+
+
+def _shm_usable() -> bool:
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK | os.X_OK)
+
+
+_SHM = _shm_usable()
 #: below this many distinct nodes the facts go inline into the program text (no files: the
 #: temporary directory cost more than egglog's whole load for one expression); each inline
-#: fact costs ~15 us of egglog's parser, fact files a directory and four files (measured
-#: inline vs files: 13 nodes 0.5 vs 1.1 ms, 106 nodes 1.8 vs 1.1 ms, 919 nodes 14 vs 3.4 ms;
-#: but a temporary directory on a busy disk costs 1-10 ms, on tmpfs 0.1 ms)
-INLINE_NODES = 1_000
+#: fact costs ~15 us of egglog's parser (measured inline vs files on tmpfs: 13 nodes 0.5 vs
+#: 1.1 ms, 106 nodes 1.8 vs 1.1 ms, 919 nodes 14 vs 3.4 ms; files on a busy disk 1-10 ms more)
+INLINE_NODES = 64 if _SHM else 1_000
+
+
+def fact_directory(n_nodes: int) -> tempfile.TemporaryDirectory:
+    """A temporary directory for the fact files of `n_nodes` nodes: on tmpfs when it has
+    room for them, else in the default temporary directory."""
+    where = None
+    if _SHM:
+        try:
+            st = os.statvfs(SHM_DIR)
+            if st.f_bavail * st.f_frsize > SHM_BYTES_PER_NODE * n_nodes:
+                where = SHM_DIR
+        except OSError:   # pragma: no cover - vanished mount
+            where = None
+    return tempfile.TemporaryDirectory(prefix="symcore-egg-", dir=where)
 
 
 def write_tables(exprs: Sequence[Expr], directory: str | None,

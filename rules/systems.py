@@ -4,7 +4,6 @@ together (the system compiles to one kernel that computes a shared subterm once)
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 from symcore.errors import SymcoreError
@@ -14,7 +13,7 @@ from symcore.types import CostName
 from symcore.rules import rulesets
 from symcore.rules.canonical import canonical_all
 from symcore.rules.extract import AdditiveCost, Extractor, cost_model, dag_cost, tree_cost
-from symcore.rules.language import INLINE_NODES, prepare_all, write_tables
+from symcore.rules.language import INLINE_NODES, fact_directory, prepare_all, write_tables
 from symcore.rules.saturate import Limits, session as open_session
 
 __all__ = ["simplify_system", "system_cost", "CYCLES_RULES"]
@@ -69,7 +68,7 @@ def simplify_system(exprs: Sequence[Expr], *, cost: CostName | Mapping[str, floa
             text, node_ids = write_tables(prepared, None)
             session.insert(text)
         else:
-            with tempfile.TemporaryDirectory(prefix="symcore-egg-") as tmp:
+            with fact_directory(len(topo(prepared))) as tmp:
                 text, node_ids = write_tables(prepared, tmp)
                 session.insert(text)
         inserted = session.enodes()
