@@ -206,13 +206,14 @@ class PrefixScoring:
         cache = self._cache
         if found.size:
             # the hits' LRU keys (an object array: no Python int per hit), most recent last
-            keys = px.keys[found]
             touch = cache.move_to_end
             try:
-                collections.deque(map(touch, keys), 0)
-            except KeyError:
-                # evicted by another thread since the lookup (the value read was its own)
-                for k in keys:
+                collections.deque(map(touch, px.keys[found]), 0)
+            except (KeyError, IndexError):
+                # evicted (or the cache cleared) by another thread since the lookup: the
+                # values read were their own; touch what is still there
+                keys = px.keys
+                for k in (keys[s] for s in found.tolist() if s < keys.size):
                     if k in cache:
                         touch(k)
         m = first.size
