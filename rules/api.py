@@ -24,7 +24,7 @@ from symcore.types import CostName, RulesPreset
 from symcore.rules import budget as costs_of
 from symcore.rules import rulesets
 from symcore.rules.budget import Budget, gc_paused
-from symcore.rules.canonical import _Canon, _equivalent_until, canonical, canonical_all
+from symcore.rules.canonical import _Canon, _equivalent_until, canonical
 from symcore.rules.canonical_compact import compact
 from symcore.rules.canonical_fixpoint import needs_saturation
 from symcore.rules.policy import merge_candidates
@@ -50,6 +50,12 @@ DEFAULT_MEMORY_FRACTION = 0.25
 #: inputs of the first chunk of the canonical pass; each next chunk doubles, up to an eighth of
 #: the population (between chunks the tail's speed is measured and the deadline recomputed)
 FIRST_CANONICAL_CHUNK = 8192
+#: roots of more (tree) nodes than this are canonicalised a slice of nodes per call of the
+#: pass, which checks its deadline between roots only (one node of a long sum can cost
+#: milliseconds: the pass is quadratic in the terms of a sum); the slice adapts so that a
+#: call lasts about SLICE_SECONDS (a new call loses the pass' memo: small slices cost more)
+BIG_ROOT = 256
+SLICE_SECONDS = 0.01
 #: objects the canonical pass allocates per input, until measured (measured 6-9 on random
 #: candidates of 3-10 nodes)
 OBJECTS_PER_INPUT = 10.0
@@ -282,7 +288,7 @@ def _grouped(items: list[Expr], use_canon: bool, budget: Budget
         elif complete:
             rest = budget.cost(costs_of.INDEX_SECONDS_PER_INPUT * (n - a))
             tail = budget.tail(False, more_objects=per_input * len(part))
-            forms, complete = _equivalent_until(part, budget.until(tail + rest))
+            forms, complete = _canonical_until(part, budget.until(tail + rest))
         else:   # a deadline in the past: only the forms cached by earlier passes
             forms, _ = _equivalent_until(part, 0.0)
         ts = clock()
@@ -291,6 +297,28 @@ def _grouped(items: list[Expr], use_canon: bool, budget: Budget
         budget.calibrate(clock() - ts, len(part), costs_of.INDEX_SECONDS_PER_INPUT)
         step = min(2 * step, max(FIRST_CANONICAL_CHUNK, n // 8))
     return group_of, list(index), complete
+
+
+def _canonical_until(roots: list[Expr], deadline: float | None
+                     ) -> tuple[list[Expr | None], bool]:
+    """canonical._equivalent_until, checking the deadline inside big roots too: their nodes
+    are canonicalised first, a few per call, children first (the pass caches every node's
+    form, so the call on the roots then finds them done)."""
+    if deadline is not None:
+        for r in roots:
+            if r.size <= BIG_ROOT or _equivalent_until([r], 0.0)[0][0] is not None:
+                continue   # small, or its form cached by an earlier pass
+            order = topo([r])
+            a, step = 0, 8
+            while a < len(order):
+                ts = time.perf_counter()
+                if not _equivalent_until(order[a:a + step], deadline)[1]:
+                    return _equivalent_until(roots, 0.0)[0], False
+                a += step
+                dt = time.perf_counter() - ts
+                step = 2 * step if dt < SLICE_SECONDS / 2 else \
+                    max(1, step // 2) if dt > 2 * SLICE_SECONDS else step
+    return _equivalent_until(roots, deadline)
 
 
 def _fitting(forms: list[Expr], room: int, budget: Budget) -> int:
@@ -425,18 +453,26 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
     spelling costs more than the input itself (then `expr` is returned)."""
     if not isinstance(expr, Expr):
         raise SymcoreError(f"simplify takes an Expr, got {type(expr).__name__}")
+    t0 = time.perf_counter()
     topics = rulesets.resolve(rules)
     fn = cost_model(_auto_cost(cost, topics))
     out = None
+    deadline = None if time_limit is None else t0 + time_limit
     if fn is size_cost and set(topics) == set(rulesets.PRESETS["default"]):
         # the canonical form, when saturation could not change it (canonical_fixpoint): no
         # e-graph (its fixed cost per call is milliseconds, the pass' is microseconds)
         Limits(iterations, node_limit, time_limit).check()
-        form = canonical_all([expr])[0]
-        if not needs_saturation(form, _Canon()):
-            out = _compacted(form, fn, topics)
+        forms, complete = _canonical_until([expr], deadline)
+        if not complete:   # out of time: the input as written (never costlier)
+            return expr
+        if not needs_saturation(forms[0], _Canon()):
+            out = _compacted(forms[0], fn, topics)
     if out is None:
-        out = _simplify_saturated(expr, rules, cost, iterations, node_limit, time_limit)
+        # the e-graph gets the time left (the limit holds for the whole call)
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            return expr
+        out = _simplify_saturated(expr, rules, cost, iterations, node_limit, left)
     if tree_cost(out, fn) > tree_cost(expr, fn):
         return expr
     return out
