@@ -11,7 +11,13 @@ Populations: the harvested gplearn / pyoperon ones in tests/fixtures, the fronte
 Timings: interleaved repeats (every measurement of every population once per round), medians;
 wall and CPU seconds (on a loaded machine wall time is inflated by other processes).
 Run: python bench/bench_dedupe.py [--sizes 1000,10000] [--repeats 3] [--no-sympy] [--huge]
---huge: dedupe ~1.7M distinct random candidates once (time limit 60 s): result or typed error.
+--huge [--huge-cases small,sum,egraph,400k,1.7M]: instead of the table above, the time limit
+on adversarial input (issue 12: it holds within 10 %): all-distinct random candidates, each
+case in a fresh process, dedupe cold then warm (the canonical forms cached, so the later
+phases get the time); per run the limit, elapsed wall seconds (the collector's traversal of
+the objects the call allocated included), their ratio, stop reason, classes, peak RSS and
+the phases' seconds.  The 1.7M case takes ~3 min and ~4 GB; 'sum' is `simplify` of one
+20,000-term sum (the canonical pass is quadratic in the terms of a sum).
 """
 
 from __future__ import annotations
@@ -298,23 +304,82 @@ def report(rows: list[dict]) -> None:
               f"{statistics.median(cold):.3f}, warm {statistics.median(warm):.3f}")
 
 
-def huge(n_distinct: int = 1_700_000, time_limit: float = 60.0) -> None:
-    """One population of ~1.7M distinct candidates: a result (stop reason) or a typed error."""
-    rng = random.Random(7)
+#: name: (distinct candidates, time limit in seconds, dedupe keyword arguments)
+HUGE_CASES: dict[str, tuple[int, float, dict]] = {
+    "small": (20_000, 0.5, {}),
+    "sum": (20_000, 1.0, {}),
+    "egraph": (200_000, 12.0, {"saturation": "full"}),   # every form through the e-graph
+    "400k": (400_000, 15.0, {}),
+    "1.7M": (1_700_000, 60.0, {}),
+}
+
+
+def adversarial(n: int, seed: int = 7) -> list[Expr]:
+    """n distinct candidates (a different constant each): nothing merges, every phase of
+    dedupe sees every input."""
+    rng = random.Random(seed)
+    return [call(rng.choice(BIN), base_tree(rng, 4, rng.randint(2, 8)), const(i + 0.5))
+            for i in range(n)]
+
+
+def _long_sum(n: int, seed: int = 3) -> Expr:
+    rng = random.Random(seed)
+    e = None
+    for i in range(n):
+        term = call("mul", base_tree(rng, 4, rng.randint(2, 8)), const(i + 0.5))
+        e = term if e is None else call("add", e, term)
+    return e
+
+
+def _elapsed(t: float) -> float:
+    # the call leaves its objects in the paused collector's youngest generation: the next
+    # allocation of a tracked object traverses them, in the caller's time (counted here)
+    _ = [[]]
+    return time.perf_counter() - t
+
+
+def huge_case(name: str) -> None:
+    """One row per run of case `name` (run in a fresh process: peak RSS is the case's own)."""
+    import resource
+    n, limit, kw = HUGE_CASES[name]
     t = time.perf_counter()
-    exprs = []
-    for i in range(n_distinct):
-        exprs.append(call(rng.choice(BIN), base_tree(rng, 4, rng.randint(2, 8)), const(i + 0.5)))
-    print(f"# huge: built {len(exprs)} candidates in {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    try:
-        d = dedupe(exprs, time_limit=time_limit)
-        print(f"# huge: dedupe returned in {time.perf_counter() - t:.1f} s: {d.n_classes} classes, "
-              f"stop={d.stop_reason.value}, canonical forms {d.stats['canonical_classes']}, "
-              f"saturated {d.stats.get('saturated_forms')}")
-    except symcore.SymcoreError as err:
-        print(f"# huge: typed error after {time.perf_counter() - t:.1f} s: "
-              f"{type(err).__name__}: {err}")
+    exprs = [_long_sum(n)] if name == "sum" else adversarial(n)
+    built = time.perf_counter() - t
+    for run in ("cold", "warm"):
+        gc.collect()
+        t = time.perf_counter()
+        try:
+            if name == "sum":
+                out = simplify(exprs[0], time_limit=limit, **kw)
+                el = _elapsed(t)
+                stop, classes = ("input returned" if out is exprs[0] else "simplified"), 1
+                phases = ""
+            else:
+                d = dedupe(exprs, time_limit=limit, **kw)
+                el = _elapsed(t)
+                stop, classes = d.stop_reason.value, d.n_classes
+                sec = d.stats["seconds"]
+                phases = (f"canon {sec['canonical']:.1f} policy {sec['policy']:.1f} egraph "
+                          f"{sec['egraph']:.1f} result {sec['extract']:.1f} speed "
+                          f"{d.stats['speed']:.2f}")
+        except symcore.SymcoreError as err:
+            el = _elapsed(t)
+            stop, classes, phases = f"{type(err).__name__}: {err}", 0, ""
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB -> GiB
+        print(f"{name:<7}{run:<5}{n:>10,}{limit:>7.1f}{el:>9.2f}{el / limit:>7.3f}  "
+              f"{stop:<15}{classes:>10,}{rss:>7.2f}  {phases}  (built in {built:.0f} s)",
+              flush=True)
+
+
+def huge(names: list[str]) -> None:
+    """The time-limit table: each case in a fresh process (no shared caches, own peak RSS)."""
+    import subprocess
+    print(f"{'case':<7}{'run':<5}{'inputs':>10}{'limit':>7}{'elapsed':>9}{'ratio':>7}  "
+          f"{'stop':<15}{'classes':>10}{'RSS GB':>7}  phases (s)", flush=True)
+    for name in names:
+        if name not in HUGE_CASES:
+            raise SystemExit(f"unknown case {name!r}: one of {', '.join(HUGE_CASES)}")
+        subprocess.run([sys.executable, __file__, "--huge-case", name], check=False)
 
 
 def main() -> None:
@@ -325,13 +390,19 @@ def main() -> None:
     ap.add_argument("--simplify-max", type=int, default=1200,
                     help="per-member simplify classes for populations up to this many distinct")
     ap.add_argument("--huge", action="store_true")
+    ap.add_argument("--huge-cases", default=",".join(HUGE_CASES))
+    ap.add_argument("--huge-case", help=argparse.SUPPRESS)   # one case, in a child process
     args = ap.parse_args()
+    if args.huge_case:
+        huge_case(args.huge_case)
+        return
+    if args.huge:
+        huge([c for c in args.huge_cases.split(",") if c])
+        return
     dedupe(population(50, 99))   # warm up imports and the prepared e-graph
     pops = populations([int(s) for s in args.sizes.split(",") if s])
     gc.collect()
     report(measure(pops, args.repeats, not args.no_sympy, args.simplify_max))
-    if args.huge:
-        huge()
 
 
 if __name__ == "__main__":

@@ -316,7 +316,8 @@ def _canonical_until(roots: list[Expr], deadline: float | None
                     return _equivalent_until(roots, 0.0)[0], False
                 a += step
                 dt = time.perf_counter() - ts
-                step = 2 * step if dt < SLICE_SECONDS / 2 else \
+                # capped: after cached nodes (no time) the next uncached ones may be slow
+                step = min(64, 2 * step) if dt < SLICE_SECONDS / 2 else \
                     max(1, step // 2) if dt > 2 * SLICE_SECONDS else step
     return _equivalent_until(roots, deadline)
 
