@@ -6,9 +6,11 @@ addresses; the table maps a 64-bit hash of it to a slot holding (hash, token tup
 groups, firsts, gitems, gsizes, ghashes, phash, pitems, psizes, lcells, lmask, res)``: reads
 the CPython list/tuple objects (offsets below, checked by the caller before first use; every
 container's type is compared with list_type/tuple_type before anything past its header is
-read), fills the values of hits into `out` and groups the new programs; res <- (status: -1
-or the first bad program or -2 for the outer container, hits, groups).
-``pc_insert(tuples, slots, values, m, cells, mask, hashes, tuples, values, tuple_type, ok,
+read), in two passes (the programs hashed, then the table probed), each fetching memory a
+few programs ahead; fills the values of hits into `out` and groups the new programs;
+res <- (status: -1, the first program that is no list or tuple, or -2 for the outer
+container; hits; groups).
+``pc_insert(new, slots, new_values, m, cells, mask, hashes, tuples, values, tuple_type, ok,
 res)``, ``pc_release(slots, m, cells, mask, hashes, tuples, done, res)``,
 ``pc_rebuild(cells, mask, hashes, tuples, C)``: the table's upkeep (cells: -1 empty, -2 a
 removed entry, else a slot).
@@ -35,7 +37,7 @@ _OB_TYPE, _OB_SIZE, _LIST_ITEMS, _TUPLE_ITEMS = LAYOUT
 #: table cells: -1 empty, -2 a removed entry, else a slot number
 EMPTY = _EMPTY = -1
 _GONE = -2
-#: odd 64-bit multipliers of the address hash (golden ratio, murmur3's finaliser)
+#: odd 64-bit multipliers of the address hash (the golden ratio, an xxHash prime)
 _K1 = -7046029254386353131           # 0x9E3779B97F4A7C15
 _K2 = -4417276706812531889           # 0xC2B2AE3D27D4EB4F
 
