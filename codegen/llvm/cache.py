@@ -239,7 +239,8 @@ class ObjectCache:
                 with os.fdopen(fd, "wb") as f:
                     f.write(encode(key, payload))
                     f.flush()
-                    new = os.fstat(f.fileno()).st_blocks * 512
+                    st = os.fstat(f.fileno())   # a rename keeps blocks and mtime
+                new = st.st_blocks * 512
                 # the cap holds before the entry appears: room is made first (an entry larger
                 # than the whole cap is not kept); stat, rename and the ledger update happen
                 # under the ledger's lock, so concurrent writers keep the total exact
@@ -250,7 +251,7 @@ class ObjectCache:
                         old = _blocks(p, missing=None)       # pruned, maybe
                     if led.total + new - (old or 0) <= limit:
                         os.replace(tmp, p)   # atomic: others see the old entry or this one
-                        led.added(old, new)
+                        led.added(old, new, p, st.st_mtime_ns)
                         if led.due():
                             led.reconcile()
                     else:

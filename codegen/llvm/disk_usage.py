@@ -1,16 +1,20 @@
 """Blocks used by one object-cache directory, shared by every process that writes to it: a
 ledger file updated under an exclusive lock with each write and deletion, so the cache cap is
-checked on every write without scanning the directory (scans are amortised: O(1) per write).
+checked on every write, and the oldest entries found for pruning, without scanning the directory.
 
-The ledger holds the bytes of blocks used (st_blocks * 512, the ledger's own block included),
-the number of files and the writes since the last full scan.  Every writer holds the lock
-(`flock` on the ledger; a process-wide lock besides, and alone where there is no `flock`) while
-it stats, renames or deletes an entry and updates the ledger, so the total stays exact across
-processes.  A missing or damaged ledger, or one written by a process that crashed mid-update,
-is corrected by a full scan: at once when unreadable, else after `max(RESCAN_WRITES, files)`
-writes (one stat per write amortised, whatever the directory holds).  Pruning deletes the least
-recently written files (stale temporaries of crashed writers first, being over an hour old)
-down to 3/4 of the cap in one go, in two streaming passes (no per-file objects kept).
+The ledger is a header (bytes of blocks used, st_blocks * 512 with the ledger's own blocks;
+files; writes since the last full scan; records) and then the write log: one record (name,
+mtime) per entry written, oldest first.  Every writer holds the lock (`flock` on the ledger; a
+process-wide lock besides, and alone where there is no `flock`) while it stats, renames or
+deletes an entry and updates the ledger, so the total stays exact across processes.  Past the
+cap, pruning walks the log from its start and deletes the entries still as written then (an
+entry written again has a later record), down to 3/4 of the cap, then drops the records it
+consumed: one stat and one unlink per entry deleted, whatever the directory holds.  A missing
+or damaged ledger, or one left behind by a crashed writer, is corrected by a full scan that
+rebuilds the log (and removes stale temporaries): at once when unreadable, else after
+`max(RESCAN_WRITES, SCAN_EVERY * files)` writes (amortised, a fraction of a stat per write).
+When the log cannot free enough (entries it does not know), a two-pass streaming prune by
+mtime over the whole directory does.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import array
 import errno
 import hashlib
+import logging
 import os
 import stat
 import struct
@@ -37,16 +42,21 @@ __all__ = ["LEDGER", "RESCAN_WRITES", "Ledger", "prune", "scan", "used"]
 
 #: the ledger's file name (not a cache entry: neither `.o` nor `.tmp`, never pruned)
 LEDGER = "usage.ledger"
-#: rescan the directory after at least this many writes (and at least as many as it has files)
+#: rescan the directory after at least this many writes, and `SCAN_EVERY` times its files
 RESCAN_WRITES = 256
+SCAN_EVERY = 4
 #: a temporary file older than this is a crashed writer's: counted and pruned
 STALE_SECONDS = 3600.0
 _SUFFIX = ".o"
-_MAGIC = b"SYMUSE01"
-#: magic, bytes of blocks used, files, writes since the last scan, blake2b-8 of the rest
-_REC = struct.Struct("<8sQQQ8s")
+_MAGIC = b"SYMUSE02"
+#: magic, bytes of blocks used, files, writes since the last scan, log records, blake2b-8
+_REC = struct.Struct("<8sQQQQ8s")
+#: a log record: the entry's name (16 bytes: its 32 hex digits) and its mtime in ns
+_LOG = struct.Struct("<16sq")
+_LOG_DTYPE = np.dtype([("ident", "S16"), ("mtime", "<i8")])     # the same, as a NumPy record
 
 _plock = threading.Lock()
+_log = logging.getLogger("symcore.cache")
 
 
 def _reset_lock() -> None:
@@ -83,6 +93,16 @@ def scan(d: str | os.PathLike) -> Iterator[tuple[int, int, str]]:
                 continue
             if not tmp or now - st.st_mtime_ns > STALE_SECONDS * 1e9:
                 yield st.st_blocks * 512, st.st_mtime_ns, e.path
+
+
+def _entry_id(name: str) -> bytes | None:
+    """The 16 bytes a cache entry's file name (32 hex digits + ".o") stands for, else None."""
+    if len(name) != 34 or not name.endswith(_SUFFIX):
+        return None
+    try:
+        return bytes.fromhex(name[:32])
+    except ValueError:
+        return None
 
 
 def used(d: str | os.PathLike) -> int:
@@ -149,7 +169,9 @@ class Ledger:
         self.total = 0
         self.files = 0
         self.writes = 0
+        self.records = 0
         self._fd = -1
+        self._own = 0          # bytes of blocks the ledger itself uses (part of `total`)
         self._dirty = False
 
     # -- lock ---------------------------------------------------------------------------------
@@ -168,7 +190,8 @@ class Ledger:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(os.path.join(self.dir, LEDGER), flags, 0o600)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, "cache ledger is not a regular file")
             if fcntl is not None:
                 try:
@@ -178,39 +201,58 @@ class Ledger:
                     # by scans across processes
                     if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                         raise
+            self._fd = fd
+            st = os.fstat(fd)
+            self._own = st.st_blocks * 512
             data = os.pread(fd, _REC.size, 0)
             if len(data) == _REC.size:
-                magic, total, files, writes, check = _REC.unpack(data)
-                if magic == _MAGIC and check == _check(data[:-8]):
-                    self.total, self.files, self.writes = total, files, writes
-                    self._fd = fd
+                magic, total, files, writes, records, check = _REC.unpack(data)
+                if (magic == _MAGIC and check == _check(data[:-8])
+                        and _REC.size + records * _LOG.size <= st.st_size):
+                    self.total, self.files, self.writes, self.records = (total, files, writes,
+                                                                         records)
                     return
-            if len(data) < _REC.size:
-                os.pwrite(fd, bytes(_REC.size), 0)    # so the scan sees the ledger's own block
             self.reconcile()
         except BaseException:
+            self._fd = -1
             os.close(fd)                              # never leave the lock held
             raise
-        self._fd = fd
 
     def __exit__(self, *exc: object) -> None:
         try:
             if self._dirty:
-                body = struct.pack("<8sQQQ", _MAGIC, max(self.total, 0), max(self.files, 0),
-                                   self.writes)
-                os.pwrite(self._fd, body + _check(body), 0)
+                self._write_header()
         finally:
             os.close(self._fd)               # releases the flock
             self._fd = -1
             self._lock.release()
 
+    def _write_header(self) -> None:
+        body = struct.pack("<8sQQQQ", _MAGIC, max(self.total, 0), max(self.files, 0),
+                           self.writes, self.records)
+        os.pwrite(self._fd, body + _check(body), 0)
+
+    def _own_changed(self) -> None:
+        # the ledger grows with its log: its own blocks are part of the total
+        own = os.fstat(self._fd).st_blocks * 512
+        self.total += own - self._own
+        self._own = own
+
     # -- accounting ---------------------------------------------------------------------------
-    def added(self, old: int | None, new: int) -> None:
-        """A file of `new` bytes of blocks replaced one of `old` (None: there was none)."""
+    def added(self, old: int | None, new: int, path: str | None = None,
+              mtime_ns: int = 0) -> None:
+        """A file of `new` bytes of blocks replaced one of `old` (None: there was none); a
+        cache entry's `path` and `mtime_ns` go into the write log (oldest pruned first)."""
         self.total += new - (old or 0)
         self.files += old is None
         self.writes += 1
         self._dirty = True
+        ident = _entry_id(os.path.basename(path)) if path is not None else None
+        if ident is not None:
+            os.pwrite(self._fd, _LOG.pack(ident, mtime_ns),
+                      _REC.size + self.records * _LOG.size)
+            self.records += 1
+            self._own_changed()
 
     def removed(self, blocks: int) -> None:
         """A file of `blocks` bytes of blocks was deleted."""
@@ -219,19 +261,74 @@ class Ledger:
         self._dirty = True
 
     def reconcile(self) -> None:
-        """Replace the running figures by a full scan."""
+        """Replace the running figures by a full scan, rebuild the write log from the entries'
+        mtimes and delete stale temporary files (crashed writers')."""
+        mtimes, idents = array.array("q"), bytearray()
         total = files = 0
-        for b, _, _ in scan(self.dir):
+        for b, m, path in scan(self.dir):
+            name = os.path.basename(path)
+            if name.endswith(".tmp"):
+                if _unlink(path):
+                    continue
+            elif name == LEDGER:
+                continue                      # counted below, at its new size
             total += b
             files += 1
-        self.total, self.files, self.writes, self._dirty = total, files, 0, True
+            ident = _entry_id(name)
+            if ident is not None:
+                mtimes.append(m)
+                idents += ident
+        mt = np.frombuffer(mtimes, dtype=np.int64)
+        order = np.argsort(mt, kind="stable")
+        log = np.empty(len(order), dtype=_LOG_DTYPE)
+        log["ident"] = np.frombuffer(bytes(idents), dtype="S16")[order]
+        log["mtime"] = mt[order]
+        self._rewrite_log(log.tobytes(), len(order))
+        self.total, self.files, self.writes = total + self._own, files + 1, 0
+
+    def _rewrite_log(self, log: bytes, records: int) -> None:
+        self.records = records
+        self._write_header()
+        os.pwrite(self._fd, log, _REC.size)
+        os.ftruncate(self._fd, _REC.size + len(log))
+        self._dirty = True
+        self._own_changed()
 
     def due(self) -> bool:
         """Whether enough writes went by since the last scan to pay for another one."""
-        return self.writes >= max(RESCAN_WRITES, self.files)
+        return self.writes >= max(RESCAN_WRITES, SCAN_EVERY * self.files)
 
     def make_room(self, limit: int, reserve: int) -> None:
-        """Prune (down to 3/4 of `limit`) when `reserve` more bytes would pass `limit`."""
-        if self.total + reserve > limit:
+        """When `reserve` more bytes would pass `limit`, delete the least recently written
+        entries until the directory and `reserve` fit in 3/4 of `limit`."""
+        if self.total + reserve <= limit:
+            return
+        t0 = time.perf_counter()
+        target = limit * 3 // 4 - reserve
+        n = self.records
+        log = os.pread(self._fd, n * _LOG.size, _REC.size) if n else b""
+        n = len(log) // _LOG.size
+        used = 0
+        deleted = 0
+        while used < n and self.total > target:
+            ident, mt = _LOG.unpack_from(log, used * _LOG.size)
+            used += 1
+            p = os.path.join(self.dir, ident.hex() + _SUFFIX)
+            try:
+                st = os.stat(p, follow_symlinks=False)
+            except OSError:
+                continue                      # deleted since (discarded, pruned, by hand)
+            if st.st_mtime_ns != mt or not stat.S_ISREG(st.st_mode):
+                continue                      # written again since: a later record covers it
+            if _unlink(p):
+                self.removed(st.st_blocks * 512)
+                deleted += 1
+        self._rewrite_log(log[used * _LOG.size:], n - used)
+        how = "write log"
+        if self.total > target:               # entries the log does not know: scan for them
             self.total, self.files = prune(self.dir, limit, reserve)
-            self.writes, self._dirty = 0, True
+            self.reconcile()
+            how = "write log, then a full scan"
+        self.writes, self._dirty = 0, True
+        _log.debug("symcore: pruned the object cache %s (%s): %d entries deleted, %d records "
+                   "read, %.3f s", self.dir, how, deleted, used, time.perf_counter() - t0)

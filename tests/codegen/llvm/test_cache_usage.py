@@ -18,9 +18,15 @@ from symcore.codegen.llvm import cache, disk_usage
 def _ledger(d: Path) -> tuple[int, int, int]:
     """(total, files, writes) as recorded in the ledger file, read without reconciling."""
     data = (d / disk_usage.LEDGER).read_bytes()
-    magic, total, files, writes, check = disk_usage._REC.unpack(data)
-    assert magic == disk_usage._MAGIC and check == disk_usage._check(data[:-8])
+    magic, total, files, writes, records, check = disk_usage._REC.unpack_from(data)
+    assert magic == disk_usage._MAGIC
+    assert check == disk_usage._check(data[:disk_usage._REC.size - 8])
+    assert len(data) >= disk_usage._REC.size + records * disk_usage._LOG.size
     return total, files, writes
+
+
+def _records(d: Path) -> int:
+    return disk_usage._REC.unpack_from((d / disk_usage.LEDGER).read_bytes())[4]
 
 
 def _entries(d: Path) -> list[Path]:
@@ -50,9 +56,9 @@ def _payload(rng: random.Random) -> bytes:
 
 def test_running_total_equals_a_scan_after_every_change(cache_env, monkeypatch):
     cache_env(0.25)
-    prunes = []
-    real_prune = disk_usage.prune
-    monkeypatch.setattr(disk_usage, "prune", lambda *a: prunes.append(a) or real_prune(*a))
+    pruned = []
+    real_unlink = disk_usage._unlink
+    monkeypatch.setattr(disk_usage, "_unlink", lambda p: pruned.append(p) or real_unlink(p))
     a, b = cache.ObjectCache(), cache.ObjectCache()   # two objects share the directory
     rng = random.Random(1)
     keys = [f"usage|{i}" for i in range(40)]
@@ -68,7 +74,7 @@ def test_running_total_equals_a_scan_after_every_change(cache_env, monkeypatch):
         total, files, _ = _ledger(d)
         assert total == cache._used(d), step
         assert files == len(_entries(d)) + 1, step  # + the ledger itself
-    assert len(prunes) >= 3                         # the cap was reached, pruned, again
+    assert len(pruned) >= 10                        # the cap was reached and pruned
 
 
 _WRITER = r"""
@@ -147,6 +153,26 @@ def test_pruning_removes_the_least_recently_written_first(cache_env):
     assert _ledger(d)[0] == cache._used(d)
 
 
+def test_pruning_follows_the_write_log(cache_env, monkeypatch):
+    import time
+    cache_env(0.25)
+    c = cache.ObjectCache()
+    keys = [f"seq|{i}" for i in range(50)]
+    for k in keys:
+        c.put(k, bytes(3000))                        # one block each: 50 * 4 KB < 256 KB
+    time.sleep(0.05)                                 # past the file system's clock tick
+    c.put(keys[0], bytes(3001))                      # written again: now the newest
+    monkeypatch.setattr(disk_usage, "prune", None)   # no full scan may be needed
+    c.put("new|big", bytes(100_000))                 # passes the cap: prune to 3/4 of it
+    c.clear_memory()
+    d = cache.cache_dir()
+    kept = [k for k in keys[1:] if c.get(k, memory="without_disk") is not None]
+    assert c.get("new|big") is not None and c.get(keys[0]) is not None
+    assert 0 < len(kept) < len(keys) - 1
+    assert kept == keys[len(keys) - len(kept):]      # exactly the newest survived
+    assert _ledger(d)[0] == cache._used(d)
+
+
 def test_writes_do_not_scan_the_directory(cache_env, monkeypatch):
     cache_env(512)
     c = cache.ObjectCache()
@@ -167,9 +193,17 @@ def test_writes_do_not_scan_the_directory(cache_env, monkeypatch):
     writes = 1000
     for i in range(writes):
         c.put(f"scan|{i}", bytes(100))
-    # amortised: at most about one stat per write, whatever the directory holds
-    assert seen[0] <= writes
+    assert seen[0] == 0              # a periodic scan only after SCAN_EVERY * files writes
     assert _ledger(d)[0] == cache._used(d)
+    # near the cap: pruning follows the write log, deleting the oldest (the 3000 above)
+    cache_env(cache._used(d) / (1 << 20) + 0.5)
+    seen[0] = 0                      # (the test's own scans)
+    for i in range(writes):
+        c.put(f"scan-more|{i}", bytes(100))
+    assert seen[0] == 0
+    assert not (d / f"{0:032x}.o").exists() and (d / f"{2999:032x}.o").exists()
+    assert _ledger(d)[0] == cache._used(d)
+    assert _records(d) == len(_entries(d))   # the consumed records left the log
 
 
 def test_drift_and_damaged_ledger_are_reconciled(cache_env):
@@ -185,7 +219,7 @@ def test_drift_and_damaged_ledger_are_reconciled(cache_env):
             assert _ledger(d)[0] < cache._used(d)
     total, files, _ = _ledger(d)                     # reconciled by a periodic scan
     assert total == cache._used(d) and files == len(_entries(d)) + 1
-    wrong_check = disk_usage._REC.pack(disk_usage._MAGIC, 4096, 1, 0, bytes(8))
+    wrong_check = disk_usage._REC.pack(disk_usage._MAGIC, 4096, 1, 0, 0, bytes(8))
     for junk in (b"garbage", os.urandom(disk_usage._REC.size), b"", wrong_check):
         (d / disk_usage.LEDGER).write_bytes(junk)
         c.put("drift|after", os.urandom(50))         # a damaged ledger: scanned at once
