@@ -5,14 +5,16 @@ the loaded libraries, live LLJIT instances and the in-memory object cache (bound
 
 Load control (the machine may be shared): after every iteration a fixed probe (LLVM compiling
 one fixed module, NumPy evaluating fixed expressions; no cache involved) is timed, and each
-minute prints its mean and the ratio ms/iter / probe ms, which load drift does not move.  At
-the end the soak goes on for `--control-seconds` with a fresh, empty cache directory: the same
-work at the same load, without the entries the soak accumulated.
+minute prints its mean and the ratio ms/iter / probe ms, which load drift moves far less than
+ms/iter.  At the end the soak goes on for `--control-seconds` with a fresh, empty cache
+directory: the same work at about the same load, without the entries the soak accumulated.
+`prunes`/`prune s`: how often and how long the object cache pruned itself that minute.
 Run: python bench/bench_soak.py [--minutes 10] [--population 200] [--rows 1000] [--cap-mb MB]"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import resource
 import shutil
@@ -88,6 +90,25 @@ def _population(rng: np.random.Generator, n: int) -> list:
     return [grow(5) for _ in range(n)]
 
 
+class _Prunes(logging.Handler):
+    """Seconds the object cache spent pruning (its debug records), per minute."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds = 0.0
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("symcore: pruned") and record.args:
+            self.seconds += float(record.args[-1])
+            self.count += 1
+
+    def take(self) -> tuple[int, float]:
+        out = self.count, self.seconds
+        self.count, self.seconds = 0, 0.0
+        return out
+
+
 def _iteration(rng: np.random.Generator, n: int, X: np.ndarray, y: np.ndarray) -> float:
     import symcore
     t0 = time.perf_counter()
@@ -130,11 +151,15 @@ def _soak(args: argparse.Namespace, made: list[str]) -> None:
     X = rng.normal(size=(args.rows, 3))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
     probe = _Probe(np.random.default_rng(1), X)
+    prunes = _Prunes()
+    logging.getLogger("symcore.cache").addHandler(prunes)
+    logging.getLogger("symcore.cache").setLevel(logging.DEBUG)
     d = cache.cache_dir()
     print(f"cache {d}, cap {cache.disk_limit() / 2**20:.0f} MB, population {args.population}, "
           f"rows {args.rows}")
     print(f"{'minute':>6} {'iters':>6} {'ms/iter':>8} {'probe ms':>8} {'ratio':>6} "
-          f"{'RSS MB':>8} {'disk MB':>8} {'files':>7} {'libs':>5} {'jits':>5} {'mem MB':>7}")
+          f"{'RSS MB':>8} {'disk MB':>8} {'files':>7} {'prunes':>6} {'prune s':>7} {'libs':>5} "
+          f"{'jits':>5} {'mem MB':>7}")
     rows = []
     t_start = time.perf_counter()
     minute, iters, busy = 1, 0, 0.0
@@ -147,9 +172,10 @@ def _soak(args: argparse.Namespace, made: list[str]) -> None:
             ms, pms = busy * 1e3 / iters, probe.take_ms()
             files = len(os.listdir(d)) if d is not None and os.path.isdir(d) else 0
             rows.append((minute, iters, ms, _rss_mb(), _disk_mb(d), pms))
+            n_pruned, s_pruned = prunes.take()
             print(f"{minute:>6} {iters:>6} {ms:>8.1f} {pms:>8.1f} {ms / pms:>6.2f} "
-                  f"{rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f} {files:>7} "
-                  f"{jit.open_libraries():>5} {jit.live_jits():>5} "
+                  f"{rows[-1][3]:>8.1f} {rows[-1][4]:>8.2f} {files:>7} {n_pruned:>6} "
+                  f"{s_pruned:>7.2f} {jit.open_libraries():>5} {jit.live_jits():>5} "
                   f"{cache.object_cache().memory_bytes / 2**20:>7.1f}", flush=True)
             minute, iters, busy = minute + 1, 0, 0.0
             if now - t_start >= args.minutes * 60:

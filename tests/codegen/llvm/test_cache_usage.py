@@ -1,7 +1,8 @@
 """The object cache's disk accounting: the shared running total (the directory's ledger) equals
 a full scan after every write, overwrite, deletion and prune, whichever cache object or process
-made them; the cap holds on every write; pruning removes the least recently written entries;
-and writes do not scan the directory (the cost of a write does not grow with its size)."""
+made them; the cap holds on every write; pruning follows the ledger's write log (least recently
+written first, an entry written again counts from then); neither writes nor pruning scan the
+directory, whatever it holds; a damaged ledger is rebuilt, and a failure never leaves it locked."""
 
 from __future__ import annotations
 
