@@ -31,7 +31,8 @@ is `neg` on the outside.  The order of terms, factors and commutative operands i
 order on a stable structural key (the same in every process).
 
 Exact mode's per-node rewrites live in canonical_exact, the order in canonical_order, the
-finite / non-zero guards in canonical_facts; this module holds equivalent mode and the API.
+finite / non-zero guards in canonical_facts, direct builders of the frequent shapes (the same
+forms, cheaper) in canonical_fast; this module holds equivalent mode and the API.
 """
 
 from __future__ import annotations
