@@ -363,8 +363,8 @@ def _result(uniq: list[Expr], rep_of_uniq: list[Expr], eclass_of: list[int],
         # the time limit, inputs left as written)
         ext = [j for j, k in enumerate(used) if k >= len(uniq)]
         # stops early enough for the class merging and class lists after it
-        forms, complete = _equivalent_until([reps_used[j] for j in ext],
-                                            budget.until(budget.tail(egraph=True)))
+        forms, complete = _canonical_until([reps_used[j] for j in ext],
+                                           budget.until(budget.tail(egraph=True)))
         late = not complete
         for j, r in zip(ext, forms):
             if r is not None:
