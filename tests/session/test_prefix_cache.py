@@ -245,6 +245,32 @@ def test_threads_share_one_session():
     assert n_lru == n_table
 
 
+def test_the_python_path_where_the_native_table_cannot_run(monkeypatch):
+    """Without the native table (another interpreter) score_prefix keeps its Python cache:
+    the same values, hits and misses."""
+    monkeypatch.setattr(Session, "_prefix_cache_module", staticmethod(lambda: None))
+    rng = random.Random(9)
+    progs = [["<add>", *p, rng.uniform(5, 6)] for p in programs(rng, 30)]
+    progs += progs[:5]
+    s = Session(X, Y, max_entries=20)
+    np.testing.assert_array_equal(score(s, progs), fresh(progs))
+    h = s.stats.hits
+    # the last 20 distinct programs entered are in
+    np.testing.assert_array_equal(score(s, progs[10:30]), fresh(progs[10:30]))
+    assert s.stats.hits - h == 20 and s.__dict__.get("_pxc") is None
+    for p in progs[:12]:
+        p[-1] = p[-1] + 1.0                      # in place: other programs now
+    np.testing.assert_array_equal(score(s, progs), fresh(progs))
+    assert len(s) <= 20
+    assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
+    # equal by value and hash, other objects: never the other's value
+    syms = {"e": "exp", "i": "inv", "*": "mul"}
+    for a, b in (([["e", "i", 0.0]], [["e", "i", -0.0]]), ([["*", 1, 0]], [["*", 1.0, 0]])):
+        np.testing.assert_array_equal(score(s, a, syms), fresh(a, syms))
+        np.testing.assert_array_equal(score(s, b, syms), fresh(b, syms))
+        assert fresh(a, syms)[0] != fresh(b, syms)[0]
+
+
 def test_pickled_session_drops_the_native_table():
     progs = programs(random.Random(8), 10)
     s = Session(X, Y)
