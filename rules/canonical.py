@@ -127,8 +127,15 @@ class _Canon(FastShapes):
             k = self.keys[e] = sort_key(e)
         return k
 
+    def _base_key(self, bk: tuple[Expr, int]) -> bytes:
+        return self.key(bk[0])
+
     def fkey(self, factors: Factors) -> tuple:
-        return tuple([(self.key(b), p, q) for b, p, q in factors])
+        """Stable order of a term by its factors (which a pass keeps in its own order)."""
+        if len(factors) == 1:
+            b, p, q = factors[0]
+            return ((self.key(b), p, q),)
+        return tuple(sorted([(self.key(b), p, q) for b, p, q in factors]))
 
     # -- products ----------------------------------------------------------------------------
     def mono_of(self, e: Expr | None, seed: list[tuple[Expr, int]] | None = None
@@ -184,8 +191,9 @@ class _Canon(FastShapes):
                 self._add_pow(pows, b, m)
         fin = self.facts
         out = []
-        # (one base needs no order: its sort key may never be asked for)
-        for b in (pows if len(pows) < 2 else sorted(pows, key=self.key)):
+        # factors in the pass' own order (by identity: a dict key for like terms within this
+        # pass); the stable order (sort keys) is applied only where the built form shows it
+        for b in (pows if len(pows) < 2 else sorted(pows, key=id)):
             p, q = pows[b]
             if p and q:
                 if fin.nonzero(b):
@@ -243,8 +251,14 @@ class _Canon(FastShapes):
             num = [_power(self.build_mono(1.0, inner), k)]
             den = []
         else:
-            num = [_power(b, p) for b, p, _ in factors if p]
-            den = [_power(b, q) for b, _, q in factors if q]
+            up = [(b, p) for b, p, _ in factors if p]
+            down = [(b, q) for b, _, q in factors if q]
+            if len(up) > 1:
+                up.sort(key=self._base_key)
+            if len(down) > 1:
+                down.sort(key=self._base_key)
+            num = [_power(b, p) for b, p in up]
+            den = [_power(b, q) for b, q in down]
         if coef != 1.0:
             num.insert(0, const(coef))
         top = _chain("mul", num) if num else None
