@@ -47,8 +47,8 @@ MIN_NODE_LIMIT = 20_000
 #: estimated peak bytes of egglog per e-node (tables, indexes, analysis relations)
 BYTES_PER_ENODE = 1_000
 DEFAULT_MEMORY_FRACTION = 0.25
-#: inputs of the first chunk of the canonical pass; each next chunk doubles, up to an eighth of
-#: the population (between chunks the tail's speed is measured and the deadline recomputed)
+#: inputs of the first chunk of the canonical pass; each next chunk doubles, up to 1/32 of the
+#: population (between chunks the tail's speed is measured and the deadline recomputed)
 FIRST_CANONICAL_CHUNK = 8192
 #: roots of more (tree) nodes than this are canonicalised a slice of nodes per call of the
 #: pass, which checks its deadline between roots only (one node of a long sum can cost
@@ -178,7 +178,10 @@ def dedupe(exprs: Iterable[Expr], *, rules: RulesPreset | Sequence[str] = "defau
     stats: dict[str, Any] = {"inputs": len(items)}
     # every phase stops early enough for the work after it (result building, extraction),
     # priced at the speed measured during the call (rules/budget.py)
-    budget = Budget(time_limit, len(items), t0)
+    # params mode renumbers every representative: a walk over its tree (sizes capped: a form's
+    # tree can be exponentially larger than its DAG; the cap only affects the reserve)
+    budget = Budget(time_limit, len(items), t0, renumber_nodes=sum(
+        min(e.size, 64) for e in items) if params_mode and time_limit is not None else 0)
 
     # the canonical pass applies the rewrites of the default topics: with a narrower choice of
     # topics the e-graph alone decides (x + y and y + x stay apart without "commute")
@@ -295,7 +298,7 @@ def _grouped(items: list[Expr], use_canon: bool, budget: Budget
         setd = index.setdefault
         group_of += [setd(e if c is None else c, len(index)) for e, c in zip(part, forms)]
         budget.calibrate(clock() - ts, len(part), costs_of.INDEX_SECONDS_PER_INPUT)
-        step = min(2 * step, max(FIRST_CANONICAL_CHUNK, n // 8))
+        step = min(2 * step, max(FIRST_CANONICAL_CHUNK, n // 32))
     return group_of, list(index), complete
 
 

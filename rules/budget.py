@@ -20,6 +20,9 @@ RESULT_SECONDS_PER_INPUT = 1.0e-6
 #: the result after an e-graph (class merging by representative, then class lists), besides
 #: the canonical pass over extracted terms (which stops at its own deadline)
 RESULT_EGRAPH_SECONDS_PER_INPUT = 2.0e-6
+#: params mode: per node of the representatives, their parameters renumbered
+#: (rules/extract.renumber_all walks every term)
+RENUMBER_SECONDS_PER_NODE = 2e-6
 #: preparing, writing and loading one e-node of a chunk into egglog
 INSERT_SECONDS_PER_NODE = 18e-6
 #: freezing the e-graph and choosing the cheapest term of every class, per e-node
@@ -37,18 +40,24 @@ MIN_CALIBRATION_INPUTS = 4096
 
 
 class Budget:
-    """Deadline bookkeeping for one call over `n` inputs (`time_limit` None: no deadline)."""
+    """Deadline bookkeeping for one call over `n` inputs (`time_limit` None: no deadline;
+    `renumber_nodes`: nodes whose parameters the result renumbers, params mode)."""
 
-    def __init__(self, time_limit: float | None, n: int, t0: float) -> None:
+    def __init__(self, time_limit: float | None, n: int, t0: float,
+                 renumber_nodes: int = 0) -> None:
         self.deadline = None if time_limit is None else t0 + time_limit
         self.n = n
+        self.renumber_nodes = renumber_nodes
         #: measured slowdown against the idle costs (1 until measured; never below 1)
         self.speed = 1.0
 
     def calibrate(self, seconds: float, units: int, idle_per_unit: float) -> None:
         """Measured `seconds` for `units` of work that costs `idle_per_unit` on an idle machine."""
         if units >= MIN_CALIBRATION_INPUTS:
-            self.speed = min(100.0, max(1.0, seconds / (units * idle_per_unit)))
+            now = min(100.0, max(1.0, seconds / (units * idle_per_unit)))
+            # a slowdown counts at once, a recovery by halves (the load swings: measured 1x
+            # to 2x within one 60 s call; a one-off preemption of one measurement decays)
+            self.speed = now if now > self.speed else 0.5 * (self.speed + now)
 
     def cost(self, idle_seconds: float) -> float:
         """Predicted seconds, now, for work of `idle_seconds` on an idle machine."""
@@ -59,7 +68,8 @@ class Budget:
         of the objects allocated so far (and `more_objects` still to come) by the collector."""
         per = RESULT_EGRAPH_SECONDS_PER_INPUT if egraph else RESULT_SECONDS_PER_INPUT
         young = gc.get_count()[0] + more_objects
-        return self.cost(per * self.n + GC_SECONDS_PER_OBJECT * young)
+        return self.cost(per * self.n + RENUMBER_SECONDS_PER_NODE * self.renumber_nodes +
+                         GC_SECONDS_PER_OBJECT * young)
 
     def until(self, reserve: float) -> float | None:
         """The deadline of a phase after which `reserve` seconds of work must still fit."""

@@ -103,12 +103,15 @@ def test_the_collectors_tail_is_reserved(monkeypatch):
 def test_budget_prices_work_at_the_measured_speed():
     b = budget.Budget(10.0, 1000, time.perf_counter())
     idle = b.cost(1.0)
-    b.calibrate(3 * 5000 * 1e-6, 5000, 1e-6)      # three times slower than idle
+    b.calibrate(3 * 5000 * 1e-6, 5000, 1e-6)      # three times slower than idle: at once
     assert b.speed == 3.0 and b.cost(1.0) == 3.0 * idle
-    b.calibrate(0.5 * 5000 * 1e-6, 5000, 1e-6)    # faster than idle: never below it
-    assert b.speed == 1.0
+    b.calibrate(0.5 * 5000 * 1e-6, 5000, 1e-6)    # faster than idle: back by halves, >= 1
+    assert b.speed == 2.0
     b.calibrate(1.0, 10, 1e-6)                    # too few inputs to measure: unchanged
-    assert b.speed == 1.0
+    assert b.speed == 2.0
+    for _ in range(30):
+        b.calibrate(0.5 * 5000 * 1e-6, 5000, 1e-6)
+    assert 1.0 <= b.speed < 1.001
     assert b.tail(egraph=True) > b.tail(egraph=False)
     assert b.tail(False, more_objects=1e6) > b.tail(False)
     assert budget.Budget(None, 10, 0.0).until(5.0) is None
