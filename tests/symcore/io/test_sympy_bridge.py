@@ -43,6 +43,22 @@ def close_where_finite(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a[ok], b[ok], rtol=1e-7, atol=1e-9))
 
 
+def rounded(e: symcore.Expr, X: np.ndarray, factor: float) -> np.ndarray:
+    """`e` on X with every intermediate result scaled by `factor`: a relative error of the
+    size float64 rounding makes at each node, to find where it is amplified (tan(atan(y)) near
+    the pole: atan(y) is pi/2 - 1/y, and one ulp of pi/2 is a large share of 1/y)."""
+    vals: dict = {}
+    with np.errstate(all="ignore"):
+        for n in topo([e]):
+            if n.op == "var":
+                vals[n] = X[:, n.value]
+            elif n.op == "const":
+                vals[n] = np.float64(n.value)
+            else:
+                vals[n] = OPS[n.op].np(*(vals[a] for a in n.args)) * factor
+    return np.broadcast_to(vals[e], (X.shape[0],))
+
+
 def no_overflow_or_underflow(e: symcore.Expr, X: np.ndarray, p: np.ndarray) -> bool:
     """True when no intermediate value of `e` over- or underflows float64 on X: there IEEE and
     SymPy's exact arithmetic can only differ by rounding."""
@@ -96,14 +112,16 @@ def test_from_sympy_of_to_sympy_evaluates_like_the_original(e):
     back = from_sympy(s)
     want, got = evaluate(e, ROWS), evaluate(back, ROWS)
     # SymPy rewrites (x^2)^-2 as x^-4 and so on: compare only where `e` is well conditioned
-    # (a relative nudge of 1e-13 to the inputs moves it by far less than the tolerance)
-    # — with respect to its literals too (SymPy folds sin(c**3) exactly; float64 rounds c**3)
+    # (a relative nudge of 1e-13 to the inputs, or to every intermediate result, moves it by
+    # far less than the tolerance) — with respect to its literals too (SymPy folds sin(c**3)
+    # exactly; float64 rounds c**3)
     lifted, p = lift_constants(e)
     with np.errstate(all="ignore"):
         stable = np.ones(len(ROWS), dtype=bool)
         for nudged in (evaluate(e, ROWS * (1 + 1e-13)),
                        evaluate(lifted, ROWS, p * (1 + 1e-13)),
-                       evaluate(lifted, ROWS, p * (1 - 1e-13))):
+                       evaluate(lifted, ROWS, p * (1 - 1e-13)),
+                       rounded(e, ROWS, 1 + 1e-13), rounded(e, ROWS, 1 - 1e-13)):
             stable &= np.abs(nudged - want) <= 1e-10 * (1 + np.abs(want))
     assert close_where_finite(want[stable], got[stable]), (str(e), str(back))
 
