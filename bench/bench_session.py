@@ -237,7 +237,7 @@ def memory(X: np.ndarray, y: np.ndarray, pop: int, gens: int, max_entries: int,
             s.score(population(pop, 20_000 + g))
         worst_entries = max(worst_entries, s.stats.entries)
         if g + 1 in marks:
-            rows.append((g + 1, s.stats.entries, s.stats.bytes / 2**20, _rss_mb()))
+            rows.append((g + 1, s.stats.entries, s.stats.memory / 2**20, _rss_mb()))
     secs = time.perf_counter() - t
     full_at = -(-max_entries // pop)
     label = ("prefix programs, cache='exact'" if path == "prefix"

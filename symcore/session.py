@@ -223,6 +223,8 @@ class Session(PrefixScoring):
         self._prefix_cleared()
         self.stats.entries = 0
         self.stats.bytes = 0
+        px = self.__dict__.get("_pxc")
+        self.stats.table_bytes = px.nbytes() if px is not None else 0
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -243,6 +243,7 @@ class PrefixScoring:
                 st.bytes += len(ks) * entry_bytes(ks[0], (0.0, ())) + 8 * sum(map(len, toks))
                 self._evict()
         st.entries = len(cache)
+        st.table_bytes = px.nbytes()
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -259,6 +260,7 @@ class PrefixScoring:
             stats.bytes -= sum(entry_bytes(k, v) for k, v in cache.items()
                                if type(k) is PrefixKey)
             stats.entries = len(keep)
+            stats.table_bytes = 0
             state["_cache"] = keep
         return state
 

@@ -26,13 +26,19 @@ class SessionStats:
     classes: int = 0       # distinct cache classes scored
     entries: int = 0       # entries in the cache now
     evictions: int = 0
-    bytes: int = 0         # estimated memory of the cache
+    bytes: int = 0         # estimated memory of the cache's entries
+    table_bytes: int = 0   # the native prefix table's arrays and key objects (score_prefix)
     seconds: dict[str, float] = field(default_factory=lambda: {
         "read": 0.0, "canonicalise": 0.0, "compile": 0.0, "score": 0.0})
 
     @property
     def hit_rate(self) -> float:
         return self.hits / self.candidates if self.candidates else 0.0
+
+    @property
+    def memory(self) -> int:
+        """Estimated bytes the fitness cache holds in all (entries and the native table)."""
+        return self.bytes + self.table_bytes
 
 
 

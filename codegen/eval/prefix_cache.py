@@ -166,10 +166,12 @@ class PrefixCache:
 
     def nbytes(self) -> int:
         """Bytes of the table's arrays (slots, cells, the free stack, the held-tuple and key
-        pointers, the lookup scratch); not the key objects or tuples themselves."""
+        pointers, the lookup scratch) and of the key objects; not the tuples (the entries
+        that hold them count them)."""
         arrays = (self._hash, self._tup, self._val, self._tab, self._free, self._held,
                   self.keys, *(self._sc or ()))
-        return sum(a.nbytes for a in arrays)
+        keys = sys.getsizeof(self.keys[0]) * self.keys.size if self.keys.size else 0
+        return sum(a.nbytes for a in arrays) + keys
 
     # -- lookup ---------------------------------------------------------------------------------
     def lookup(self, programs: Sequence[Any], out: np.ndarray

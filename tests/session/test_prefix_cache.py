@@ -59,6 +59,11 @@ def check_accounting(s):
     assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
     n_lru, n_table = native_entries(s)
     assert n_lru == n_table
+    # the native table's own memory is reported too (arrays and one key object per slot)
+    px = s.__dict__.get("_pxc")
+    if px is not None and n_table:
+        assert s.stats.table_bytes == px.nbytes() >= px.keys.size * sys.getsizeof(PrefixKey(0))
+        assert s.stats.memory == s.stats.bytes + s.stats.table_bytes
 
 
 def programs(rng, n, depth=4):
