@@ -70,6 +70,8 @@ _LIN_OPS = frozenset({"add", "sub", "neg"})
 _ROOT_ABS = frozenset({"sqrt", "sqrt_abs"})
 _MONO_OPS = frozenset({"mul", "div", "inv", "square", "cube", "powi"})
 _POW_OF = {"square": 2, "cube": 3, "inv": -1}
+#: powi(x, k) for these k as the normal form spells it (None: x itself)
+_POWI_SPELLING = {1.0: None, 2.0: "square", 3.0: "cube", -1.0: "inv"}
 #: ops that are NaN whenever an operand is NaN (IEEE + - * /)
 _NAN_STRICT = frozenset({"add", "sub", "mul", "div", "neg", "square", "cube", "inv"})
 
@@ -429,6 +431,12 @@ class _Canon(FastShapes):
                 if op in _NAN_STRICT and any(a.op == "const" and a.value != a.value
                                              for a in args):
                     return const(math.nan)   # NaN for every operand value: NaN everywhere
+                if op == "powi" and args[1].value in _POWI_SPELLING:
+                    # kept as written, in the spelling of the normal form (and the e-graph's)
+                    spelled = _POWI_SPELLING[args[1].value]
+                    if spelled is None:
+                        return args[0]   # x^1 = x exactly
+                    op, args = spelled, (args[0],)
                 o = OPS[op]
                 if o.commutative and len(args) == 2 and self.key(args[1]) < self.key(args[0]):
                     args = (args[1], args[0])

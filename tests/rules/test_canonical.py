@@ -354,6 +354,10 @@ def test_simplify_equals_saturation_on_harvested_populations(name, dialect):
 @given(st.one_of(exprs(n_vars=3, max_leaves=10), algebraic_exprs(8)))
 @example(symcore.read("x0 * (x1 * x2) * (2.0 - log(x2 * cos(x1)))", dialect="symcore"))
 @example(symcore.read("(x0 + 1.0 + x1) * log(9.0) / x1", dialect="symcore"))
+@example(symcore.read("powi(x0 * 9.346775184041062e-254, 2.0)", dialect="symcore"))  # c^2 = 0
+@example(symcore.read("powi(3.858878624916397e-224 * (x0 + 9.346775184041062e-254), 1.0)",
+                      dialect="symcore"))
+@example(symcore.read("powi(x0 * 9.346775184041062e-254, -1.0)", dialect="symcore"))
 def test_simplify_equals_saturation(e):
     from symcore.rules.api import simplify
     assert simplify(e) is _saturated(e), str(e)
