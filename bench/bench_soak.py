@@ -33,8 +33,14 @@ def _rss_mb() -> float:
 def _disk_mb(d) -> float:
     if d is None or not os.path.isdir(d):
         return 0.0
+    total = 0
     with os.scandir(d) as it:
-        return sum(e.stat(follow_symlinks=False).st_blocks * 512 for e in it) / 2**20
+        for e in it:
+            try:
+                total += e.stat(follow_symlinks=False).st_blocks * 512
+            except FileNotFoundError:    # unlinked meanwhile (the cache's background deletions)
+                pass
+    return total / 2**20
 
 
 class _Probe:

@@ -249,7 +249,7 @@ class ObjectCache:
                     if new <= limit:
                         led.make_room(limit, new - (old or 0))
                         old = _blocks(p, missing=None)       # pruned, maybe
-                    if led.total + new - (old or 0) <= limit:
+                    if led.total + led.pending + new - (old or 0) <= limit:
                         os.replace(tmp, p)   # atomic: others see the old entry or this one
                         led.added(old, new, p, st.st_mtime_ns)
                         if led.due():
