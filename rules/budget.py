@@ -32,9 +32,11 @@ BUILD_SECONDS_PER_ROOT = 25e-6
 #: one object allocated during the call: all sit in the collector's youngest generation (it
 #: is paused, see `gc_paused`) and the first allocation after the call traverses them all
 #: (measured 0.3 us each: 1.2 s after a time-limited dedupe of 400k inputs, 3.3 s of 1.7M)
-GC_SECONDS_PER_OBJECT = 0.35e-6
-#: margin on every predicted cost (the load can change after the speed is measured)
-SAFETY = 1.5
+GC_SECONDS_PER_OBJECT = 0.3e-6
+#: margin on every predicted cost (the load can change after the speed is measured; with 1.5
+#: the 1.7M case ended at 0.74-0.81x its limit, with 1.25 a sudden 2x slowdown right after
+#: the last measurement still ends within ~6 % over)
+SAFETY = 1.25
 #: a speed measured on fewer inputs than this is noise (scheduler slices are milliseconds)
 MIN_CALIBRATION_INPUTS = 4096
 
