@@ -210,21 +210,23 @@ class _Reaper:
                     self.cv.wait()
                 batch = [self.queue.popleft() for _ in range(min(self.BATCH, len(self.queue)))]
                 self.inflight.update((path, b) for _, path, b in batch)
-            freed: dict[str, int] = {}
-            for d, path, b in batch:
-                _unlink(path)            # gone already (a scan of stale ones): as good
-                freed[d] = freed.get(d, 0) + b
-            for d, f in freed.items():
-                try:
+            try:
+                freed: dict[str, int] = {}
+                for d, path, b in batch:
+                    _unlink(path)        # gone already (a scan of stale ones): as good
+                    freed[d] = freed.get(d, 0) + b
+                for d, f in freed.items():
                     with Ledger(d) as led:
                         led.pending = max(led.pending - f, 0)
                         led._dirty = True
-                except OSError:
-                    pass                 # the next full scan recounts what is pending
-            with self.cv:
-                for _, path, _ in batch:
-                    self.inflight.pop(path, None)
-                self.cv.notify_all()
+            except Exception as err:  # noqa: BLE001 - the thread must not die: the next
+                # full scan recounts what is pending
+                _log.debug("symcore: cache deletions: %r", err)
+            finally:
+                with self.cv:
+                    for _, path, _ in batch:
+                        self.inflight.pop(path, None)
+                    self.cv.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued deletion is done and accounted (True) or `timeout`."""

@@ -258,3 +258,41 @@ def test_a_failed_ledger_update_never_leaves_the_lock_held(cache_env, monkeypatc
     t.start()
     assert done.wait(30), "the ledger's lock was left held"
     assert _ledger(d)[0] == cache._used(d)
+
+
+def test_pending_deletions_count_until_unlinked_and_a_crashed_ones_are_reclaimed(
+        cache_env, monkeypatch):
+    cache_env(512)
+    c = cache.ObjectCache()
+    c.put("gone|0", b"x")
+    d = cache.cache_dir()
+    left = d / f".{'ab' * 16}-999999-0{disk_usage._GONE}"   # a crashed process's leftover
+    left.write_bytes(bytes(9000))
+    blocks = left.stat().st_blocks * 512
+    (d / disk_usage.LEDGER).write_bytes(b"")             # the next writer scans
+    c.put("gone|1", b"y")
+    raw = disk_usage._REC.unpack_from((d / disk_usage.LEDGER).read_bytes())
+    assert raw[5] == blocks                              # pending: still uses blocks
+    assert raw[1] + raw[5] == cache._used(d)
+    monkeypatch.setattr(disk_usage, "STALE_SECONDS", -1.0)   # as if taken out long ago
+    (d / disk_usage.LEDGER).write_bytes(b"")
+    c.put("gone|2", b"z")
+    assert not left.exists()
+    assert _ledger(d)[0] == cache._used(d)
+
+
+def test_cap_counts_deletions_not_yet_done(cache_env, monkeypatch):
+    # the background deletions stall: writers must unlink queued entries themselves
+    class Stalled(disk_usage._Reaper):
+        def _run(self) -> None:
+            return
+    monkeypatch.setattr(disk_usage, "_reaper", Stalled())
+    cap = 0.2 * (1 << 20)
+    cache_env(0.2)
+    c = cache.ObjectCache()
+    rng = random.Random(5)
+    for i in range(300):
+        c.put(f"stall|{i}", _payload(rng))
+        assert _all_blocks(cache.cache_dir()) <= cap, i
+    c.clear_memory()
+    assert c.get("stall|299") is not None
