@@ -14,8 +14,9 @@ as Python refuses untrusted bytecode.  Writes go to a temporary file renamed int
 concurrent processes see a whole entry or none.  `$SYMCORE_CACHE_MAX_MB` (default 512, may be
 fractional) caps the blocks the directory uses (st_blocks, not apparent size): checked before
 every write against the directory's ledger, an exact running total shared by every process
-(`llvm.disk_usage`), so no write costs a scan of the directory; over the cap, the least recently
-written entries go, down to 3/4 of it.
+(`llvm.disk_usage`), so no write costs a scan of the directory; from 7/8 of the cap the least
+recently written entries are taken out, down to 3/4 of it, and unlinked by a background thread
+(their blocks count toward the cap until then).
 """
 
 from __future__ import annotations
