@@ -162,19 +162,31 @@ def merge_candidates(forms: Sequence[Expr], deadline: float | None = None) -> li
     partial = np.flatnonzero(~all_finite)
     if partial.size == 0:
         return [int(i) for i in np.flatnonzero(keep)]
-    masks, mask_of = np.unique(finite[partial], axis=0, return_inverse=True)
-    for k, m in enumerate(masks):
+    # finite points as the bits of one integer per form (a form is finite on a mask when its
+    # bits cover the mask's), and each form's key over its finite points: a form finite on
+    # mask m has key(m) = that key minus the hashes of its finite cells outside m (few)
+    fbits = finite.astype(np.int64) @ (np.int64(1) << np.arange(n_pts, dtype=np.int64))
+    Hf = np.where(finite, H, np.uint64(0))
+    rowsum = Hf.sum(axis=1, dtype=np.uint64)
+    masks, mask_of = np.unique(fbits[partial], return_inverse=True)
+    by_mask = np.argsort(mask_of.ravel(), kind="stable")
+    bounds = np.searchsorted(mask_of.ravel()[by_mask], np.arange(len(masks) + 1))
+    for k, mb in enumerate(masks):
         if late():
             return None
-        rows = partial[mask_of.ravel() == k]
-        if not m.any():          # non-finite at every point: nothing to compare, keep it
+        rows = np.sort(partial[by_mask[bounds[k]:bounds[k + 1]]])
+        if mb == 0:          # non-finite at every point: nothing to compare, keep it
             keep[rows] = True
             continue
         # every form finite on m, projected to m (forms non-finite on m are wild there too)
-        ok = np.flatnonzero(finite[:, m].all(axis=1))    # sorted; holds every row of `rows`
-        inv, counts = _groups(H[np.ix_(ok, m)])
-        mine = inv[np.searchsorted(ok, rows)]
-        hit = counts[mine] > 1
+        ok = np.flatnonzero((fbits & mb) == mb)    # sorted; holds every row of `rows`
+        outside = [j for j in range(n_pts) if not (int(mb) >> j) & 1]
+        keys = rowsum[ok] - Hf[np.ix_(ok, outside)].sum(axis=1, dtype=np.uint64)
+        mine = keys[np.searchsorted(ok, rows)]
+        # a form of this mask matches when its key occurs at least twice among the forms
+        # finite on m; those others match it too
+        shared, counts = np.unique(keys[np.isin(keys, mine)], return_counts=True)
+        hit = np.isin(mine, shared[counts > 1])
         keep[rows[hit]] = True
-        keep[ok[np.isin(inv, mine[hit])]] = True
+        keep[ok[np.isin(keys, mine[hit])]] = True
     return [int(i) for i in np.flatnonzero(keep)]
