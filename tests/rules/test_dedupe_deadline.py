@@ -132,7 +132,7 @@ def test_time_limit_holds_when_the_canonical_forms_are_cached():
     # over every form gets the time and must stop at its deadline
     pop = _adversarial(30_000, seed=9)
     canonical_all(pop)
-    limit = 0.4
+    limit = 0.2
     d, elapsed = _timed(lambda: dedupe(pop, time_limit=limit))
     assert d.stop_reason is StopReason.TIME_LIMIT
     assert elapsed <= 1.1 * limit + SLACK, d.stats["seconds"]
