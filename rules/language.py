@@ -55,7 +55,7 @@ def declarations() -> str:
     """The datatype: leaves, one constructor per op (an op no rule mentions is an
     uninterpreted function), and the unextractable root table."""
     sync()
-    ctors = [f"(Num f64)", "(Var i64)", "(Par i64)", "(Spec i64)", f"({FREE_PARAM})"]
+    ctors = ["(Num f64)", "(Var i64)", "(Par i64)", "(Spec i64)", f"({FREE_PARAM})"]
     for name, op in OPS.items():
         ctors.append(f"({CTOR[name]} {' '.join([SORT] * op.arity)})")
     return (f"(datatype {SORT} {' '.join(ctors)})\n"
