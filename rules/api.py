@@ -460,12 +460,12 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
     t0 = time.perf_counter()
     topics = rulesets.resolve(rules)
     fn = cost_model(_auto_cost(cost, topics))
+    Limits(iterations, node_limit, time_limit).check()
     out = None
     deadline = None if time_limit is None else t0 + time_limit
     if fn is size_cost and set(topics) == set(rulesets.PRESETS["default"]):
         # the canonical form, when saturation could not change it (canonical_fixpoint): no
         # e-graph (its fixed cost per call is milliseconds, the pass' is microseconds)
-        Limits(iterations, node_limit, time_limit).check()
         forms, complete = _canonical_until([expr], deadline)
         if not complete:   # out of time: the input as written (never costlier)
             return expr

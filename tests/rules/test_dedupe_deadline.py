@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from rules_numeric import points, same_where_finite
-from symcore import call, const, var
+from symcore import SymcoreError, call, const, var
 from symcore.rules import budget
 from symcore.rules.api import StopReason, dedupe, simplify
 from symcore.rules.canonical import canonical_all, clear_cache
@@ -197,6 +199,13 @@ def test_time_limit_holds_inside_one_big_expression():
     assert d.stop_reason is StopReason.TIME_LIMIT
     assert elapsed <= 1.1 * limit + SLACK
     assert d.class_of == [0, 1, 0]
+
+
+@pytest.mark.parametrize("rules", ["default", "aggressive"])
+def test_simplify_checks_its_time_limit_first(rules):
+    # a bad limit is a typed error on every path (not "no time left": the input returned)
+    with pytest.raises(SymcoreError, match="time_limit"):
+        simplify(call("add", var(0), var(1)), rules=rules, time_limit=-1.0)
 
 
 def test_classes_without_an_e_graph_keep_first_seen_order():
