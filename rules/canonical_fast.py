@@ -21,8 +21,8 @@ FAST_PAIR = frozenset({"mul", "div", "add", "sub"})
 
 
 class FastShapes:
-    """Mixin of symcore.rules.canonical_forms.NormalForms (uses its memos `mono`, `lin`, its sort `key`,
-    `mono_of`, `build_mono` and its abort exception `abort`).  Every builder returns None for
+    """Mixin of symcore.rules.canonical_forms.NormalForms (uses its memos `mono`, `lin`, its
+    sort `key`, `mono_of`, `build_mono` and its abort exception `abort`).  Every builder returns None for
     a shape it does not cover; the general normal form then decides."""
 
     mono: dict[Expr, Any]
