@@ -466,7 +466,12 @@ def simplify(expr: Expr, *, rules: RulesPreset | Sequence[str] = "default",
     if fn is size_cost and set(topics) == set(rulesets.PRESETS["default"]):
         # the canonical form, when saturation could not change it (canonical_fixpoint): no
         # e-graph (its fixed cost per call is milliseconds, the pass' is microseconds)
-        forms, complete = _canonical_until([expr], deadline)
+        # the pass leaves room for the walks after it (saturation test, compact spelling,
+        # both costs): linear in the nodes (the tree size bounds them)
+        after = Budget(time_limit, 1, t0).cost(
+            costs_of.SIMPLIFY_TAIL_SECONDS_PER_NODE * min(expr.size, 1 << 20))
+        forms, complete = _canonical_until([expr], None if deadline is None else
+                                           deadline - after)
         if not complete:   # out of time: the input as written (never costlier)
             return expr
         if not needs_saturation(forms[0], _Canon()):
