@@ -55,14 +55,17 @@ class Budget:
         self.renumber_nodes = renumber_nodes
         #: measured slowdown against the idle costs (1 until measured; never below 1)
         self.speed = 1.0
+        self._recent: list[float] = []
 
     def calibrate(self, seconds: float, units: int, idle_per_unit: float) -> None:
         """Measured `seconds` for `units` of work that costs `idle_per_unit` on an idle machine."""
         if units >= MIN_CALIBRATION_INPUTS:
-            now = min(100.0, max(1.0, seconds / (units * idle_per_unit)))
-            # a slowdown counts at once, a recovery by halves (the load swings: measured 1x
-            # to 2x within one 60 s call; a one-off preemption of one measurement decays)
-            self.speed = now if now > self.speed else 0.5 * (self.speed + now)
+            # the median of the last three (the upper one of two): one measurement is ~10 ms
+            # of work, and a preemption or a dict resize inside it reads as a 2-5x slowdown
+            # (measured 0.5-4.4x from one chunk to the next on a steady load)
+            self._recent = (self._recent + [seconds / (units * idle_per_unit)])[-3:]
+            now = sorted(self._recent)[len(self._recent) // 2]
+            self.speed = min(100.0, max(1.0, now))
 
     def cost(self, idle_seconds: float) -> float:
         """Predicted seconds, now, for work of `idle_seconds` on an idle machine."""
