@@ -9,6 +9,7 @@ its last library closes; at most `$SYMCORE_MAX_ENGINES` evictable libraries stay
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -17,7 +18,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import llvmlite.binding as llvm
 
@@ -28,7 +29,7 @@ from symcore.codegen.llvm.host import host_cpu, host_features
 
 __all__ = ["host_features", "host_cpu", "target_machine", "compile_object", "Library",
            "load_library", "open_libraries", "evictable_libraries", "live_jits", "max_engines",
-           "pin", "unpin", "source_hash"]
+           "pin", "unpin", "source_hash", "parsed"]
 
 _lock = threading.RLock()
 
@@ -55,12 +56,21 @@ def target_machine(opt: int = 1) -> Any:
     return tm
 
 
-def _context() -> Any:
-    # one LLVM context per thread: modules of different threads never share one
-    ctx = getattr(_tls, "ctx", None)
-    if ctx is None:
-        ctx = _tls.ctx = llvm.create_context()
-    return ctx
+@contextlib.contextmanager
+def parsed(ir_text: str) -> Iterator[Any]:
+    """IR text parsed into a module of an LLVM context of its own; both freed on exit.  A
+    context keeps every type and constant any of its modules ever used (uniqued, never
+    released): a shared one grew ~16 KB per compiled kernel.  RuntimeError: LLVM rejected
+    the text."""
+    ctx = llvm.create_context()
+    try:
+        mod = llvm.parse_assembly(ir_text, context=ctx)
+        try:
+            yield mod
+        finally:
+            mod.close()
+    finally:
+        ctx.close()
 
 
 def optimise(mod: Any, level: int, tm: Any = None) -> None:
@@ -78,16 +88,14 @@ def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes
     host.init()
     tm = target_machine(opt_codegen)
     try:
-        mod = llvm.parse_assembly(ir_text, context=_context())
-        mod.verify()
+        with parsed(ir_text) as mod:
+            mod.verify()
+            mod.triple = llvm.get_process_triple()
+            mod.data_layout = str(tm.target_data)
+            optimise(mod, opt_ir, tm)
+            return bytes(tm.emit_object(mod))
     except RuntimeError as err:
         raise CompileError(f"LLVM rejected the generated IR: {err}") from None
-    mod.triple = llvm.get_process_triple()
-    mod.data_layout = str(tm.target_data)
-    optimise(mod, opt_ir, tm)
-    obj = bytes(tm.emit_object(mod))
-    mod.close()
-    return obj
 
 
 # -- loaded code ---------------------------------------------------------------------------------
