@@ -91,7 +91,7 @@ def _ir_text(model: Expr, name: str, runtime: bool) -> str:
 
 
 def _object_code(model: Expr, name: str, runtime: bool, cpu: Cpu = "generic") -> bytes:
-    from symcore.codegen.llvm.jit import compile_object, optimise, parsed, target_machine
+    from symcore.codegen.llvm.jit import compile_object, emit_object, target_machine
     text = _ir_text(model, name, runtime)
     if cpu == "host":
         return compile_object(text, opt_ir=EXPORT_OPT_IR, opt_codegen=EXPORT_OPT_CODEGEN)
@@ -101,12 +101,7 @@ def _object_code(model: Expr, name: str, runtime: bool, cpu: Cpu = "generic") ->
     tm = llvm.Target.from_default_triple().create_target_machine(
         cpu="", features="", opt=EXPORT_OPT_CODEGEN, reloc="pic", codemodel="default")
     try:
-        with parsed(text) as mod:
-            mod.verify()
-            mod.triple = llvm.get_default_triple()
-            mod.data_layout = str(tm.target_data)
-            optimise(mod, EXPORT_OPT_IR, tm)
-            return bytes(tm.emit_object(mod))
+        return emit_object(text, tm, EXPORT_OPT_IR, llvm.get_default_triple())
     except RuntimeError as err:
         raise ExportError(f"LLVM rejected the generated IR: {err}") from None
 

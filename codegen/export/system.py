@@ -42,17 +42,13 @@ def _object(text: str, cpu: str) -> bytes:
     import llvmlite.binding as llvm
 
     from symcore.codegen.export.native import EXPORT_OPT_CODEGEN, EXPORT_OPT_IR
-    from symcore.codegen.llvm.jit import compile_object, optimise, parsed, target_machine
+    from symcore.codegen.llvm.jit import compile_object, emit_object, target_machine
     if cpu == "host":
         return compile_object(text, opt_ir=EXPORT_OPT_IR, opt_codegen=EXPORT_OPT_CODEGEN)
     target_machine(EXPORT_OPT_CODEGEN)
     tm = llvm.Target.from_default_triple().create_target_machine(
         cpu="", features="", opt=EXPORT_OPT_CODEGEN, reloc="pic", codemodel="default")
-    with parsed(text) as mod:
-        mod.verify()
-        mod.data_layout = str(tm.target_data)
-        optimise(mod, EXPORT_OPT_IR, tm)
-        return bytes(tm.emit_object(mod))
+    return emit_object(text, tm, EXPORT_OPT_IR)
 
 
 def _header(sysm: System, name: str) -> str:

@@ -29,7 +29,7 @@ from symcore.codegen.llvm.host import host_cpu, host_features
 
 __all__ = ["host_features", "host_cpu", "target_machine", "compile_object", "Library",
            "load_library", "open_libraries", "evictable_libraries", "live_jits", "max_engines",
-           "pin", "unpin", "source_hash", "parsed"]
+           "pin", "unpin", "source_hash", "parsed", "emit_object"]
 
 _lock = threading.RLock()
 
@@ -83,17 +83,24 @@ def optimise(mod: Any, level: int, tm: Any = None) -> None:
     pm.run(mod, pb)
 
 
+def emit_object(ir_text: str, tm: Any, opt_ir: int, triple: str | None = None) -> bytes:
+    """IR text -> object code of target machine `tm` after the IR pipeline at `opt_ir`
+    (`triple`: the module's, if given).  RuntimeError: LLVM rejected the text."""
+    with parsed(ir_text) as mod:
+        mod.verify()
+        if triple is not None:
+            mod.triple = triple
+        mod.data_layout = str(tm.target_data)
+        optimise(mod, opt_ir, tm)
+        return bytes(tm.emit_object(mod))
+
+
 def compile_object(ir_text: str, opt_ir: int = 0, opt_codegen: int = 1) -> bytes:
     """IR text -> verified, optimised host object code (ELF bytes)."""
     host.init()
     tm = target_machine(opt_codegen)
     try:
-        with parsed(ir_text) as mod:
-            mod.verify()
-            mod.triple = llvm.get_process_triple()
-            mod.data_layout = str(tm.target_data)
-            optimise(mod, opt_ir, tm)
-            return bytes(tm.emit_object(mod))
+        return emit_object(ir_text, tm, opt_ir, llvm.get_process_triple())
     except RuntimeError as err:
         raise CompileError(f"LLVM rejected the generated IR: {err}") from None
 
