@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import symcore
 from symcore import OPS, Expr, call, const, param, var
+from symcore.walk import topo
 
 UNARY = tuple(n for n, o in OPS.items() if o.arity == 1)
 BINARY = tuple(n for n, o in OPS.items() if o.arity == 2 and n != "powi")
@@ -152,3 +153,23 @@ def prefix_tokens(e: Expr) -> list:
     for a in e.args:
         out += prefix_tokens(a)
     return out
+
+
+def rounded(e: Expr, X: np.ndarray, factor: float) -> np.ndarray:
+    """`e` on X with every intermediate result scaled by `factor` or by 2 - `factor` (by turns,
+    so that inverse pairs such as 1/(1/x) do not cancel it): a relative error like the one
+    float64 rounding makes at each node, to find where it is amplified (tan(atan(y)) near the
+    pole: atan(y) is pi/2 - 1/y, and one ulp of pi/2 is a large share of 1/y)."""
+    vals: dict = {}
+    with np.errstate(all="ignore"):
+        for k, n in enumerate(topo([e])):
+            f = factor if k % 2 else 2.0 - factor
+            if n.op == "var":
+                vals[n] = X[:, n.value]
+            elif n.op == "const":
+                vals[n] = np.float64(n.value)
+            elif n.op == "param":
+                raise ValueError("rounded: an expression without parameters")
+            else:
+                vals[n] = OPS[n.op].np(*(vals[a] for a in n.args)) * f
+    return np.broadcast_to(vals[e], (X.shape[0],))

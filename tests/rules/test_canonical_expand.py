@@ -12,6 +12,7 @@ from symcore.rules import canonical_expand as ce
 from symcore.rules.canonical import canonical_all
 
 import strategies
+from strategies import rounded
 
 x0, x1, x2 = var(0), var(1), var(2)
 
@@ -87,7 +88,8 @@ def test_other_functions_stay_apart(a, b):
 
 
 def _assert_sound(pop):
-    """Every two expressions with one key are equal wherever both are finite."""
+    """Every two expressions with one key are equal wherever both are finite (up to rounding,
+    amplified where an expression is ill-conditioned)."""
     groups: dict = {}
     for e, k in zip(pop, keys(*pop)):
         groups.setdefault(k, []).append(e)
@@ -97,8 +99,14 @@ def _assert_sound(pop):
             for e in members[1:]:
                 v = evaluate(e, GRID)
                 both = np.isfinite(v0) & np.isfinite(v)
+                # plus what rounding can amplify: every intermediate nudged by 1e-12 (far
+                # above an ulp) shows it (x0 - 1/(1/x0) is 0 up to ~1e-16 |x0|, which
+                # exp(cube(x1)) lifts past any fixed tolerance)
+                noise = sum(np.abs(rounded(m, GRID, f) - evaluate(m, GRID))
+                            for m in (members[0], e) for f in (1 + 1e-12, 1 - 1e-12))
                 scale = 1.0 + np.abs(v0[both])
-                assert np.all(np.abs(v0[both] - v[both]) <= 1e-6 * scale), (members[0], e)
+                assert np.all(np.abs(v0[both] - v[both]) <= 1e-6 * scale + noise[both]), \
+                    (members[0], e)
 
 
 @given(strategies.algebraic_rewrites())

@@ -11,7 +11,7 @@ import pytest
 import sympy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs
+from strategies import PLAIN_BINARY, PLAIN_UNARY, examples, exprs, rounded
 
 import symcore
 from symcore import ParseError, UnknownOperatorError, call, const, evaluate, param, var
@@ -41,22 +41,6 @@ def lambdified(e: symcore.Expr, X: np.ndarray, p: np.ndarray | None = None) -> n
 def close_where_finite(a: np.ndarray, b: np.ndarray) -> bool:
     ok = np.isfinite(a) & np.isfinite(b) & (np.abs(a) < 1e12)
     return bool(np.allclose(a[ok], b[ok], rtol=1e-7, atol=1e-9))
-
-
-def rounded(e: symcore.Expr, X: np.ndarray, factor: float) -> np.ndarray:
-    """`e` on X with every intermediate result scaled by `factor`: a relative error of the
-    size float64 rounding makes at each node, to find where it is amplified (tan(atan(y)) near
-    the pole: atan(y) is pi/2 - 1/y, and one ulp of pi/2 is a large share of 1/y)."""
-    vals: dict = {}
-    with np.errstate(all="ignore"):
-        for n in topo([e]):
-            if n.op == "var":
-                vals[n] = X[:, n.value]
-            elif n.op == "const":
-                vals[n] = np.float64(n.value)
-            else:
-                vals[n] = OPS[n.op].np(*(vals[a] for a in n.args)) * factor
-    return np.broadcast_to(vals[e], (X.shape[0],))
 
 
 def no_overflow_or_underflow(e: symcore.Expr, X: np.ndarray, p: np.ndarray) -> bool:
