@@ -20,8 +20,7 @@ from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 from symcore.session_stats import SessionStats, entry_bytes
 from symcore.scoring import candidate_weights, from_sums, pearson_rows, rank_rows
-from symcore.session_prefix import NATIVE as _NATIVE, PRED_BLOCK as _PRED_BLOCK, PrefixKey, \
-    PrefixScoring
+from symcore.session_prefix import PrefixKey, PrefixScoring
 
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
@@ -31,6 +30,10 @@ _PARALLEL_WORK = 1e8
 #: scratch of one shared tape at most (slots x block x itemsize); a population needing more
 #: is packed in halves
 _SCRATCH_BYTES = 1 << 25
+#: metrics the interpreter reduces in native code (the rest come from predictions)
+_NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
+#: predictions computed at once on the predictions path: (candidates x rows) <= this
+_PRED_BLOCK = 1 << 21
 
 Metric = Literal["mse", "rmse", "mae", "nmse", "r2", "pearson", "spearman"]
 CacheMode = Literal["exact", "equivalent"]
@@ -414,40 +417,59 @@ class Session(PrefixScoring):
             raise DataError(f"{what} needs the data in memory; this Session holds Dask data "
                             f"(use score / predict)")
 
-    def _run(self, make: Callable[[list[Any]], Any], items: list[Any],
-             W: np.ndarray | None) -> np.ndarray:
-        """The metric of every candidate in `items`, packed by `make` into tier-0 programs
-        (W: per-candidate weights): the interpreter's own reduction where it has the metric,
-        otherwise from predictions, a block of candidates at a time."""
-        from symcore.codegen import pool
-        P, N = len(items), self.n_rows
-        if not P:
-            return np.zeros(0)
-        X = self._Xcol
+    def _metric_of(self, P: int, W: np.ndarray | None, accumulate: Callable[[np.ndarray], None],
+                   predict: Callable[[int, int, np.ndarray], None]) -> np.ndarray:
+        """The metric of P candidates (W: per-candidate weights): from the interpreter's own
+        sums where it has the metric (`accumulate(acc)`: (sum w*err**2, sum w*|err|) into the
+        (P, 2) array acc), otherwise from predictions, a block of candidates at a time
+        (`predict(c0, c1, pred)`: candidates c0..c1-1 into pred).  The callbacks count their
+        own running time in stats."""
+        N = self.n_rows
+        seconds = self.stats.seconds
         if W is None and self.metric in _NATIVE:
-            prog = make(items)
-            t = time.perf_counter()
-            work = float(sum(prog.tape.n_nodes)) * N
             acc = np.zeros((P, 2), dtype=np.float64)
-            yd, wd = self._yd, self._wd
-            pool.run_ranges(P, work, lambda c0, c1: prog.loss_range(X, yd, wd, acc, c0, c1))
+            accumulate(acc)
+            t = time.perf_counter()
             out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
-            self.stats.seconds["score"] += time.perf_counter() - t
+            seconds["score"] += time.perf_counter() - t
             return out
         out = np.empty(P, dtype=np.float64)
         step = max(1, _PRED_BLOCK // N)
         for c0 in range(0, P, step):
             c1 = min(P, c0 + step)
+            pred = np.empty((c1 - c0, N), dtype=self._np)
+            predict(c0, c1, pred)
+            t = time.perf_counter()
+            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
+            seconds["score"] += time.perf_counter() - t
+        return out
+
+    def _run(self, make: Callable[[list[Any]], Any], items: list[Any],
+             W: np.ndarray | None) -> np.ndarray:
+        """The metric of every candidate in `items`, packed by `make` into tier-0 programs
+        (W: per-candidate weights; see _metric_of)."""
+        from symcore.codegen import pool
+        P, N = len(items), self.n_rows
+        if not P:
+            return np.zeros(0)
+        X = self._Xcol
+        seconds = self.stats.seconds
+
+        def accumulate(acc: np.ndarray) -> None:
+            prog = make(items)
+            t = time.perf_counter()
+            yd, wd = self._yd, self._wd
+            pool.run_ranges(P, float(sum(prog.tape.n_nodes)) * N,
+                            lambda c0, c1: prog.loss_range(X, yd, wd, acc, c0, c1))
+            seconds["score"] += time.perf_counter() - t
+
+        def predict(c0: int, c1: int, pred: np.ndarray) -> None:
             prog = make(items[c0:c1])
             t = time.perf_counter()
-            pred = np.empty((c1 - c0, N), dtype=self._np)
-            work = float(sum(prog.tape.n_nodes)) * N
-            pool.run_ranges(c1 - c0, work,
-                            lambda a, b, prog=prog, pred=pred: prog.predict_range(X, None, pred,
-                                                                                  a, b))
-            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
-            self.stats.seconds["score"] += time.perf_counter() - t
-        return out
+            pool.run_ranges(c1 - c0, float(sum(prog.tape.n_nodes)) * N,
+                            lambda a, b: prog.predict_range(X, None, pred, a, b))
+            seconds["score"] += time.perf_counter() - t
+        return self._metric_of(P, W, accumulate, predict)
 
     def _predict(self, exprs: list[Expr]) -> np.ndarray:
         P, N = len(exprs), self.n_rows

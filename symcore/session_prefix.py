@@ -19,13 +19,9 @@ import numpy as np
 from symcore.errors import SymcoreError
 from symcore.session_stats import entry_bytes
 
-__all__ = ["PrefixScoring", "PrefixKey", "NATIVE", "PRED_BLOCK"]
+__all__ = ["PrefixScoring", "PrefixKey"]
 
 _is = operator.is_
-#: metrics the interpreter reduces in native code (the rest come from predictions)
-NATIVE = frozenset({"mse", "rmse", "mae", "nmse", "r2"})
-#: predictions computed at once on the predictions path: (candidates x rows) <= this
-PRED_BLOCK = 1 << 21
 #: makes a session's native table once when threads race for it
 _NATIVE_LOCK = threading.Lock()
 
@@ -52,6 +48,7 @@ class PrefixScoring:
     # the session's own (codegen lives below symcore's core: session.py reaches it)
     _symbol_table: Any
     _prefix_parts: Any
+    _metric_of: Any
     _prefix_cache_module: Any
     metric: str
     n_rows: int
@@ -286,24 +283,7 @@ class PrefixScoring:
     # -- the prefix-token path ----------------------------------------------------------------
     def _run_prefix(self, programs: list[Any], table: dict[Any, tuple[int, int]],
                     W: np.ndarray | None) -> np.ndarray:
-        """The metric of every prefix program (W: per-candidate weights): the interpreter's
-        own reduction where it has the metric, otherwise from predictions, a block of
-        candidates at a time."""
-        P, N = len(programs), self.n_rows
-        if W is None and self.metric in NATIVE:
-            acc = np.empty((P, 2), dtype=np.float64)
-            self._prefix_parts(programs, table, None, acc)
-            t = time.perf_counter()
-            out = self._finish(acc[:, 0], acc[:, 1], ~np.isfinite(acc[:, 0]), self._w)
-            self.stats.seconds["score"] += time.perf_counter() - t
-            return out
-        out = np.empty(P, dtype=np.float64)
-        step = max(1, PRED_BLOCK // N)
-        for c0 in range(0, P, step):
-            c1 = min(P, c0 + step)
-            pred = np.empty((c1 - c0, N), dtype=self._np)
-            self._prefix_parts(programs[c0:c1], table, pred)
-            t = time.perf_counter()
-            out[c0:c1] = self._from_predictions(pred, None if W is None else W[c0:c1])
-            self.stats.seconds["score"] += time.perf_counter() - t
-        return out
+        """The metric of every prefix program (W: per-candidate weights; Session._metric_of)."""
+        return self._metric_of(
+            len(programs), W, lambda acc: self._prefix_parts(programs, table, None, acc),
+            lambda c0, c1, pred: self._prefix_parts(programs[c0:c1], table, pred))
