@@ -20,7 +20,7 @@ from symcore.evaluate import as_matrix, as_rows
 from symcore.ir import Expr
 from symcore.session_stats import SessionStats, entry_bytes
 from symcore.scoring import candidate_weights, from_sums, pearson_rows, rank_rows
-from symcore.session_prefix import PrefixKey, PrefixScoring
+from symcore.session_prefix import PrefixScoring, is_slot_key
 
 __all__ = ["Session", "SessionStats", "METRICS", "GREATER_IS_BETTER"]
 
@@ -305,12 +305,12 @@ class Session(PrefixScoring):
 
     def _evict(self) -> None:
         cache = self._cache
-        gone: list[PrefixKey] = []
+        gone: list[int] = []
         while len(cache) > self.max_entries:
             old, v = cache.popitem(last=False)
             self.stats.bytes -= entry_bytes(old, v)
             self.stats.evictions += 1
-            if type(old) is PrefixKey:
+            if is_slot_key(old):
                 gone.append(old)
         if gone:
             self._prefix_evicted(gone)

@@ -19,24 +19,29 @@ import numpy as np
 from symcore.errors import SymcoreError
 from symcore.session_stats import entry_bytes
 
-__all__ = ["PrefixScoring", "PrefixKey"]
+__all__ = ["PrefixScoring", "SLOT_KEY_BASE", "is_slot_key"]
 
 _is = operator.is_
 #: makes a session's native table once when threads race for it
 _NATIVE_LOCK = threading.Lock()
 
 
-class PrefixKey:
-    """The LRU key of a prefix-program entry of the native table: one object per table slot,
-    reused with the slot (hashed by identity: never equal to another path's key)."""
+#: the LRU key of the native table's slot s is SLOT_KEY_BASE + s: an int no other path's key
+#: equals (the Python path keys by hash(), a signed 64-bit value below 2**63).  An int, not an
+#: object per slot: it is made only for the slots a call enters or hits, and the collector
+#: does not track it
+SLOT_KEY_BASE = 1 << 63
+_BASE_U64 = np.uint64(SLOT_KEY_BASE)
 
-    __slots__ = ("slot",)
 
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
+def is_slot_key(k: Any) -> bool:
+    """True for the LRU key of a native-table entry."""
+    return type(k) is int and k >= SLOT_KEY_BASE
 
-    def __repr__(self) -> str:
-        return f"PrefixKey({self.slot})"
+
+def _slot_keys(slots: np.ndarray) -> np.ndarray:
+    """The LRU keys of table slots (an object array of Python ints)."""
+    return (slots.astype(np.uint64) + _BASE_U64).astype(object)
 
 
 class PrefixScoring:
@@ -174,7 +179,7 @@ class PrefixScoring:
             with _NATIVE_LOCK:
                 px = self.__dict__.get("_pxc")
                 if px is None:
-                    px = self._pxc = mod.PrefixCache(PrefixKey)
+                    px = self._pxc = mod.PrefixCache()
         return px
 
     def _score_prefix_native(self, px: Any, programs: Sequence[Sequence[Any]],
@@ -182,8 +187,8 @@ class PrefixScoring:
         """score_prefix through the native table: programs seen before (the very same token
         objects in order) are found and filled in native code without Python work per token;
         the new ones are grouped there (repeats within the call scored once), scored as
-        tuples and entered (the table and the LRU entry hold the tuple, so the tokens' addresses
-        stay theirs).  None: a container changed under the lookup (another thread), the
+        tuples and entered (the table holds the tuple, so the tokens' addresses stay theirs;
+        the LRU entry is the slot's key and the value).  None: a container changed under the lookup (another thread), the
         caller takes the general path."""
         st = self.stats
         t0 = time.perf_counter()
@@ -202,15 +207,15 @@ class PrefixScoring:
         found, grp, first = r
         cache = self._cache
         if found.size:
-            # the hits' LRU keys (an object array: no Python int per hit), most recent last
+            # the hits' LRU keys, most recent last
             touch = cache.move_to_end
+            hit_keys = _slot_keys(found)
             try:
-                collections.deque(map(touch, px.keys[found]), 0)
-            except (KeyError, IndexError):
+                collections.deque(map(touch, hit_keys), 0)
+            except KeyError:
                 # evicted (or the cache cleared) by another thread since the lookup: the
                 # values read were their own; touch what is still there
-                keys = px.keys
-                for k in (keys[s] for s in found.tolist() if s < keys.size):
+                for k in hit_keys:
                     if k in cache:
                         touch(k)
         m = first.size
@@ -234,10 +239,10 @@ class PrefixScoring:
                 vl = [vl[i] for i in keep.tolist()]
                 toks = [toks[i] for i in keep.tolist()]
             if slots.size:
-                ks = px.keys[slots].tolist()
-                cache.update(zip(ks, zip(vl, toks)))
-                # entries of one path differ in size only by their tokens (8 bytes a token)
-                st.bytes += len(ks) * entry_bytes(ks[0], (0.0, ())) + 8 * sum(map(len, toks))
+                # the value only: the table holds the tokens (and counts their memory)
+                ks = _slot_keys(slots).tolist()
+                cache.update(zip(ks, vl))
+                st.bytes += len(ks) * entry_bytes(ks[0], 0.0)
                 self._evict()
         st.entries = len(cache)
         st.table_bytes = px.nbytes()
@@ -251,20 +256,19 @@ class PrefixScoring:
         if px is not None:
             cache = state["_cache"]
             keep = collections.OrderedDict(
-                (k, v) for k, v in cache.items() if type(k) is not PrefixKey)
+                (k, v) for k, v in cache.items() if not is_slot_key(k))
             stats = state["stats"] = copy.copy(self.stats)
             stats.seconds = dict(stats.seconds)
-            stats.bytes -= sum(entry_bytes(k, v) for k, v in cache.items()
-                               if type(k) is PrefixKey)
+            stats.bytes -= sum(entry_bytes(k, v) for k, v in cache.items() if is_slot_key(k))
             stats.entries = len(keep)
             stats.table_bytes = 0
             state["_cache"] = keep
         return state
 
-    def _prefix_evicted(self, keys: list[PrefixKey]) -> None:
-        """The LRU dropped native-table entries: the table lets their tokens go (it holds
-        them until it has removed the entries)."""
-        self._pxc.release([k.slot for k in keys])
+    def _prefix_evicted(self, keys: list[int]) -> None:
+        """The LRU dropped native-table entries (their keys): the table lets their tokens go
+        (it holds them until it has removed the entries)."""
+        self._pxc.release([k - SLOT_KEY_BASE for k in keys])
 
     def _prefix_cleared(self) -> None:
         px = self.__dict__.get("_pxc")

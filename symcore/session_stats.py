@@ -27,7 +27,7 @@ class SessionStats:
     entries: int = 0       # entries in the cache now
     evictions: int = 0
     bytes: int = 0         # estimated memory of the cache's entries
-    table_bytes: int = 0   # the native prefix table's arrays and key objects (score_prefix)
+    table_bytes: int = 0   # the native prefix table's arrays and token tuples (score_prefix)
     seconds: dict[str, float] = field(default_factory=lambda: {
         "read": 0.0, "canonicalise": 0.0, "compile": 0.0, "score": 0.0})
 
@@ -56,6 +56,6 @@ def key_bytes(k: Any) -> int:
         if len(k) == 2 and type(k[1]) is bytes:     # (key, per-candidate weights digest)
             n += sys.getsizeof(k[1]) + (sys.getsizeof(k[0]) if type(k[0]) is tuple else 0)
         return n
-    if isinstance(k, bytes):
+    if isinstance(k, bytes) or type(k) is int:     # an int: a native-table slot's key
         return sys.getsizeof(k)
     return 0    # an interned Expr: shared with the candidates, counted there

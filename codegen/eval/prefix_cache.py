@@ -9,7 +9,13 @@ Reading object memory is guarded: CPython only, GIL build only, the list/tuple l
 at first use on known objects and then by running the lookup on them; the native functions are
 called with the GIL held (ctypes.PYFUNCTYPE: no thread mutates a list during a read), check
 the type of every container (exactly list or tuple; anything else is left to the caller) and
-read only the tuples the table itself holds.  The native half (prefix_cache_emit.py) is
+read only the tuples the table itself holds.
+
+The held tuples are taken off the collector's list (PyObject_GC_UnTrack, what CPython does itself
+for tuples of atomic items): they are referenced only from the table's object array, which the
+collector does not traverse, so it could never free them or a cycle through them anyway; tracked,
+every entry would survive into the oldest generation and make the interpreter's full collections
+(over the whole heap of the search that calls us) start sooner and cost more.  The native half (prefix_cache_emit.py) is
 generated with llvmlite, compiled once and cached on disk like the tape packer.
 """
 
@@ -19,7 +25,8 @@ import ctypes
 import sys
 import sysconfig
 import threading
-from typing import Any, Callable, Sequence
+from collections import deque
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +39,8 @@ __all__ = ["available", "PrefixCache"]
 _VERSION = "pc-3"
 _OB_TYPE, _OB_SIZE, _LIST_ITEMS, _TUPLE_ITEMS = LAYOUT
 _EMPTY = EMPTY
+#: bytes of a tuple besides its items
+_TUPLE_HEAD = tuple.__basicsize__ + 16     # the collector's header
 #: the fewest cells of a table
 _MIN_TABLE = 1024
 
@@ -46,6 +55,9 @@ _RELEASE_T = ctypes.PYFUNCTYPE(None, _P, _L, _P, _L, _P, _P, _P, _P)
 _REBUILD_T = ctypes.PYFUNCTYPE(None, _P, _L, _P, _P, _L)
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
+_untrack = ctypes.pythonapi.PyObject_GC_UnTrack
+_untrack.argtypes = [ctypes.py_object]
+_untrack.restype = None
 
 
 def _word(addr: int) -> int:
@@ -107,7 +119,7 @@ def _functions() -> dict[str, Any] | None:
 def _self_test() -> bool:
     """The native lookup on known programs: hits, misses and repeats where they must be."""
     x, y = object(), object()
-    pc = PrefixCache(lambda s: s, _fns=_STATE["fns"])
+    pc = PrefixCache(_fns=_STATE["fns"])
     held = [(x, 1.5), (y,), ()]
     if pc.insert(held, np.array([1.0, 2.0, 3.0])).tolist() != [0, 1, 2]:
         return False
@@ -130,25 +142,22 @@ def available() -> bool:
 
 class PrefixCache:
     """An address-keyed table of prefix programs: slots hold (token tuple, hash, value); a
-    cell array maps hash -> slot (open addressing).  `keys[s]` is the caller's key object of
-    slot s (made by `make_key(s)`, reused when the slot is).  Thread-safe: every native call
-    runs under the cache's lock with the GIL held.
+    cell array maps hash -> slot (open addressing).  A slot number names an entry until it is
+    released (the caller's LRU keys its entries by slot).  Thread-safe: every native call runs
+    under the cache's lock with the GIL held.
 
     A slot holds its tuple from before the table refers to it until after it no longer
     does (`insert`, `release`), so the table never refers to a tuple it does not hold."""
 
-    def __init__(self, make_key: Callable[[int], Any], *, _fns: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, *, _fns: dict[str, Any] | None = None) -> None:
         fns = _fns if _fns is not None else _functions()
         if fns is None:
             raise RuntimeError("the native prefix cache is not available here")
         self._fns = fns
-        self._make_key = make_key
         self._lock = threading.RLock()
         self._reset()
 
     def _reset(self) -> None:
-        self.keys = np.empty(0, dtype=object)         # the caller's key of every slot
         self._held = np.empty(0, dtype=object)        # the tuple of every slot (or None)
         self._free = np.empty(0, np.int32)            # a stack of free slots
         self._nfree = 0
@@ -158,6 +167,7 @@ class PrefixCache:
         self._tab = np.full(_MIN_TABLE, _EMPTY, np.int32)
         self._used = 0          # cells not empty (live entries and removed ones)
         self.live = 0
+        self._tuple_bytes = 0   # of the held tuples
         self._sc: tuple[np.ndarray, ...] | None = None
         self._set_ptrs()
 
@@ -165,13 +175,11 @@ class PrefixCache:
         return self.live
 
     def nbytes(self) -> int:
-        """Bytes of the table's arrays (slots, cells, the free stack, the held-tuple and key
-        pointers, the lookup scratch) and of the key objects; not the tuples (the entries
-        that hold them count them)."""
+        """Bytes of the table's arrays (slots, cells, the free stack, the held-tuple
+        pointers, the lookup scratch) and of the token tuples it holds (not the tokens)."""
         arrays = (self._hash, self._tup, self._val, self._tab, self._free, self._held,
-                  self.keys, *(self._sc or ()))
-        keys = sys.getsizeof(self.keys[0]) * self.keys.size if self.keys.size else 0
-        return sum(a.nbytes for a in arrays) + keys
+                  *(self._sc or ()))
+        return sum(a.nbytes for a in arrays) + self._tuple_bytes
 
     # -- lookup ---------------------------------------------------------------------------------
     def lookup(self, programs: Sequence[Any], out: np.ndarray
@@ -257,6 +265,12 @@ class PrefixCache:
             if n_ok < m:
                 self._unhold(sa[dup])
                 sa[dup] = -1
+                kept = objs[~dup]
+            else:
+                kept = objs
+            # see the module docstring: held tuples are not the collector's
+            deque(map(_untrack, kept), 0)
+            self._tuple_bytes += _TUPLE_HEAD * kept.size + 8 * sum(map(len, kept))
             return sa
 
     def _unhold(self, sa: np.ndarray) -> None:
@@ -277,11 +291,6 @@ class PrefixCache:
         held = np.empty(C2, dtype=object)
         held[:C] = self._held
         self._held = held
-        keys = np.empty(C2, dtype=object)
-        keys[:C] = self.keys
-        mk = self._make_key
-        keys[C:] = [mk(s) for s in range(C, C2)]
-        self.keys = keys
         # the free stack is popped from its top: the new slots go under the free old ones
         free = np.empty(C2, np.int32)
         free[:C2 - C] = np.arange(C2 - 1, C - 1, -1)
@@ -320,6 +329,8 @@ class PrefixCache:
             self._fns["pc_release"](sa.ctypes.data, sa.size, *self._ptrs[:4],
                                     done.ctypes.data, res.ctypes.data)
             gone = sa[done != 0]
+            self._tuple_bytes -= (_TUPLE_HEAD * gone.size
+                                  + 8 * sum(map(len, self._held[gone])))
             self._unhold(gone)
             self.live -= gone.size
 

@@ -4,6 +4,7 @@ are mutated in place, for lists, tuples and other sequences, 1 vs 1.0 vs True an
 after eviction (LRU order kept, memory accounted), from several threads, and as a property
 over random populations and edits."""
 
+import gc
 import pickle
 import random
 import sys
@@ -21,7 +22,7 @@ from symcore.codegen.eval import prefix_cache
 
 from symcore import SymcoreError
 from symcore.session import Session
-from symcore.session_prefix import PrefixKey
+from symcore.session_prefix import is_slot_key
 from symcore.session_stats import entry_bytes
 
 #: where the native table must run (elsewhere score_prefix keeps its Python path)
@@ -52,17 +53,19 @@ def score(s, programs, syms=SYMBOLS):
 
 def native_entries(s):
     """(entries of the session's LRU that are native-table entries, live table entries)."""
-    return sum(type(k) is PrefixKey for k in s._cache), len(s._pxc)
+    return sum(map(is_slot_key, s._cache)), len(s._pxc)
 
 
 def check_accounting(s):
     assert s.stats.bytes == sum(entry_bytes(k, v) for k, v in s._cache.items())
     n_lru, n_table = native_entries(s)
     assert n_lru == n_table
-    # the native table's own memory is reported too (arrays and one key object per slot)
+    # the native table's own memory is reported too (arrays and the token tuples it holds)
     px = s.__dict__.get("_pxc")
     if px is not None and n_table:
-        assert s.stats.table_bytes == px.nbytes() >= px.keys.size * sys.getsizeof(PrefixKey(0))
+        held = [t for t in px._held if t is not None]
+        assert len(held) == n_table
+        assert s.stats.table_bytes == px.nbytes() >= sum(map(sys.getsizeof, held))
         assert s.stats.memory == s.stats.bytes + s.stats.table_bytes
 
 
@@ -97,6 +100,30 @@ def test_hits_are_fresh_values_and_skip_scoring():
     b = score(s, progs)
     np.testing.assert_array_equal(b, a)
     assert s.stats.hits - h == len(progs) and s.stats.misses == m
+    check_accounting(s)
+
+
+class _Fn:
+    """A token the collector tracks, like gplearn's `_Function` objects."""
+
+
+def test_entries_add_nothing_for_the_collector():
+    # a search's heap is large: every object of ours the collector tracks brings its full
+    # collections (over that heap) sooner; an entry adds none (its key is an int, its value a
+    # float, its token tuple is untracked: only the table's object array refers to it)
+    add, neg = _Fn(), _Fn()
+    syms = {add: "add", neg: "neg"}
+    progs = [[add, i % 3, float(i)] if i % 2 else [neg, add, 1, float(i)] for i in range(600)]
+    s = Session(X, Y)
+    score(s, progs[:1], syms)
+    gc.collect()
+    n0 = len(gc.get_objects())
+    got = score(s, progs[1:], syms)
+    assert len(gc.get_objects()) - n0 < 50
+    np.testing.assert_array_equal(got, fresh(progs[1:], syms))
+    assert s.stats.misses == 600
+    np.testing.assert_array_equal(score(s, progs, syms), fresh(progs, syms))
+    assert s.stats.hits == 600
     check_accounting(s)
 
 
@@ -335,7 +362,7 @@ class Tok:
 def test_table_never_reads_a_tuple_it_let_go():
     """A removed entry's tuple is freed; a new object taking its token's address (CPython
     hands the freed block out again first) is a miss, not the old value."""
-    pc = prefix_cache.PrefixCache(lambda s: s)
+    pc = prefix_cache.PrefixCache()
     out = np.empty(1)
     for _ in range(20):
         a = Tok()
@@ -350,7 +377,7 @@ def test_table_never_reads_a_tuple_it_let_go():
 
 
 def test_table_holds_its_tuples_until_removed():
-    pc = prefix_cache.PrefixCache(lambda s: s)
+    pc = prefix_cache.PrefixCache()
     t = (Tok(),) * 25
     r0 = sys.getrefcount(t)
     [slot] = pc.insert([t], np.zeros(1))
@@ -362,7 +389,7 @@ def test_table_holds_its_tuples_until_removed():
 
 
 def test_table_refuses_what_it_cannot_read():
-    pc = prefix_cache.PrefixCache(lambda s: s)
+    pc = prefix_cache.PrefixCache()
     out = np.empty(2)
     for bad in ([[1], "ab"], [[1], range(2)], ([1], np.array([1]))):
         assert pc.lookup(bad, out) is None
@@ -381,7 +408,7 @@ def test_property_table_is_a_dict_of_token_identities(ops):
     """Inserts, removals and lookups against a dict keyed by the token objects' identities
     (growth, removed cells and rebuilds on the way)."""
     objs = [Tok() for _ in range(8)]
-    pc = prefix_cache.PrefixCache(lambda s: s)
+    pc = prefix_cache.PrefixCache()
     model: dict[tuple, tuple[int, float]] = {}      # id key -> (slot, value)
     held = {}                                       # id key -> tuple (keeps ids valid)
     counter = 0.0
