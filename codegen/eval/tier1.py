@@ -138,10 +138,11 @@ def _extent(flats: Sequence[Flat]) -> tuple[int, int]:
     return nv, npar
 
 
-#: kernel objects and index entries stay out of the in-memory cache tier when a disk cache
-#: exists: the loaded libraries hold what runs, a reload reads the verified file again, and
-#: thousands of long-lived entries kept Python's and malloc's heaps from shrinking (measured:
-#: bench_soak RSS growth per population 0.17 MB with them in memory, 0.07 MB without)
+#: kernel objects stay out of the in-memory cache tier when a disk cache exists (and the key
+#: index keeps its entries on disk: `ObjectCache.index_get`): the loaded libraries hold what
+#: runs, a reload reads the verified file again, and thousands of long-lived entries kept
+#: Python's and malloc's heaps from shrinking (measured: bench_soak RSS growth per population
+#: 0.17 MB with them in memory, 0.07 MB without)
 _MEMORY: _cache.Memory = "without_disk"
 
 
@@ -185,17 +186,6 @@ def _module_text(items: Sequence[tuple[str, Flat]], dtype: str, lanes: int) -> s
         _textbuilder._TYPE_STR.clear()
 
 
-def _object_id(raw: bytes | None) -> str | None:
-    """An index entry's object id (32 hex digits), or None."""
-    if raw is None or len(raw) != 32:
-        return None
-    try:
-        oid = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return oid if all(c in "0123456789abcdef" for c in oid) else None
-
-
 def _compile_group(items: Sequence[tuple[str, Flat]], dtype: str,
                    lanes: int) -> tuple[str, bytes, float]:
     """Object code of one module of kernels, through the object cache (key "obj|" + id)."""
@@ -232,12 +222,14 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
     groups: dict[str, list[str]] = {}
     objs: dict[str, bytes | None] = {}
     todo: list[tuple[str, Flat]] = []
+    # the key index: structure key -> id of the object holding its kernel (a checksummed
+    # entry; the object is verified again, and a kernel missing from it is recompiled)
+    index = cache.index_get([k for k in want if k not in out])
     for k, f in want.items():
         if k in out:
             continue
-        # index entry: structure key -> id of the object holding its kernel (both verified);
-        # with a disk cache neither is kept in memory (_MEMORY)
-        oid = _object_id(cache.get("idx|" + k, memory=_MEMORY))
+        raw = index.get(k)
+        oid = raw.hex() if raw is not None else None
         if oid is not None and oid not in objs:
             objs[oid] = cache.get("obj|" + oid, memory=_MEMORY)
         if oid is not None and objs[oid] is not None:
@@ -272,10 +264,10 @@ def load_kernels(items: Sequence[tuple[str, Flat]], dtype: str,
                                                 chunks))
         else:
             results = [_compile_group(ch, dtype, lanes) for ch in chunks]
-        for ch, (oid, obj, irs) in zip(chunks, results):
-            for k, _ in ch:
-                cache.put("idx|" + k, oid.encode(), memory="without_disk")
-            stats.ir_seconds += irs
+        # an entry whose object was pruned (or failed to load) is overwritten here
+        cache.index_put([(k, bytes.fromhex(oid)) for ch, (oid, _, _) in zip(chunks, results)
+                         for k, _ in ch])
+        stats.ir_seconds += sum(irs for _, _, irs in results)
         _attach(out, [obj for _, obj, _ in results], [k for k, _ in todo])
         stats.compiled = len(todo)
         stats.seconds = time.perf_counter() - t0

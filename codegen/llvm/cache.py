@@ -17,6 +17,14 @@ every write against the directory's ledger, an exact running total shared by eve
 (`llvm.disk_usage`), so no write costs a scan of the directory; from 7/8 of the cap the least
 recently written entries are taken out, down to 3/4 of it, and unlinked by a background thread
 (their blocks count toward the cap until then).
+
+Beside the entries, one key index per directory (`index_get`/`index_put`: a structure key ->
+the 16-byte id of the object holding its kernel, for tier 1) lives in one file, `keys.index`: a
+fixed table of checksummed slots (`llvm.index_store`), 1/16 of the cap and at most 32 MB,
+allocated when it is created and counted toward the cap; a full bucket drops its oldest entry,
+an entry whose object is gone is overwritten when that kernel is compiled again.  Memory only
+(or where no table can be used: untrusted, a cap too small for one, something else in its
+place), index entries live in the in-memory LRU like objects.
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from symcore.codegen.llvm import host
-from symcore.codegen.llvm.disk_usage import Ledger, prune, used
+from symcore.codegen.llvm.disk_usage import Ledger, prune, remove, used
+from symcore.codegen.llvm.index_store import IndexFile
 
 __all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
            "CacheWarning", "CODEGEN_VERSION", "MEMORY_CAPACITY"]
@@ -106,6 +115,16 @@ def disk_limit() -> int:
     return int(max(mb, 0.0) * (1 << 20))
 
 
+#: in-memory key prefix of index entries (memory-only mode)
+_IDX = "idx|"
+
+
+def _index_identity() -> bytes:
+    """What the key index's header carries: the machine and code generator identity."""
+    return hashlib.blake2b(f"{host.identity()}|codegen {CODEGEN_VERSION}|index".encode(),
+                           digest_size=16).digest()
+
+
 def _identity(key: str) -> bytes:
     return f"{host.identity()}|codegen {CODEGEN_VERSION}|{key}".encode()
 
@@ -161,6 +180,7 @@ class ObjectCache:
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._index = IndexFile(_index_identity, _report, _untrusted)
 
     # -- directory --------------------------------------------------------------------------
     def _dir(self, create: bool) -> Path | None:
@@ -282,12 +302,38 @@ class ObjectCache:
 
     def put(self, key: str, obj: bytes, memory: Memory = "always") -> None:
         """Store `obj` under `key` on disk and in memory; with memory="without_disk", in
-        memory only when there is no (trusted) disk directory.  Small entries that many keys
-        have (tier-1 index entries) use that: thousands of long-lived small objects in memory
-        pin Python's allocator arenas (measured: RSS kept growing in bench_soak)."""
+        memory only when there is no (trusted) disk directory.  Entries that many keys have
+        (tier-1 kernel objects) use that: thousands of long-lived objects in memory pin
+        Python's allocator arenas (measured: RSS kept growing in bench_soak)."""
         if memory == "always" or self._dir(create=False) is None:
             self._remember(key, obj)
         self._write(key, obj)
+
+    def index_get(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """{key: 16-byte value} for the keys found in the key index (memory, then the disk
+        table); a missing or damaged entry is simply absent."""
+        out: dict[str, bytes] = {}
+        rest: list[str] = []
+        with self._lock:
+            for k in keys:
+                v = self._mem.get(_IDX + k)
+                if v is None:
+                    rest.append(k)
+                else:
+                    self._mem.move_to_end(_IDX + k)
+                    out[k] = v
+        d = self._dir(create=False) if rest else None
+        if d is not None:
+            out.update(self._index.get(d, rest) or {})
+        return out
+
+    def index_put(self, pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Index (key, 16-byte value) pairs: in the directory's table, or in memory when there
+        is none that can be used."""
+        d = self._dir(create=True)
+        if d is None or not self._index.put(d, disk_limit(), pairs):
+            for k, v in pairs:
+                self._remember(_IDX + k, v)
 
     def discard(self, key: str) -> None:
         """Forget `key` in memory and on disk (a verified entry that still failed to load)."""
@@ -332,19 +378,7 @@ def _blocks(p: str, missing: int | None = 0) -> int | None:
 
 def _delete(p: str) -> None:
     """Delete cache file `p`, taking it off its directory's ledger."""
-    try:
-        with Ledger(os.path.dirname(p)) as led:
-            b = _blocks(p, missing=None)
-            if b is not None:
-                os.unlink(p)
-                led.removed(b)
-        return
-    except OSError:
-        pass
-    try:           # no usable ledger: the file goes all the same (the next scan sees it)
-        os.unlink(p)
-    except OSError:
-        pass
+    remove(p)
 
 
 def _used(d: Path | str) -> int:

@@ -16,7 +16,8 @@ ledger, or one left behind by a crashed writer, is corrected by a full scan that
 and removes stale temporaries: at once when unreadable, else after
 `max(RESCAN_WRITES, SCAN_EVERY * files)` writes (a fraction of a stat per write, amortised).
 When the log cannot free enough (entries it does not know), a two-pass streaming prune by mtime
-over the whole directory does.
+over the whole directory does.  The key index (`INDEX`, `llvm.index_store`) is counted like an
+entry and, like the ledger, never pruned.
 """
 
 from __future__ import annotations
@@ -43,10 +44,14 @@ try:
 except ImportError:  # pragma: no cover - no flock (Windows): the process-wide lock only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LEDGER", "RESCAN_WRITES", "Ledger", "prune", "scan", "used"]
+__all__ = ["INDEX", "LEDGER", "RESCAN_WRITES", "Ledger", "prune", "remove", "scan", "used"]
 
 #: the ledger's file name (not a cache entry: neither `.o` nor `.tmp`, never pruned)
 LEDGER = "usage.ledger"
+#: the key index's file name (counted, never pruned: `llvm.index_store`)
+INDEX = "keys.index"
+#: the files counted besides entries that pruning never takes
+_KEPT = (LEDGER, INDEX)
 #: rescan the directory after at least this many writes, and `SCAN_EVERY` times its files
 RESCAN_WRITES = 256
 SCAN_EVERY = 4
@@ -95,7 +100,7 @@ def scan(d: str | os.PathLike) -> Iterator[tuple[int, int, str]]:
             name = e.name
             tmp = name.endswith(".tmp")
             gone = name.endswith(_GONE)
-            if not (name.endswith(_SUFFIX) or tmp or gone or name == LEDGER):
+            if not (name.endswith(_SUFFIX) or tmp or gone or name in _KEPT):
                 continue
             try:
                 st = e.stat(follow_symlinks=False)
@@ -132,7 +137,7 @@ def prune(d: str | os.PathLike, limit: int, reserve: int = 0) -> tuple[int, int]
             continue
         total += b
         files += 1
-        if os.path.basename(path) != LEDGER:
+        if os.path.basename(path) not in _KEPT:
             blocks.append(b)
             mtimes.append(m)
     if total + reserve <= limit or not blocks:
@@ -148,7 +153,7 @@ def prune(d: str | os.PathLike, limit: int, reserve: int = 0) -> tuple[int, int]
     # itself (ties, usually one), only as many as still needed
     ties: list[tuple[int, str]] = []
     for b, m, path in scan(d):
-        if m > cutoff or os.path.basename(path) == LEDGER or path.endswith(_GONE):
+        if m > cutoff or os.path.basename(path) in _KEPT or path.endswith(_GONE):
             continue
         if m == cutoff:
             ties.append((b, path))
@@ -171,6 +176,23 @@ def _unlink(path: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def remove(p: str | os.PathLike) -> None:
+    """Delete cache file `p` (an entry, the key index), taking it off its directory's ledger."""
+    p = os.fspath(p)
+    try:
+        with Ledger(os.path.dirname(p)) as led:
+            try:
+                b = os.stat(p, follow_symlinks=False).st_blocks * 512
+            except FileNotFoundError:
+                return
+            os.unlink(p)
+            led.removed(b)
+        return
+    except OSError:
+        pass
+    _unlink(p)     # no usable ledger: the file goes all the same (the next scan sees it)
 
 
 class _Reaper:

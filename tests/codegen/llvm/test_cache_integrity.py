@@ -1,9 +1,11 @@
 """A damaged, foreign or oversized object cache never crashes, never lies: every kind of cache
-file symcore writes is damaged on disk, then a fresh process (no in-memory cache to hide the
-damage) compiles and scores against the NumPy reference, and the file is rewritten."""
+file symcore writes (entries and the key index) is damaged on disk, then a fresh process (no
+in-memory cache to hide the damage) compiles and scores against the NumPy reference, and the
+file is rewritten."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from symcore.codegen.llvm import cache
+from symcore.codegen.llvm import cache, disk_usage, index_store
 
 _SCRIPT = r"""
 import sys
@@ -38,6 +40,11 @@ for tier in (0, 1):
     mse = k.score(X, y)
     ref = [np.mean((symcore.evaluate(e, X) - y) ** 2) for e in es]
     np.testing.assert_allclose(mse, ref, rtol=1e-10)
+    st = k.compile_stats
+e4 = call("tanh", call("sub", x1, call("cube", x0)))     # a tier-1 object of its own
+k4 = symcore.compile([e4], tier=1)
+np.testing.assert_allclose(k4.predict(X)[0], symcore.evaluate(e4, X), rtol=1e-12)
+print("T1", st.cached + k4.compile_stats.cached, st.compiled + k4.compile_stats.compiled)
 m = call("add", call("mul", param(0), call("exp", call("mul", param(1), x0))), param(2))
 p = np.array([0.7, -0.3, 0.2])
 pred, J = jacobian(m, X, p)                        # tier-1 Jacobian kernels
@@ -55,7 +62,7 @@ assert np.isfinite(fit.loss)
 print("RESULTS-OK")
 """
 
-KINDS = {"tier0|": "tier-0 interpreter", "obj|": "tier-1 kernels", "idx|": "tier-1 index",
+KINDS = {"tier0|": "tier-0 interpreter", "obj|": "tier-1 kernels",
          "t1drv|": "tier-1 driver", "t1helpers|": "tier-1 helpers",
          "grad-tier0|": "tier-0 Jacobian/LM library"}
 
@@ -66,6 +73,44 @@ def _run(base: Path, **env: str) -> subprocess.CompletedProcess:
                        timeout=600)
     assert r.returncode == 0 and "RESULTS-OK" in r.stdout, r.stderr[-3000:]
     return r
+
+
+def _tier1_stats(r: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(tier-1 kernels found through the cache, compiled) in a run of the script."""
+    cached, compiled = r.stdout.split("T1 ", 1)[1].split()[:2]
+    return int(cached), int(compiled)
+
+
+def _index_entries(f: Path) -> dict[bytes, bytes]:
+    """The valid entries of a key index file: {key digest: value}."""
+    data = f.read_bytes()
+    magic, buckets, ways, ident, _ = index_store._HEAD.unpack_from(data)
+    assert magic == index_store._MAGIC and ways == index_store.WAYS
+    assert len(data) == index_store.HEADER + buckets * ways * index_store.SLOT
+    out = {}
+    for off in range(index_store.HEADER, len(data), index_store.SLOT):
+        h, v, _, check = index_store._SLOT.unpack_from(data, off)
+        body = data[off:off + index_store.SLOT - 8]
+        if any(body) and check == hashlib.blake2b(body, digest_size=8, key=ident).digest():
+            out[h] = v
+    return out
+
+
+def _rekeyed(data: bytes, ident: bytes) -> bytes:
+    """The same table, every checksum made for identity `ident`."""
+    buckets = index_store._HEAD.unpack_from(data)[1]
+    out = bytearray(data)
+    out[:index_store._HEAD.size] = index_store._head(buckets, ident)
+    for off in _used_slots(data):
+        body = data[off:off + index_store.SLOT - 8]
+        out[off + index_store.SLOT - 8:off + index_store.SLOT] = hashlib.blake2b(
+            body, digest_size=8, key=ident).digest()
+    return bytes(out)
+
+
+def _used_slots(data: bytes) -> list[int]:
+    return [off for off in range(index_store.HEADER, len(data), index_store.SLOT)
+            if any(data[off:off + index_store.SLOT])]
 
 
 def _key_of(data: bytes) -> str:
@@ -92,9 +137,11 @@ def pristine(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, str]]]:
     files = {f.name: (_key_of(f.read_bytes()), "") for f in d.glob("*.o")}
     files = {n: (k, _kind(k)) for n, (k, _) in files.items()}
     kinds = {k for _, k in files.values()}
-    need = {"tier-0 interpreter", "tier-1 kernels", "tier-1 index", "tier-1 driver",
+    need = {"tier-0 interpreter", "tier-1 kernels", "tier-1 driver",
             "tier-0 Jacobian/LM library", "tier-1 Jacobian kernels"}
     assert need <= kinds, kinds
+    assert len(_index_entries(d / disk_usage.INDEX)) == 4      # es and e4
+    assert _tier1_stats(_run(base)) == (4, 0)     # a new process finds them through it
     return base, files
 
 
@@ -105,7 +152,34 @@ def _copy(src: Path, dst: Path) -> Path:
     return d
 
 
+def _damage_index(f: Path, how: str) -> None:
+    data = bytearray(f.read_bytes())
+    slots = _used_slots(bytes(data))
+    if how == "flip-payload":                       # one bit of every entry's value
+        for off in slots:
+            data[off + 20] ^= 0x04
+    elif how == "flip-header":
+        data[index_store._HEAD.size - 3] ^= 0x01
+    elif how == "truncate":
+        data = data[:len(data) // 2]
+    elif how == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    elif how == "foreign":                          # another machine's valid table
+        data = bytearray(_rekeyed(bytes(data), b"another machine!"))
+    elif how == "empty":
+        data = bytearray()
+    elif how == "directory":
+        f.unlink()
+        f.mkdir()
+        return
+    else:
+        raise AssertionError(how)
+    f.write_bytes(bytes(data))
+
+
 def _damage(f: Path, how: str) -> None:
+    if f.name == disk_usage.INDEX:
+        return _damage_index(f, how)
     data = bytearray(f.read_bytes())
     if how == "flip-payload":
         data[len(data) - max(1, (len(data) - cache._HEAD.size) // 3)] ^= 0x10
@@ -117,15 +191,18 @@ def _damage(f: Path, how: str) -> None:
         data = bytearray(os.urandom(len(data)))
     elif how == "foreign":                          # another key's (valid) entry in its place
         data = bytearray(cache.encode("not-this-key", bytes(data[cache._HEAD.size:])))
+    elif how == "empty":
+        data = bytearray()
     f.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("how", ["flip-payload", "flip-header", "truncate", "garbage",
-                                 "foreign"])
+                                 "foreign", "empty"])
 def test_every_kind_of_damaged_cache_file_is_recompiled(pristine, tmp_path, how):
     base, files = pristine
     d = _copy(base, tmp_path / "c")
-    for name in files:
+    want = _index_entries(d / disk_usage.INDEX)
+    for name in [*files, disk_usage.INDEX]:
         _damage(d / name, how)
     damaged = {n: (d / n).read_bytes() for n in files}
     r = _run(tmp_path / "c")
@@ -134,6 +211,51 @@ def test_every_kind_of_damaged_cache_file_is_recompiled(pristine, tmp_path, how)
         now = (d / name).read_bytes()
         payload, why = cache.decode(key, now)
         assert now != damaged[name] and payload is not None, f"{kind} file not rewritten ({why})"
+    assert _tier1_stats(r) == (0, 4)
+    assert _index_entries(d / disk_usage.INDEX) == want     # the index is whole again
+
+
+def _lie(f: Path, checksums: bool = True) -> None:
+    """Every index entry names another tier-1 object, with valid checksums (as if written
+    wrong) or not (damage that happens to name a real object)."""
+    data = bytearray(f.read_bytes())
+    ident = index_store._HEAD.unpack_from(data)[3]
+    slots = _used_slots(bytes(data))
+    values = [bytes(data[o + 16:o + 32]) for o in slots]
+    assert len(set(values)) == 2                     # es in one object, e4 in another
+    for off in slots:
+        v = bytes(data[off + 16:off + 32])
+        other = next(w for w in values if w != v)
+        data[off + 16:off + 32] = other
+        if not checksums:
+            continue
+        body = bytes(data[off:off + index_store.SLOT - 8])
+        data[off + index_store.SLOT - 8:off + index_store.SLOT] = hashlib.blake2b(
+            body, digest_size=8, key=ident).digest()
+    f.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip-payload", "flip-header", "truncate", "garbage",
+                                 "foreign", "empty", "directory", "swap", "lie"])
+def test_damaged_index_alone_is_rebuilt(pristine, tmp_path, how):
+    # the objects are intact: only the index can mislead, and it must not
+    base, _ = pristine
+    d = _copy(base, tmp_path / "c")
+    f = d / disk_usage.INDEX
+    want = _index_entries(f)
+    if how in ("swap", "lie"):
+        _lie(f, checksums=how == "lie")
+    else:
+        _damage_index(f, how)
+    r = _run(tmp_path / "c")
+    if how != "lie":                                  # a lie has valid checksums: not seen
+        assert "cache index" in r.stderr, r.stderr[-2000:]
+    assert _tier1_stats(r) == (0, 4)                   # found through no damaged entry
+    assert f.is_file() and _index_entries(f) == want
+    again = _tier1_stats(_run(tmp_path / "c"))
+    # the next run uses it again (after a lie, the object that failed to load was discarded
+    # too, as a verified object that cannot be loaded is: its kernels are compiled once more)
+    assert again == ((1, 3) if how == "lie" else (4, 0))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file anyway")
@@ -151,9 +273,9 @@ def test_unreadable_cache_file_is_replaced(pristine, tmp_path):
 def test_untrusted_cache_directory_is_never_loaded(pristine, tmp_path, how):
     base, files = pristine
     d = _copy(base, tmp_path / "c")
-    for name in files:
+    for name in [*files, disk_usage.INDEX]:
         _damage(d / name, "garbage")   # loading any of these would show (and rewrite it)
-    before = {n: (d / n).read_bytes() for n in files}
+    before = {n: (d / n).read_bytes() for n in [*files, disk_usage.INDEX]}
     if how == "group-writable":
         os.chmod(d, 0o777)
     else:
@@ -163,7 +285,17 @@ def test_untrusted_cache_directory_is_never_loaded(pristine, tmp_path, how):
     r = _run(tmp_path / "c")
     assert "not using the object cache" in r.stderr
     assert "discarded" not in r.stderr
-    assert {n: (d / n).read_bytes() for n in files} == before   # never read, never written
+    assert {n: (d / n).read_bytes() for n in before} == before   # never read, never written
+
+
+def test_untrusted_index_file_is_never_read(pristine, tmp_path):
+    base, _ = pristine
+    d = _copy(base, tmp_path / "c")
+    os.chmod(d / disk_usage.INDEX, 0o664)     # group-writable: its entries could be anyone's
+    r = _run(tmp_path / "c")
+    assert "discarded the cache index" in r.stderr and "writable by group" in r.stderr
+    assert _tier1_stats(r) == (0, 4)          # nothing found through it
+    assert (d / disk_usage.INDEX).stat().st_mode & 0o077 == 0    # made anew, ours
 
 
 def test_disk_cap_holds_by_blocks_on_every_write(tmp_path):
