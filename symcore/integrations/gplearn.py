@@ -19,6 +19,7 @@ so gplearn's NaN/inf/0 conventions hold bit for bit.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 from typing import Any, Iterator
 
@@ -119,6 +120,18 @@ def _hooked(owner: Any) -> Iterator[None]:
                 _gg.Parallel = _ORIG_PARALLEL
 
 
+def _random_state(seed: Any, reused: np.random.RandomState) -> np.random.RandomState:
+    """gplearn's `check_random_state(seed)`: for an integer seed the same state as a new
+    `RandomState(seed)` (MT19937's legacy seeding, no cached Gaussian), in `reused` re-seeded —
+    a new RandomState first seeds its MT19937 from OS entropy through a SeedSequence, ~150 us,
+    once per program of every generation.  Safe because a program keeps no reference to the
+    state it was built with (it saves a copy, `get_state()`, for its sample indices)."""
+    if isinstance(seed, (numbers.Integral, np.integer)):
+        reused.seed(seed)
+        return reused
+    return check_random_state(seed)
+
+
 def _build(n_programs: int, parents: Any, X: np.ndarray, y: np.ndarray, sample_weight: Any,
            seeds: Any, params: dict, last_task: bool) -> list[tuple[_Program, Any]]:
     """gplearn's `_parallel_evolve` up to (not including) the fitness: the same programs from
@@ -129,8 +142,9 @@ def _build(n_programs: int, parents: Any, X: np.ndarray, y: np.ndarray, sample_w
     method_probs = params["method_probs"]
     max_samples = int(params["max_samples"] * n_samples)
     out: list[tuple[_Program, Any]] = []
+    reused = np.random.RandomState(0)
     for i in range(n_programs):
-        random_state = check_random_state(seeds[i])
+        random_state = _random_state(seeds[i], reused)
         if parents is None:
             program = genome = None
         else:

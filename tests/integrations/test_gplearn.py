@@ -4,6 +4,8 @@ a custom function, a custom fitness, the transformer, n_jobs > 1."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 gg = pytest.importorskip("gplearn.genetic")
 from gplearn.fitness import make_fitness  # noqa: E402
@@ -105,3 +107,19 @@ def test_plain_gplearn_untouched_and_global_rng_kept():
     sg.SymbolicRegressor(**BASE, random_state=0).fit(X, Y)
     assert np.random.random() == after_ref
     assert gg.Parallel is sg._ORIG_PARALLEL     # the hook is gone after fit
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 5))
+def test_reseeded_state_is_a_new_random_state(first, seed, gauss):
+    # the drop-in re-seeds one RandomState per generation instead of making one per program:
+    # the stream must be a new RandomState(seed)'s, whatever the reused one drew before
+    # (including a cached Gaussian)
+    reused = np.random.RandomState(first)
+    reused.standard_normal(gauss)
+    got = sg._random_state(np.int64(seed), reused)
+    want = np.random.RandomState(seed)
+    for a, b in zip(got.get_state(), want.get_state()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got.standard_normal(3), want.standard_normal(3))
+    np.testing.assert_array_equal(got.randint(0, 1000, 5), want.randint(0, 1000, 5))
+    assert sg._random_state(want, reused) is want
