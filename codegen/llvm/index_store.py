@@ -29,6 +29,7 @@ import struct
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 from symcore.codegen.llvm.disk_usage import INDEX, Ledger, remove
@@ -95,8 +96,10 @@ class IndexFile:
         self._pid = 0
         self._buckets = 0
         self._ident = b""
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _STORES.add(self)
+
+    def __del__(self) -> None:
+        self._close()
 
     def _after_fork(self) -> None:
         # the parent's descriptor shares its flock with the parent: the child opens its own
@@ -358,6 +361,18 @@ class IndexFile:
         self._buckets, self._ident = (size - HEADER) // _BUCKET, ident
         self._fd, self._path, self._node, self._pid = fd, p, (st.st_dev, st.st_ino), os.getpid()
         return "ok"
+
+
+_STORES: "weakref.WeakSet[IndexFile]" = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _allocate(fd: int, size: int) -> None:
