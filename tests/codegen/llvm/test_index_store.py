@@ -10,10 +10,8 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from symcore.codegen.llvm import cache, disk_usage, index_store
@@ -33,7 +31,6 @@ def _store() -> index_store.IndexFile:
 
 _COMPILE = r"""
 import sys
-import numpy as np
 import symcore
 from symcore import call, const, var
 tag = int(sys.argv[1])
