@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import numbers
 import os
 import threading
 import weakref
@@ -85,11 +86,11 @@ def optimise(mod: Any, level: int, tm: Any = None) -> None:
     manager it builds is freed after the run (see `_free_pass_manager`): what stays behind per
     call is the ~1.6 KB llvmlite leaks with each pass builder.  CompileError: `level` is not one
     of `OPT_LEVELS`."""
-    if level not in OPT_LEVELS:
+    if not isinstance(level, numbers.Integral) or level not in OPT_LEVELS:
         raise CompileError(f"IR optimisation level must be one of {OPT_LEVELS}, got {level!r}")
     if level == 0:
         return
-    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto = llvm.create_pipeline_tuning_options(speed_level=int(level))
     pb = llvm.create_pass_builder(tm or target_machine(), pto)
     pm = pb.getModulePassManager()
     try:

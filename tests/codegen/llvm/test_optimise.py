@@ -90,7 +90,7 @@ def test_same_object_code_as_the_default_pipeline(caller):
 
 def test_bad_level_is_a_typed_error():
     with jit.parsed("define i32 @f(i32 %x) {\n  ret i32 %x\n}\n") as mod:
-        for bad in (-1, 4, 2.5):
+        for bad in (-1, 4, 2.5, 2.0, "2"):
             with pytest.raises(CompileError, match="optimisation level"):
                 jit.optimise(mod, bad)
 
