@@ -31,6 +31,7 @@ def _store() -> index_store.IndexFile:
 
 _COMPILE = r"""
 import sys
+import numpy as np
 import symcore
 from symcore import call, const, var
 tag = int(sys.argv[1])
