@@ -1,6 +1,7 @@
-"""Long fuzz runs with atheris (coverage-guided) over the readers, the kernels and the object
-cache; the quick Hypothesis versions live in tests/fuzz/.  Needs the `bench` extra (atheris).
-Run: python bench/fuzz_atheris.py {readers,kernels,cache} [-max_total_time=120 ...]
+"""Long fuzz runs with atheris (coverage-guided) over the readers, the kernels, the object
+cache and its key index; the quick Hypothesis versions live in tests/fuzz/.  Needs the `bench`
+extra (atheris).
+Run: python bench/fuzz_atheris.py {readers,kernels,cache,index} [-max_total_time=120 ...]
 A crash (an untyped exception, a kernel != reference, a damaged cache payload) stops the run
 and atheris writes the input to crash-*."""
 
@@ -96,7 +97,35 @@ def _cache():
     return one
 
 
-TARGETS = {"readers": _readers, "kernels": _kernels, "cache": _cache}
+def _index():
+    os.environ["SYMCORE_CACHE"] = tempfile.mkdtemp(prefix="fuzzindex-")
+    os.environ["SYMCORE_CACHE_MAX_MB"] = "1"          # a 64 KB key index
+    from symcore.codegen.llvm import cache
+    from symcore.codegen.llvm.disk_usage import INDEX
+    c = cache.ObjectCache()
+    want = {f"fuzz|{i}": bytes([i]) * 16 for i in range(8)}
+    pairs = list(want.items())
+
+    def one(data: bytes) -> None:
+        c.index_put(pairs)
+        p = cache.cache_dir() / INDEX
+        raw = bytearray(p.read_bytes())
+        if data and data[0] % 2 and len(data) > 3:   # flip bytes at the positions data names
+            for i in range(1, len(data) - 1, 2):
+                raw[(data[i] << 8 | data[i + 1]) % len(raw)] ^= data[i] | 1
+        else:                                       # replace the file by the data
+            raw = bytearray(data[1:])
+        p.write_bytes(bytes(raw))
+        got = c.index_get(list(want))
+        if any(want[k] != v for k, v in got.items()):
+            raise AssertionError("the key index returned another entry's value")
+        c.index_put(pairs)
+        if c.index_get(list(want)) != want:
+            raise AssertionError("entries put again were not found")
+    return one
+
+
+TARGETS = {"readers": _readers, "kernels": _kernels, "cache": _cache, "index": _index}
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
 """Fuzz harness in the suite (issue 12): readers (random text and bytes, every dialect),
 kernels (random exact-op expressions x data with edge values: tier 0 and tier 1 equal the
 reference bit for bit), `fit` inputs (bad shapes, dtypes, NaN: typed errors) and the object
-cache (random bytes in its entries: never a crash, never a wrong payload).  Long runs:
+cache (random bytes in its entries and its key index: never a crash, never a wrong payload).  Long runs:
 bench/fuzz_atheris.py."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 
 import numpy as np
@@ -22,6 +24,8 @@ from symcore.ir import call, const, var
 from symcore.codegen.eval.kernels import compile as kcompile
 from symcore.codegen.fit.api import fit
 from symcore.codegen.llvm import cache as _cache
+from symcore.codegen.llvm.disk_usage import INDEX
+from symcore.codegen.llvm.index_store import SLOT
 
 # ops whose kernels are bit-identical to the reference (symcore/evaluate.py's table); pow and
 # powi take small integer exponents, which makes them exact too
@@ -129,3 +133,57 @@ def test_cache_entries_with_random_bytes(fresh_cache, payload, how, pos, junk) -
     got = c.get(key)
     assert got is None or got == payload    # never a damaged payload
     assert _cache.get_or_compile(key, lambda: payload) == payload
+
+
+@pytest.fixture(scope="module")
+def index_cache(tmp_path_factory: pytest.TempPathFactory):
+    """An object cache whose cap makes a small key index (64 KB: 1/16 of 1 MB)."""
+    d = tmp_path_factory.mktemp("fuzzindex")
+    old = {k: os.environ.get(k) for k in ("SYMCORE_CACHE", "SYMCORE_CACHE_MAX_MB")}
+    os.environ["SYMCORE_CACHE"] = str(d)
+    os.environ["SYMCORE_CACHE_MAX_MB"] = "1"
+    try:
+        yield _cache.ObjectCache(), itertools.count()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=6),
+       st.integers(0, 3), st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=8),
+       st.binary(max_size=200))
+def test_key_index_with_random_bytes(index_cache, values, how, positions, junk) -> None:
+    # the key index file damaged anywhere: a lookup finds an entry's own value or nothing,
+    # and the entries put again are found again
+    c, n = index_cache
+    tag = next(n)
+    pairs = [(f"fuzz|{tag}|{i}", v) for i, v in enumerate(values)]
+    c.index_put(pairs)
+    d = _cache.cache_dir()
+    assume(d is not None)
+    f = d / INDEX
+    assume(f.is_file())
+    raw = bytearray(f.read_bytes())
+    if how == 0:                  # flip bytes: anywhere, or in the slots just written
+        for p in positions:
+            key = pairs[p % len(pairs)][0]
+            slot = raw.find(hashlib.blake2b(key.encode(), digest_size=16).digest())
+            at = slot + (p // 7) % SLOT if p % 2 and slot >= 0 else p % len(raw)
+            raw[at] ^= 0xFF
+    elif how == 1:                # truncate
+        raw = raw[:positions[0] % (len(raw) + 1)]
+    elif how == 2:                # garbage in place of the whole file
+        raw = bytearray(junk)
+    else:                         # garbage over part of it
+        at = positions[0] % len(raw)
+        raw[at:at + len(junk)] = junk
+    f.write_bytes(bytes(raw))
+    want = dict(pairs)
+    got = c.index_get(list(want))
+    assert all(want[k] == v for k, v in got.items())      # never another value
+    c.index_put(pairs)
+    assert c.index_get(list(want)) == want
