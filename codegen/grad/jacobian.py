@@ -7,7 +7,8 @@ from __future__ import annotations
 from symcore.codegen.grad.data import Data, prepare_data
 from symcore.codegen.grad.reference import jacobian_reference
 from symcore.codegen.grad.templates import active_nodes, deriv_template
-from symcore.codegen.grad.tier0 import T0_UNROLL, T0_UNROLLED_PARAMS, Tier0Grad, emit_tier0
+from symcore.codegen.grad.tier0 import Tier0Grad
+from symcore.codegen.grad.tier0_emit import T0_UNROLL, T0_UNROLLED_PARAMS, emit_tier0
 from symcore.codegen.grad.tier1 import (NORMAL_MODES, GradKernels, compile_loss_kernels,
                                         emit_jacobian, emit_normal, jacobian)
 
