@@ -121,6 +121,9 @@ def needs_saturation(form: Expr, canon: object) -> bool:
             continue
         if op not in BUILTIN:
             return True
+        # x / 0.0 is x * inf (exactly, signs and NaN included): a non-finite constant too
+        if op == "div" and n.args[1].op == "const" and n.args[1].value == 0.0:
+            return True
         for a in n.args:
             if (op, a.op) in _PAIRS:
                 return True

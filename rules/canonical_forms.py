@@ -236,7 +236,7 @@ class NormalForms(FastShapes):
                 k0, ts = known
                 c0 += _mul_coef(s, k0)
                 for fs, c in ts:
-                    terms[fs] = terms.get(fs, 0.0) + _mul_coef(s, c)
+                    terms[fs] = terms.get(fs, -0.0) + _mul_coef(s, c)
             elif op == "add":
                 stack.append((n.args[0], s))
                 stack.append((n.args[1], s))
@@ -255,7 +255,7 @@ class NormalForms(FastShapes):
                         factors[0][0].op in ("add", "sub"):
                     stack.append((factors[0][0], _mul_coef(s, coef)))   # c*(a + b) = c*a + c*b
                 elif factors:
-                    terms[factors] = terms.get(factors, 0.0) + _mul_coef(s, coef)
+                    terms[factors] = terms.get(factors, -0.0) + _mul_coef(s, coef)
                 else:
                     c0 += _mul_coef(s, coef)
         if not math.isfinite(c0) or not all(map(math.isfinite, terms.values())):

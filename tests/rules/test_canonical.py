@@ -82,10 +82,21 @@ def test_equivalent_keeps_values_and_merges_nothing_different(e):
 @given(exprs(n_vars=3, max_leaves=12), st.sampled_from(["exact", "equivalent"]))
 @example(call("sub", var(1), call("neg", var(0))), "exact")
 @example(call("mul", call("neg", var(2)), call("sin", call("sub", var(1), var(0)))), "equivalent")
+@example(call("div", call("neg", const(0.0)), var(0)), "equivalent")   # a -0.0 coefficient
 def test_idempotent(e, mode):
     c = canonical(e, mode)
     clear_cache()   # recomputed, not read back from the per-node cache
     assert canonical(c, mode) is c, f"{e} -> {c} -> {canonical(c, mode)}"
+
+
+def test_a_negative_zero_term_keeps_its_sign():
+    # -(0/x0) is -0.0 where x0 > 0, and 1/-0.0 = -inf: atan of the two is -pi/2 vs pi/2, so a
+    # single term's -0.0 coefficient must survive the sum it is gathered into
+    neg_zero = symcore.read("atan(inv(neg(0.0 / x0)))", dialect="symcore")
+    zero = symcore.read("atan(inv(0.0 / x0))", dialect="symcore")
+    assert canonical(neg_zero) is not canonical(zero)
+    for e in (neg_zero, zero):
+        assert not numerically_different(e, canonical(e), X3), e
 
 
 @given(exprs(n_vars=3, max_leaves=12), st.lists(st.booleans(), min_size=1, max_size=8),
@@ -358,6 +369,7 @@ def test_simplify_equals_saturation_on_harvested_populations(name, dialect):
 @example(symcore.read("powi(3.858878624916397e-224 * (x0 + 9.346775184041062e-254), 1.0)",
                       dialect="symcore"))
 @example(symcore.read("powi(x0 * 9.346775184041062e-254, -1.0)", dialect="symcore"))
+@example(symcore.read("(x0 + x0) / 0.0", dialect="symcore"))           # x / 0 = x * inf
 def test_simplify_equals_saturation(e):
     from symcore.rules.api import simplify
     assert simplify(e) is _saturated(e), str(e)
