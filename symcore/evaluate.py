@@ -9,7 +9,9 @@ op                         value                                                
 =========================  ======================================================  ===========
 add sub mul div neg abs    the IEEE operation (square = x*x, cube = (x*x)*x,        bit-identical
 square cube inv sqrt aq    inv = 1/x, aq = a/sqrt(1+b*b))
-sign max min fmax fmin     NumPy's (np.sign, np.maximum/minimum, np.fmax/fmin)      bit-identical
+sign max min fmax fmin     NumPy's (np.sign, np.maximum/minimum, np.fmax/fmin);     bit-identical
+                           a tie (+0 vs -0) gives the second operand (NumPy's
+                           own fmax/fmin give either, by array length)
 pdiv plog pinv             gplearn's: |x| > 0.001 (ordered: NaN takes the fallback)  bit-identical
 sqrt_abs                   sqrt(|x|)                                               bit-identical
 powi(x, k), |k| <= 16      binary powering: acc*=base on each set bit of |k|,      bit-identical

@@ -83,6 +83,9 @@ NP_SRC: dict[str, str] = {
     "log_abs": "np.log(np.abs({0}))",
     "dlog": f"np.log(np.abs({{0}}) + {DYSYMNET_LOG_EPS!r})",
     "pow_abs": POW_SOURCE + "(np.abs({0}), {1})",
+    # ties (+0 vs -0) give b, as the reference (ops._fmax) and the kernels do
+    "fmax": "(lambda a, b: np.where((a > b) | (b != b), a, b))({0}, {1})",
+    "fmin": "(lambda a, b: np.where((a < b) | (b != b), a, b))({0}, {1})",
 }
 
 # Estimated cycles per evaluation, calibrated by bench/bench_cycles.py on an x86-64 core (cycles

@@ -253,14 +253,26 @@ _register(
                          _n("mul", _k(0.5), _n("add", _k(1), _n("sign", _n("sub", a, b)))))),
 )
 
+def _fmax(a: Any, b: Any) -> Any:
+    # np.fmax, with a tie (+0 vs -0) giving b as np.maximum does: NumPy's own fmax gives a in
+    # its scalar loop and b in its SIMD one, so which zero came out depended on the array's
+    # length and the position in it (glibc's fmax and x86 maxsd give b)
+    return np.where((a > b) | (b != b), a, b)[()]
+
+
+def _fmin(a: Any, b: Any) -> Any:
+    return np.where((a < b) | (b != b), a, b)[()]
+
+
 # Operon's fmax/fmin ignore a NaN operand (C99 fmax, np.fmax); gplearn/PySR max is np.maximum.
-# Derivatives are those of max/min where both operands are numbers.
+# Ties (+0 vs -0) give the second operand, as max/min do.  Derivatives are those of max/min
+# where both operands are numbers.
 _register(
-    _op("fmax", 2, np.fmax, "fmax({0}, {1})", r"\max\left({0}, {1}\right)",
-        lambda a, b: _sp().Max(a, b), OPS["max"].deriv,
+    _op("fmax", 2, _fmax, "(({1}) != ({1}) || ({0}) > ({1}) ? ({0}) : ({1}))",
+        r"\max\left({0}, {1}\right)", lambda a, b: _sp().Max(a, b), OPS["max"].deriv,
         domain="max ignoring a NaN operand (Operon, C fmax)"),
-    _op("fmin", 2, np.fmin, "fmin({0}, {1})", r"\min\left({0}, {1}\right)",
-        lambda a, b: _sp().Min(a, b), OPS["min"].deriv,
+    _op("fmin", 2, _fmin, "(({1}) != ({1}) || ({0}) < ({1}) ? ({0}) : ({1}))",
+        r"\min\left({0}, {1}\right)", lambda a, b: _sp().Min(a, b), OPS["min"].deriv,
         domain="min ignoring a NaN operand (Operon, C fmin)"),
     # inverse hyperbolics (eggp emits them by default)
     _unary("asinh", np.arcsinh, "asinh", r"\operatorname{{asinh}}{{\left({0}\right)}}", "asinh",

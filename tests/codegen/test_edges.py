@@ -122,3 +122,19 @@ def test_the_issue_cases(tier: int) -> None:
             assert ref.tobytes() == got.tobytes(), (str(e), ref, got)
     z = evaluate(cases[0][0], np.array(cases[0][1]).reshape(-1, 1))
     assert (z == 0).all()
+
+
+@pytest.mark.parametrize("name", ["max", "min", "fmax", "fmin"])
+def test_signed_zero_ties_give_the_second_operand_at_every_length(name):
+    # NumPy's fmax/fmin return a on a tie in their scalar loop and b in their SIMD one: the
+    # reference must not depend on the array's length, and the kernels must agree at each
+    for n in range(1, 20):
+        X = np.empty((n, 2))
+        X[:, 0] = np.where(np.arange(n) % 2, 0.0, -0.0)
+        X[:, 1] = -X[:, 0]
+        e = call(name, var(0), var(1))
+        ref = evaluate(e, X)
+        np.testing.assert_array_equal(np.signbit(ref), np.signbit(X[:, 1]))
+        for tier in (0, 1):
+            got = kcompile([e], tier=tier).predict(X)[0]
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from strategies import examples, exprs
 from symcore.errors import SymcoreError
@@ -62,6 +62,7 @@ values = st.one_of(st.sampled_from(EDGES),
 @given(_small_int_powers(exprs(n_vars=2, unary=EXACT_UNARY, binary=EXACT_BINARY, max_leaves=8,
                                powi=True)),
        st.lists(st.tuples(values, values), min_size=1, max_size=24))
+@example(call("fmax", var(0), const(0.0)), [(-0.0, 0.0)])   # a signed-zero tie, one row
 def test_kernels_equal_the_reference_bitwise(e, rows) -> None:
     X = np.array(rows, dtype=np.float64)
     ref = evaluate(e, X)
