@@ -38,7 +38,7 @@ def to_sympy(expr: Expr, names: Any = None) -> Any:
     """The SymPy expression of `expr`: variables are Symbols x0.. (or their display names, or
     `names`), parameters p0.., constants Floats (±oo / nan for non-finite ones); a literal
     subterm SymPy evaluates to a non-real number or to AccumBounds becomes nan (its IEEE
-    real-domain value)."""
+    real-domain value), one beyond float64's range ±oo (IEEE overflow)."""
     try:
         return _to_sympy(expr, names)
     except RecursionError:
@@ -80,7 +80,15 @@ def _to_sympy(expr: Expr, names: Any) -> Any:
             # arithmetic, it is NaN: keep that, or an enclosing protected op (plog(iπ/2) =
             # log(π/2)) turns it into a wrong real number
             memo[n] = sp.nan
+        elif (v.is_Float or v.is_Rational) and abs(v) > _FLOAT_MAX:
+            # a literal beyond float64's range is what IEEE makes of it, ±inf: SymPy keeps
+            # cosh(-874241.66) exact (about 10^379670), and sinh of that runs mpmath for hours
+            memo[n] = sp.oo if v > 0 else -sp.oo
     return memo[expr]
+
+
+#: the largest float64
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 _FUNC_MAP: tuple[int, dict[Any, str]] | None = None  # (ops generation, map)

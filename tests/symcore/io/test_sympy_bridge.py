@@ -199,3 +199,15 @@ def test_literal_subterms_sympy_makes_complex_stay_nan():
     except symcore.SymcoreError:
         return                                  # refusing is sound too
     assert close_where_finite(evaluate(e, ROWS), lambdified(e, ROWS))
+
+
+def test_literals_beyond_float64_are_ieee_infinities():
+    # SymPy keeps cosh(-874241.66) exact (~10^379670) and mpmath then runs sinh of it for
+    # hours; IEEE (and symcore) make it inf, so the bridge does too, and finishes at once
+    # (checked first: without the mapping it fails here rather than hanging below)
+    assert to_sympy(call("neg", call("exp", const(800.0)))) == -sympy.oo
+    e = call("atan", call("sinh", call("cosh", const(-874241.6605389551))))
+    assert to_sympy(e) == sympy.pi / 2
+    assert float(evaluate(e, ROWS)[0]) == math.pi / 2
+    big = call("mul", call("exp", const(709.0)), x0)      # within range: kept as it is
+    assert to_sympy(big).has(sympy.Float(math.exp(709.0)))
