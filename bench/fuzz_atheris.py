@@ -71,6 +71,20 @@ def _kernels():
     return one
 
 
+def _damage(p: "os.PathLike[str]", data: bytes) -> None:
+    """Damage file p as the fuzz input says: flip bytes at the positions it names (odd first
+    byte), or replace the file by the rest of it."""
+    with open(p, "rb") as f:
+        raw = bytearray(f.read())
+    if data and data[0] % 2 and len(data) > 3 and raw:
+        for i in range(1, len(data) - 1, 2):
+            raw[(data[i] << 8 | data[i + 1]) % len(raw)] ^= data[i] | 1
+    else:
+        raw = bytearray(data[1:])
+    with open(p, "wb") as f:
+        f.write(raw)
+
+
 def _cache():
     os.environ["SYMCORE_CACHE"] = tempfile.mkdtemp(prefix="fuzzcache-")
     from symcore.codegen.llvm import cache
@@ -81,13 +95,7 @@ def _cache():
     def one(data: bytes) -> None:
         c.put(key, payload)
         p = cache.cache_dir() / c._name(key)
-        raw = bytearray(p.read_bytes())
-        if data and data[0] % 2 and len(data) > 3:   # flip bytes at the positions data names
-            for i in range(1, len(data) - 1, 2):
-                raw[(data[i] << 8 | data[i + 1]) % len(raw)] ^= data[i] | 1
-        else:                                       # replace the file by the data
-            raw = bytearray(data[1:])
-        p.write_bytes(bytes(raw))
+        _damage(p, data)
         c.clear_memory()
         got = c.get(key)
         if got is not None and got != payload:
@@ -109,13 +117,7 @@ def _index():
     def one(data: bytes) -> None:
         c.index_put(pairs)
         p = cache.cache_dir() / INDEX
-        raw = bytearray(p.read_bytes())
-        if data and data[0] % 2 and len(data) > 3:   # flip bytes at the positions data names
-            for i in range(1, len(data) - 1, 2):
-                raw[(data[i] << 8 | data[i + 1]) % len(raw)] ^= data[i] | 1
-        else:                                       # replace the file by the data
-            raw = bytearray(data[1:])
-        p.write_bytes(bytes(raw))
+        _damage(p, data)
         got = c.index_get(list(want))
         if any(want[k] != v for k, v in got.items()):
             raise AssertionError("the key index returned another entry's value")
