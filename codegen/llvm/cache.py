@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 from symcore.codegen.llvm import host
-from symcore.codegen.llvm.disk_usage import Ledger, prune, remove, used
+from symcore.codegen.llvm.disk_usage import Ledger, blocks, prune, remove, used
 from symcore.codegen.llvm.index_store import IndexFile
 
 __all__ = ["get_or_compile", "object_cache", "ObjectCache", "cache_dir", "disk_limit",
@@ -246,7 +246,7 @@ class ObjectCache:
 
     def _discard_file(self, p: str, why: str) -> None:
         _report("damaged", f"symcore: discarded damaged cache file {p} ({why}); recompiling")
-        _delete(p)
+        remove(p)
 
     def _write(self, key: str, payload: bytes) -> None:
         d = self._dir(create=True)
@@ -266,10 +266,10 @@ class ObjectCache:
                 # than the whole cap is not kept); stat, rename and the ledger update happen
                 # under the ledger's lock, so concurrent writers keep the total exact
                 with Ledger(d) as led:
-                    old = _blocks(p, missing=None)
+                    old = blocks(p, missing=None)
                     if new <= limit:
                         led.make_room(limit, new - (old or 0))
-                        old = _blocks(p, missing=None)       # pruned, maybe
+                        old = blocks(p, missing=None)       # pruned, maybe
                     if led.total + led.pending + new - (old or 0) <= limit:
                         os.replace(tmp, p)   # atomic: others see the old entry or this one
                         led.added(old, new, p, st.st_mtime_ns)
@@ -343,7 +343,7 @@ class ObjectCache:
                 self._bytes -= len(old) + _ENTRY_OVERHEAD
         d = self._dir(create=False)
         if d is not None:
-            _delete(self._file(d, key))
+            remove(self._file(d, key))
 
     def _remember(self, key: str, obj: bytes) -> None:
         with self._lock:
@@ -366,19 +366,6 @@ class ObjectCache:
         with self._lock:
             self._mem.clear()
             self._bytes = 0
-
-
-def _blocks(p: str, missing: int | None = 0) -> int | None:
-    """Bytes of blocks file `p` uses (`missing` when there is none)."""
-    try:
-        return os.stat(p, follow_symlinks=False).st_blocks * 512
-    except FileNotFoundError:
-        return missing
-
-
-def _delete(p: str) -> None:
-    """Delete cache file `p`, taking it off its directory's ledger."""
-    remove(p)
 
 
 def _used(d: Path | str) -> int:

@@ -44,7 +44,8 @@ try:
 except ImportError:  # pragma: no cover - no flock (Windows): the process-wide lock only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["INDEX", "LEDGER", "RESCAN_WRITES", "Ledger", "prune", "remove", "scan", "used"]
+__all__ = ["INDEX", "LEDGER", "RESCAN_WRITES", "Ledger", "blocks", "prune", "remove", "scan",
+           "used"]
 
 #: the ledger's file name (not a cache entry: neither `.o` nor `.tmp`, never pruned)
 LEDGER = "usage.ledger"
@@ -178,14 +179,21 @@ def _unlink(path: str) -> bool:
     return True
 
 
+def blocks(p: str | os.PathLike, missing: int | None = 0) -> int | None:
+    """Bytes of blocks file `p` uses (`missing` when there is none)."""
+    try:
+        return os.stat(p, follow_symlinks=False).st_blocks * 512
+    except FileNotFoundError:
+        return missing
+
+
 def remove(p: str | os.PathLike) -> None:
     """Delete cache file `p` (an entry, the key index), taking it off its directory's ledger."""
     p = os.fspath(p)
     try:
         with Ledger(os.path.dirname(p)) as led:
-            try:
-                b = os.stat(p, follow_symlinks=False).st_blocks * 512
-            except FileNotFoundError:
+            b = blocks(p, missing=None)
+            if b is None:
                 return
             os.unlink(p)
             led.removed(b)
